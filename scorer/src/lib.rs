@@ -1,1 +1,135 @@
-//! placeholder
+//! fitsched's scorer: keeps the latest window of every node, turns it into a fitness in
+//! [0, 1] and answers scoring requests.
+//!
+//! Data flows `ingest` → `store` → `fitness` (batched `model` runs, cached) → `service`
+//! (`strategy` arithmetic over cached fitness and `placements`). `http` serves
+//! `/health` and `/metrics`.
+
+pub mod config;
+pub mod features;
+pub mod fitness;
+pub mod http;
+pub mod ingest;
+pub mod model;
+pub mod placements;
+pub mod service;
+pub mod store;
+pub mod strategy;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use fitsched_proto::ingest_server::IngestServer;
+use fitsched_proto::scorer_server::ScorerServer;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::Args;
+
+use crate::fitness::{FitnessQueue, ModelSlot};
+use crate::model::Heuristic;
+use crate::placements::Placements;
+use crate::service::{FilterRules, ScorerService};
+use crate::store::NodeStore;
+
+/// Histogram buckets (seconds) for inference and request durations: 10 µs to 1 s.
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Binds the configured addresses and serves until SIGINT or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    args.validate()?;
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets(DURATION_BUCKETS)
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    let grpc =
+        TcpListener::bind(args.grpc_listen).await.with_context(|| format!("binding gRPC {}", args.grpc_listen))?;
+    let http =
+        TcpListener::bind(args.http_listen).await.with_context(|| format!("binding HTTP {}", args.http_listen))?;
+    serve(args, grpc, http, Some(prometheus), shutdown_signal()).await
+}
+
+/// Serves gRPC and HTTP on the given listeners until `shutdown` completes.
+pub async fn serve(
+    args: Args,
+    grpc: TcpListener,
+    http: TcpListener,
+    prometheus: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Arc::new(NodeStore::new(args.stale_after()));
+    let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl));
+    let model = ModelSlot::new(Arc::new(Heuristic::new()));
+    let described = model.get().describe();
+    tracing::info!(kind = described.kind, version = %described.version, "{}", described.summary);
+    let queue = FitnessQueue::spawn(store.clone(), model.clone(), args.batch_window);
+    let filter =
+        FilterRules { min_fitness: args.filter_min_fitness, max_psi_memory_full: args.filter_max_psi_memory_full };
+    let scorer = ScorerService::new(store.clone(), placements, model.clone(), args.default_strategy, filter);
+    let ingest = ingest::IngestService::new(store.clone(), queue);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<ScorerServer<ScorerService>>().await;
+    health_reporter.set_serving::<IngestServer<ingest::IngestService>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fitsched_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection().build_v1().context("reflection v1")?)
+        .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
+        .add_service(ScorerServer::new(scorer))
+        .add_service(IngestServer::new(ingest))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+    let http_server = axum::serve(http, http::router(http::HttpState { store, model, prometheus }))
+        .with_graceful_shutdown(stopped(stop_rx));
+    let (g, h) = tokio::join!(grpc_server, http_server);
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    tracing::info!("scorer stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM (what Kubernetes sends on pod deletion).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received");
+}

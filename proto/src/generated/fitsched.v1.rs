@@ -257,6 +257,9 @@ pub enum ScoreBasis {
     Stale = 2,
     /// The scorer never heard of the node: neutral score.
     UnknownNode = 3,
+    /// A window is stored but its fitness is not computed yet, or the model failed on it:
+    /// neutral score.
+    NoFitness = 4,
 }
 impl ScoreBasis {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -269,6 +272,7 @@ impl ScoreBasis {
             Self::Fitness => "SCORE_BASIS_FITNESS",
             Self::Stale => "SCORE_BASIS_STALE",
             Self::UnknownNode => "SCORE_BASIS_UNKNOWN_NODE",
+            Self::NoFitness => "SCORE_BASIS_NO_FITNESS",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -278,6 +282,7 @@ impl ScoreBasis {
             "SCORE_BASIS_FITNESS" => Some(Self::Fitness),
             "SCORE_BASIS_STALE" => Some(Self::Stale),
             "SCORE_BASIS_UNKNOWN_NODE" => Some(Self::UnknownNode),
+            "SCORE_BASIS_NO_FITNESS" => Some(Self::NoFitness),
             _ => None,
         }
     }

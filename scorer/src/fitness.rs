@@ -1,0 +1,122 @@
+//! Fitness is computed when windows arrive, in batches, and cached in the store, so a
+//! scoring request never runs the model.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::model::{self, Model};
+use crate::store::NodeStore;
+
+/// Most windows one batch takes; a larger burst is split.
+const MAX_BATCH: usize = 4096;
+
+/// The model currently in use; swapped whole so a reader never sees half a model.
+#[derive(Clone)]
+pub struct ModelSlot(Arc<RwLock<Arc<dyn Model>>>);
+
+impl ModelSlot {
+    pub fn new(model: Arc<dyn Model>) -> Self {
+        Self(Arc::new(RwLock::new(model)))
+    }
+
+    pub fn get(&self) -> Arc<dyn Model> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Hands nodes whose window changed to the batching worker.
+#[derive(Clone)]
+pub struct FitnessQueue(mpsc::Sender<String>);
+
+impl FitnessQueue {
+    /// Starts the worker; it ends when every queue handle is dropped.
+    pub fn spawn(store: Arc<NodeStore>, model: ModelSlot, batch_window: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH);
+        tokio::spawn(worker(rx, store, model, batch_window));
+        Self(tx)
+    }
+
+    /// Queues `node` for (re)computation. Waits when the worker is behind, which slows
+    /// ingest rather than losing the update.
+    pub async fn push(&self, node: String) {
+        // Only fails when the worker is gone, i.e. during shutdown.
+        let _ = self.0.send(node).await;
+    }
+}
+
+async fn worker(mut rx: mpsc::Receiver<String>, store: Arc<NodeStore>, model: ModelSlot, batch_window: Duration) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = BTreeSet::from([first]);
+        let deadline = tokio::time::sleep(batch_window);
+        tokio::pin!(deadline);
+        while batch.len() < MAX_BATCH {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(node) => { batch.insert(node); }
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        compute(&store, model.get().as_ref(), batch);
+    }
+}
+
+/// Runs the model on the latest windows of `nodes` and caches the results.
+pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<Item = String>) {
+    let mut keys = Vec::new();
+    let mut rows = Vec::new();
+    for node in nodes {
+        let Some(window) = store.window(&node) else { continue };
+        let (row, fallbacks) = model::row_for(model, &window);
+        keys.push((node, window.agent_id, window.sequence, fallbacks));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let result = model.predict(&rows);
+    metrics::histogram!("inference_prediction_duration_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(fitness) => {
+            metrics::counter!("inference_predictions_total").increment(fitness.len() as u64);
+            for ((node, agent, seq, fallbacks), f) in keys.into_iter().zip(fitness) {
+                store.set_fitness(&node, &agent, seq, f, fallbacks);
+            }
+        }
+        Err(e) => {
+            metrics::counter!("fitsched_scorer_model_errors_total").increment(1);
+            tracing::warn!(error = %e, nodes = keys.len(), "model failed on a batch; those nodes score neutral");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Heuristic;
+    use crate::store::NodeView;
+    use fitsched_proto::NodeWindow;
+
+    #[tokio::test]
+    async fn arriving_windows_get_a_cached_fitness() {
+        let store = Arc::new(NodeStore::new(Duration::from_secs(60)));
+        let queue =
+            FitnessQueue::spawn(store.clone(), ModelSlot::new(Arc::new(Heuristic::new())), Duration::from_millis(5));
+        for n in ["a", "b"] {
+            store.insert(NodeWindow { node_name: n.into(), agent_id: "x".into(), sequence: 1, ..Default::default() });
+            queue.push(n.into()).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.view(&["a", "b"]).iter().any(|v| matches!(v, NodeView::NoFitness)) {
+            assert!(Instant::now() < deadline, "fitness never computed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(matches!(store.view(&["a"])[0], NodeView::Fresh { fitness, .. } if (fitness - 0.5).abs() < 1e-9));
+        assert_eq!(store.list()[0].fallback_features.len(), 5, "an empty window falls back on every feature");
+    }
+}

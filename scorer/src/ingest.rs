@@ -1,0 +1,165 @@
+//! `fitsched.v1.Ingest`: agents stream windows in, acknowledgements flow back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use fitsched_proto::ingest_server::Ingest;
+use fitsched_proto::{IngestAck, NodeWindow};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::fitness::FitnessQueue;
+use crate::store::{NodeStore, Stored};
+
+/// Longest node name Kubernetes allows (a DNS subdomain).
+pub const MAX_NODE_NAME: usize = 253;
+/// Most metrics one window may carry; far above what any collector sends.
+const MAX_METRICS: usize = 4096;
+
+/// Why a window is refused. Refused windows are never stored.
+pub fn validate(w: &NodeWindow) -> Result<(), String> {
+    node_name(&w.node_name)?;
+    if w.agent_id.is_empty() {
+        return Err("agent_id is empty".into());
+    }
+    if w.sequence == 0 {
+        return Err("sequence must start at 1".into());
+    }
+    if w.end_unix_ms < w.start_unix_ms {
+        return Err(format!("window ends ({}) before it starts ({})", w.end_unix_ms, w.start_unix_ms));
+    }
+    if w.metrics.len() > MAX_METRICS {
+        return Err(format!("{} metrics, at most {MAX_METRICS} allowed", w.metrics.len()));
+    }
+    for (name, s) in &w.metrics {
+        if name.is_empty() {
+            return Err("a metric has an empty name".into());
+        }
+        for (stat, v) in [("mean", s.mean), ("max", s.max), ("p95", s.p95), ("last", s.last)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("metric {name:?} has {stat} = {v}: values must be finite and non-negative"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a node name from the network.
+pub fn node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("node name is empty".into());
+    }
+    if name.len() > MAX_NODE_NAME {
+        return Err(format!("node name is {} bytes long, at most {MAX_NODE_NAME} allowed", name.len()));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("node name {name:?} contains whitespace or control characters"));
+    }
+    Ok(())
+}
+
+pub struct IngestService {
+    store: Arc<NodeStore>,
+    fitness: FitnessQueue,
+}
+
+impl IngestService {
+    pub fn new(store: Arc<NodeStore>, fitness: FitnessQueue) -> Self {
+        Self { store, fitness }
+    }
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<IngestAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type StreamStream = AckStream;
+
+    async fn stream(&self, request: Request<Streaming<NodeWindow>>) -> Result<Response<AckStream>, Status> {
+        let peer = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let (store, fitness) = (self.store.clone(), self.fitness.clone());
+        tokio::spawn(async move {
+            while let Some(item) = inbound.next().await {
+                let window = match item {
+                    Ok(w) => w,
+                    Err(status) => {
+                        tracing::debug!(?peer, %status, "agent stream ended");
+                        break;
+                    }
+                };
+                if let Err(why) = validate(&window) {
+                    metrics::counter!("fitsched_scorer_windows_rejected_total").increment(1);
+                    tracing::warn!(?peer, node = %window.node_name, sequence = window.sequence, %why, "window refused");
+                    let _ = tx.send(Err(Status::invalid_argument(format!("window refused: {why}")))).await;
+                    break;
+                }
+                let (node, agent_id) = (window.node_name.clone(), window.agent_id.clone());
+                let acked_sequence = match store.insert(window) {
+                    Stored::New { sequence } => {
+                        metrics::counter!("fitsched_scorer_windows_total").increment(1);
+                        tracing::debug!(%node, sequence, "window stored");
+                        fitness.push(node.clone()).await;
+                        sequence
+                    }
+                    Stored::Duplicate { acked } => {
+                        metrics::counter!("fitsched_scorer_windows_duplicate_total").increment(1);
+                        acked
+                    }
+                };
+                if tx.send(Ok(IngestAck { node_name: node, agent_id, acked_sequence })).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fitsched_proto::MetricSummary;
+
+    fn good() -> NodeWindow {
+        let mut w = NodeWindow {
+            node_name: "worker-1".into(),
+            agent_id: "a".into(),
+            sequence: 1,
+            start_unix_ms: 0,
+            end_unix_ms: 20_000,
+            ..Default::default()
+        };
+        w.metrics
+            .insert("cpu_utilization".into(), MetricSummary { mean: 0.5, max: 0.7, p95: 0.7, last: 0.6, samples: 20 });
+        w
+    }
+
+    #[test]
+    fn accepts_a_plain_window() {
+        assert_eq!(validate(&good()), Ok(()));
+    }
+
+    #[test]
+    fn refuses_nan_negative_and_malformed_windows() {
+        type Spoil = fn(&mut NodeWindow);
+        let cases: [(&str, Spoil); 9] = [
+            ("NaN", |w| w.metrics.get_mut("cpu_utilization").unwrap().mean = f64::NAN),
+            ("negative", |w| w.metrics.get_mut("cpu_utilization").unwrap().max = -1.0),
+            ("infinite", |w| w.metrics.get_mut("cpu_utilization").unwrap().last = f64::INFINITY),
+            ("empty name", |w| w.node_name.clear()),
+            ("long name", |w| w.node_name = "n".repeat(300)),
+            ("space in name", |w| w.node_name = "a b".into()),
+            ("no agent", |w| w.agent_id.clear()),
+            ("sequence 0", |w| w.sequence = 0),
+            ("backwards", |w| w.end_unix_ms = -5),
+        ];
+        for (what, spoil) in cases {
+            let mut w = good();
+            spoil(&mut w);
+            assert!(validate(&w).is_err(), "{what} was accepted");
+        }
+    }
+}

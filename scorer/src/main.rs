@@ -1,0 +1,7 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    fitsched_scorer::init_tracing();
+    fitsched_scorer::run(fitsched_scorer::Args::parse()).await
+}

@@ -1,0 +1,181 @@
+//! Strategies: how fitness, load and replica siblings become a kube-scheduler score.
+//!
+//! Each strategy computes a raw score in [0, 1] that is scaled to the extender's integer
+//! range 0..=10 (rounded half away from zero). With `f` the node's fitness, `n` the
+//! pod's siblings on the node, `z` its siblings in the node's zone, `z_min` the fewest
+//! siblings in any candidate zone and `o` the node's occupancy:
+//!
+//! | strategy | raw score |
+//! |---|---|
+//! | `spread` | `f / (1 + 2n + 0.5z)` |
+//! | `pack` | `0.6·o + 0.4·f` when `f ≥ 0.35`, else `0.3·f` (always below any qualifying node) |
+//! | `balanced` | `f / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
+//!
+//! Occupancy is the measured CPU utilisation plus 0.05 for each placement the scorer
+//! recorded on the node and the window cannot show yet, clamped to [0, 1].
+//! `pack` ignores siblings: filling a node with one owner's replicas is its purpose.
+
+use std::fmt;
+use std::str::FromStr;
+
+use fitsched_proto::score;
+
+/// The fitness a node needs before `pack` considers filling it.
+pub const PACK_MIN_FITNESS: f64 = 0.35;
+/// The occupancy one recorded placement adds until the node's windows show it.
+pub const OCCUPANCY_PER_PLACEMENT: f64 = 0.05;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    Spread,
+    Pack,
+    Balanced,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [Strategy::Spread, Strategy::Pack, Strategy::Balanced];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Pack => "pack",
+            Strategy::Balanced => "balanced",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown strategy {0:?}: expected spread, pack or balanced")]
+pub struct UnknownStrategy(pub String);
+
+impl FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Strategy::ALL.into_iter().find(|k| k.as_str() == s.trim()).ok_or_else(|| UnknownStrategy(s.to_owned()))
+    }
+}
+
+/// What a strategy knows of one candidate node with a fresh fitness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub fitness: f64,
+    /// 0..1, see the module documentation.
+    pub occupancy: f64,
+    pub siblings_on_node: u32,
+    pub siblings_in_zone: u32,
+    /// The fewest siblings in any zone among the candidates (0 without zones).
+    pub fewest_in_any_zone: u32,
+}
+
+/// A candidate's score and the words that explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub raw: f64,
+    pub score: i32,
+    pub reason: String,
+}
+
+/// Occupancy from measured CPU utilisation and the placements not yet visible in it.
+pub fn occupancy(cpu_utilization: Option<f64>, recorded_placements: u32) -> f64 {
+    (cpu_utilization.unwrap_or(0.5) + OCCUPANCY_PER_PLACEMENT * f64::from(recorded_placements)).clamp(0.0, 1.0)
+}
+
+/// Scales a raw score in [0, 1] to kube-scheduler's 0..=10.
+pub fn scale(raw: f64) -> i32 {
+    // `as` saturates and maps NaN to 0; the clamp keeps it in range either way.
+    ((raw.clamp(0.0, 1.0) * f64::from(score::MAX)).round() as i32).clamp(0, score::MAX)
+}
+
+pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
+    let f = c.fitness.clamp(0.0, 1.0);
+    let (n, z) = (f64::from(c.siblings_on_node), f64::from(c.siblings_in_zone));
+    let (raw, why) = match strategy {
+        Strategy::Spread => {
+            let divisor = 1.0 + 2.0 * n + 0.5 * z;
+            (
+                f / divisor,
+                format!("{} sibling(s) on node, {} in zone: /{divisor:.1}", c.siblings_on_node, c.siblings_in_zone),
+            )
+        }
+        Strategy::Pack if f >= PACK_MIN_FITNESS => {
+            (0.6 * c.occupancy + 0.4 * f, format!("occupancy {:.2}, fills fuller nodes first", c.occupancy))
+        }
+        Strategy::Pack => (0.3 * f, format!("fitness below {PACK_MIN_FITNESS}: not packed")),
+        Strategy::Balanced => {
+            let excess = f64::from(c.siblings_in_zone.saturating_sub(c.fewest_in_any_zone));
+            let raw = (f / (1.0 + 0.5 * n) - 0.1 * excess).clamp(0.0, 1.0);
+            (raw, format!("{} sibling(s) on node, {excess} more in zone than the emptiest", c.siblings_on_node))
+        }
+    };
+    let score = scale(raw);
+    Scored { raw, score, reason: format!("{strategy}: fitness {f:.2}, {why} -> {score}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::{prop_assert, proptest};
+
+    fn cand(fitness: f64, occupancy: f64, on_node: u32, in_zone: u32) -> Candidate {
+        Candidate { fitness, occupancy, siblings_on_node: on_node, siblings_in_zone: in_zone, fewest_in_any_zone: 0 }
+    }
+
+    #[test]
+    fn parses_names() {
+        assert_eq!("pack".parse::<Strategy>().unwrap(), Strategy::Pack);
+        assert!("Spread!".parse::<Strategy>().is_err());
+    }
+
+    #[test]
+    fn spread_repels_siblings() {
+        let empty = score(Strategy::Spread, &cand(0.8, 0.2, 0, 0));
+        let crowded = score(Strategy::Spread, &cand(0.8, 0.2, 1, 1));
+        assert_eq!(empty.score, 8);
+        assert!(crowded.score < empty.score, "{crowded:?}");
+    }
+
+    #[test]
+    fn pack_prefers_fuller_fit_nodes_and_skips_unfit_ones() {
+        let fuller = score(Strategy::Pack, &cand(0.6, 0.8, 0, 0));
+        let emptier = score(Strategy::Pack, &cand(0.6, 0.1, 0, 0));
+        let unfit = score(Strategy::Pack, &cand(0.3, 1.0, 0, 0));
+        assert!(fuller.score > emptier.score);
+        assert!(unfit.raw < emptier.raw);
+    }
+
+    #[test]
+    fn scale_rounds_and_clamps() {
+        assert_eq!(
+            (scale(0.0), scale(0.44), scale(0.45), scale(1.0), scale(7.0), scale(f64::NAN)),
+            (0, 4, 5, 10, 10, 0)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn scores_stay_in_range(f in -1.0f64..2.0, o in -1.0f64..2.0, n in 0u32..50, z in 0u32..50, s in 0usize..3) {
+            let r = score(Strategy::ALL[s], &cand(f, o, n, z));
+            prop_assert!((0..=score::MAX).contains(&r.score));
+        }
+
+        #[test]
+        fn spread_never_prefers_a_sibling_node_over_an_equally_fit_empty_one(f in 0.0f64..1.0, o in 0.0f64..1.0, n in 1u32..20, z in 0u32..20) {
+            let empty = score(Strategy::Spread, &cand(f, o, 0, z));
+            let taken = score(Strategy::Spread, &cand(f, o, n, z));
+            prop_assert!(empty.raw >= taken.raw);
+        }
+
+        #[test]
+        fn pack_never_prefers_an_emptier_node_over_an_equally_fit_fuller_one(f in 0.0f64..1.0, a in 0.0f64..1.0, b in 0.0f64..1.0) {
+            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+            prop_assert!(score(Strategy::Pack, &cand(f, hi, 0, 0)).raw >= score(Strategy::Pack, &cand(f, lo, 0, 0)).raw);
+        }
+    }
+}
