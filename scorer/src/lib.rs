@@ -6,6 +6,7 @@
 //! `/health` and `/metrics`.
 
 pub mod config;
+pub mod decisions;
 pub mod features;
 pub mod fitness;
 pub mod http;

@@ -8,12 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use fitsched_proto::scorer_server::Scorer;
 use fitsched_proto::{
-    BindRequest, BindResponse, CandidateNode, FilterRequest, FilterResponse, ListNodesRequest, ListNodesResponse,
-    ModelInfoRequest, ModelInfoResponse, NodeScore, PodFacts, PredictRequest, PredictResponse, ScoreBasis,
-    ScoreRequest, ScoreResponse, score,
+    BindRequest, BindResponse, CandidateNode, Decision, ExplainRequest, FilterRequest, FilterResponse,
+    ListNodesRequest, ListNodesResponse, ModelInfoRequest, ModelInfoResponse, NodeScore, PodFacts, PredictRequest,
+    PredictResponse, ScoreBasis, ScoreRequest, ScoreResponse, score,
 };
 use tonic::{Request, Response, Status};
 
+use crate::decisions::{self, Decisions};
 use crate::fitness::ModelSlot;
 use crate::ingest::node_name;
 use crate::model;
@@ -39,6 +40,7 @@ pub struct ScorerService {
     model: ModelSlot,
     default_strategy: Strategy,
     filter: FilterRules,
+    decisions: Decisions,
 }
 
 impl ScorerService {
@@ -49,7 +51,7 @@ impl ScorerService {
         default_strategy: Strategy,
         filter: FilterRules,
     ) -> Self {
-        Self { store, placements, model, default_strategy, filter }
+        Self { store, placements, model, default_strategy, filter, decisions: Decisions::default() }
     }
 
     /// The scores of `nodes` for `pod`, in request order, and the strategy used. Records
@@ -103,7 +105,7 @@ impl ScorerService {
             })
             .collect();
 
-        if let Some(best) = best(&scores) {
+        if let Some(best) = ranked(&scores).first() {
             self.placements.assume(
                 &pod_key,
                 &owner,
@@ -156,13 +158,12 @@ fn neutral(node: &str, view: &NodeView) -> NodeScore {
     NodeScore { node: node.to_owned(), score: score::NEUTRAL, fitness: None, basis: basis as i32, reason }
 }
 
-/// The highest score; ties go to the higher fitness, then to the first-named node, so
-/// the assumed placement is deterministic.
-fn best(scores: &[NodeScore]) -> Option<&NodeScore> {
-    scores
-        .iter()
-        .rev()
-        .max_by(|a, b| a.score.cmp(&b.score).then(a.fitness.unwrap_or(-1.0).total_cmp(&b.fitness.unwrap_or(-1.0))))
+/// Scores best first: by score, then by fitness; a stable sort keeps request order among
+/// full ties, so the assumed placement is deterministic.
+fn ranked(scores: &[NodeScore]) -> Vec<&NodeScore> {
+    let mut ranked: Vec<&NodeScore> = scores.iter().collect();
+    ranked.sort_by(|a, b| b.score.cmp(&a.score).then(b.fitness.unwrap_or(-1.0).total_cmp(&a.fitness.unwrap_or(-1.0))));
+    ranked
 }
 
 /// Identifies a pod across Score and Bind: its UID, or namespace/name without one.
@@ -215,7 +216,15 @@ impl Scorer for ScorerService {
         check_nodes(&req.nodes)?;
         let (strategy, scores) = self.score(pod, &req.nodes)?;
         metrics::counter!("fitsched_scorer_decisions_total", "strategy" => strategy.as_str()).increment(1);
-        log_decision(pod, strategy, &scores);
+        let decision = decision(pod, strategy, &scores);
+        tracing::info!(
+            pod = %pod_name(pod),
+            %strategy,
+            candidates = scores.len(),
+            top = %decision.top.iter().take(3).map(|s| format!("{}={} ({})", s.node, s.score, s.reason)).collect::<Vec<_>>().join("; "),
+            "score"
+        );
+        self.decisions.record(decision);
         Ok(Response::new(ScoreResponse { strategy: strategy.to_string(), scores }))
     }
 
@@ -289,6 +298,13 @@ impl Scorer for ScorerService {
         Ok(Response::new(ListNodesResponse { nodes: self.store.list() }))
     }
 
+    async fn explain(&self, request: Request<ExplainRequest>) -> Result<Response<Decision>, Status> {
+        let req = request.into_inner();
+        self.decisions.get(&req.pod_namespace, &req.pod_name).map(Response::new).ok_or_else(|| {
+            Status::not_found(format!("no recent decision for pod {}/{}", req.pod_namespace, req.pod_name))
+        })
+    }
+
     async fn model_info(&self, _: Request<ModelInfoRequest>) -> Result<Response<ModelInfoResponse>, Status> {
         let model = self.model.get();
         let d = model.describe();
@@ -303,12 +319,16 @@ impl Scorer for ScorerService {
     }
 }
 
-/// One log line per decision: the pod, the strategy and the top three nodes.
-fn log_decision(pod: &PodFacts, strategy: Strategy, scores: &[NodeScore]) {
-    let mut ranked: Vec<&NodeScore> = scores.iter().collect();
-    ranked.sort_by(|a, b| b.score.cmp(&a.score).then(b.fitness.unwrap_or(-1.0).total_cmp(&a.fitness.unwrap_or(-1.0))));
-    let top: Vec<String> = ranked.iter().take(3).map(|s| format!("{}={} ({})", s.node, s.score, s.reason)).collect();
-    tracing::info!(pod = %pod_name(pod), %strategy, candidates = scores.len(), top = %top.join("; "), "score");
+/// The decision record: the pod, the strategy and the best nodes, best first.
+fn decision(pod: &PodFacts, strategy: Strategy, scores: &[NodeScore]) -> Decision {
+    Decision {
+        pod_namespace: pod.namespace.clone(),
+        pod_name: pod.name.clone(),
+        strategy: strategy.to_string(),
+        decided_unix_ms: unix_ms(SystemTime::now()),
+        candidates: u32::try_from(scores.len()).unwrap_or(u32::MAX),
+        top: ranked(scores).into_iter().take(decisions::TOP).cloned().collect(),
+    }
 }
 
 #[cfg(test)]
@@ -360,6 +380,19 @@ mod tests {
         assert_eq!(first[0].score, first[1].score);
         let (_, second) = s.score(&pod("p2", "rs"), &nodes(&["n1", "n2"])).unwrap();
         assert!(second[1].score > second[0].score, "n1 holds p1's assumed placement: {second:?}");
+    }
+
+    #[tokio::test]
+    async fn explain_returns_the_latest_decision() {
+        let s = service(FilterRules::default());
+        feed(&s, "n1", 0.1, 0.0);
+        let req = ScoreRequest { pod: Some(pod("p1", "rs")), nodes: nodes(&["n1", "ghost"]) };
+        Scorer::score(&s, Request::new(req)).await.unwrap();
+        let ask = |name: &str| ExplainRequest { pod_namespace: "ns".into(), pod_name: name.into() };
+        let d = Scorer::explain(&s, Request::new(ask("p1"))).await.unwrap().into_inner();
+        assert_eq!((d.strategy.as_str(), d.candidates, d.top[0].node.as_str()), ("spread", 2, "n1"));
+        let missing = Scorer::explain(&s, Request::new(ask("nobody"))).await.unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
     }
 
     #[tokio::test]

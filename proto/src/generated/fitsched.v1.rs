@@ -225,6 +225,30 @@ pub struct ListNodesResponse {
     #[prost(message, repeated, tag = "1")]
     pub nodes: ::prost::alloc::vec::Vec<NodeStatus>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExplainRequest {
+    #[prost(string, tag = "1")]
+    pub pod_namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub pod_name: ::prost::alloc::string::String,
+}
+/// The scorer's latest decision for a pod: why kube-scheduler saw the scores it saw.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Decision {
+    #[prost(string, tag = "1")]
+    pub pod_namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub pod_name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub strategy: ::prost::alloc::string::String,
+    #[prost(int64, tag = "4")]
+    pub decided_unix_ms: i64,
+    #[prost(uint32, tag = "5")]
+    pub candidates: u32,
+    /// The best-scored nodes, best first (at most five).
+    #[prost(message, repeated, tag = "6")]
+    pub top: ::prost::alloc::vec::Vec<NodeScore>,
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ModelInfoRequest {}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -793,6 +817,29 @@ pub mod scorer_client {
                 .insert(GrpcMethod::new("fitsched.v1.Scorer", "ListNodes"));
             self.inner.unary(req, path, codec).await
         }
+        /// The latest decision for a pod (NOT_FOUND when the scorer has none; it keeps the
+        /// most recent few thousand).
+        pub async fn explain(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExplainRequest>,
+        ) -> std::result::Result<tonic::Response<super::Decision>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/fitsched.v1.Scorer/Explain",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("fitsched.v1.Scorer", "Explain"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Which model is loaded.
         pub async fn model_info(
             &mut self,
@@ -861,6 +908,12 @@ pub mod scorer_server {
             tonic::Response<super::ListNodesResponse>,
             tonic::Status,
         >;
+        /// The latest decision for a pod (NOT_FOUND when the scorer has none; it keeps the
+        /// most recent few thousand).
+        async fn explain(
+            &self,
+            request: tonic::Request<super::ExplainRequest>,
+        ) -> std::result::Result<tonic::Response<super::Decision>, tonic::Status>;
         /// Which model is loaded.
         async fn model_info(
             &self,
@@ -1146,6 +1199,49 @@ pub mod scorer_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListNodesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/fitsched.v1.Scorer/Explain" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExplainSvc<T: Scorer>(pub Arc<T>);
+                    impl<T: Scorer> tonic::server::UnaryService<super::ExplainRequest>
+                    for ExplainSvc<T> {
+                        type Response = super::Decision;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ExplainRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Scorer>::explain(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExplainSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
