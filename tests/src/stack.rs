@@ -1,0 +1,271 @@
+//! Starts fitsched's binaries as real processes on free loopback ports, waits until they
+//! answer, and stops them when dropped.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fitsched_proto::ListNodesRequest;
+use fitsched_proto::scorer_client::ScorerClient;
+
+use crate::paths;
+
+/// How to run the stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Window length given to agents and scorer (`20s`, `2s`...).
+    pub window: String,
+    /// Agents' sampling tick.
+    pub tick: String,
+    /// One real agent per name (this machine's /proc, reported under that node name);
+    /// `None` lets the agent use the hostname.
+    pub real_agents: Vec<Option<String>>,
+    /// Simulated nodes, all in one agent process (0 = none).
+    pub simulated: u32,
+    pub sim_seed: u64,
+    pub scorer_args: Vec<String>,
+    pub shim_args: Vec<String>,
+    /// Where each process's output goes (`<name>.log`).
+    pub log_dir: PathBuf,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        Self {
+            window: "2s".into(),
+            tick: "200ms".into(),
+            real_agents: vec![None],
+            simulated: 0,
+            sim_seed: 1,
+            scorer_args: Vec::new(),
+            shim_args: Vec::new(),
+            log_dir: paths::target_dir().join("fitsched-logs"),
+        }
+    }
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The running stack. Dropping it kills every process it started.
+pub struct Stack {
+    pub scorer_grpc: SocketAddr,
+    pub scorer_http: SocketAddr,
+    pub shim_http: SocketAddr,
+    pub agent_http: Vec<SocketAddr>,
+    procs: Vec<Proc>,
+    config: StackConfig,
+}
+
+/// A free TCP port on loopback. The port is released before use, so another process
+/// could take it in between; on this test machine nothing else races for ports.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+impl Stack {
+    /// Starts the scorer, the shim and the agents, and waits until each answers
+    /// `/health`.
+    pub fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(&config.log_dir)?;
+        let mut stack = Stack {
+            scorer_grpc: free_addr()?,
+            scorer_http: free_addr()?,
+            shim_http: free_addr()?,
+            agent_http: Vec::new(),
+            procs: Vec::new(),
+            config,
+        };
+        stack.start_scorer()?;
+        let scorer_url = stack.scorer_url();
+        let shim_http = stack.shim_http.to_string();
+        let mut shim_args = vec!["--listen".to_owned(), shim_http, "--scorer".to_owned(), scorer_url];
+        shim_args.extend(stack.config.shim_args.clone());
+        stack.spawn("shim", "fitsched-shim", &shim_args)?;
+        stack.wait_healthy(stack.shim_http)?;
+
+        let agents = stack.config.real_agents.clone();
+        for (i, node) in agents.iter().enumerate() {
+            let mut args = stack.agent_args()?;
+            if let Some(node) = node {
+                args.extend(["--node-name".to_owned(), node.clone()]);
+            }
+            stack.spawn(&format!("agent-{i}"), "fitsched-agent", &args)?;
+        }
+        if stack.config.simulated > 0 {
+            let mut args = stack.agent_args()?;
+            args.extend([
+                "--simulate".to_owned(),
+                stack.config.simulated.to_string(),
+                "--seed".to_owned(),
+                stack.config.sim_seed.to_string(),
+            ]);
+            stack.spawn("agent-sim", "fitsched-agent", &args)?;
+        }
+        for addr in stack.agent_http.clone() {
+            stack.wait_healthy(addr)?;
+        }
+        Ok(stack)
+    }
+
+    /// The scorer's gRPC address as a URL.
+    pub fn scorer_url(&self) -> String {
+        format!("http://{}", self.scorer_grpc)
+    }
+
+    /// The shim's base URL.
+    pub fn shim_url(&self) -> String {
+        format!("http://{}", self.shim_http)
+    }
+
+    /// Starts (or restarts) the scorer on its addresses.
+    pub fn start_scorer(&mut self) -> anyhow::Result<()> {
+        let mut args = vec![
+            "--grpc-listen".to_owned(),
+            self.scorer_grpc.to_string(),
+            "--http-listen".to_owned(),
+            self.scorer_http.to_string(),
+            "--window".to_owned(),
+            self.config.window.clone(),
+        ];
+        args.extend(self.config.scorer_args.clone());
+        self.spawn("scorer", "fitsched-scorer", &args)?;
+        self.wait_healthy(self.scorer_http)
+    }
+
+    fn agent_args(&mut self) -> anyhow::Result<Vec<String>> {
+        let http = free_addr()?;
+        self.agent_http.push(http);
+        Ok(vec![
+            "--scorer".to_owned(),
+            self.scorer_url(),
+            "--listen".to_owned(),
+            http.to_string(),
+            "--window".to_owned(),
+            self.config.window.clone(),
+            "--tick".to_owned(),
+            self.config.tick.clone(),
+        ])
+    }
+
+    fn spawn(&mut self, name: &str, bin: &str, args: &[String]) -> anyhow::Result<()> {
+        let path = paths::bin_dir().join(bin);
+        if !path.exists() {
+            bail!("{} is not built: run `cargo xtask test` (or `cargo build --workspace --bins`) first", path.display());
+        }
+        let log = self.config.log_dir.join(format!("{name}.log"));
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(&path)
+            .args(args)
+            .env("RUST_LOG", std::env::var("FITSCHED_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        self.procs.push(Proc { name: name.to_owned(), child, log });
+        Ok(())
+    }
+
+    /// Polls `GET /health` until it answers 200, failing early (with the log's tail)
+    /// when a process died.
+    fn wait_healthy(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
+        let url = format!("http://{addr}/health");
+        let agent = http_agent(Duration::from_millis(500));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = agent.get(&url).call()
+                && r.status() == 200
+            {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("{url} did not answer within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Fails, with the tail of its log, when a process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        for p in &mut self.procs {
+            if let Some(status) = p.child.try_wait()? {
+                bail!("{} exited ({status}); its log ends:\n{}", p.name, tail(&p.log, 30));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills one process by name (`scorer`, `shim`, `agent-0`...).
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.procs.iter().position(|p| p.name == name).with_context(|| format!("no process {name}"))?;
+        let mut p = self.procs.remove(i);
+        p.child.kill()?;
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// The log of one process so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.config.log_dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until the scorer has a fitness for each named node (`None` = at least `n`
+    /// nodes of any name), so scores reflect real windows.
+    pub fn wait_for_nodes(&mut self, names: &[&str], at_least: usize, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let scored = self.scored_nodes()?;
+            if names.iter().all(|n| scored.iter().any(|s| s == n)) && scored.len() >= at_least {
+                return Ok(scored);
+            }
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("after {timeout:?} the scorer has fitness for {scored:?}, waiting for {names:?} and {at_least} nodes");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Nodes the scorer holds a fitness for.
+    pub fn scored_nodes(&self) -> anyhow::Result<Vec<String>> {
+        let url = self.scorer_url();
+        let nodes = block_on(async move {
+            let mut c = ScorerClient::connect(url).await?;
+            anyhow::Ok(c.list_nodes(ListNodesRequest {}).await?.into_inner().nodes)
+        })?;
+        Ok(nodes.into_iter().filter(|n| n.fitness.is_some() && !n.stale).map(|n| n.name).collect())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// An HTTP client that returns 4xx/5xx as responses, not errors.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
+}
+
+/// Runs a future on a private single-threaded runtime (the harness is synchronous).
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+fn tail(path: &PathBuf, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
