@@ -1,1 +1,269 @@
-//! placeholder
+//! fitsched node agent.
+//!
+//! Every tick it samples the node (procfs/PSI, or simulated nodes with `--simulate`),
+//! folds the samples into wall-clock-aligned windows and streams each window to the
+//! scorer over `fitsched.v1.Ingest/Stream`, buffering and resending whatever the scorer
+//! has not acknowledged. `/health` and `/metrics` are served over HTTP.
+
+pub mod collect;
+pub mod config;
+pub mod http;
+pub mod rng;
+pub mod simulate;
+pub mod status;
+pub mod stream;
+pub mod telemetry;
+pub mod window;
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use fitsched_proto::NodeWindow;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, error, info, warn};
+
+pub use config::Args;
+
+use collect::{Collector, ProcfsCollector};
+use simulate::SimNode;
+use status::NodeStatus;
+use stream::{StreamClient, StreamConfig};
+use telemetry::MissingGauge;
+use window::WindowAggregator;
+
+/// Runs the agent until SIGINT or SIGTERM, with the process-wide Prometheus recorder.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let prometheus = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            warn!(error = %e, "cannot install the Prometheus recorder; /metrics will answer 404");
+            None
+        }
+    };
+    run_with(args, prometheus, shutdown_signal()).await
+}
+
+/// Runs the agent until `shutdown` completes. `prometheus` is the handle of an already
+/// installed recorder, if any: a process can install only one, so tests and embedders
+/// choose.
+pub async fn run_with(
+    args: Args,
+    prometheus: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    args.validate()?;
+    telemetry::describe();
+    let host = args.resolve_node_name()?;
+    let stream_config = StreamConfig::new(&args.scorer, args.buffer, args.window)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+
+    info!(
+        node = %host,
+        scorer = %stream_config.endpoint.uri(),
+        listen = %listener.local_addr()?,
+        window = ?args.window,
+        tick = ?args.tick,
+        simulated = args.simulate,
+        "fitsched agent started"
+    );
+
+    let collectors: Vec<(String, Box<dyn Collector>)> = if args.simulate == 0 {
+        vec![(host.clone(), Box::new(ProcfsCollector::new(&args.proc_root)))]
+    } else {
+        (0..args.simulate as usize)
+            .map(|i| {
+                let node = SimNode::new(&args.simulate_prefix, i, args.seed);
+                (node.name().to_owned(), Box::new(node) as Box<dyn Collector>)
+            })
+            .collect()
+    };
+
+    let mut nodes = Vec::with_capacity(collectors.len());
+    let mut clients = Vec::with_capacity(collectors.len());
+    for (index, (name, collector)) in collectors.into_iter().enumerate() {
+        let agent_id = window::new_agent_id(index as u64);
+        let status = Arc::new(NodeStatus::new(&name, &agent_id));
+        // The client drains this promptly into its own bounded buffer; the channel only
+        // has to absorb a burst while it is busy connecting.
+        let (tx, rx) = mpsc::channel(args.buffer.max(1));
+        clients.push(tokio::spawn(StreamClient::new(stream_config.clone(), Arc::clone(&status), rx).run()));
+        nodes.push(NodeLoop {
+            aggregator: WindowAggregator::new(&name, &agent_id, args.window, args.tick),
+            missing: MissingGauge::new(&name),
+            collector,
+            windows: tx,
+            status,
+        });
+    }
+    let statuses = Arc::new(nodes.iter().map(|n| Arc::clone(&n.status)).collect::<Vec<_>>());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let http_state = http::HttpState { node: host, nodes: statuses, prometheus: prometheus.clone() };
+    let mut http_task = tokio::spawn(
+        axum::serve(listener, http::router(http_state)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
+    );
+    let upkeep = prometheus.map(|handle| tokio::spawn(upkeep_loop(handle, stop_rx.clone())));
+    let ticker = tokio::spawn(tick_loop(nodes, args.tick, stop_rx));
+
+    let mut result = Ok(());
+    tokio::select! {
+        () = shutdown => info!("shutting down"),
+        res = &mut http_task => {
+            result = match res {
+                Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
+                Err(e) => Err(anyhow::Error::new(e).context("HTTP server task failed")),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    // The tick loop owns the window senders; when it ends, the stream clients see their
+    // input close and stop. Windows not yet acknowledged are lost with the process.
+    if let Err(e) = ticker.await {
+        error!(error = %e, "tick loop failed");
+    }
+    for client in clients {
+        if tokio::time::timeout(Duration::from_secs(5), client).await.is_err() {
+            warn!("a stream client did not stop within 5s");
+        }
+    }
+    if !http_task.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    }
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
+    result
+}
+
+/// One reported node: its collector, its window aggregator and the way to its stream client.
+struct NodeLoop {
+    collector: Box<dyn Collector>,
+    aggregator: WindowAggregator,
+    windows: mpsc::Sender<NodeWindow>,
+    status: Arc<NodeStatus>,
+    missing: MissingGauge,
+}
+
+impl NodeLoop {
+    fn tick(&mut self, now: std::time::Instant, now_unix_ms: i64) {
+        let sample = self.collector.sample(now);
+        if let Some(window) = self.aggregator.push(now_unix_ms, &sample) {
+            self.emit(window);
+        }
+    }
+
+    fn emit(&mut self, window: NodeWindow) {
+        let node = self.aggregator.node_name().to_owned();
+        debug!(node = %node, sequence = window.sequence, samples = window.samples, "window closed");
+        self.status.set_last_window_sequence(window.sequence);
+        self.missing.update(&window);
+        metrics::counter!(telemetry::WINDOWS, "node" => node.clone()).increment(1);
+        match self.windows.try_send(window) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(w)) => {
+                metrics::counter!(telemetry::WINDOWS_DROPPED, "node" => node.clone()).increment(1);
+                warn!(node = %node, sequence = w.sequence, "stream client is not keeping up; dropped a window");
+            }
+            // The client only stops when the agent does.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Samples every node once per tick until `stop`.
+async fn tick_loop(mut nodes: Vec<NodeLoop>, tick: Duration, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + first_tick_delay(tick, unix_ms()), tick);
+    // After a stall, sample once and carry on rather than firing a burst of catch-up
+    // samples with the same content.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let now = std::time::Instant::now();
+        let now_ms = unix_ms();
+        for node in &mut nodes {
+            node.tick(now, now_ms);
+        }
+    }
+}
+
+/// Delay until the next half-tick past a wall-clock multiple of the tick, so samples sit
+/// mid-way between window boundaries and scheduling jitter cannot move one across.
+pub fn first_tick_delay(tick: Duration, now_unix_ms: i64) -> Duration {
+    let tick_ms = i64::try_from(tick.as_millis()).unwrap_or(i64::MAX).max(1);
+    let delay = (tick_ms / 2 - now_unix_ms.rem_euclid(tick_ms)).rem_euclid(tick_ms);
+    Duration::from_millis(delay.unsigned_abs())
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// The recorder leaves periodic maintenance (histogram draining) to its owner.
+async fn upkeep_loop(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => handle.run_upkeep(),
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (what Kubernetes sends on pod deletion).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_tick_lands_mid_tick() {
+        let tick = Duration::from_secs(1);
+        assert_eq!(first_tick_delay(tick, 1_700_000_000_000), Duration::from_millis(500));
+        assert_eq!(first_tick_delay(tick, 1_700_000_000_200), Duration::from_millis(300));
+        assert_eq!(first_tick_delay(tick, 1_700_000_000_500), Duration::ZERO);
+        assert_eq!(first_tick_delay(tick, 1_700_000_000_900), Duration::from_millis(600));
+    }
+}

@@ -9,7 +9,7 @@ use fitsched_proto::Decision;
 /// Decisions kept; the oldest pod's is forgotten first.
 pub const CAPACITY: usize = 4096;
 /// Nodes kept per decision.
-pub const TOP: usize = 5;
+pub const TOP: usize = 16;
 
 /// A pod by namespace and name.
 type PodKey = (String, String);

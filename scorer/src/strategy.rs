@@ -8,7 +8,7 @@
 //! | strategy | raw score |
 //! |---|---|
 //! | `spread` | `f / (1 + 2n + 0.5z)` |
-//! | `pack` | `0.6·o + 0.4·f` when `f ≥ 0.35`, else `0.3·f` (always below any qualifying node) |
+//! | `pack` | `0.6·o + 0.4·f` when `f ≥ 0.5`, else `0.3·f` (always below any qualifying node) |
 //! | `balanced` | `f / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
 //!
 //! Occupancy is the measured CPU utilisation plus 0.05 for each placement the scorer
@@ -21,7 +21,7 @@ use std::str::FromStr;
 use fitsched_proto::score;
 
 /// The fitness a node needs before `pack` considers filling it.
-pub const PACK_MIN_FITNESS: f64 = 0.35;
+pub const PACK_MIN_FITNESS: f64 = 0.5;
 /// The occupancy one recorded placement adds until the node's windows show it.
 pub const OCCUPANCY_PER_PLACEMENT: f64 = 0.05;
 

@@ -1,1 +1,47 @@
-fn main() {}
+//! `cargo xtask <task>`: every developer and CI chore of fitsched, in Rust so that it
+//! runs wherever cargo does.
+
+mod demo;
+mod test;
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "fitsched's developer and CI tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Runs the whole stack on localhost and schedules pods through the extender.
+    Demo(demo::DemoArgs),
+    /// Runs every check: fmt, clippy -D warnings, unit, integration and end-to-end tests.
+    Test,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Demo(args) => demo::run(args),
+        Task::Test => test::run(),
+    }
+}
+
+/// Runs `cargo <args>` in the workspace, streaming its output.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    fitsched_e2e::progress(format!("cargo {}", args.join(" ")));
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(fitsched_e2e::paths::workspace_root())
+        .status()
+        .with_context(|| format!("starting {cargo}"))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

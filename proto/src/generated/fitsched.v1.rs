@@ -245,7 +245,7 @@ pub struct Decision {
     pub decided_unix_ms: i64,
     #[prost(uint32, tag = "5")]
     pub candidates: u32,
-    /// The best-scored nodes, best first (at most five).
+    /// The best-scored nodes, best first (at most sixteen).
     #[prost(message, repeated, tag = "6")]
     pub top: ::prost::alloc::vec::Vec<NodeScore>,
 }

@@ -1,0 +1,67 @@
+//! Collectors: what a node looks like at one tick.
+//!
+//! A collector never fails as a whole: whatever it cannot read becomes a `missing`
+//! entry with a reason, so a window always goes out and consumers can tell "not
+//! measured" from "zero".
+
+pub mod procfs;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub use procfs::ProcfsCollector;
+
+/// A metric or collector that could not be read during a tick, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingMetric {
+    pub name: String,
+    pub reason: String,
+}
+
+impl MissingMetric {
+    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { name: name.into(), reason: reason.into() }
+    }
+}
+
+/// One tick's readings: metric name -> value, plus what could not be read.
+///
+/// A metric can also be simply absent without being missing: rates need two readings,
+/// so the first tick after start (or after a counter reset) has none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub values: BTreeMap<String, f64>,
+    pub missing: Vec<MissingMetric>,
+}
+
+impl Sample {
+    pub fn set(&mut self, name: &str, value: f64) {
+        self.values.insert(name.to_owned(), value);
+    }
+
+    pub fn set_missing(&mut self, name: &str, reason: impl Into<String>) {
+        self.missing.push(MissingMetric::new(name, reason));
+    }
+}
+
+/// Something that can be sampled once per tick.
+pub trait Collector: Send {
+    /// Takes one sample; `now` is the tick's monotonic time, used for rates.
+    fn sample(&mut self, now: Instant) -> Sample;
+}
+
+/// Every metric the procfs collector produces (and the simulation imitates).
+pub const METRICS: [&str; 12] = [
+    fitsched_proto::metric::CPU_UTILIZATION,
+    fitsched_proto::metric::CPU_IOWAIT,
+    fitsched_proto::metric::CPU_COUNT,
+    fitsched_proto::metric::LOAD1_PER_CPU,
+    fitsched_proto::metric::MEMORY_TOTAL_BYTES,
+    fitsched_proto::metric::MEMORY_AVAILABLE_BYTES,
+    fitsched_proto::metric::MEMORY_AVAILABLE_RATIO,
+    fitsched_proto::metric::PSI_CPU_SOME,
+    fitsched_proto::metric::PSI_MEMORY_SOME,
+    fitsched_proto::metric::PSI_MEMORY_FULL,
+    fitsched_proto::metric::PSI_IO_SOME,
+    fitsched_proto::metric::PSI_IO_FULL,
+];

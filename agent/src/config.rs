@@ -1,0 +1,172 @@
+//! Command-line and environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// fitsched node agent: samples procfs/PSI every tick, summarises the samples in
+/// wall-clock-aligned windows and streams them to the fitsched scorer.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fitsched-agent", version, about)]
+pub struct Args {
+    /// Name of the Kubernetes node this agent reports for [default: the hostname].
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// gRPC address of the scorer's Ingest service.
+    #[arg(long, env = "FITSCHED_SCORER", default_value = "http://127.0.0.1:50051")]
+    pub scorer: String,
+
+    /// Address of the HTTP server for /health and /metrics.
+    #[arg(long, env = "FITSCHED_AGENT_LISTEN", default_value = "0.0.0.0:9100")]
+    pub listen: SocketAddr,
+
+    /// Window length (e.g. 20s, 500ms, 1m); windows are aligned to wall-clock multiples of it.
+    #[arg(long, env = "FITSCHED_WINDOW", default_value = "20s", value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Sampling tick inside a window.
+    #[arg(long, env = "FITSCHED_TICK", default_value = "1s", value_parser = parse_duration)]
+    pub tick: Duration,
+
+    /// Maximum number of unacknowledged windows kept for resending; the oldest is dropped beyond it.
+    #[arg(long, env = "FITSCHED_BUFFER", default_value_t = 30)]
+    pub buffer: usize,
+
+    /// Simulate N nodes instead of reading this machine (0 = real collector).
+    #[arg(long, env = "FITSCHED_SIMULATE", default_value_t = 0)]
+    pub simulate: u32,
+
+    /// Name prefix of simulated nodes (`sim-node-01`, `sim-node-02`, ...).
+    #[arg(long, env = "FITSCHED_SIMULATE_PREFIX", default_value = "sim-node-")]
+    pub simulate_prefix: String,
+
+    /// Where procfs is mounted (a host's /proc mounted elsewhere in a container, or test fixtures).
+    #[arg(long, env = "FITSCHED_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
+    /// Seed of the simulation; the same seed gives the same simulated values.
+    #[arg(long, env = "FITSCHED_SEED", default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl Args {
+    /// Checks the combinations clap cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.tick < Duration::from_millis(1) {
+            bail!("--tick must be at least 1ms (got {:?})", self.tick);
+        }
+        if self.window < self.tick {
+            bail!("--window ({:?}) must not be shorter than --tick ({:?})", self.window, self.tick);
+        }
+        if !self.window.subsec_nanos().is_multiple_of(1_000_000) {
+            // Windows are aligned and reported in whole milliseconds.
+            bail!("--window must be a whole number of milliseconds (got {:?})", self.window);
+        }
+        if self.buffer == 0 {
+            bail!("--buffer must be at least 1");
+        }
+        if self.scorer.trim().is_empty() {
+            bail!("--scorer must not be empty");
+        }
+        if let Some(name) = &self.node_name
+            && name.trim().is_empty()
+        {
+            bail!("--node-name / NODE_NAME is set but empty");
+        }
+        Ok(())
+    }
+
+    /// The node name to report: `--node-name`, else the kernel's hostname, else `$HOSTNAME`.
+    pub fn resolve_node_name(&self) -> anyhow::Result<String> {
+        if let Some(name) = &self.node_name {
+            return Ok(name.trim().to_owned());
+        }
+        let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+        let from_env = std::env::var("HOSTNAME").ok();
+        from_kernel
+            .into_iter()
+            .chain(from_env)
+            .map(|s| s.trim().to_owned())
+            .find(|s| !s.is_empty())
+            .context("cannot determine the node name: pass --node-name or set NODE_NAME")
+    }
+}
+
+/// Parses durations such as `20s`, `500ms`, `1m30s`, `1.5s`, `2h`.
+///
+/// A bare number is rejected: whether `20` means seconds or milliseconds is exactly
+/// the kind of ambiguity that breaks a deployment silently.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!("invalid duration {input:?}: expected a number at {rest:?}"));
+        }
+        let number: f64 = rest[..num_len].parse().map_err(|_| format!("invalid number in duration {input:?}"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds_per_unit = match rest[..unit_len].trim() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hrs" => 3600.0,
+            "" => return Err(format!("missing unit in duration {input:?} (write e.g. 20s or 500ms)")),
+            other => return Err(format!("unknown unit {other:?} in duration {input:?} (use ms, s, m or h)")),
+        };
+        total += number * seconds_per_unit;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|e| format!("invalid duration {input:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_humane_durations() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 1h "), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn rejects_ambiguous_or_broken_durations() {
+        for bad in ["", "20", "s", "10 parsecs", "1..2s", "-1s", "ms5"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let args = Args::try_parse_from(["fitsched-agent", "--node-name", "n1"]).unwrap();
+        assert_eq!(args.window, Duration::from_secs(20));
+        assert_eq!(args.tick, Duration::from_secs(1));
+        assert_eq!(args.buffer, 30);
+        assert_eq!(args.simulate, 0);
+        assert_eq!(args.listen.port(), 9100);
+        args.validate().unwrap();
+        assert_eq!(args.resolve_node_name().unwrap(), "n1");
+
+        let args = Args::try_parse_from(["fitsched-agent", "--window", "500ms", "--tick", "1s"]).unwrap();
+        assert!(args.validate().is_err());
+        let args = Args::try_parse_from(["fitsched-agent", "--buffer", "0"]).unwrap();
+        assert!(args.validate().is_err());
+        assert!(Args::try_parse_from(["fitsched-agent", "--window", "20"]).is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! Simulated nodes for demos and tests: `--simulate N` runs N of them in one process.
+//!
+//! Each node follows one of four profiles (by index modulo 4, so any N ≥ 4 shows all
+//! of them) and moves as a mean-reverting random walk, deterministic from the seed and
+//! the node index, with every value kept in its valid range.
+
+use std::time::Instant;
+
+use fitsched_proto::metric;
+
+use crate::collect::{Collector, Sample};
+use crate::rng::{SplitMix64, mix};
+
+/// What kind of load a simulated node carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Idle,
+    /// High CPU utilisation and CPU pressure.
+    Busy,
+    /// Little available memory, memory pressure, some swap I/O.
+    MemoryPressure,
+    /// High iowait and I/O pressure.
+    IoPressure,
+}
+
+impl Profile {
+    pub fn for_index(index: usize) -> Self {
+        match index % 4 {
+            0 => Self::Idle,
+            1 => Self::Busy,
+            2 => Self::MemoryPressure,
+            _ => Self::IoPressure,
+        }
+    }
+
+    /// Long-run means of utilisation, iowait, available ratio, load per CPU, and the
+    /// PSI shares cpu some, memory some, memory full, io some, io full.
+    fn means(self) -> [f64; STATE] {
+        match self {
+            Self::Idle => [0.08, 0.005, 0.85, 0.10, 0.005, 0.0, 0.0, 0.005, 0.002],
+            Self::Busy => [0.88, 0.01, 0.50, 1.40, 0.35, 0.01, 0.0, 0.02, 0.005],
+            Self::MemoryPressure => [0.45, 0.05, 0.06, 0.80, 0.05, 0.30, 0.12, 0.10, 0.04],
+            Self::IoPressure => [0.30, 0.25, 0.60, 0.90, 0.03, 0.01, 0.0, 0.45, 0.20],
+        }
+    }
+}
+
+const STATE: usize = 9;
+// Indices into the state vector.
+const UTIL: usize = 0;
+const IOWAIT: usize = 1;
+const AVAIL: usize = 2;
+const LOAD: usize = 3;
+const PSI_CPU: usize = 4;
+const PSI_MEM_SOME: usize = 5;
+const PSI_MEM_FULL: usize = 6;
+const PSI_IO_SOME: usize = 7;
+const PSI_IO_FULL: usize = 8;
+
+/// Per-tick noise of each state variable.
+const SIGMA: [f64; STATE] = [0.04, 0.01, 0.01, 0.08, 0.02, 0.015, 0.01, 0.02, 0.01];
+/// Pull back toward the mean per tick: about a 10-tick memory.
+const REVERSION: f64 = 0.1;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// One simulated node.
+#[derive(Debug, Clone)]
+pub struct SimNode {
+    name: String,
+    profile: Profile,
+    cpu_count: u32,
+    memory_total_bytes: f64,
+    rng: SplitMix64,
+    state: [f64; STATE],
+}
+
+impl SimNode {
+    /// The node at `index` (0-based) of a simulation; named `{prefix}{index+1:02}`.
+    pub fn new(prefix: &str, index: usize, seed: u64) -> Self {
+        let profile = Profile::for_index(index);
+        let mut rng = SplitMix64::new(mix(seed) ^ mix(index as u64 + 1));
+        // Sizes vary independently of the profile, so the model sees big idle nodes and
+        // small busy ones alike.
+        let size = (index / 4) % 4;
+        let cpu_count = 4u32 << size;
+        let memory_total_bytes = f64::from(8u32 << size) * GIB;
+        let means = profile.means();
+        let mut state = [0.0; STATE];
+        for (i, s) in state.iter_mut().enumerate() {
+            *s = means[i] + SIGMA[i] * rng.next_gaussian();
+        }
+        let mut node =
+            Self { name: format!("{prefix}{:02}", index + 1), profile, cpu_count, memory_total_bytes, rng, state };
+        node.constrain();
+        node
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// Advances one tick and returns the node's metrics.
+    pub fn step(&mut self) -> Sample {
+        let means = self.profile.means();
+        for i in 0..STATE {
+            self.state[i] += REVERSION * (means[i] - self.state[i]) + SIGMA[i] * self.rng.next_gaussian();
+        }
+        self.constrain();
+        let s = &self.state;
+        let mut sample = Sample::default();
+        sample.set(metric::CPU_UTILIZATION, s[UTIL]);
+        sample.set(metric::CPU_IOWAIT, s[IOWAIT]);
+        sample.set(metric::CPU_COUNT, f64::from(self.cpu_count));
+        sample.set(metric::LOAD1_PER_CPU, s[LOAD]);
+        sample.set(metric::MEMORY_TOTAL_BYTES, self.memory_total_bytes);
+        sample.set(metric::MEMORY_AVAILABLE_BYTES, (s[AVAIL] * self.memory_total_bytes).round());
+        sample.set(metric::MEMORY_AVAILABLE_RATIO, s[AVAIL]);
+        sample.set(metric::PSI_CPU_SOME, s[PSI_CPU]);
+        sample.set(metric::PSI_MEMORY_SOME, s[PSI_MEM_SOME]);
+        sample.set(metric::PSI_MEMORY_FULL, s[PSI_MEM_FULL]);
+        sample.set(metric::PSI_IO_SOME, s[PSI_IO_SOME]);
+        sample.set(metric::PSI_IO_FULL, s[PSI_IO_FULL]);
+        sample
+    }
+
+    /// Keeps the state physically possible: shares in [0, 1], iowait within the idle
+    /// share, `full` stalls within `some`, load non-negative.
+    fn constrain(&mut self) {
+        let s = &mut self.state;
+        for i in [UTIL, AVAIL, PSI_CPU, PSI_MEM_SOME, PSI_IO_SOME] {
+            s[i] = s[i].clamp(0.0, 1.0);
+        }
+        s[IOWAIT] = s[IOWAIT].clamp(0.0, 1.0 - s[UTIL]);
+        s[PSI_MEM_FULL] = s[PSI_MEM_FULL].clamp(0.0, s[PSI_MEM_SOME]);
+        s[PSI_IO_FULL] = s[PSI_IO_FULL].clamp(0.0, s[PSI_IO_SOME]);
+        s[LOAD] = s[LOAD].clamp(0.0, 64.0);
+    }
+}
+
+impl Collector for SimNode {
+    fn sample(&mut self, _now: Instant) -> Sample {
+        self.step()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::collect::METRICS;
+
+    fn mean_of(node: &mut SimNode, name: &str, steps: usize) -> f64 {
+        (0..steps).map(|_| node.step().values[name]).sum::<f64>() / steps as f64
+    }
+
+    #[test]
+    fn names_and_profiles_by_index() {
+        let nodes: Vec<_> = (0..5).map(|i| SimNode::new("sim-node-", i, 1)).collect();
+        assert_eq!(nodes[0].name(), "sim-node-01");
+        assert_eq!(nodes[4].name(), "sim-node-05");
+        let profiles: Vec<_> = nodes.iter().map(SimNode::profile).collect();
+        assert_eq!(
+            profiles,
+            [Profile::Idle, Profile::Busy, Profile::MemoryPressure, Profile::IoPressure, Profile::Idle]
+        );
+    }
+
+    #[test]
+    fn values_stay_in_range_over_many_steps() {
+        let all: BTreeSet<&str> = METRICS.into_iter().collect();
+        for index in 0..16 {
+            let mut node = SimNode::new("n", index, 99);
+            for _ in 0..5_000 {
+                let s = node.step();
+                assert!(s.missing.is_empty());
+                assert_eq!(s.values.keys().map(String::as_str).collect::<BTreeSet<_>>(), all);
+                let v = |name: &str| s.values[name];
+                for (name, value) in &s.values {
+                    assert!(value.is_finite() && *value >= 0.0, "{name} = {value}");
+                }
+                for share in [
+                    metric::CPU_UTILIZATION,
+                    metric::CPU_IOWAIT,
+                    metric::MEMORY_AVAILABLE_RATIO,
+                    metric::PSI_CPU_SOME,
+                    metric::PSI_MEMORY_SOME,
+                    metric::PSI_IO_SOME,
+                ] {
+                    assert!(v(share) <= 1.0, "{share} = {}", v(share));
+                }
+                assert!(v(metric::CPU_UTILIZATION) + v(metric::CPU_IOWAIT) <= 1.0 + 1e-12);
+                assert!(v(metric::PSI_MEMORY_FULL) <= v(metric::PSI_MEMORY_SOME));
+                assert!(v(metric::PSI_IO_FULL) <= v(metric::PSI_IO_SOME));
+                assert!(v(metric::MEMORY_AVAILABLE_BYTES) <= v(metric::MEMORY_TOTAL_BYTES));
+                assert!(v(metric::CPU_COUNT) >= 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn profiles_differ() {
+        let steps = 2_000;
+        let mut idle = SimNode::new("n", 0, 7);
+        let mut busy = SimNode::new("n", 1, 7);
+        let mut mem = SimNode::new("n", 2, 7);
+        let mut io = SimNode::new("n", 3, 7);
+        let idle_cpu = mean_of(&mut idle.clone(), metric::CPU_UTILIZATION, steps);
+        assert!(mean_of(&mut busy.clone(), metric::CPU_UTILIZATION, steps) > idle_cpu + 0.5);
+        assert!(
+            mean_of(&mut busy, metric::PSI_CPU_SOME, steps) > mean_of(&mut idle.clone(), metric::PSI_CPU_SOME, steps)
+        );
+        assert!(
+            mean_of(&mut mem, metric::MEMORY_AVAILABLE_RATIO, steps)
+                < mean_of(&mut idle.clone(), metric::MEMORY_AVAILABLE_RATIO, steps) - 0.5
+        );
+        assert!(mean_of(&mut io, metric::PSI_IO_SOME, steps) > mean_of(&mut idle, metric::PSI_IO_SOME, steps) + 0.3);
+    }
+
+    #[test]
+    fn deterministic_from_seed_and_index() {
+        let run = |index, seed| {
+            let mut n = SimNode::new("n", index, seed);
+            (0..50).map(|_| n.step().values[metric::CPU_UTILIZATION].to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(0, 5), run(0, 5));
+        assert_ne!(run(0, 5), run(4, 5), "same profile, different index");
+        assert_ne!(run(0, 5), run(0, 6));
+    }
+}

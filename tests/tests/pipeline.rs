@@ -1,0 +1,259 @@
+//! End to end: the three real binaries on loopback, fed by real agents, answering the
+//! captured kube-scheduler requests, queried with the real grpcurl.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fitsched_e2e::paths;
+use fitsched_e2e::stack::{Stack, StackConfig, block_on, http_agent};
+use fitsched_e2e::tools;
+use fitsched_proto::ingest_client::IngestClient;
+use fitsched_proto::scorer_client::ScorerClient;
+use fitsched_proto::{ExplainRequest, ListNodesRequest, MetricSummary, NodeWindow, metric};
+use serde_json::{Value, json};
+
+const WORKERS: [&str; 4] = ["worker-1", "worker-2", "worker-3", "worker-4"];
+
+/// One real agent per captured node name: each reads this machine's /proc.
+fn stack(name: &str, shim_args: &[&str]) -> Stack {
+    let config = StackConfig {
+        window: "1s".into(),
+        tick: "100ms".into(),
+        real_agents: WORKERS.iter().map(|w| Some((*w).to_owned())).collect(),
+        shim_args: shim_args.iter().map(|s| (*s).to_owned()).collect(),
+        log_dir: paths::target_dir().join("fitsched-logs").join(name),
+        ..StackConfig::default()
+    };
+    let mut stack = Stack::start(config).expect("stack starts");
+    stack.wait_for_nodes(&WORKERS, 4, Duration::from_secs(60)).expect("every worker's window is scored");
+    stack
+}
+
+fn post(url: &str, body: impl AsRef<[u8]>) -> (u16, Value) {
+    let mut r = http_agent(Duration::from_secs(10))
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.as_ref())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.body_mut().with_config().limit(1 << 30).read_to_string().expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {url} answered non-JSON ({e}): {text}"));
+    (status, value)
+}
+
+fn get(url: &str) -> String {
+    http_agent(Duration::from_secs(10)).get(url).call().expect("GET").body_mut().read_to_string().expect("body")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("JSON")
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+/// Request node names, from `NodeNames` or `Nodes.items`.
+fn request_nodes(req: &Value) -> Vec<String> {
+    if let Some(names) = req["NodeNames"].as_array() {
+        return names.iter().map(|n| n.as_str().expect("name").to_owned()).collect();
+    }
+    req["Nodes"]["items"].as_array().expect("items").iter().map(|n| n["metadata"]["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn shim_answers_every_captured_request_with_the_captured_shape() {
+    let stack = stack("fixtures", &[]);
+    let fixtures = paths::fixtures_dir();
+    assert!(fixtures.is_dir(), "fixtures missing at {} (shared/ must sit beside the checkout)", fixtures.display());
+    let mut checked = 0;
+    for mode in ["names", "full"] {
+        let mut files: Vec<_> = std::fs::read_dir(fixtures.join(mode)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for req_path in files.iter().filter(|p| p.to_string_lossy().ends_with("-request.json")) {
+            let file = req_path.file_name().unwrap().to_string_lossy().into_owned();
+            let verb = file.split('-').nth(1).unwrap();
+            let req_bytes = std::fs::read(req_path).unwrap();
+            let req: Value = serde_json::from_slice(&req_bytes).unwrap();
+            let (status, got) = post(&format!("{}/{verb}", stack.shim_url()), &req_bytes);
+            assert_eq!(status, 200, "{mode}/{file}: {got}");
+            let want_path = req_path.with_file_name(file.replace("-request", "-response"));
+            match verb {
+                "filter" => {
+                    let want = read_json(&want_path);
+                    assert_eq!(keys(&got), keys(&want), "{mode}/{file}: filter result keys");
+                    assert_eq!(got["Error"], "");
+                    // No hardware filter rule is enabled here, so every node passes,
+                    // and full mode echoes the Node objects exactly as sent.
+                    if mode == "names" {
+                        assert_eq!(got["NodeNames"], req["NodeNames"], "{mode}/{file}");
+                        assert!(got["Nodes"].is_null());
+                    } else {
+                        assert_eq!(got["Nodes"]["items"], req["Nodes"]["items"], "{mode}/{file}");
+                        assert!(got["NodeNames"].is_null());
+                    }
+                }
+                "prioritize" => {
+                    let want = read_json(&want_path);
+                    let list = got.as_array().expect("HostPriorityList");
+                    let hosts: Vec<&str> = list.iter().map(|h| h["Host"].as_str().unwrap()).collect();
+                    assert_eq!(hosts, request_nodes(&req), "{mode}/{file}: one entry per node, in order");
+                    for h in list {
+                        assert_eq!(keys(h), keys(&want[0]), "{mode}/{file}");
+                        assert!((0..=10).contains(&h["Score"].as_i64().unwrap()), "{h}");
+                    }
+                    // The scores came from fitness of real windows, not the fallback.
+                    let pod = &req["Pod"]["metadata"];
+                    let ask = ExplainRequest {
+                        pod_namespace: pod["namespace"].as_str().unwrap().into(),
+                        pod_name: pod["name"].as_str().unwrap().into(),
+                    };
+                    let url = stack.scorer_url();
+                    let d = block_on(async move { ScorerClient::connect(url).await.unwrap().explain(ask).await })
+                        .expect("the scorer explains its decision")
+                        .into_inner();
+                    assert_eq!(d.candidates as usize, hosts.len());
+                    assert!(d.top.iter().all(|s| s.fitness.is_some()), "{:?}", d.top);
+                }
+                "bind" => {
+                    let want = serde_json::json!({"Error": ""});
+                    if want_path.exists() {
+                        assert_eq!(read_json(&want_path), want);
+                    }
+                    assert_eq!(got, want, "{mode}/{file}");
+                }
+                other => panic!("unexpected fixture verb {other}"),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12, "every captured request was replayed");
+}
+
+#[test]
+fn grpcurl_reflection_health_score_metrics_and_bad_input() {
+    let venv = tools::ensure_venv().expect("grpcurl venv");
+    let stack = stack("grpcurl", &["--max-body-bytes", "1048576"]);
+    let grpcurl = |args: &[&str]| -> String {
+        let out = Command::new(venv.grpcurl())
+            .arg("-plaintext")
+            .args(args)
+            .output()
+            .expect("grpcurl runs");
+        assert!(out.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let addr = stack.scorer_grpc.to_string();
+
+    let services = grpcurl(&[&addr, "list"]);
+    for s in ["fitsched.v1.Scorer", "fitsched.v1.Ingest", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"] {
+        assert!(services.lines().any(|l| l == s), "`grpcurl list` lacks {s}:\n{services}");
+    }
+    let health = grpcurl(&[&addr, "grpc.health.v1.Health/Check"]);
+    assert!(health.contains("SERVING"), "{health}");
+    let body = json!({"pod": {"name": "p", "namespace": "default", "strategy": "spread"},
+                      "nodes": [{"name": "worker-1"}, {"name": "never-seen"}]})
+    .to_string();
+    let scored: Value = serde_json::from_str(&grpcurl(&["-d", &body, &addr, "fitsched.v1.Scorer/Score"])).expect("JSON");
+    assert_eq!(scored["strategy"], "spread");
+    assert_eq!(scored["scores"][0]["basis"], "SCORE_BASIS_FITNESS", "{scored}");
+    assert_eq!(scored["scores"][1]["basis"], "SCORE_BASIS_UNKNOWN_NODE", "{scored}");
+    assert_eq!(scored["scores"][1]["score"], fitsched_proto::score::NEUTRAL);
+    let model: Value = serde_json::from_str(&grpcurl(&[&addr, "fitsched.v1.Scorer/ModelInfo"])).expect("JSON");
+    assert_eq!(model["kind"], "heuristic");
+
+    // The real agents' windows carry this machine's procfs metrics.
+    let url = stack.scorer_url();
+    let nodes = block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
+        .unwrap()
+        .into_inner()
+        .nodes;
+    let w1 = nodes.iter().find(|n| n.name == "worker-1").and_then(|n| n.latest.clone()).expect("worker-1 window");
+    assert!(w1.samples > 0);
+    for m in [metric::CPU_UTILIZATION, metric::MEMORY_AVAILABLE_RATIO, metric::LOAD1_PER_CPU] {
+        assert!(w1.metrics.contains_key(m), "worker-1's window lacks {m}: {:?}", w1.metrics.keys());
+    }
+
+    // Every binary serves Prometheus metrics; the scorer keeps the seed's names.
+    let scorer_metrics = get(&format!("http://{}/metrics", stack.scorer_http));
+    assert!(scorer_metrics.contains("inference_predictions_total"), "{scorer_metrics}");
+    assert!(scorer_metrics.contains("inference_prediction_duration_seconds_bucket"), "{scorer_metrics}");
+    assert!(get(&format!("http://{}/metrics", stack.agent_http[0])).contains("fitsched_agent_windows_total"));
+
+    // Bad input: a clear error, a JSON body, no change, no crash.
+    let shim = stack.shim_url();
+    for (path, body, want) in [
+        ("filter", b"{".to_vec(), 400),
+        ("prioritize", b"{\"Pod\": 7}".to_vec(), 400),
+        ("filter", b"{}".to_vec(), 400),
+        ("frobnicate", b"{}".to_vec(), 404),
+        ("prioritize", vec![b' '; 2 << 20], 413),
+    ] {
+        let (status, answer) = post(&format!("{shim}/{path}"), &body);
+        assert_eq!(status, want, "/{path}: {answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "/{path}: {answer}");
+    }
+    let empty = json!({"Pod": {"metadata": {"name": "p", "namespace": "ns"}}, "NodeNames": []});
+    let (status, answer) = post(&format!("{shim}/prioritize"), empty.to_string());
+    assert_eq!((status, answer), (200, json!([])));
+    // A bare pod (no owner) on an unknown node is scored neutrally, not refused.
+    let bare = json!({"Pod": {"metadata": {"name": "bare", "namespace": "ns"}}, "NodeNames": ["worker-1", "ghost"]});
+    let (status, answer) = post(&format!("{shim}/prioritize"), bare.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(answer[1], json!({"Host": "ghost", "Score": fitsched_proto::score::NEUTRAL}));
+    assert!(get(&format!("{shim}/metrics")).contains("fitsched_shim_bad_requests_total"));
+
+    // A window with NaN is refused with INVALID_ARGUMENT and stores nothing.
+    let url = stack.scorer_url();
+    let (status, after) = block_on(async move {
+        let mut w = NodeWindow { node_name: "worker-1".into(), agent_id: "intruder".into(), sequence: 1, ..Default::default() };
+        w.metrics.insert(metric::CPU_UTILIZATION.into(), MetricSummary { mean: f64::NAN, ..Default::default() });
+        let mut ingest = IngestClient::connect(url.clone()).await.unwrap();
+        let status = match ingest.stream(tokio_stream_once(w)).await {
+            Ok(resp) => resp.into_inner().message().await.expect_err("the window must be refused"),
+            Err(status) => status,
+        };
+        let nodes = ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await.unwrap().into_inner();
+        (status, nodes.nodes)
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let stored = after.iter().find(|n| n.name == "worker-1").and_then(|n| n.latest.as_ref()).unwrap();
+    assert_ne!(stored.agent_id, "intruder");
+}
+
+fn tokio_stream_once(w: NodeWindow) -> impl tonic::codegen::tokio_stream::Stream<Item = NodeWindow> + Send + 'static {
+    tonic::codegen::tokio_stream::iter(vec![w])
+}
+
+#[test]
+fn scheduling_goes_on_while_the_scorer_is_down_and_agents_come_back() {
+    let mut stack = stack("outage", &["--deadline", "200ms"]);
+    let shim = stack.shim_url();
+    let args = json!({"Pod": {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}, "NodeNames": WORKERS});
+    stack.kill("scorer").unwrap();
+
+    let (status, scores) = post(&format!("{shim}/prioritize"), args.to_string());
+    assert_eq!(status, 200);
+    let neutral: Vec<Value> =
+        WORKERS.iter().map(|w| json!({"Host": w, "Score": fitsched_proto::score::NEUTRAL})).collect();
+    assert_eq!(scores, Value::Array(neutral), "neutral scores while the scorer is down");
+    let (status, filtered) = post(&format!("{shim}/filter"), args.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(filtered["NodeNames"], json!(WORKERS), "every node passes while the scorer is down");
+    assert!(get(&format!("{shim}/metrics")).contains("fitsched_shim_fallbacks_total"));
+
+    // The agents reconnect to a restarted scorer on their own.
+    stack.start_scorer().unwrap();
+    stack.wait_for_nodes(&WORKERS, 4, Duration::from_secs(60)).expect("agents stream again after the restart");
+    let log = stack.log("shim");
+    assert!(
+        log.lines().any(|l| l.contains("WARN") && l.contains("answering neutrally") && l.contains("ns/p")),
+        "the fallback is logged with the pod:\n{log}"
+    );
+    let (status, scores) = post(&format!("{shim}/prioritize"), args.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(scores.as_array().unwrap().len(), 4);
+}
