@@ -25,11 +25,11 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// Window length (e.g. 20s, 500ms, 1m); windows are aligned to wall-clock multiples of it.
-    #[arg(long, env = "FITSCHED_WINDOW", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "FITSCHED_WINDOW", default_value = "20s", value_parser = humantime::parse_duration)]
     pub window: Duration,
 
     /// Sampling tick inside a window.
-    #[arg(long, env = "FITSCHED_TICK", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "FITSCHED_TICK", default_value = "1s", value_parser = humantime::parse_duration)]
     pub tick: Duration,
 
     /// Maximum number of unacknowledged windows kept for resending; the oldest is dropped beyond it.
@@ -96,61 +96,9 @@ impl Args {
     }
 }
 
-/// Parses durations such as `20s`, `500ms`, `1m30s`, `1.5s`, `2h`.
-///
-/// A bare number is rejected: whether `20` means seconds or milliseconds is exactly
-/// the kind of ambiguity that breaks a deployment silently.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!("invalid duration {input:?}: expected a number at {rest:?}"));
-        }
-        let number: f64 = rest[..num_len].parse().map_err(|_| format!("invalid number in duration {input:?}"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds_per_unit = match rest[..unit_len].trim() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" | "sec" | "secs" => 1.0,
-            "m" | "min" | "mins" => 60.0,
-            "h" | "hr" | "hrs" => 3600.0,
-            "" => return Err(format!("missing unit in duration {input:?} (write e.g. 20s or 500ms)")),
-            other => return Err(format!("unknown unit {other:?} in duration {input:?} (use ms, s, m or h)")),
-        };
-        total += number * seconds_per_unit;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|e| format!("invalid duration {input:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_humane_durations() {
-        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration(" 1h "), Ok(Duration::from_secs(3600)));
-    }
-
-    #[test]
-    fn rejects_ambiguous_or_broken_durations() {
-        for bad in ["", "20", "s", "10 parsecs", "1..2s", "-1s", "ms5"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
-        }
-    }
 
     #[test]
     fn defaults_and_validation() {

@@ -1,1 +1,106 @@
-//! placeholder
+//! fitsched's kube-scheduler extender shim.
+//!
+//! kube-scheduler POSTs extender v1 JSON ([`wire`]) to `/filter`, `/prioritize` and
+//! `/bind` ([`api`]); the shim turns each call into one gRPC request to the scorer
+//! ([`client`]) and maps the answer back. When the scorer cannot answer within the
+//! deadline the shim answers neutrally, so scheduling never stops because of fitsched.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod quantity;
+pub mod wire;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::{info, warn};
+
+pub use api::router;
+pub use config::{Args, ShimConfig};
+
+// Extender answers should take milliseconds; the upper buckets show deadline-bound
+// fallbacks and slow decoding of very large full-mode bodies.
+const DURATION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Serves the extender until SIGINT or SIGTERM, then finishes in-flight requests.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
+    let app = router(&args.shim_config(), Some(metrics))
+        .with_context(|| format!("invalid --scorer URL {:?}", args.scorer))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    info!(
+        listen = %listener.local_addr().unwrap_or(args.listen),
+        scorer = %args.scorer,
+        deadline = ?args.deadline,
+        bind_deadline = ?args.bind_deadline,
+        max_body_bytes = args.max_body_bytes,
+        "fitsched-shim serving"
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server failed")?;
+    info!("fitsched-shim stopped");
+    Ok(())
+}
+
+/// Installs the global Prometheus recorder (once per process) and its upkeep task;
+/// must be called inside a Tokio runtime.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(api::metric::REQUEST_DURATION.into()), DURATION_BUCKETS)
+        .context("invalid histogram buckets")?
+        .install_recorder()
+        .context("cannot install the Prometheus recorder")?;
+    let upkeep = handle.clone();
+    // Without the exporter's own HTTP listener nothing else drains histogram samples.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    metrics::describe_counter!(api::metric::REQUESTS, "Extender requests answered, by verb and HTTP status code.");
+    metrics::describe_histogram!(
+        api::metric::REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from receiving an extender request to answering it."
+    );
+    metrics::describe_counter!(
+        api::metric::FALLBACKS,
+        "Neutral answers given because the scorer was unreachable, too slow or refused the request."
+    );
+    metrics::describe_counter!(api::metric::BAD_REQUESTS, "Requests refused as malformed (400) or too large (413).");
+    metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler.");
+    Ok(handle)
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    info!("shutting down: finishing in-flight requests");
+}

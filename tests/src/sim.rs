@@ -117,7 +117,8 @@ impl SimPod {
 }
 
 fn node_json(n: &SimNode) -> Value {
-    let resources = json!({"cpu": format!("{}m", n.cpu_millis), "memory": format!("{}Ki", n.memory_bytes / 1024), "pods": "110"});
+    let resources =
+        json!({"cpu": format!("{}m", n.cpu_millis), "memory": format!("{}Ki", n.memory_bytes / 1024), "pods": "110"});
     json!({
         "metadata": {"name": n.name, "labels": {"kubernetes.io/hostname": n.name, fitsched_proto::ZONE_LABEL: n.zone}},
         "spec": {},
@@ -193,10 +194,9 @@ impl Simulator {
             bail!("/filter answered Error {e:?}");
         }
         let passing: Vec<usize> = match self.mode {
-            Mode::Names => names_of(&filtered["NodeNames"])
-                .iter()
-                .map(|n| self.index_of(n))
-                .collect::<anyhow::Result<_>>()?,
+            Mode::Names => {
+                names_of(&filtered["NodeNames"]).iter().map(|n| self.index_of(n)).collect::<anyhow::Result<_>>()?
+            }
             Mode::Full => filtered["Nodes"]["items"]
                 .as_array()
                 .context("/filter answered no Nodes.items")?
@@ -327,10 +327,20 @@ mod tests {
         let pod = SimPod::replica("web", 1, Some("spread"));
         // Annotations are free-form maps; their keys differ by nature.
         let skip = ["annotations", "labels"];
-        keys_within(&sim(Mode::Names).extender_args(&pod, &[0]), &fixture("names/002-prioritize-request.json"), "", &skip)
-            .unwrap();
-        keys_within(&sim(Mode::Full).extender_args(&pod, &[0]), &fixture("full/002-prioritize-request.json"), "", &skip)
-            .unwrap();
+        keys_within(
+            &sim(Mode::Names).extender_args(&pod, &[0]),
+            &fixture("names/002-prioritize-request.json"),
+            "",
+            &skip,
+        )
+        .unwrap();
+        keys_within(
+            &sim(Mode::Full).extender_args(&pod, &[0]),
+            &fixture("full/002-prioritize-request.json"),
+            "",
+            &skip,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -157,7 +157,10 @@ impl Stack {
     fn spawn(&mut self, name: &str, bin: &str, args: &[String]) -> anyhow::Result<()> {
         let path = paths::bin_dir().join(bin);
         if !path.exists() {
-            bail!("{} is not built: run `cargo xtask test` (or `cargo build --workspace --bins`) first", path.display());
+            bail!(
+                "{} is not built: run `cargo xtask test` (or `cargo build --workspace --bins`) first",
+                path.display()
+            );
         }
         let log = self.config.log_dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -219,7 +222,12 @@ impl Stack {
 
     /// Waits until the scorer has a fitness for each named node (`None` = at least `n`
     /// nodes of any name), so scores reflect real windows.
-    pub fn wait_for_nodes(&mut self, names: &[&str], at_least: usize, timeout: Duration) -> anyhow::Result<Vec<String>> {
+    pub fn wait_for_nodes(
+        &mut self,
+        names: &[&str],
+        at_least: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
         let deadline = Instant::now() + timeout;
         loop {
             let scored = self.scored_nodes()?;
@@ -228,7 +236,9 @@ impl Stack {
             }
             self.check_alive()?;
             if Instant::now() > deadline {
-                bail!("after {timeout:?} the scorer has fitness for {scored:?}, waiting for {names:?} and {at_least} nodes");
+                bail!(
+                    "after {timeout:?} the scorer has fitness for {scored:?}, waiting for {names:?} and {at_least} nodes"
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

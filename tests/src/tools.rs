@@ -33,7 +33,9 @@ pub fn ensure_venv() -> anyhow::Result<Venv> {
     let missing: Vec<&str> = PACKAGES.iter().filter(|(_, f)| !root.join(f).exists()).map(|(p, _)| *p).collect();
     if !missing.is_empty() {
         progress(format!("pip install {}", missing.join(" ")));
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(&missing))?;
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(&missing))?;
     }
     for (pkg, file) in PACKAGES {
         if !root.join(file).exists() {

@@ -61,7 +61,12 @@ fn request_nodes(req: &Value) -> Vec<String> {
     if let Some(names) = req["NodeNames"].as_array() {
         return names.iter().map(|n| n.as_str().expect("name").to_owned()).collect();
     }
-    req["Nodes"]["items"].as_array().expect("items").iter().map(|n| n["metadata"]["name"].as_str().unwrap().to_owned()).collect()
+    req["Nodes"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -138,18 +143,19 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     let venv = tools::ensure_venv().expect("grpcurl venv");
     let stack = stack("grpcurl", &["--max-body-bytes", "1048576"]);
     let grpcurl = |args: &[&str]| -> String {
-        let out = Command::new(venv.grpcurl())
-            .arg("-plaintext")
-            .args(args)
-            .output()
-            .expect("grpcurl runs");
+        let out = Command::new(venv.grpcurl()).arg("-plaintext").args(args).output().expect("grpcurl runs");
         assert!(out.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let addr = stack.scorer_grpc.to_string();
 
     let services = grpcurl(&[&addr, "list"]);
-    for s in ["fitsched.v1.Scorer", "fitsched.v1.Ingest", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"] {
+    for s in [
+        "fitsched.v1.Scorer",
+        "fitsched.v1.Ingest",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
         assert!(services.lines().any(|l| l == s), "`grpcurl list` lacks {s}:\n{services}");
     }
     let health = grpcurl(&[&addr, "grpc.health.v1.Health/Check"]);
@@ -157,7 +163,8 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     let body = json!({"pod": {"name": "p", "namespace": "default", "strategy": "spread"},
                       "nodes": [{"name": "worker-1"}, {"name": "never-seen"}]})
     .to_string();
-    let scored: Value = serde_json::from_str(&grpcurl(&["-d", &body, &addr, "fitsched.v1.Scorer/Score"])).expect("JSON");
+    let scored: Value =
+        serde_json::from_str(&grpcurl(&["-d", &body, &addr, "fitsched.v1.Scorer/Score"])).expect("JSON");
     assert_eq!(scored["strategy"], "spread");
     assert_eq!(scored["scores"][0]["basis"], "SCORE_BASIS_FITNESS", "{scored}");
     assert_eq!(scored["scores"][1]["basis"], "SCORE_BASIS_UNKNOWN_NODE", "{scored}");
@@ -167,10 +174,11 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
 
     // The real agents' windows carry this machine's procfs metrics.
     let url = stack.scorer_url();
-    let nodes = block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
-        .unwrap()
-        .into_inner()
-        .nodes;
+    let nodes =
+        block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
+            .unwrap()
+            .into_inner()
+            .nodes;
     let w1 = nodes.iter().find(|n| n.name == "worker-1").and_then(|n| n.latest.clone()).expect("worker-1 window");
     assert!(w1.samples > 0);
     for m in [metric::CPU_UTILIZATION, metric::MEMORY_AVAILABLE_RATIO, metric::LOAD1_PER_CPU] {
@@ -209,14 +217,16 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     // A window with NaN is refused with INVALID_ARGUMENT and stores nothing.
     let url = stack.scorer_url();
     let (status, after) = block_on(async move {
-        let mut w = NodeWindow { node_name: "worker-1".into(), agent_id: "intruder".into(), sequence: 1, ..Default::default() };
+        let mut w =
+            NodeWindow { node_name: "worker-1".into(), agent_id: "intruder".into(), sequence: 1, ..Default::default() };
         w.metrics.insert(metric::CPU_UTILIZATION.into(), MetricSummary { mean: f64::NAN, ..Default::default() });
         let mut ingest = IngestClient::connect(url.clone()).await.unwrap();
         let status = match ingest.stream(tokio_stream_once(w)).await {
             Ok(resp) => resp.into_inner().message().await.expect_err("the window must be refused"),
             Err(status) => status,
         };
-        let nodes = ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await.unwrap().into_inner();
+        let nodes =
+            ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await.unwrap().into_inner();
         (status, nodes.nodes)
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");

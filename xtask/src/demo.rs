@@ -78,7 +78,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut sim = Simulator::new(&stack.shim_url(), mode, nodes, args.seed);
 
     println!();
-    println!("{:<14} {:<9} {:<14} {:<7} {:>3} {:>4} {:>5}  why (scorer)", "pod", "strategy", "node", "zone", "ext", "fit", "total");
+    println!(
+        "{:<14} {:<9} {:<14} {:<7} {:>3} {:>4} {:>5}  why (scorer)",
+        "pod", "strategy", "node", "zone", "ext", "fit", "total"
+    );
     let mut placed = Vec::new();
     for (rs, strategy) in [("web", "spread"), ("batch", "pack"), ("api", "balanced")] {
         for i in 1..=args.replicas {
@@ -150,11 +153,16 @@ fn reason(scorer: &str, pod: &SimPod, node: &str) -> anyhow::Result<String> {
     let req = ExplainRequest { pod_namespace: pod.namespace.clone(), pod_name: pod.name.clone() };
     let url = scorer.to_owned();
     let d = block_on(async move { anyhow::Ok(ScorerClient::connect(url).await?.explain(req).await?.into_inner()) })?;
-    Ok(d.top.iter().find(|s| s.node == node).map_or_else(|| "not among the scorer's top 16".to_owned(), |s| s.reason.clone()))
+    Ok(d.top
+        .iter()
+        .find(|s| s.node == node)
+        .map_or_else(|| "not among the scorer's top 16".to_owned(), |s| s.reason.clone()))
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn this_machine_cpu_millis() -> i64 {
@@ -164,6 +172,10 @@ fn this_machine_cpu_millis() -> i64 {
 fn this_machine_memory_bytes() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
+        })
         .map_or(8 << 30, |kib| kib * 1024)
 }

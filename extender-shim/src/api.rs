@@ -1,0 +1,395 @@
+//! The extender's HTTP API: `POST /filter`, `/prioritize`, `/bind`; `GET /health`,
+//! `/metrics`.
+//!
+//! The promise to kube-scheduler is that scheduling never stops because of fitsched:
+//! when the scorer gives no usable answer to Filter or Score, the shim still answers 200
+//! within its deadline with a neutral result (every node passes, every node scores
+//! `score::NEUTRAL`), so kube-scheduler's own plugins decide. Bind is the exception: a
+//! failed bind cannot be answered neutrally, so it is reported and kube-scheduler retries.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fitsched_proto::{CandidateNode, FilterRequest, FilterResponse, ScoreRequest, ScoreResponse, score};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tracing::{info, warn};
+
+use crate::client::{CallError, Scorer};
+use crate::config::ShimConfig;
+use crate::wire::{
+    self, BadRequest, ErrorBody, ExtenderBindingResult, ExtenderFilterResult, FailedNodes, HostPriority, SchedulingArgs,
+};
+
+/// Metric names, all prefixed `fitsched_`.
+pub mod metric {
+    /// Counter `{verb, code}`: answered extender requests by HTTP status.
+    pub const REQUESTS: &str = "fitsched_shim_requests_total";
+    /// Histogram `{verb}`: time from request to answer, seconds.
+    pub const REQUEST_DURATION: &str = "fitsched_shim_request_duration_seconds";
+    /// Counter `{verb, reason}`: neutral answers given because the scorer gave no usable one.
+    pub const FALLBACKS: &str = "fitsched_shim_fallbacks_total";
+    /// Counter `{verb}`: requests refused with 400 or 413.
+    pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
+    /// Counter `{reason}`: binds reported failed to kube-scheduler.
+    pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
+}
+
+// Above this size, decoding and encoding run through `block_in_place`, so a 30 MB
+// full-mode body does not stall the other tasks on its worker thread.
+const LARGE_BODY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Filter,
+    Prioritize,
+    Bind,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Filter => "filter",
+            Self::Prioritize => "prioritize",
+            Self::Bind => "bind",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    scorer: Scorer,
+    metrics: Option<PrometheusHandle>,
+    max_body_bytes: usize,
+}
+
+/// The shim's HTTP router. `metrics` renders `/metrics`; without it (tests, where no
+/// global recorder is installed) `/metrics` answers an empty exposition. Must be called
+/// inside a Tokio runtime, because the scorer channel is created here (lazily).
+pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> Result<Router, tonic::transport::Error> {
+    let state =
+        AppState { scorer: Scorer::connect_lazy(&config.client)?, metrics, max_body_bytes: config.max_body_bytes };
+    Ok(Router::new()
+        .route("/filter", post(filter))
+        .route("/prioritize", post(prioritize))
+        .route("/bind", post(bind))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state))
+}
+
+async fn filter(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let start = Instant::now();
+    let response = match body {
+        Ok(body) => filter_body(&state, &body).await,
+        Err(rejection) => refuse_body(Verb::Filter, &state, &rejection),
+    };
+    record(Verb::Filter, start, &response);
+    response
+}
+
+async fn prioritize(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let start = Instant::now();
+    let response = match body {
+        Ok(body) => prioritize_body(&state, &body).await,
+        Err(rejection) => refuse_body(Verb::Prioritize, &state, &rejection),
+    };
+    record(Verb::Prioritize, start, &response);
+    response
+}
+
+async fn bind(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let start = Instant::now();
+    let response = match body {
+        Ok(body) => bind_body(&state, &body).await,
+        Err(rejection) => refuse_body(Verb::Bind, &state, &rejection),
+    };
+    record(Verb::Bind, start, &response);
+    response
+}
+
+async fn filter_body(state: &AppState, body: &[u8]) -> Response {
+    let verb = Verb::Filter;
+    let args = match cpu_heavy(body.len(), || wire::decode_extender_args(body)) {
+        Ok(args) => args,
+        Err(e) => return bad_request(verb, &e),
+    };
+    let pod = args.pod_key();
+    let candidates = args.nodes.len();
+    if candidates == 0 {
+        info!(pod, verb = verb.as_str(), candidates, failed = 0, "no candidates: empty answer");
+        return json(body.len(), StatusCode::OK, &ExtenderFilterResult::new(&args, &[], FailedNodes::default()));
+    }
+    let request = FilterRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone() };
+    let (passing, failed) = match state.scorer.filter(request).await {
+        Ok(answer) => {
+            let (passing, failed, unaccounted) = apply_filter(&args.nodes, answer);
+            if unaccounted > 0 {
+                warn!(pod, unaccounted, "scorer's Filter answer left candidates out; they pass");
+            }
+            info!(pod, verb = verb.as_str(), candidates, failed = failed.0.len(), "filter decision");
+            (passing, failed)
+        }
+        Err(e) => {
+            fallback(verb, &pod, &e);
+            ((0..candidates).collect(), FailedNodes::default())
+        }
+    };
+    json(body.len(), StatusCode::OK, &ExtenderFilterResult::new(&args, &passing, failed))
+}
+
+async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
+    let verb = Verb::Prioritize;
+    let args: SchedulingArgs<'_> = match cpu_heavy(body.len(), || wire::decode_extender_args(body)) {
+        Ok(args) => args,
+        Err(e) => return bad_request(verb, &e),
+    };
+    let pod = args.pod_key();
+    let candidates = args.nodes.len();
+    if candidates == 0 {
+        info!(pod, verb = verb.as_str(), candidates, "no candidates: empty answer");
+        return json(0, StatusCode::OK, &Vec::<HostPriority<'_>>::new());
+    }
+    let request = ScoreRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone() };
+    let priorities = match state.scorer.score(request).await {
+        Ok(answer) => {
+            let strategy = answer.strategy.clone();
+            let (priorities, unscored) = apply_scores(&args.nodes, answer);
+            if unscored > 0 {
+                warn!(pod, unscored, "scorer's Score answer left candidates out; they get the neutral score");
+            }
+            // First best in request order, as kube-scheduler would break the tie.
+            let top = priorities.iter().rev().max_by_key(|p| p.score);
+            info!(
+                pod,
+                verb = verb.as_str(),
+                candidates,
+                strategy,
+                top_node = top.map(|p| p.host),
+                top_score = top.map(|p| p.score),
+                "prioritize decision"
+            );
+            priorities
+        }
+        Err(e) => {
+            fallback(verb, &pod, &e);
+            args.nodes.iter().map(|n| HostPriority { host: &n.name, score: i64::from(score::NEUTRAL) }).collect()
+        }
+    };
+    json(0, StatusCode::OK, &priorities)
+}
+
+async fn bind_body(state: &AppState, body: &[u8]) -> Response {
+    let verb = Verb::Bind;
+    let request = match wire::decode_binding_args(body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(verb, &e),
+    };
+    let pod = format!("{}/{}", request.pod_namespace, request.pod_name);
+    let node = request.node.clone();
+    let error = match state.scorer.bind(request).await {
+        Ok(answer) => {
+            info!(pod, verb = verb.as_str(), node, bound_in_cluster = answer.bound_in_cluster, "bind decision");
+            String::new()
+        }
+        Err(e) => {
+            metrics::counter!(metric::BIND_ERRORS, "reason" => e.reason()).increment(1);
+            warn!(pod, verb = verb.as_str(), node, reason = e.reason(), error = %e, "bind failed; kube-scheduler will retry the pod");
+            format!("fitsched: binding {pod} to {node} failed: {e}")
+        }
+    };
+    json(0, StatusCode::OK, &ExtenderBindingResult { error })
+}
+
+/// Maps the scorer's Filter answer onto the candidates, in request order: returns the
+/// passing indices, the failed nodes with reasons, and how many candidates the answer
+/// did not mention (they pass: a scorer omission must never hide a node).
+fn apply_filter(nodes: &[CandidateNode], answer: FilterResponse) -> (Vec<usize>, FailedNodes, usize) {
+    let passed: HashSet<&str> = answer.passed.iter().map(String::as_str).collect();
+    let mut passing = Vec::with_capacity(nodes.len());
+    let mut failed = Vec::with_capacity(answer.failed.len());
+    let mut unaccounted = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        if passed.contains(node.name.as_str()) {
+            passing.push(i);
+        } else if let Some(reason) = answer.failed.get(&node.name) {
+            failed.push((node.name.clone(), reason.clone()));
+        } else {
+            unaccounted += 1;
+            passing.push(i);
+        }
+    }
+    (passing, FailedNodes(failed), unaccounted)
+}
+
+/// Maps the scorer's Score answer onto the candidates, in request order, clamped to
+/// `0..=score::MAX`; returns the list and how many candidates had no score (they get
+/// the neutral one).
+fn apply_scores(nodes: &[CandidateNode], answer: ScoreResponse) -> (Vec<HostPriority<'_>>, usize) {
+    let clamp = |s: i32| i64::from(s.clamp(0, score::MAX));
+    // The scorer answers in request order; only a different order costs a map.
+    let in_order = answer.scores.len() == nodes.len() && answer.scores.iter().zip(nodes).all(|(s, n)| s.node == n.name);
+    if in_order {
+        let list = nodes.iter().zip(&answer.scores).map(|(n, s)| HostPriority { host: &n.name, score: clamp(s.score) });
+        return (list.collect(), 0);
+    }
+    let by_name: HashMap<&str, i32> = answer.scores.iter().map(|s| (s.node.as_str(), s.score)).collect();
+    let mut unscored = 0;
+    let list = nodes
+        .iter()
+        .map(|n| {
+            let score = by_name.get(n.name.as_str()).copied().unwrap_or_else(|| {
+                unscored += 1;
+                score::NEUTRAL
+            });
+            HostPriority { host: &n.name, score: clamp(score) }
+        })
+        .collect();
+    (list, unscored)
+}
+
+fn fallback(verb: Verb, pod: &str, e: &CallError) {
+    metrics::counter!(metric::FALLBACKS, "verb" => verb.as_str(), "reason" => e.reason()).increment(1);
+    warn!(pod, verb = verb.as_str(), reason = e.reason(), error = %e, "scorer gave no usable answer; answering neutrally");
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        scorer: &'static str,
+    }
+    json(0, StatusCode::OK, &Health { status: "ok", scorer: state.scorer.state() })
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let text = state.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {method} {}: the extender serves POST /filter, /prioritize, /bind and GET /health, /metrics",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} is not allowed on {}", uri.path()))
+}
+
+fn refuse_body(verb: Verb, state: &AppState, rejection: &BytesRejection) -> Response {
+    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str()).increment(1);
+    let status = rejection.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("request body is larger than the limit of {} bytes (--max-body-bytes)", state.max_body_bytes)
+    } else {
+        format!("could not read the request body: {}", rejection.body_text())
+    };
+    warn!(verb = verb.as_str(), status = status.as_u16(), message, "request refused");
+    error(status, message)
+}
+
+fn bad_request(verb: Verb, e: &BadRequest) -> Response {
+    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str()).increment(1);
+    warn!(verb = verb.as_str(), error = %e, "bad request");
+    error(StatusCode::BAD_REQUEST, e.0.clone())
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    json(0, status, &ErrorBody { error: message })
+}
+
+fn record(verb: Verb, start: Instant, response: &Response) {
+    let code = response.status().as_u16().to_string();
+    metrics::counter!(metric::REQUESTS, "verb" => verb.as_str(), "code" => code).increment(1);
+    metrics::histogram!(metric::REQUEST_DURATION, "verb" => verb.as_str()).record(start.elapsed().as_secs_f64());
+}
+
+/// A JSON response; `size_hint` is the request size, which bounds the answer's size
+/// and decides whether encoding counts as heavy.
+fn json<T: Serialize>(size_hint: usize, status: StatusCode, value: &T) -> Response {
+    match cpu_heavy(size_hint, || serde_json::to_vec(value)) {
+        Ok(bytes) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+        }
+        Err(e) => {
+            // Only a non-string map key or a failing Serialize impl can get here; none exist.
+            tracing::error!(error = %e, "could not encode an answer");
+            let body = r#"{"error":"internal error: could not encode the answer"}"#;
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Runs CPU-bound work on a large body without starving the worker's other tasks.
+/// `block_in_place` exists only on the multi-threaded runtime, so elsewhere (tests on a
+/// current-thread runtime) the work simply runs inline.
+fn cpu_heavy<T>(len: usize, f: impl FnOnce() -> T) -> T {
+    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if len >= LARGE_BODY_BYTES && multi_thread { tokio::task::block_in_place(f) } else { f() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fitsched_proto::NodeScore;
+
+    fn nodes(names: &[&str]) -> Vec<CandidateNode> {
+        names.iter().map(|n| CandidateNode { name: (*n).into(), ..Default::default() }).collect()
+    }
+
+    #[test]
+    fn filter_keeps_request_order_and_passes_unmentioned_nodes() {
+        let answer = FilterResponse {
+            passed: vec!["c".into(), "a".into(), "stranger".into()],
+            failed: [("b".to_string(), "hot".to_string())].into(),
+        };
+        let (passing, failed, unaccounted) = apply_filter(&nodes(&["a", "b", "c", "d"]), answer);
+        assert_eq!(passing, [0, 2, 3]);
+        assert_eq!(failed, FailedNodes(vec![("b".into(), "hot".into())]));
+        assert_eq!(unaccounted, 1);
+    }
+
+    #[test]
+    fn scores_are_clamped_and_reordered() {
+        let s = |node: &str, score| NodeScore { node: node.into(), score, ..Default::default() };
+        let ns = nodes(&["a", "b", "c"]);
+        let (list, unscored) = apply_scores(
+            &ns,
+            ScoreResponse { strategy: "spread".into(), scores: vec![s("a", -3), s("b", 4), s("c", 99)] },
+        );
+        assert_eq!(list.iter().map(|p| p.score).collect::<Vec<_>>(), [0, 4, 10]);
+        assert_eq!(unscored, 0);
+        let (list, unscored) =
+            apply_scores(&ns, ScoreResponse { strategy: String::new(), scores: vec![s("c", 1), s("a", 2)] });
+        assert_eq!(
+            list,
+            [
+                HostPriority { host: "a", score: 2 },
+                HostPriority { host: "b", score: i64::from(score::NEUTRAL) },
+                HostPriority { host: "c", score: 1 }
+            ]
+        );
+        assert_eq!(unscored, 1);
+    }
+}

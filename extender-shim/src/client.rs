@@ -1,0 +1,180 @@
+//! The gRPC client to the scorer: one lazily connected channel, a hard deadline on every
+//! call, and a record of whether the scorer answered last time (for `/health`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use fitsched_proto::scorer_client::ScorerClient;
+use fitsched_proto::{BindRequest, BindResponse, FilterRequest, FilterResponse, ScoreRequest, ScoreResponse};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// How the shim reaches the scorer.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port` of the scorer's gRPC server.
+    pub url: String,
+    /// Deadline of `Filter` and `Score`: past it the shim answers neutrally.
+    pub deadline: Duration,
+    /// Deadline of `Bind`, which may have to reach the Kubernetes API.
+    pub bind_deadline: Duration,
+    /// TCP connect timeout of the (re)connection attempts.
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval, so a dead scorer is noticed between scheduling bursts.
+    pub keep_alive_interval: Duration,
+}
+
+impl ClientConfig {
+    /// The defaults for `url`, deadline 300 ms, bind deadline 2 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            deadline: Duration::from_millis(300),
+            bind_deadline: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            keep_alive_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a call to the scorer produced no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("gRPC status {code:?}: {message}", code = .0.code(), message = .0.message())]
+    Status(Status),
+}
+
+impl CallError {
+    /// The `reason` label of `fitsched_shim_fallbacks_total`; a small fixed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Status(s) => match s.code() {
+                Code::DeadlineExceeded | Code::Cancelled => "timeout",
+                Code::Unavailable => "unavailable",
+                Code::InvalidArgument => "invalid_argument",
+                _ => "other",
+            },
+        }
+    }
+
+    /// Whether the scorer itself answered (even with an error status).
+    fn scorer_answered(&self) -> bool {
+        match self {
+            Self::Timeout(_) => false,
+            Self::Status(s) => !matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled),
+        }
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const REACHABLE: u8 = 1;
+const UNREACHABLE: u8 = 2;
+
+// Far above the 4 MiB default: a Filter answer for tens of thousands of nodes with
+// reasons must not fail on size.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A cheap-to-clone handle on the scorer.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    client: ScorerClient<Channel>,
+    deadline: Duration,
+    bind_deadline: Duration,
+    last: Arc<AtomicU8>,
+}
+
+impl Scorer {
+    /// Builds the channel without connecting, so the shim starts (and answers neutrally)
+    /// while the scorer is down. Must be called inside a Tokio runtime.
+    pub fn connect_lazy(config: &ClientConfig) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(config.url.clone())?
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(config.keep_alive_interval)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let client = ScorerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            deadline: config.deadline,
+            bind_deadline: config.bind_deadline,
+            last: Arc::new(AtomicU8::new(UNKNOWN)),
+        })
+    }
+
+    /// The Filter/Score deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// `reachable`, `unreachable` or `unknown` (no call yet), from the last call.
+    pub fn state(&self) -> &'static str {
+        match self.last.load(Ordering::Relaxed) {
+            REACHABLE => "reachable",
+            UNREACHABLE => "unreachable",
+            _ => "unknown",
+        }
+    }
+
+    pub async fn filter(&self, req: FilterRequest) -> Result<FilterResponse, CallError> {
+        self.call(self.deadline, req, |mut c, r| async move { c.filter(r).await }).await
+    }
+
+    pub async fn score(&self, req: ScoreRequest) -> Result<ScoreResponse, CallError> {
+        self.call(self.deadline, req, |mut c, r| async move { c.score(r).await }).await
+    }
+
+    pub async fn bind(&self, req: BindRequest) -> Result<BindResponse, CallError> {
+        self.call(self.bind_deadline, req, |mut c, r| async move { c.bind(r).await }).await
+    }
+
+    async fn call<M, T, F, Fut>(&self, deadline: Duration, message: M, f: F) -> Result<T, CallError>
+    where
+        F: FnOnce(ScorerClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let mut request = tonic::Request::new(message);
+        // Sent as grpc-timeout so the scorer can give up too; the local timeout below is
+        // what actually bounds the wait, including connecting.
+        request.set_timeout(deadline);
+        let outcome = match tokio::time::timeout(deadline, f(self.client.clone(), request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(CallError::Status(status)),
+            Err(_) => Err(CallError::Timeout(deadline)),
+        };
+        let answered = match &outcome {
+            Ok(_) => true,
+            Err(e) => e.scorer_answered(),
+        };
+        self.last.store(if answered { REACHABLE } else { UNREACHABLE }, Ordering::Relaxed);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_a_small_fixed_set() {
+        assert_eq!(CallError::Timeout(Duration::from_millis(1)).reason(), "timeout");
+        assert_eq!(CallError::Status(Status::deadline_exceeded("x")).reason(), "timeout");
+        assert_eq!(CallError::Status(Status::unavailable("x")).reason(), "unavailable");
+        assert_eq!(CallError::Status(Status::invalid_argument("x")).reason(), "invalid_argument");
+        assert_eq!(CallError::Status(Status::internal("x")).reason(), "other");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_at_start() {
+        assert!(Scorer::connect_lazy(&ClientConfig::new("not a url")).is_err());
+        let ok = Scorer::connect_lazy(&ClientConfig::new("http://127.0.0.1:1")).unwrap();
+        assert_eq!(ok.state(), "unknown");
+    }
+}

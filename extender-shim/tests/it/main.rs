@@ -1,0 +1,8 @@
+//! Integration tests: the real router against a fake in-process scorer.
+
+mod bad_input;
+mod common;
+mod fallback;
+mod fixtures;
+mod fuzz;
+mod large;
