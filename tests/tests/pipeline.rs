@@ -172,14 +172,24 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     let model: Value = serde_json::from_str(&grpcurl(&[&addr, "fitsched.v1.Scorer/ModelInfo"])).expect("JSON");
     assert_eq!(model["kind"], "heuristic");
 
-    // The real agents' windows carry this machine's procfs metrics.
+    // The real agents' windows carry this machine's procfs metrics. The very first
+    // window may hold only the first tick, which has no rates yet (absent, not zero), so
+    // wait for one that has them.
     let url = stack.scorer_url();
-    let nodes =
-        block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
-            .unwrap()
-            .into_inner()
-            .nodes;
-    let w1 = nodes.iter().find(|n| n.name == "worker-1").and_then(|n| n.latest.clone()).expect("worker-1 window");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let w1 = loop {
+        let url = url.clone();
+        let nodes =
+            block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
+                .unwrap()
+                .into_inner()
+                .nodes;
+        let w1 = nodes.iter().find(|n| n.name == "worker-1").and_then(|n| n.latest.clone()).expect("worker-1 window");
+        if w1.metrics.contains_key(metric::CPU_UTILIZATION) || std::time::Instant::now() > deadline {
+            break w1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(w1.samples > 0);
     for m in [metric::CPU_UTILIZATION, metric::MEMORY_AVAILABLE_RATIO, metric::LOAD1_PER_CPU] {
         assert!(w1.metrics.contains_key(m), "worker-1's window lacks {m}: {:?}", w1.metrics.keys());
