@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fitsched_proto::{CandidateNode, FilterRequest, FilterResponse, ScoreRequest, ScoreResponse, score};
@@ -55,6 +57,15 @@ enum Verb {
 }
 
 impl Verb {
+    fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/filter" => Some(Self::Filter),
+            "/prioritize" => Some(Self::Prioritize),
+            "/bind" => Some(Self::Bind),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Filter => "filter",
@@ -86,7 +97,27 @@ pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> Result<
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_declared_oversize))
         .with_state(state))
+}
+
+/// Answers 413 from the `Content-Length` header alone, before reading any of the body:
+/// the client learns at once, and the shim never buffers what it will refuse.
+/// (`DefaultBodyLimit` still guards bodies of undeclared length while they stream.)
+async fn refuse_declared_oversize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match (declared, Verb::from_path(req.uri().path())) {
+        (Some(len), Some(verb)) if len > state.max_body_bytes as u64 => {
+            metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str()).increment(1);
+            let message = format!(
+                "request body of {len} bytes is larger than the limit of {} bytes (--max-body-bytes)",
+                state.max_body_bytes
+            );
+            warn!(verb = verb.as_str(), status = 413, message, "request refused");
+            error(StatusCode::PAYLOAD_TOO_LARGE, message)
+        }
+        _ => next.run(req).await,
+    }
 }
 
 async fn filter(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
