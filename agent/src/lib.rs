@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fitsched_proto::NodeWindow;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
@@ -37,14 +37,14 @@ use window::WindowAggregator;
 
 /// Runs the agent until SIGINT or SIGTERM, with the process-wide Prometheus recorder.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let prometheus = match PrometheusBuilder::new().install_recorder() {
+    let prometheus = match fitsched_runtime::install_prometheus(&[]) {
         Ok(handle) => Some(handle),
         Err(e) => {
             warn!(error = %e, "cannot install the Prometheus recorder; /metrics will answer 404");
             None
         }
     };
-    run_with(args, prometheus, shutdown_signal()).await
+    run_with(args, prometheus, fitsched_runtime::shutdown_signal()).await
 }
 
 /// Runs the agent until `shutdown` completes. `prometheus` is the handle of an already
@@ -223,34 +223,6 @@ async fn upkeep_loop(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) 
             _ = interval.tick() => handle.run_upkeep(),
             _ = stop.changed() => break,
         }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM (what Kubernetes sends on pod deletion).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 

@@ -1,14 +1,7 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = fitsched_agent::Args::parse();
-    // Colours only on a terminal: log collectors should store plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    fitsched_agent::run(args).await
+    fitsched_runtime::init_tracing();
+    fitsched_agent::run(fitsched_agent::Args::parse()).await
 }

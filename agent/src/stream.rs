@@ -324,32 +324,20 @@ impl StreamClient {
         let ack_timeout = self.config.ack_timeout;
         let in_flight = |outbox: &Outbox, sent_upto: u64| outbox.oldest_sequence().is_some_and(|s| s <= sent_upto);
 
-        let mut acks = loop {
-            let waiting = in_flight(&self.outbox, sent_upto);
-            tokio::select! {
-                res = &mut open => match res {
-                    Ok(response) => break response.into_inner(),
-                    Err(status) => return SessionEnd::Failed(self.on_status(&status)),
-                },
-                w = self.windows.recv() => match w {
-                    Some(w) => {
-                        if !waiting { progress = Instant::now() }
-                        self.enqueue(w);
-                        self.forward(&tx, &mut sent_upto);
-                    }
-                    None => return SessionEnd::InputClosed,
-                },
-                () = tokio::time::sleep_until(progress + ack_timeout), if waiting => {
-                    return SessionEnd::Failed(format!("the scorer did not answer the stream within {ack_timeout:?}"));
-                }
-            }
-        };
-        self.status.set_connected(true);
-
+        // Until the scorer answers the call there is no ack stream yet; windows keep
+        // flowing into the request stream either way.
+        let mut acks: Option<tonic::Streaming<IngestAck>> = None;
         loop {
             let waiting = in_flight(&self.outbox, sent_upto);
             tokio::select! {
-                msg = acks.message() => match msg {
+                res = &mut open, if acks.is_none() => match res {
+                    Ok(response) => {
+                        acks = Some(response.into_inner());
+                        self.status.set_connected(true);
+                    }
+                    Err(status) => return SessionEnd::Failed(self.on_status(&status)),
+                },
+                msg = next_ack(&mut acks) => match msg {
                     Ok(Some(ack)) => {
                         progress = Instant::now();
                         self.on_ack(&ack);
@@ -366,7 +354,8 @@ impl StreamClient {
                     None => return SessionEnd::InputClosed,
                 },
                 () = tokio::time::sleep_until(progress + ack_timeout), if waiting => {
-                    return SessionEnd::Failed(format!("no acknowledgement within {ack_timeout:?}"));
+                    let what = if acks.is_none() { "answer the stream" } else { "acknowledge" };
+                    return SessionEnd::Failed(format!("the scorer did not {what} within {ack_timeout:?}"));
                 }
             }
         }
@@ -386,6 +375,14 @@ pub fn error_chain(err: &dyn StdError) -> String {
         source = s.source();
     }
     out
+}
+
+/// The next acknowledgement, or never while the stream is not open yet.
+async fn next_ack(acks: &mut Option<tonic::Streaming<IngestAck>>) -> Result<Option<IngestAck>, tonic::Status> {
+    match acks {
+        Some(a) => a.message().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

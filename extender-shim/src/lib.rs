@@ -11,11 +11,9 @@ pub mod config;
 pub mod quantity;
 pub mod wire;
 
-use std::time::Duration;
-
 use anyhow::Context;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing::{info, warn};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::info;
 
 pub use api::router;
 pub use config::{Args, ShimConfig};
@@ -40,7 +38,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_body_bytes = args.max_body_bytes,
         "fitsched-shim serving"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server failed")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(fitsched_runtime::shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
     info!("fitsched-shim stopped");
     Ok(())
 }
@@ -48,20 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Installs the global Prometheus recorder (once per process) and its upkeep task;
 /// must be called inside a Tokio runtime.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(api::metric::REQUEST_DURATION.into()), DURATION_BUCKETS)
-        .context("invalid histogram buckets")?
-        .install_recorder()
-        .context("cannot install the Prometheus recorder")?;
-    let upkeep = handle.clone();
-    // Without the exporter's own HTTP listener nothing else drains histogram samples.
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
+    let handle = fitsched_runtime::install_prometheus(&[(api::metric::REQUEST_DURATION, DURATION_BUCKETS)])?;
     metrics::describe_counter!(api::metric::REQUESTS, "Extender requests answered, by verb and HTTP status code.");
     metrics::describe_histogram!(
         api::metric::REQUEST_DURATION,
@@ -75,32 +63,4 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(api::metric::BAD_REQUESTS, "Requests refused as malformed (400) or too large (413).");
     metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler.");
     Ok(handle)
-}
-
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    info!("shutting down: finishing in-flight requests");
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use fitsched_proto::ingest_server::IngestServer;
 use fitsched_proto::scorer_server::ScorerServer;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -39,31 +39,16 @@ use crate::store::NodeStore;
 pub const DURATION_BUCKETS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal,
-/// so log collectors store plain text.
-pub fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 /// Binds the configured addresses and serves until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     args.validate()?;
-    let prometheus = PrometheusBuilder::new()
-        .set_buckets(DURATION_BUCKETS)
-        .context("histogram buckets")?
-        .install_recorder()
-        .context("installing the Prometheus recorder")?;
+    let prometheus =
+        fitsched_runtime::install_prometheus(&[("inference_prediction_duration_seconds", DURATION_BUCKETS)])?;
     let grpc =
         TcpListener::bind(args.grpc_listen).await.with_context(|| format!("binding gRPC {}", args.grpc_listen))?;
     let http =
         TcpListener::bind(args.http_listen).await.with_context(|| format!("binding HTTP {}", args.http_listen))?;
-    serve(args, grpc, http, Some(prometheus), shutdown_signal()).await
+    serve(args, grpc, http, Some(prometheus), fitsched_runtime::shutdown_signal()).await
 }
 
 /// Serves gRPC and HTTP on the given listeners until `shutdown` completes.
@@ -119,24 +104,4 @@ pub async fn serve(
     h.context("HTTP server")?;
     tracing::info!("scorer stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM (what Kubernetes sends on pod deletion).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutdown signal received");
 }

@@ -2,6 +2,6 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fitsched_scorer::init_tracing();
+    fitsched_runtime::init_tracing();
     fitsched_scorer::run(fitsched_scorer::Args::parse()).await
 }
