@@ -50,6 +50,30 @@ pub trait Collector: Send {
     fn sample(&mut self, now: Instant) -> Sample;
 }
 
+/// Several collectors sampled as one: the node's full picture for a tick. Each part
+/// reports its own missing metrics; one failing part never hides the others.
+pub struct Composite {
+    parts: Vec<Box<dyn Collector>>,
+}
+
+impl Composite {
+    pub fn new(parts: Vec<Box<dyn Collector>>) -> Self {
+        Self { parts }
+    }
+}
+
+impl Collector for Composite {
+    fn sample(&mut self, now: Instant) -> Sample {
+        let mut out = Sample::default();
+        for part in &mut self.parts {
+            let s = part.sample(now);
+            out.values.extend(s.values);
+            out.missing.extend(s.missing);
+        }
+        out
+    }
+}
+
 /// Every metric the procfs collector produces (and the simulation imitates).
 pub const METRICS: [&str; 12] = [
     fitsched_proto::metric::CPU_UTILIZATION,
@@ -65,3 +89,29 @@ pub const METRICS: [&str; 12] = [
     fitsched_proto::metric::PSI_IO_SOME,
     fitsched_proto::metric::PSI_IO_FULL,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(&'static str, Option<&'static str>);
+
+    impl Collector for Fixed {
+        fn sample(&mut self, _: Instant) -> Sample {
+            let mut s = Sample::default();
+            match self.1 {
+                None => s.set(self.0, 1.0),
+                Some(why) => s.set_missing(self.0, why),
+            }
+            s
+        }
+    }
+
+    #[test]
+    fn composite_merges_values_and_missing() {
+        let mut c = Composite::new(vec![Box::new(Fixed("a", None)), Box::new(Fixed("b", Some("no PMU")))]);
+        let s = c.sample(Instant::now());
+        assert_eq!(s.values.get("a"), Some(&1.0));
+        assert_eq!(s.missing, vec![MissingMetric::new("b", "no PMU")]);
+    }
+}

@@ -19,7 +19,7 @@ pub struct MetricSummary {
 /// reported as zero: a consumer that needs the metric applies its documented fallback.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Missing {
-    /// A metric name (`cpu_utilization`) or a collector prefix (`perf.`, `pcm.`).
+    /// The metric's name, as it would appear in `NodeWindow.metrics`.
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
