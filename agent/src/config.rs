@@ -48,6 +48,10 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
 
+    /// Where sysfs is mounted (a container mounts the host's elsewhere).
+    #[arg(long, env = "FITSCHED_SYS_ROOT", default_value = "/sys")]
+    pub sys_root: PathBuf,
+
     /// Seed of the simulation; the same seed gives the same simulated values.
     #[arg(long, env = "FITSCHED_SEED", default_value_t = 1)]
     pub seed: u64,

@@ -28,12 +28,21 @@ use tracing::{debug, error, info, warn};
 
 pub use config::Args;
 
-use collect::{Collector, ProcfsCollector};
+use collect::{Collector, Composite, DiskCollector, NetCollector, ProcfsCollector};
 use simulate::SimNode;
 use status::NodeStatus;
 use stream::{StreamClient, StreamConfig};
 use telemetry::MissingGauge;
 use window::WindowAggregator;
+
+/// Everything the agent reads on a real node, merged into one sample per tick.
+fn node_collector(args: &Args) -> Composite {
+    Composite::new(vec![
+        Box::new(ProcfsCollector::new(&args.proc_root)),
+        Box::new(NetCollector::new(&args.proc_root, &args.sys_root)),
+        Box::new(DiskCollector::new(&args.proc_root, &args.sys_root)),
+    ])
+}
 
 /// Runs the agent until SIGINT or SIGTERM, with the process-wide Prometheus recorder.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -74,7 +83,7 @@ pub async fn run_with(
     );
 
     let collectors: Vec<(String, Box<dyn Collector>)> = if args.simulate == 0 {
-        vec![(host.clone(), Box::new(ProcfsCollector::new(&args.proc_root)))]
+        vec![(host.clone(), Box::new(node_collector(&args)))]
     } else {
         (0..args.simulate as usize)
             .map(|i| {
@@ -153,7 +162,12 @@ struct NodeLoop {
 
 impl NodeLoop {
     fn tick(&mut self, now: std::time::Instant, now_unix_ms: i64) {
-        let sample = self.collector.sample(now);
+        let mut sample = self.collector.sample(now);
+        match self.status.rtt() {
+            Some(rtt) => sample.set(fitsched_proto::metric::STREAM_RTT_SECONDS, rtt.as_secs_f64()),
+            None => sample
+                .set_missing(fitsched_proto::metric::STREAM_RTT_SECONDS, "no acknowledged window on a live stream yet"),
+        }
         if let Some(window) = self.aggregator.push(now_unix_ms, &sample) {
             self.emit(window);
         }

@@ -1,6 +1,7 @@
 //! Per-node progress shared between the tick loop, the stream client and `/health`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct NodeStatus {
@@ -10,6 +11,8 @@ pub struct NodeStatus {
     last_acked_sequence: AtomicU64,
     buffered: AtomicU64,
     connected: AtomicBool,
+    /// Latest send-to-acknowledgement time in microseconds; 0 = none measured yet.
+    rtt_us: AtomicU64,
 }
 
 impl NodeStatus {
@@ -47,5 +50,16 @@ impl NodeStatus {
 
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// The latest stream round-trip time, while the stream is up.
+    pub fn rtt(&self) -> Option<Duration> {
+        let us = self.rtt_us.load(Ordering::Relaxed);
+        (self.connected() && us > 0).then(|| Duration::from_micros(us))
+    }
+
+    pub fn set_rtt(&self, rtt: Duration) {
+        // At least 1 µs, since 0 means "none measured".
+        self.rtt_us.store(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
     }
 }

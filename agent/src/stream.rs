@@ -162,6 +162,8 @@ pub struct StreamClient {
     outbox: Outbox,
     backoff: Backoff,
     link: Link,
+    /// When each in-flight window was (last) sent, oldest first, for the round-trip time.
+    sent_at: VecDeque<(u64, Instant)>,
 }
 
 impl StreamClient {
@@ -178,6 +180,7 @@ impl StreamClient {
             status,
             windows,
             link: Link::Starting,
+            sent_at: VecDeque::new(),
         }
     }
 
@@ -250,12 +253,15 @@ impl StreamClient {
     }
 
     /// Sends every buffered window above `sent_upto` on the stream.
-    fn forward(&self, tx: &mpsc::UnboundedSender<NodeWindow>, sent_upto: &mut u64) {
+    fn forward(&mut self, tx: &mpsc::UnboundedSender<NodeWindow>, sent_upto: &mut u64) {
+        let now = Instant::now();
         for w in self.outbox.after(*sent_upto) {
             debug!(node = self.node(), sequence = w.sequence, samples = w.samples, "sending window");
             // A closed receiver means the stream is ending; its error arrives on the ack side.
             let _ = tx.send(w.clone());
             *sent_upto = w.sequence;
+            self.sent_at.retain(|(seq, _)| *seq != w.sequence);
+            self.sent_at.push_back((w.sequence, now));
         }
     }
 
@@ -265,6 +271,9 @@ impl StreamClient {
             return;
         }
         let acked = self.outbox.ack(ack.acked_sequence);
+        if let Some(rtt) = take_rtt(&mut self.sent_at, ack.acked_sequence, Instant::now()) {
+            self.status.set_rtt(rtt);
+        }
         self.status.set_last_acked_sequence(ack.acked_sequence);
         metrics::counter!(telemetry::WINDOWS_ACKED, "node" => self.node().to_owned()).increment(acked as u64);
         self.publish_buffered();
@@ -377,6 +386,22 @@ pub fn error_chain(err: &dyn StdError) -> String {
     out
 }
 
+/// The round-trip time of the acknowledged window `acked`, measured from its (last)
+/// send, forgetting every send it covers. `None` when it was not sent on this stream.
+pub fn take_rtt(sent_at: &mut VecDeque<(u64, Instant)>, acked: u64, now: Instant) -> Option<Duration> {
+    let mut rtt = None;
+    while let Some(&(seq, at)) = sent_at.front() {
+        if seq > acked {
+            break;
+        }
+        if seq == acked {
+            rtt = Some(now.saturating_duration_since(at));
+        }
+        sent_at.pop_front();
+    }
+    rtt
+}
+
 /// The next acknowledgement, or never while the stream is not open yet.
 async fn next_ack(acks: &mut Option<tonic::Streaming<IngestAck>>) -> Result<Option<IngestAck>, tonic::Status> {
     match acks {
@@ -388,6 +413,16 @@ async fn next_ack(acks: &mut Option<tonic::Streaming<IngestAck>>) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtt_is_measured_from_the_acknowledged_send() {
+        let t0 = Instant::now();
+        let mut sent: VecDeque<(u64, Instant)> = (1..=3).map(|s| (s, t0 + Duration::from_millis(s * 10))).collect();
+        assert_eq!(take_rtt(&mut sent, 2, t0 + Duration::from_millis(25)), Some(Duration::from_millis(5)));
+        assert_eq!(sent.len(), 1, "sends up to the ack are forgotten");
+        assert_eq!(take_rtt(&mut sent, 7, t0 + Duration::from_millis(40)), None, "never sent on this stream");
+        assert!(sent.is_empty());
+    }
 
     fn window(sequence: u64) -> NodeWindow {
         NodeWindow { node_name: "n".into(), agent_id: "a".into(), sequence, ..Default::default() }

@@ -4,11 +4,16 @@
 //! entry with a reason, so a window always goes out and consumers can tell "not
 //! measured" from "zero".
 
+pub mod disk;
+pub mod net;
 pub mod procfs;
+pub mod rates;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+pub use disk::DiskCollector;
+pub use net::NetCollector;
 pub use procfs::ProcfsCollector;
 
 /// A metric or collector that could not be read during a tick, and why.

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use fitsched_proto::metric;
 
+use super::rates::Rates;
 use super::{Collector, Sample};
 
 /// Reason given for every PSI metric on kernels without `/proc/pressure`.
@@ -51,15 +52,26 @@ pub struct ProcStat {
     pub cpu: CpuTimes,
     /// Number of `cpuN` lines, i.e. online CPUs.
     pub cpu_count: u32,
+    /// Runnable tasks right now (`procs_running`), since Linux 2.5.45.
+    pub procs_running: Option<u64>,
+    /// Tasks blocked on I/O right now (`procs_blocked`).
+    pub procs_blocked: Option<u64>,
 }
 
 pub fn parse_stat(contents: &str) -> Result<ProcStat, ParseError> {
     let mut cpu = None;
     let mut cpu_count = 0u32;
+    let (mut procs_running, mut procs_blocked) = (None, None);
     for line in contents.lines() {
         let mut tokens = line.split_ascii_whitespace();
         let Some(label) = tokens.next() else { continue };
-        if label == "cpu" {
+        if label == "procs_running" || label == "procs_blocked" {
+            let value = tokens
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ParseError::Malformed { what: "procs line", line: line.to_owned() })?;
+            *(if label == "procs_running" { &mut procs_running } else { &mut procs_blocked }) = Some(value);
+        } else if label == "cpu" {
             let values = tokens
                 .map(str::parse::<u64>)
                 .collect::<Result<Vec<_>, _>>()
@@ -84,7 +96,7 @@ pub fn parse_stat(contents: &str) -> Result<ProcStat, ParseError> {
             cpu_count += 1;
         }
     }
-    Ok(ProcStat { cpu: cpu.ok_or(ParseError::NoCpuLine)?, cpu_count })
+    Ok(ProcStat { cpu: cpu.ok_or(ParseError::NoCpuLine)?, cpu_count, procs_running, procs_blocked })
 }
 
 /// Busy and iowait shares of the CPU time between two readings, or `None` when no time
@@ -98,15 +110,25 @@ pub fn cpu_shares(prev: &CpuTimes, cur: &CpuTimes) -> Option<CpuShares> {
     if total == 0 {
         return None;
     }
-    let [_, _, _, idle, iowait, ..] = deltas;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = deltas.map(|d| d as f64);
     let total = total as f64;
-    Some(CpuShares { utilization: (total - (idle + iowait) as f64) / total, iowait: iowait as f64 / total })
+    Some(CpuShares {
+        utilization: (total - (idle + iowait)) / total,
+        user: (user + nice) / total,
+        system: (system + irq + softirq) / total,
+        iowait: iowait / total,
+        steal: steal / total,
+    })
 }
 
+/// Shares of CPU time by mode between two readings; each in 0..1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuShares {
     pub utilization: f64,
+    pub user: f64,
+    pub system: f64,
     pub iowait: f64,
+    pub steal: f64,
 }
 
 /// What the collector uses from `/proc/meminfo`, in bytes.
@@ -115,16 +137,20 @@ pub struct MemInfo {
     pub total_bytes: u64,
     /// `MemAvailable` exists since Linux 3.14.
     pub available_bytes: Option<u64>,
+    /// `Cached`: the page cache.
+    pub cached_bytes: Option<u64>,
 }
 
 pub fn parse_meminfo(contents: &str) -> Result<MemInfo, ParseError> {
     let mut total = None;
     let mut available = None;
+    let mut cached = None;
     for line in contents.lines() {
         let Some((key, rest)) = line.split_once(':') else { continue };
         let slot = match key.trim() {
             "MemTotal" => &mut total,
             "MemAvailable" => &mut available,
+            "Cached" => &mut cached,
             _ => continue,
         };
         let mut tokens = rest.split_ascii_whitespace();
@@ -139,7 +165,30 @@ pub fn parse_meminfo(contents: &str) -> Result<MemInfo, ParseError> {
         };
         *slot = Some(value.saturating_mul(multiplier));
     }
-    Ok(MemInfo { total_bytes: total.ok_or(ParseError::MissingField("MemTotal"))?, available_bytes: available })
+    Ok(MemInfo {
+        total_bytes: total.ok_or(ParseError::MissingField("MemTotal"))?,
+        available_bytes: available,
+        cached_bytes: cached,
+    })
+}
+
+/// The `/proc/vmstat` counters the collector turns into rates, and the metric each feeds.
+pub const VMSTAT: [(&str, &str); 3] = [
+    ("pswpin", metric::SWAP_IN_PAGES_PER_SECOND),
+    ("pswpout", metric::SWAP_OUT_PAGES_PER_SECOND),
+    ("pgmajfault", metric::MAJOR_FAULTS_PER_SECOND),
+];
+
+/// The [`VMSTAT`] counters present in `/proc/vmstat`, by name.
+pub fn parse_vmstat(contents: &str) -> Vec<(&str, u64)> {
+    contents
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            let name = VMSTAT.iter().find(|(k, _)| *k == key)?.0;
+            Some((name, value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The 1-minute load average from `/proc/loadavg`.
@@ -200,6 +249,7 @@ const PSI: [(&str, &str, Option<&str>); 3] = [
 pub struct RawReadings {
     pub stat: Result<String, String>,
     pub meminfo: Result<String, String>,
+    pub vmstat: Result<String, String>,
     pub loadavg: Result<String, String>,
     /// `None` when the kernel has no `/proc/pressure`; else cpu, memory, io in that order.
     pub pressure: Option<[Result<String, String>; 3]>,
@@ -211,11 +261,12 @@ pub struct ProcfsCollector {
     root: PathBuf,
     prev_cpu: Option<CpuTimes>,
     prev_psi: [Option<(Pressure, Instant)>; 3],
+    vmstat: Rates,
 }
 
 impl ProcfsCollector {
     pub fn new(proc_root: impl Into<PathBuf>) -> Self {
-        Self { root: proc_root.into(), prev_cpu: None, prev_psi: [None; 3] }
+        Self { root: proc_root.into(), prev_cpu: None, prev_psi: [None; 3], vmstat: Rates::default() }
     }
 
     /// Reads the files. Blocking, but procfs reads are served from kernel memory in
@@ -230,6 +281,7 @@ impl ProcfsCollector {
         RawReadings {
             stat: read(&self.root.join("stat")),
             meminfo: read(&self.root.join("meminfo")),
+            vmstat: read(&self.root.join("vmstat")),
             loadavg: read(&self.root.join("loadavg")),
             pressure,
         }
@@ -247,7 +299,20 @@ impl ProcfsCollector {
                     && let Some(shares) = cpu_shares(&prev, &stat.cpu)
                 {
                     sample.set(metric::CPU_UTILIZATION, shares.utilization);
+                    sample.set(metric::CPU_USER, shares.user);
+                    sample.set(metric::CPU_SYSTEM, shares.system);
                     sample.set(metric::CPU_IOWAIT, shares.iowait);
+                    sample.set(metric::CPU_STEAL, shares.steal);
+                }
+                match stat.procs_running {
+                    Some(running) if stat.cpu_count > 0 => {
+                        sample.set(metric::RUN_QUEUE_PER_CPU, running as f64 / f64::from(stat.cpu_count));
+                    }
+                    _ => sample.set_missing(metric::RUN_QUEUE_PER_CPU, "no procs_running or cpuN lines in /proc/stat"),
+                }
+                match stat.procs_blocked {
+                    Some(blocked) => sample.set(metric::PROCS_BLOCKED, blocked as f64),
+                    None => sample.set_missing(metric::PROCS_BLOCKED, "no procs_blocked line in /proc/stat"),
                 }
                 self.prev_cpu = Some(stat.cpu);
                 if stat.cpu_count > 0 {
@@ -260,7 +325,17 @@ impl ProcfsCollector {
             }
             Err(reason) => {
                 self.prev_cpu = None;
-                for name in [metric::CPU_UTILIZATION, metric::CPU_IOWAIT, metric::CPU_COUNT, metric::LOAD1_PER_CPU] {
+                for name in [
+                    metric::CPU_UTILIZATION,
+                    metric::CPU_USER,
+                    metric::CPU_SYSTEM,
+                    metric::CPU_IOWAIT,
+                    metric::CPU_STEAL,
+                    metric::CPU_COUNT,
+                    metric::LOAD1_PER_CPU,
+                    metric::RUN_QUEUE_PER_CPU,
+                    metric::PROCS_BLOCKED,
+                ] {
                     sample.set_missing(name, reason.clone());
                 }
             }
@@ -276,6 +351,10 @@ impl ProcfsCollector {
         match raw.meminfo.and_then(|s| parse_meminfo(&s).map_err(|e| format!("cannot parse /proc/meminfo: {e}"))) {
             Ok(mem) => {
                 sample.set(metric::MEMORY_TOTAL_BYTES, mem.total_bytes as f64);
+                match mem.cached_bytes {
+                    Some(cached) => sample.set(metric::MEMORY_PAGE_CACHE_BYTES, cached as f64),
+                    None => sample.set_missing(metric::MEMORY_PAGE_CACHE_BYTES, "no Cached line in /proc/meminfo"),
+                }
                 match mem.available_bytes {
                     Some(available) => {
                         sample.set(metric::MEMORY_AVAILABLE_BYTES, available as f64);
@@ -294,8 +373,34 @@ impl ProcfsCollector {
                 }
             }
             Err(reason) => {
-                for name in [metric::MEMORY_TOTAL_BYTES, metric::MEMORY_AVAILABLE_BYTES, metric::MEMORY_AVAILABLE_RATIO]
-                {
+                for name in [
+                    metric::MEMORY_TOTAL_BYTES,
+                    metric::MEMORY_AVAILABLE_BYTES,
+                    metric::MEMORY_AVAILABLE_RATIO,
+                    metric::MEMORY_PAGE_CACHE_BYTES,
+                ] {
+                    sample.set_missing(name, reason.clone());
+                }
+            }
+        }
+
+        match raw.vmstat {
+            Ok(contents) => {
+                let counters = parse_vmstat(&contents);
+                for (key, name) in VMSTAT {
+                    match counters.iter().find(|(k, _)| *k == key) {
+                        Some(&(_, value)) => {
+                            if let Some(rate) = self.vmstat.rate(key, value, now) {
+                                sample.set(name, rate);
+                            }
+                        }
+                        None => sample.set_missing(name, format!("no {key} in /proc/vmstat")),
+                    }
+                }
+            }
+            Err(reason) => {
+                self.vmstat = Rates::default();
+                for (_, name) in VMSTAT {
                     sample.set_missing(name, reason.clone());
                 }
             }
@@ -384,10 +489,35 @@ mod tests {
     // Kernels before 5.13 print no `full` line for cpu.
     const PSI_CPU_OLD: &str = "some avg10=1.50 avg60=0.80 avg300=0.20 total=123456\n";
 
+    const VMSTAT_SAMPLE: &str = include_str!("testdata/vmstat");
+
+    #[test]
+    fn parses_the_vmstat_counters_it_needs() {
+        let counters = parse_vmstat(VMSTAT_SAMPLE);
+        for (key, _) in VMSTAT {
+            assert!(counters.iter().any(|(k, _)| *k == key), "{key} missing from this machine's /proc/vmstat");
+        }
+        assert_eq!(parse_vmstat("pswpin 5\npgmajfault x\nother 3\n"), vec![("pswpin", 5)]);
+    }
+
+    #[test]
+    fn cpu_modes_and_run_queue() {
+        let stat = "cpu 100 0 50 800 50 0 0 0 0 0\ncpu0 1 1 1 1\ncpu1 1 1 1 1\nprocs_running 3\nprocs_blocked 1\n";
+        let parsed = parse_stat(stat).unwrap();
+        assert_eq!((parsed.procs_running, parsed.procs_blocked, parsed.cpu_count), (Some(3), Some(1), 2));
+        let later = CpuTimes { user: 200, system: 100, idle: 1600, iowait: 70, steal: 30, ..parsed.cpu };
+        let shares = cpu_shares(&parsed.cpu, &later).unwrap();
+        let total = 100.0 + 50.0 + 800.0 + 20.0 + 30.0;
+        assert!((shares.user - 100.0 / total).abs() < 1e-12);
+        assert!((shares.steal - 30.0 / total).abs() < 1e-12);
+        assert!((shares.user + shares.system + shares.iowait + shares.steal + 800.0 / total - 1.0).abs() < 1e-12);
+    }
+
     fn fixtures() -> RawReadings {
         RawReadings {
             stat: Ok(STAT.into()),
             meminfo: Ok(MEMINFO.into()),
+            vmstat: Ok(VMSTAT_SAMPLE.into()),
             loadavg: Ok(LOADAVG.into()),
             pressure: Some([Ok(PSI_CPU.into()), Ok(PSI_MEMORY.into()), Ok(PSI_IO.into())]),
         }
@@ -474,6 +604,9 @@ mod tests {
             (metric::MEMORY_TOTAL_BYTES, 24_684_084.0 * 1024.0),
             (metric::MEMORY_AVAILABLE_BYTES, 24_445_976.0 * 1024.0),
             (metric::MEMORY_AVAILABLE_RATIO, 24_445_976.0 / 24_684_084.0),
+            (metric::MEMORY_PAGE_CACHE_BYTES, 16_128.0 * 1024.0),
+            (metric::RUN_QUEUE_PER_CPU, 0.5),
+            (metric::PROCS_BLOCKED, 0.0),
         ]
         .into();
         assert_eq!(s.values.len(), expect.len(), "{:?}", s.values);
@@ -515,7 +648,8 @@ mod tests {
         let t0 = Instant::now();
         c.compute(fixtures(), t0);
         let mut raw = fixtures();
-        raw.stat = Ok("cpu  1 0 1 1 0 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\n".into());
+        raw.stat = Ok("cpu  1 0 1 1 0 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\nprocs_running 1\nprocs_blocked 0\n".into());
+        raw.vmstat = Ok("pswpin 0\npswpout 0\npgmajfault 0\n".into());
         raw.pressure = Some([Ok(pressure_text(1, Some(0))), Ok(PSI_MEMORY.into()), Ok(PSI_IO.into())]);
         let s = c.compute(raw, t0 + Duration::from_secs(1));
         assert!(!s.values.contains_key(metric::CPU_UTILIZATION));
@@ -574,6 +708,7 @@ mod tests {
         let raw = RawReadings {
             stat: Err("cannot read /proc/stat: gone".into()),
             meminfo: Ok("garbage".into()),
+            vmstat: Err("cannot read /proc/vmstat: gone".into()),
             loadavg: Ok(LOADAVG.into()),
             pressure: Some([Err("cannot read cpu".into()), Ok(PSI_MEMORY.into()), Ok(PSI_IO.into())]),
         };
@@ -597,7 +732,8 @@ mod tests {
     fn reads_a_proc_tree_from_disk() {
         let root = std::env::temp_dir().join(format!("fitsched-agent-procfs-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        for (name, contents) in [("stat", STAT), ("meminfo", MEMINFO), ("loadavg", LOADAVG)] {
+        for (name, contents) in [("stat", STAT), ("meminfo", MEMINFO), ("loadavg", LOADAVG), ("vmstat", VMSTAT_SAMPLE)]
+        {
             std::fs::write(root.join(name), contents).unwrap();
         }
         let mut c = ProcfsCollector::new(&root);
