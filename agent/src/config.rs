@@ -44,6 +44,18 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_SIMULATE_PREFIX", default_value = "sim-node-")]
     pub simulate_prefix: String,
 
+    /// PEM CA that signed the scorer's certificate; needed for an `https://` --scorer.
+    #[arg(long, env = "FITSCHED_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Name to check in the scorer's certificate, when it differs from --scorer's host.
+    #[arg(long, env = "FITSCHED_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+
+    /// File holding the bearer token the scorer expects on the ingest stream.
+    #[arg(long, env = "FITSCHED_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// Where procfs is mounted (a host's /proc mounted elsewhere in a container, or test fixtures).
     #[arg(long, env = "FITSCHED_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,

@@ -67,7 +67,9 @@ pub async fn run_with(
     args.validate()?;
     telemetry::describe();
     let host = args.resolve_node_name()?;
-    let stream_config = StreamConfig::new(&args.scorer, args.buffer, args.window)?;
+    let endpoint = fitsched_runtime::scorer_endpoint(&args.scorer, args.tls_ca.as_deref(), args.tls_domain.as_deref())?;
+    let mut stream_config = StreamConfig::with_endpoint(endpoint, args.buffer, args.window)?;
+    stream_config.token_file = args.token_file.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;

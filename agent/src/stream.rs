@@ -117,14 +117,20 @@ pub struct StreamConfig {
     /// A stream that carries unacknowledged windows but gets no ack for this long is
     /// considered dead (half-open connection, wedged scorer) and reopened.
     pub ack_timeout: Duration,
+    /// File with the bearer token the scorer expects; read at every connect.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl StreamConfig {
-    /// Defaults for `scorer` (`http://host:port`; a bare `host:port` gets `http://`).
+    /// Defaults for a plaintext `scorer` (`http://host:port`; a bare `host:port` gets
+    /// `http://`).
     pub fn new(scorer: &str, buffer: usize, window: Duration) -> anyhow::Result<Self> {
-        let uri = if scorer.contains("://") { scorer.to_owned() } else { format!("http://{scorer}") };
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|e| anyhow::anyhow!("invalid scorer address {scorer:?}: {}", error_chain(&e)))?
+        Self::with_endpoint(fitsched_runtime::scorer_endpoint(scorer, None, None)?, buffer, window)
+    }
+
+    /// Defaults around an endpoint built elsewhere (e.g. with TLS).
+    pub fn with_endpoint(endpoint: Endpoint, buffer: usize, window: Duration) -> anyhow::Result<Self> {
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -136,6 +142,7 @@ impl StreamConfig {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             ack_timeout: (window * 3).max(Duration::from_secs(30)),
+            token_file: None,
         })
     }
 }
@@ -324,8 +331,21 @@ impl StreamClient {
         let mut sent_upto = 0;
         self.forward(&tx, &mut sent_upto);
         debug!(node = self.node(), resending = self.outbox.len(), "ingest stream opening");
+        let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+        if let Some(path) = &self.config.token_file {
+            // Read per connect, so a rotated Secret is picked up at the next reconnect.
+            let header = fitsched_runtime::read_token(path).map_err(|e| format!("{e:#}")).and_then(|t| {
+                format!("Bearer {t}").parse().map_err(|_| "the token is not a valid header value".to_owned())
+            });
+            match header {
+                Ok(h) => {
+                    request.metadata_mut().insert("authorization", h);
+                }
+                Err(e) => return SessionEnd::Failed(e),
+            }
+        }
         let mut client = IngestClient::new(channel);
-        let open = client.stream(UnboundedReceiverStream::new(rx));
+        let open = client.stream(request);
         tokio::pin!(open);
         // Evidence that the scorer is making progress: reset on every ack and whenever
         // windows go in flight on an idle stream.

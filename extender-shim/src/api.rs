@@ -85,7 +85,7 @@ struct AppState {
 /// The shim's HTTP router. `metrics` renders `/metrics`; without it (tests, where no
 /// global recorder is installed) `/metrics` answers an empty exposition. Must be called
 /// inside a Tokio runtime, because the scorer channel is created here (lazily).
-pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> Result<Router, tonic::transport::Error> {
+pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> anyhow::Result<Router> {
     let state =
         AppState { scorer: Scorer::connect_lazy(&config.client)?, metrics, max_body_bytes: config.max_body_bytes };
     Ok(Router::new()

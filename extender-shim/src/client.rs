@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fitsched_proto::scorer_client::ScorerClient;
 use fitsched_proto::{BindRequest, BindResponse, FilterRequest, FilterResponse, ScoreRequest, ScoreResponse};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// How the shim reaches the scorer.
@@ -24,6 +24,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// HTTP/2 PING interval, so a dead scorer is noticed between scheduling bursts.
     pub keep_alive_interval: Duration,
+    /// PEM CA of the scorer's certificate, for an `https://` url.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Name to check in the scorer's certificate instead of the url's host.
+    pub tls_domain: Option<String>,
 }
 
 impl ClientConfig {
@@ -35,6 +39,8 @@ impl ClientConfig {
             bind_deadline: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             keep_alive_interval: Duration::from_secs(10),
+            tls_ca: None,
+            tls_domain: None,
         }
     }
 }
@@ -91,13 +97,14 @@ pub struct Scorer {
 impl Scorer {
     /// Builds the channel without connecting, so the shim starts (and answers neutrally)
     /// while the scorer is down. Must be called inside a Tokio runtime.
-    pub fn connect_lazy(config: &ClientConfig) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(config.url.clone())?
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(config.keep_alive_interval)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+    pub fn connect_lazy(config: &ClientConfig) -> anyhow::Result<Self> {
+        let channel =
+            fitsched_runtime::scorer_endpoint(&config.url, config.tls_ca.as_deref(), config.tls_domain.as_deref())?
+                .connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(config.keep_alive_interval)
+                .keep_alive_while_idle(true)
+                .connect_lazy();
         let client = ScorerClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -31,6 +31,14 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_SHIM_BIND_DEADLINE", default_value = "2s", value_parser = parse_deadline)]
     pub bind_deadline: Duration,
 
+    /// PEM CA that signed the scorer's certificate; needed for an `https://` --scorer.
+    #[arg(long, env = "FITSCHED_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// Name to check in the scorer's certificate, when it differs from --scorer's host.
+    #[arg(long, env = "FITSCHED_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+
     /// Largest accepted request body, in bytes or as a quantity (`64Mi`). A full-mode
     /// body for 5 000 nodes is 20-40 MB.
     #[arg(long, env = "FITSCHED_SHIM_MAX_BODY_BYTES", default_value = "64Mi", value_parser = parse_body_limit)]
@@ -43,6 +51,8 @@ impl Args {
         let mut client = ClientConfig::new(self.scorer.clone());
         client.deadline = self.deadline;
         client.bind_deadline = self.bind_deadline;
+        client.tls_ca = self.tls_ca.clone();
+        client.tls_domain = self.tls_domain.clone();
         ShimConfig { client, max_body_bytes: self.max_body_bytes }
     }
 }

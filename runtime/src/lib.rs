@@ -5,6 +5,7 @@
 //! This crate holds process plumbing only; no fitsched concept lives here.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -72,4 +73,69 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutdown signal received");
+}
+
+/// A gRPC endpoint for the scorer at `url` (`http://host:port`, `https://host:port`, or
+/// a bare `host:port` meaning `http://`). `https://` needs `tls_ca`, the PEM file of the
+/// CA that signed the scorer's certificate; `tls_domain` overrides the name checked in
+/// it (default: the URL's host). A CA with an `http://` URL is refused rather than
+/// silently ignored: the operator asked for TLS.
+pub fn scorer_endpoint(
+    url: &str,
+    tls_ca: Option<&Path>,
+    tls_domain: Option<&str>,
+) -> anyhow::Result<tonic::transport::Endpoint> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+    let endpoint = Endpoint::from_shared(url.clone()).with_context(|| format!("invalid scorer address {url:?}"))?;
+    match (url.starts_with("https://"), tls_ca) {
+        (true, Some(ca)) => {
+            let pem = std::fs::read(ca).with_context(|| format!("reading the TLS CA {}", ca.display()))?;
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            if let Some(domain) = tls_domain {
+                tls = tls.domain_name(domain);
+            }
+            endpoint.tls_config(tls).context("TLS settings")
+        }
+        (true, None) => anyhow::bail!("the scorer address {url} is https:// but no --tls-ca was given"),
+        (false, Some(_)) => anyhow::bail!("--tls-ca was given but the scorer address {url} is not https://"),
+        (false, None) => Ok(endpoint),
+    }
+}
+
+/// Reads a bearer token from `path`, trimming the trailing newline editors and
+/// Kubernetes Secrets leave. An empty token is refused: it would match nothing useful.
+pub fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path).with_context(|| format!("reading the token file {}", path.display()))?;
+    let token = token.trim().to_owned();
+    anyhow::ensure!(!token.is_empty(), "the token file {} is empty", path.display());
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_rules() {
+        assert!(scorer_endpoint("127.0.0.1:50051", None, None).is_ok());
+        let err = scorer_endpoint("https://scorer:50051", None, None).unwrap_err();
+        assert!(err.to_string().contains("--tls-ca"), "{err}");
+        let err = scorer_endpoint("http://scorer:50051", Some(Path::new("/nonexistent")), None).unwrap_err();
+        assert!(err.to_string().contains("not https"), "{err}");
+        let err = scorer_endpoint("https://scorer:50051", Some(Path::new("/nonexistent/ca.pem")), None).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/ca.pem"), "{err:#}");
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_never_empty() {
+        let dir = std::env::temp_dir().join(format!("fitsched-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("t"), "s3cret\n").unwrap();
+        std::fs::write(dir.join("empty"), "\n").unwrap();
+        assert_eq!(read_token(&dir.join("t")).unwrap(), "s3cret");
+        assert!(read_token(&dir.join("empty")).is_err());
+        assert!(read_token(&dir.join("absent")).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

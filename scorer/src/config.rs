@@ -1,6 +1,7 @@
 //! Command-line and environment settings of the scorer.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::strategy::Strategy;
@@ -47,6 +48,20 @@ pub struct Args {
     /// Filter: drop nodes whose mean PSI memory `full` share exceeds this (off when absent).
     #[arg(long, env = "FITSCHED_FILTER_MAX_PSI_MEMORY_FULL")]
     pub filter_max_psi_memory_full: Option<f64>,
+
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key); plaintext without.
+    #[arg(long, env = "FITSCHED_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "FITSCHED_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// File holding the bearer token agents must present on `Ingest/Stream`; re-read
+    /// for every new stream, so a rotated Secret takes effect without a restart. Without
+    /// it any client may stream windows (rely on a NetworkPolicy then).
+    #[arg(long, env = "FITSCHED_INGEST_TOKEN_FILE")]
+    pub ingest_token_file: Option<PathBuf>,
 
     /// How long fitness computation waits to batch windows that arrive together.
     #[arg(long, env = "FITSCHED_BATCH_WINDOW", default_value = "20ms", value_parser = humantime::parse_duration)]

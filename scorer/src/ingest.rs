@@ -59,6 +59,38 @@ pub fn node_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the bearer token of a new ingest stream against the token file, when one is
+/// configured. The file is read per stream (streams are long-lived), so rotation needs
+/// no restart; an unreadable file refuses everyone rather than admitting everyone.
+#[derive(Clone)]
+pub struct TokenCheck(pub Option<std::path::PathBuf>);
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(path) = &self.0 else { return Ok(req) };
+        let expected = fitsched_runtime::read_token(path).map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "cannot check ingest tokens");
+            Status::unavailable("the scorer cannot check tokens right now")
+        })?;
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                metrics::counter!("fitsched_scorer_ingest_unauthenticated_total").increment(1);
+                Status::unauthenticated("ingest needs an `authorization: Bearer <token>` header")
+            })?;
+        if bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes())) {
+            Ok(req)
+        } else {
+            metrics::counter!("fitsched_scorer_ingest_unauthenticated_total").increment(1);
+            tracing::warn!(peer = ?req.remote_addr(), "ingest stream with a wrong token refused");
+            Err(Status::unauthenticated("wrong ingest token"))
+        }
+    }
+}
+
 pub struct IngestService {
     store: Arc<NodeStore>,
     fitness: FitnessQueue,

@@ -90,12 +90,23 @@ pub async fn serve(
 
     let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
-    let grpc_server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).context("TLS settings")?;
+        tracing::info!(cert = %cert.display(), "gRPC over TLS");
+    }
+    if args.ingest_token_file.is_none() {
+        tracing::warn!("no --ingest-token-file: any client may stream windows");
+    }
+    let grpc_server = builder
         .add_service(health)
         .add_service(reflection().build_v1().context("reflection v1")?)
         .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
         .add_service(ScorerServer::new(scorer))
-        .add_service(IngestServer::new(ingest))
+        .add_service(IngestServer::with_interceptor(ingest, ingest::TokenCheck(args.ingest_token_file.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
     let http_server = axum::serve(http, http::router(http::HttpState { store, model, prometheus }))
         .with_graceful_shutdown(stopped(stop_rx));

@@ -28,8 +28,23 @@ pub struct StackConfig {
     pub sim_seed: u64,
     pub scorer_args: Vec<String>,
     pub shim_args: Vec<String>,
-    /// Where each process's output goes (`<name>.log`).
+    /// Where each process's output goes (`<name>.log`; a restarted process gets
+    /// `<name>-2.log` and so on).
     pub log_dir: PathBuf,
+    /// `RUST_LOG` of every process.
+    pub log_filter: String,
+    /// Serve the scorer's gRPC over TLS with these files; agents and shim verify it.
+    pub tls: Option<TlsFiles>,
+    /// Agents must present the token in this file on the ingest stream.
+    pub token_file: Option<PathBuf>,
+}
+
+/// PEM files for a TLS scorer whose certificate is valid for `localhost`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for StackConfig {
@@ -43,6 +58,9 @@ impl Default for StackConfig {
             scorer_args: Vec::new(),
             shim_args: Vec::new(),
             log_dir: paths::target_dir().join("fitsched-logs"),
+            log_filter: "info".into(),
+            tls: None,
+            token_file: None,
         }
     }
 }
@@ -60,6 +78,8 @@ pub struct Stack {
     pub shim_http: SocketAddr,
     pub agent_http: Vec<SocketAddr>,
     procs: Vec<Proc>,
+    /// How often each process name was started, for its log files.
+    starts: std::collections::HashMap<String, usize>,
     config: StackConfig,
 }
 
@@ -80,12 +100,16 @@ impl Stack {
             shim_http: free_addr()?,
             agent_http: Vec::new(),
             procs: Vec::new(),
+            starts: Default::default(),
             config,
         };
         stack.start_scorer()?;
         let scorer_url = stack.scorer_url();
         let shim_http = stack.shim_http.to_string();
         let mut shim_args = vec!["--listen".to_owned(), shim_http, "--scorer".to_owned(), scorer_url];
+        if let Some(tls) = &stack.config.tls {
+            shim_args.extend(["--tls-ca".to_owned(), tls.ca.display().to_string()]);
+        }
         shim_args.extend(stack.config.shim_args.clone());
         stack.spawn("shim", "fitsched-shim", &shim_args)?;
         stack.wait_healthy(stack.shim_http)?;
@@ -114,9 +138,23 @@ impl Stack {
         Ok(stack)
     }
 
-    /// The scorer's gRPC address as a URL.
+    /// The scorer's gRPC address as a URL (`https://localhost:…` with TLS, since the
+    /// certificate names `localhost`).
     pub fn scorer_url(&self) -> String {
-        format!("http://{}", self.scorer_grpc)
+        match self.config.tls {
+            Some(_) => format!("https://localhost:{}", self.scorer_grpc.port()),
+            None => format!("http://{}", self.scorer_grpc),
+        }
+    }
+
+    /// A client of the scorer, over TLS when the stack uses it.
+    pub async fn scorer_client(&self) -> anyhow::Result<ScorerClient<tonic::transport::Channel>> {
+        Ok(ScorerClient::new(self.scorer_endpoint()?.connect().await?))
+    }
+
+    /// The scorer's endpoint, with the stack's TLS settings.
+    pub fn scorer_endpoint(&self) -> anyhow::Result<tonic::transport::Endpoint> {
+        fitsched_runtime::scorer_endpoint(&self.scorer_url(), self.config.tls.as_ref().map(|t| t.ca.as_path()), None)
     }
 
     /// The shim's base URL.
@@ -134,6 +172,17 @@ impl Stack {
             "--window".to_owned(),
             self.config.window.clone(),
         ];
+        if let Some(tls) = &self.config.tls {
+            args.extend([
+                "--tls-cert".into(),
+                tls.cert.display().to_string(),
+                "--tls-key".into(),
+                tls.key.display().to_string(),
+            ]);
+        }
+        if let Some(token) = &self.config.token_file {
+            args.extend(["--ingest-token-file".into(), token.display().to_string()]);
+        }
         args.extend(self.config.scorer_args.clone());
         self.spawn("scorer", "fitsched-scorer", &args)?;
         self.wait_healthy(self.scorer_http)
@@ -142,16 +191,26 @@ impl Stack {
     fn agent_args(&mut self) -> anyhow::Result<Vec<String>> {
         let http = free_addr()?;
         self.agent_http.push(http);
-        Ok(vec![
-            "--scorer".to_owned(),
-            self.scorer_url(),
-            "--listen".to_owned(),
-            http.to_string(),
-            "--window".to_owned(),
-            self.config.window.clone(),
-            "--tick".to_owned(),
-            self.config.tick.clone(),
-        ])
+        let mut extra = Vec::new();
+        if let Some(tls) = &self.config.tls {
+            extra.extend(["--tls-ca".to_owned(), tls.ca.display().to_string()]);
+        }
+        if let Some(token) = &self.config.token_file {
+            extra.extend(["--token-file".to_owned(), token.display().to_string()]);
+        }
+        Ok(extra
+            .into_iter()
+            .chain([
+                "--scorer".to_owned(),
+                self.scorer_url(),
+                "--listen".to_owned(),
+                http.to_string(),
+                "--window".to_owned(),
+                self.config.window.clone(),
+                "--tick".to_owned(),
+                self.config.tick.clone(),
+            ])
+            .collect())
     }
 
     fn spawn(&mut self, name: &str, bin: &str, args: &[String]) -> anyhow::Result<()> {
@@ -162,11 +221,11 @@ impl Stack {
                 path.display()
             );
         }
-        let log = self.config.log_dir.join(format!("{name}.log"));
+        let log = self.log_path(name);
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(&path)
             .args(args)
-            .env("RUST_LOG", std::env::var("FITSCHED_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", &self.config.log_filter)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -215,9 +274,22 @@ impl Stack {
         Ok(())
     }
 
-    /// The log of one process so far.
+    /// Every log `name` wrote so far (all its restarts), in start order.
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.config.log_dir.join(format!("{name}.log"))).unwrap_or_default()
+        let starts = self.starts.get(name).copied().unwrap_or(0);
+        (1..=starts).filter_map(|i| std::fs::read_to_string(self.numbered_log(name, i)).ok()).collect()
+    }
+
+    /// A fresh log file for this start of `name`: `<name>.log`, then `<name>-2.log`...
+    fn log_path(&mut self, name: &str) -> PathBuf {
+        let n = self.starts.entry(name.to_owned()).or_default();
+        *n += 1;
+        let n = *n;
+        self.numbered_log(name, n)
+    }
+
+    fn numbered_log(&self, name: &str, i: usize) -> PathBuf {
+        self.config.log_dir.join(if i == 1 { format!("{name}.log") } else { format!("{name}-{i}.log") })
     }
 
     /// Waits until the scorer has a fitness for each named node (`None` = at least `n`
@@ -246,9 +318,8 @@ impl Stack {
 
     /// Nodes the scorer holds a fitness for.
     pub fn scored_nodes(&self) -> anyhow::Result<Vec<String>> {
-        let url = self.scorer_url();
-        let nodes = block_on(async move {
-            let mut c = ScorerClient::connect(url).await?;
+        let nodes = block_on(async {
+            let mut c = self.scorer_client().await?;
             anyhow::Ok(c.list_nodes(ListNodesRequest {}).await?.into_inner().nodes)
         })?;
         Ok(nodes.into_iter().filter(|n| n.fitness.is_some() && !n.stale).map(|n| n.name).collect())

@@ -63,8 +63,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         sim_seed: args.seed,
         // Nodes thrashing on memory (PSI full above 8 %) are dropped by /filter.
         scorer_args: vec!["--filter-max-psi-memory-full".into(), "0.08".into()],
-        shim_args: Vec::new(),
         log_dir: paths::state_dir().join("demo-logs"),
+        ..StackConfig::default()
     };
     let mut stack = Stack::start(config)?;
     let sims: Vec<String> = (1..=args.nodes).map(|i| format!("sim-node-{i:02}")).collect();
