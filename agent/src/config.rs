@@ -64,6 +64,16 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_SYS_ROOT", default_value = "/sys")]
     pub sys_root: PathBuf,
 
+    /// Base URL of the node's pcm-sensor-server (Intel PCM; in the chart a privileged
+    /// sidecar on http://127.0.0.1:9738). Without it the PCM metrics are reported missing.
+    #[arg(long, env = "FITSCHED_PCM_URL")]
+    pub pcm_url: Option<String>,
+
+    /// The cgroup v2 mount to read the kubepods slices from (default: found in
+    /// /proc/self/mountinfo, pure v2 or hybrid).
+    #[arg(long, env = "FITSCHED_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
+
     /// Seed of the simulation; the same seed gives the same simulated values.
     #[arg(long, env = "FITSCHED_SEED", default_value_t = 1)]
     pub seed: u64,

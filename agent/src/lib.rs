@@ -28,12 +28,24 @@ use tracing::{debug, error, info, warn};
 
 pub use config::Args;
 
-use collect::{Collector, Composite, DiskCollector, NetCollector, ProcfsCollector};
+use collect::{
+    CgroupCollector, Collector, Composite, DiskCollector, NetCollector, PcmCollector, PerfCollector, ProcfsCollector,
+};
 use simulate::SimNode;
 use status::NodeStatus;
 use stream::{StreamClient, StreamConfig};
 use telemetry::MissingGauge;
 use window::WindowAggregator;
+
+/// Perf counting opens about a dozen descriptors per CPU, more than the usual soft limit
+/// of 1024 allows on a large node; the hard limit is the operator's decision, so take
+/// all of it.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => debug!(limit, "open file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open file limit; perf counters may fail on large nodes"),
+    }
+}
 
 /// Everything the agent reads on a real node, merged into one sample per tick.
 fn node_collector(args: &Args) -> Composite {
@@ -41,6 +53,9 @@ fn node_collector(args: &Args) -> Composite {
         Box::new(ProcfsCollector::new(&args.proc_root)),
         Box::new(NetCollector::new(&args.proc_root, &args.sys_root)),
         Box::new(DiskCollector::new(&args.proc_root, &args.sys_root)),
+        Box::new(PerfCollector::system_wide()),
+        Box::new(CgroupCollector::new(args.cgroup_root.clone())),
+        Box::new(PcmCollector::spawn(args.pcm_url.clone(), args.tick)),
     ])
 }
 
@@ -66,6 +81,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     args.validate()?;
     telemetry::describe();
+    raise_open_file_limit();
     let host = args.resolve_node_name()?;
     let endpoint = fitsched_runtime::scorer_endpoint(&args.scorer, args.tls_ca.as_deref(), args.tls_domain.as_deref())?;
     let mut stream_config = StreamConfig::with_endpoint(endpoint, args.buffer, args.window)?;

@@ -63,6 +63,40 @@ const SIGMA: [f64; STATE] = [0.04, 0.01, 0.01, 0.08, 0.02, 0.015, 0.01, 0.02, 0.
 const REVERSION: f64 = 0.1;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Every metric a simulated node reports (the stream adds its round-trip time).
+pub const METRICS: [&str; 30] = [
+    metric::CPU_UTILIZATION,
+    metric::CPU_IOWAIT,
+    metric::CPU_COUNT,
+    metric::LOAD1_PER_CPU,
+    metric::MEMORY_TOTAL_BYTES,
+    metric::MEMORY_AVAILABLE_BYTES,
+    metric::MEMORY_AVAILABLE_RATIO,
+    metric::PSI_CPU_SOME,
+    metric::PSI_MEMORY_SOME,
+    metric::PSI_MEMORY_FULL,
+    metric::PSI_IO_SOME,
+    metric::PSI_IO_FULL,
+    metric::CPU_USER,
+    metric::CPU_SYSTEM,
+    metric::CPU_STEAL,
+    metric::RUN_QUEUE_PER_CPU,
+    metric::PROCS_BLOCKED,
+    metric::MEMORY_PAGE_CACHE_BYTES,
+    metric::SWAP_IN_PAGES_PER_SECOND,
+    metric::SWAP_OUT_PAGES_PER_SECOND,
+    metric::MAJOR_FAULTS_PER_SECOND,
+    metric::NET_RX_BYTES_PER_SECOND,
+    metric::NET_TX_BYTES_PER_SECOND,
+    metric::DISK_UTILIZATION,
+    metric::DISK_READ_BYTES_PER_SECOND,
+    metric::DISK_WRITE_BYTES_PER_SECOND,
+    metric::PERF_IPC,
+    metric::PERF_CPI,
+    metric::PERF_LLC_MPKI,
+    metric::PERF_CONTEXT_SWITCHES_PER_SECOND,
+];
+
 /// One simulated node.
 #[derive(Debug, Clone)]
 pub struct SimNode {
@@ -124,7 +158,37 @@ impl SimNode {
         sample.set(metric::PSI_MEMORY_FULL, s[PSI_MEM_FULL]);
         sample.set(metric::PSI_IO_SOME, s[PSI_IO_SOME]);
         sample.set(metric::PSI_IO_FULL, s[PSI_IO_FULL]);
+        self.derived(&mut sample);
         sample
+    }
+
+    /// Metrics a real node also reports, derived from the state so they move with it
+    /// (and add no randomness of their own): CPU modes, run queue, paging, network and
+    /// disk traffic, and the hardware counters a bare-metal node's PMU gives.
+    fn derived(&self, sample: &mut Sample) {
+        let s = &self.state;
+        let cpus = f64::from(self.cpu_count);
+        sample.set(metric::CPU_USER, 0.8 * s[UTIL]);
+        sample.set(metric::CPU_SYSTEM, 0.2 * s[UTIL]);
+        sample.set(metric::CPU_STEAL, 0.0);
+        sample.set(metric::RUN_QUEUE_PER_CPU, s[LOAD]);
+        sample.set(metric::PROCS_BLOCKED, (s[IOWAIT] * cpus * 2.0).round());
+        sample.set(metric::MEMORY_PAGE_CACHE_BYTES, (0.5 * s[AVAIL] * self.memory_total_bytes).round());
+        sample.set(metric::SWAP_IN_PAGES_PER_SECOND, 4000.0 * s[PSI_MEM_FULL]);
+        sample.set(metric::SWAP_OUT_PAGES_PER_SECOND, 6000.0 * s[PSI_MEM_FULL]);
+        sample.set(metric::MAJOR_FAULTS_PER_SECOND, 2000.0 * s[PSI_MEM_SOME]);
+        sample.set(metric::NET_RX_BYTES_PER_SECOND, 40e6 * s[UTIL]);
+        sample.set(metric::NET_TX_BYTES_PER_SECOND, 25e6 * s[UTIL]);
+        let disk_util = (1.5 * s[PSI_IO_SOME] + s[IOWAIT]).clamp(0.0, 1.0);
+        sample.set(metric::DISK_UTILIZATION, disk_util);
+        sample.set(metric::DISK_READ_BYTES_PER_SECOND, 80e6 * disk_util);
+        sample.set(metric::DISK_WRITE_BYTES_PER_SECOND, 120e6 * disk_util);
+        // Memory stalls and CPU contention lower IPC and raise cache misses.
+        let ipc = (2.2 - 1.5 * s[PSI_MEM_SOME] - 1.0 * s[PSI_CPU]).max(0.2);
+        sample.set(metric::PERF_IPC, ipc);
+        sample.set(metric::PERF_CPI, 1.0 / ipc);
+        sample.set(metric::PERF_LLC_MPKI, 1.0 + 20.0 * s[PSI_MEM_SOME]);
+        sample.set(metric::PERF_CONTEXT_SWITCHES_PER_SECOND, cpus * (500.0 + 5000.0 * s[UTIL]));
     }
 
     /// Keeps the state physically possible: shares in [0, 1], iowait within the idle
@@ -152,7 +216,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::collect::METRICS;
 
     fn mean_of(node: &mut SimNode, name: &str, steps: usize) -> f64 {
         (0..steps).map(|_| node.step().values[name]).sum::<f64>() / steps as f64

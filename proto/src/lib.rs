@@ -138,7 +138,8 @@ pub mod metric {
     pub const PCM_L3_HIT_RATIO: &str = "pcm_l3_hit_ratio";
     /// Mean UPI/QPI link utilisation, 0..1.
     pub const PCM_UPI_UTILIZATION: &str = "pcm_upi_utilization";
-    /// Mean share of core time in C0 (active), and in the deepest reported C-state.
+    /// Mean share of core time in C0 (active), and in C6 (index 6 of PCM's residencies;
+    /// client CPUs with deeper states report those apart).
     pub const PCM_CORE_C0_RESIDENCY: &str = "pcm_core_c0_residency";
     pub const PCM_CORE_C6_RESIDENCY: &str = "pcm_core_c6_residency";
     /// Package and DRAM power, watts (energy per second).

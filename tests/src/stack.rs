@@ -28,6 +28,8 @@ pub struct StackConfig {
     pub sim_seed: u64,
     pub scorer_args: Vec<String>,
     pub shim_args: Vec<String>,
+    /// Extra arguments of every agent process.
+    pub agent_args: Vec<String>,
     /// Where each process's output goes (`<name>.log`; a restarted process gets
     /// `<name>-2.log` and so on).
     pub log_dir: PathBuf,
@@ -57,6 +59,7 @@ impl Default for StackConfig {
             sim_seed: 1,
             scorer_args: Vec::new(),
             shim_args: Vec::new(),
+            agent_args: Vec::new(),
             log_dir: paths::target_dir().join("fitsched-logs"),
             log_filter: "info".into(),
             tls: None,
@@ -210,6 +213,7 @@ impl Stack {
                 "--tick".to_owned(),
                 self.config.tick.clone(),
             ])
+            .chain(self.config.agent_args.iter().cloned())
             .collect())
     }
 

@@ -64,6 +64,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         // Nodes thrashing on memory (PSI full above 8 %) are dropped by /filter.
         scorer_args: vec!["--filter-max-psi-memory-full".into(), "0.08".into()],
         log_dir: paths::state_dir().join("demo-logs"),
+        // Where the chart's PCM sidecar listens: the agent then says why PCM is
+        // unavailable on this machine (no MSR, not Intel, no server) instead of "disabled".
+        agent_args: vec!["--pcm-url".into(), "http://127.0.0.1:9738".into()],
         ..StackConfig::default()
     };
     let mut stack = Stack::start(config)?;
@@ -118,6 +121,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
+    print_real_node(&stack, &host)?;
+
     let g = venv.grpcurl();
     let a = stack.scorer_grpc;
     println!("\nTry the scorer (reflection: no .proto needed):");
@@ -144,6 +149,65 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             stack.check_alive()?;
         }
         progress(format!("stopping after {:.0?}", started.elapsed()));
+    }
+    Ok(())
+}
+
+/// What the real agent measured on this machine, and what it could not measure and why
+/// (no PMU in a VM, no PCM, not a Kubernetes node...).
+fn print_real_node(stack: &Stack, host: &str) -> anyhow::Result<()> {
+    let url = stack.scorer_url();
+    let nodes = block_on(async move {
+        anyhow::Ok(
+            ScorerClient::connect(url).await?.list_nodes(fitsched_proto::ListNodesRequest {}).await?.into_inner(),
+        )
+    })?;
+    let Some(w) = nodes.nodes.into_iter().find(|n| n.name == host).and_then(|n| n.latest) else {
+        println!("\n{host}: no window yet");
+        return Ok(());
+    };
+    let node_totals: Vec<&String> = w.metrics.keys().filter(|k| !k.contains(':')).collect();
+    println!(
+        "\n{host} (the real agent, window of {} samples): {} node metrics measured, {} per device; {} missing:",
+        w.samples,
+        node_totals.len(),
+        w.metrics.len() - node_totals.len(),
+        w.missing.len()
+    );
+    let show = |names: &[&str]| {
+        names
+            .iter()
+            .filter_map(|m| w.metrics.get(*m).map(|s| format!("{m}={:.3}", s.mean)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "  measured: {}",
+        show(&[
+            "cpu_utilization",
+            "cpu_steal",
+            "run_queue_per_cpu",
+            "memory_available_ratio",
+            "psi_cpu_some",
+            "psi_io_some"
+        ])
+    );
+    println!(
+        "            {}",
+        show(&[
+            "perf_context_switches_per_second",
+            "perf_page_faults_per_second",
+            "net_rx_bytes_per_second",
+            "disk_utilization",
+            "stream_rtt_seconds"
+        ])
+    );
+    let mut by_reason = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+    for m in &w.missing {
+        by_reason.entry(m.reason.as_str()).or_default().push(m.name.as_str());
+    }
+    for (reason, names) in by_reason {
+        println!("  missing {}: {reason}", names.join(", "));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: every developer and CI chore of fitsched, in Rust so that it
 //! runs wherever cargo does.
 
+mod bench;
 mod demo;
 mod test;
 
@@ -22,12 +23,15 @@ enum Task {
     Demo(demo::DemoArgs),
     /// Runs every check: fmt, clippy -D warnings, unit, integration and end-to-end tests.
     Test,
+    /// Performance figures next to a baseline measured in the same run.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Demo(args) => demo::run(args),
         Task::Test => test::run(),
+        Task::Bench(args) => bench::run(args),
     }
 }
 

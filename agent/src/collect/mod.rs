@@ -4,16 +4,22 @@
 //! entry with a reason, so a window always goes out and consumers can tell "not
 //! measured" from "zero".
 
+pub mod cgroup;
 pub mod disk;
 pub mod net;
+pub mod pcm;
+pub mod perf;
 pub mod procfs;
 pub mod rates;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+pub use cgroup::CgroupCollector;
 pub use disk::DiskCollector;
 pub use net::NetCollector;
+pub use pcm::PcmCollector;
+pub use perf::PerfCollector;
 pub use procfs::ProcfsCollector;
 
 /// A metric or collector that could not be read during a tick, and why.

@@ -1,0 +1,1201 @@
+//! The Intel PCM collector: DRAM bandwidth, L3 occupancy and hit ratio, UPI utilisation,
+//! core C-state residency and RAPL power, read from a `pcm-sensor-server` next to the
+//! agent (in production a privileged sidecar on localhost, default port 9738).
+//!
+//! What the server prints was learnt from intel/pcm's own sources (`PrometheusPrinter` in
+//! `src/pcm-sensor-server.cpp`); `testdata/pcm/README.md` has the details. Two endpoints
+//! speak Prometheus text:
+//!
+//! - `/metrics`: counters accumulated since the server started, and ratios (C-state
+//!   shares, link utilisation) averaged over that whole time. Per-tick link utilisation
+//!   cannot be recovered from it, because the link speed it divides by is not printed.
+//! - `/persecond/N` with `Accept: text/plain; version=0.0.4`: the difference between the
+//!   server's own one-second samples N seconds apart, with shares and utilisations that
+//!   PCM computed over exactly that interval, served from memory without a fresh sweep
+//!   of the MSRs.
+//!
+//! The collector polls `/persecond/N`, so every answer stands on its own: no deltas
+//! between polls, no counter resets to detect, values from the first answer on.
+//!
+//! As in `procfs`, the text parser and the derivation of the metrics are pure functions
+//! tested on a committed sample. The network lives in a background task that keeps the
+//! latest parsed answer in a shared slot; [`PcmCollector::sample`] only reads that slot.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use fitsched_proto::metric;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::{Request, Uri, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::{Collector, Sample};
+
+/// Every metric this collector produces.
+pub const METRICS: [&str; 9] = [
+    metric::PCM_MEMORY_READ_BYTES_PER_SECOND,
+    metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND,
+    metric::PCM_L3_OCCUPANCY_BYTES,
+    metric::PCM_L3_HIT_RATIO,
+    metric::PCM_UPI_UTILIZATION,
+    metric::PCM_CORE_C0_RESIDENCY,
+    metric::PCM_CORE_C6_RESIDENCY,
+    metric::PCM_PACKAGE_WATTS,
+    metric::PCM_DRAM_WATTS,
+];
+
+/// pcm-sensor-server's default port (`-p`).
+pub const DEFAULT_PORT: u16 = 9738;
+pub const DISABLED_REASON: &str = "PCM disabled (no --pcm-url)";
+pub const NO_MSR_REASON: &str = "no MSR access (/dev/cpu/*/msr absent; PCM needs the msr module and privileges)";
+pub const STOPPED_REASON: &str = "pcm-sensor-server stopped answering";
+/// How long one poll may take. The server answers `/persecond` from memory within
+/// milliseconds; anything slower is a server in trouble, and the poll must not pile up
+/// behind the next tick.
+pub const FETCH_TIMEOUT: Duration = Duration::from_millis(500);
+/// An answer older than this many poll intervals no longer describes the node.
+pub const STALE_AFTER_INTERVALS: u32 = 3;
+
+const WAITING_PREFIX: &str = "waiting for the first answer from pcm-sensor-server";
+/// The media type the server matches (after removing spaces) to answer in Prometheus text.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+/// A 2-socket server with 448 threads prints about 1.5 MB; more than this is not PCM.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
+/// The server keeps 30 one-second samples, so `/persecond/N` accepts N in 1..=30.
+const MAX_PERSECOND_SPAN: u64 = 30;
+/// The poller's period has a floor so a zero or tiny interval cannot turn it into a busy loop.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+// ---------------------------------------------------------------------------------------
+// Prometheus text exposition: the subset pcm-sensor-server prints, parsed leniently.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("line {line}: {what}: {text:?}")]
+    Malformed { line: usize, what: &'static str, text: String },
+    #[error("no metric samples in the text")]
+    Empty,
+}
+
+/// One `name{labels} value` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl PromSample {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// True when the label keys are exactly those of `want`, with the given values where
+    /// one is given. Exact key sets keep a per-socket line apart from the per-core and
+    /// aggregate lines that share its name.
+    fn has_labels(&self, want: &[(&str, Option<&str>)]) -> bool {
+        self.labels.len() == want.len()
+            && want.iter().all(|(key, value)| self.label(key).is_some_and(|have| value.is_none_or(|v| v == have)))
+    }
+}
+
+/// A parsed answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exposition {
+    pub samples: Vec<PromSample>,
+    /// Lines that were neither comments nor valid samples. They are skipped rather than
+    /// fatal: the server builds some names from device event names (accelerators) that
+    /// need not be valid Prometheus names, and one odd line must not hide the rest.
+    pub skipped_lines: usize,
+}
+
+impl Exposition {
+    fn select<'a>(&'a self, name: &'a str, want: &'a [(&'a str, Option<&'a str>)]) -> impl Iterator<Item = f64> + 'a {
+        self.samples.iter().filter(move |s| s.name == name && s.has_labels(want)).map(|s| s.value)
+    }
+
+    /// The first finite value of `name` with exactly these labels.
+    fn one(&self, name: &str, want: &[(&str, Option<&str>)]) -> Option<f64> {
+        self.select(name, want).find(|v| v.is_finite())
+    }
+
+    /// The sum of the finite values of `name` with these labels, or `None` when there is none.
+    fn sum(&self, name: &str, want: &[(&str, Option<&str>)]) -> Option<f64> {
+        self.select(name, want).filter(|v| v.is_finite()).fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
+    }
+}
+
+/// Parses Prometheus text: `# ...` comments (HELP, TYPE or free text), blank lines, and
+/// `name{label="value",...} value [timestamp]` with `\\`, `\"` and `\n` escapes in label
+/// values. Fails only when no line is a valid sample.
+pub fn parse_exposition(text: &str) -> Result<Exposition, ParseError> {
+    let mut out = Exposition::default();
+    let mut first_error = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_sample(line) {
+            Ok(sample) => out.samples.push(sample),
+            Err(what) => {
+                out.skipped_lines += 1;
+                first_error.get_or_insert_with(|| ParseError::Malformed { line: i + 1, what, text: clip(line, 80) });
+            }
+        }
+    }
+    if out.samples.is_empty() {
+        return Err(first_error.unwrap_or(ParseError::Empty));
+    }
+    Ok(out)
+}
+
+fn parse_sample(line: &str) -> Result<PromSample, &'static str> {
+    let name_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).unwrap_or(line.len());
+    let name = &line[..name_end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("bad metric name");
+    }
+    let mut rest = line[name_end..].trim_start();
+    let mut labels = Vec::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        rest = parse_labels(after_brace, &mut labels)?;
+    } else if !line[name_end..].starts_with(char::is_whitespace) {
+        return Err("bad metric name");
+    }
+    let mut tokens = rest.split_ascii_whitespace();
+    let value = parse_value(tokens.next().ok_or("no value")?)?;
+    if let Some(timestamp) = tokens.next() {
+        timestamp.parse::<i64>().map_err(|_| "bad timestamp")?;
+    }
+    if tokens.next().is_some() {
+        return Err("text after the timestamp");
+    }
+    Ok(PromSample { name: name.to_owned(), labels, value })
+}
+
+/// Parses the label list after `{` and returns the text after the closing `}`.
+fn parse_labels<'a>(mut s: &'a str, out: &mut Vec<(String, String)>) -> Result<&'a str, &'static str> {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix('}') {
+            return Ok(rest);
+        }
+        let key_end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
+        let key = &s[..key_end];
+        if key.is_empty() || key.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err("bad label name");
+        }
+        s = s[key_end..].trim_start().strip_prefix('=').ok_or("no '=' after a label name")?.trim_start();
+        s = s.strip_prefix('"').ok_or("unquoted label value")?;
+        let mut value = String::new();
+        let mut chars = s.char_indices();
+        let closing_quote = loop {
+            match chars.next() {
+                None => return Err("unterminated label value"),
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    // The format defines no other escapes; keep them as written.
+                    Some((_, c)) => {
+                        value.push('\\');
+                        value.push(c);
+                    }
+                    None => return Err("unterminated label value"),
+                },
+                Some((_, c)) => value.push(c),
+            }
+        };
+        out.push((key.to_owned(), value));
+        s = s[closing_quote + 1..].trim_start();
+        if let Some(rest) = s.strip_prefix(',') {
+            s = rest;
+        } else if !s.starts_with('}') {
+            return Err("expected ',' or '}' after a label value");
+        }
+    }
+}
+
+fn parse_value(token: &str) -> Result<f64, &'static str> {
+    // C++ iostreams print non-finite doubles as `nan`, `-nan` and `inf`; Prometheus
+    // writes `NaN` and `+Inf`.
+    match token.to_ascii_lowercase().as_str() {
+        "nan" | "-nan" | "+nan" => Ok(f64::NAN),
+        "inf" | "+inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        _ => token.parse::<f64>().map_err(|_| "bad value"),
+    }
+}
+
+fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// From one `/persecond/N` answer to the PCM_* metrics.
+
+const SYSTEM_CORE: [(&str, Option<&str>); 2] = [("aggregate", Some("system")), ("source", Some("core"))];
+const SOCKET_UNCORE: [(&str, Option<&str>); 2] = [("socket", None), ("source", Some("uncore"))];
+const THREAD_CORE: [(&str, Option<&str>); 4] =
+    [("socket", None), ("core", None), ("thread", None), ("source", Some("core"))];
+const SYSTEM_UPI: [(&str, Option<&str>); 3] =
+    [("aggregate", Some("system")), ("source", Some("uncore")), ("socket", None)];
+const UPI_UTILIZATION_PREFIXES: [&str; 2] =
+    ["Utilization_Incoming_Data_Traffic_On_Link_", "Utilization_Outgoing_Data_And_Non_Data_Traffic_On_Link_"];
+/// PCM prints `u64::MAX` KB for a thread whose cache-monitoring read was invalid; no real
+/// occupancy comes near this.
+const MAX_PLAUSIBLE_OCCUPANCY_KB: f64 = 1e15;
+
+fn no(thing: &str) -> String {
+    format!("pcm-sensor-server reports no {thing}")
+}
+
+fn system_cstate(index: &str) -> [(&str, Option<&str>); 3] {
+    [("aggregate", Some("system")), ("source", Some("core")), ("index", Some(index))]
+}
+
+/// Derives every PCM_* metric from one `/persecond/N` answer; whatever the answer lacks,
+/// or reports as a counter that never counted, becomes a missing entry.
+///
+/// PCM prints 0 rather than omitting a counter the CPU lacks (DRAM energy on many models,
+/// cache monitoring without RDT), so an all-zero reading of something that never reads
+/// zero on working hardware over a second (DRAM traffic, package energy, L3 lookups) is
+/// reported missing.
+pub fn derive(x: &Exposition) -> Sample {
+    let mut sample = Sample::default();
+    let seconds = x.one("Measurement_Interval_in_us", &[]).filter(|us| *us > 0.0).map(|us| us / 1e6);
+    let per_second = |sample: &mut Sample, name: &str, total: f64| match seconds {
+        Some(s) => sample.set(name, total / s),
+        None => sample.set_missing(name, no("measurement interval")),
+    };
+
+    // DRAM traffic: bytes through the memory controllers of each socket.
+    let reads = x.sum("DRAM_Reads", &SOCKET_UNCORE);
+    let writes = x.sum("DRAM_Writes", &SOCKET_UNCORE);
+    let dram = [(metric::PCM_MEMORY_READ_BYTES_PER_SECOND, reads), (metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND, writes)];
+    if reads.unwrap_or(0.0) == 0.0 && writes.unwrap_or(0.0) == 0.0 {
+        let reason = if reads.is_none() && writes.is_none() {
+            no("DRAM traffic")
+        } else {
+            no("DRAM traffic (memory controller counters read zero: unsupported on this CPU)")
+        };
+        for (name, _) in dram {
+            sample.set_missing(name, reason.clone());
+        }
+    } else {
+        for (name, bytes) in dram {
+            match bytes {
+                Some(bytes) => per_second(&mut sample, name, bytes),
+                None => sample.set_missing(name, no("DRAM traffic")),
+            }
+        }
+    }
+
+    // L3 occupancy, in KB per thread; the aggregate lines are plain sums that wrap when
+    // one thread is invalid, so the threads are summed here.
+    let occupancy: Vec<f64> = x.select("L3_Cache_Occupancy", &THREAD_CORE).collect();
+    let valid_kb: Vec<f64> = occupancy
+        .iter()
+        .copied()
+        .filter(|kb| kb.is_finite() && (0.0..MAX_PLAUSIBLE_OCCUPANCY_KB).contains(kb))
+        .collect();
+    let occupancy_kb: f64 = valid_kb.iter().sum();
+    if occupancy.is_empty() {
+        sample.set_missing(metric::PCM_L3_OCCUPANCY_BYTES, no("L3 cache occupancy"));
+    } else if valid_kb.is_empty() {
+        sample.set_missing(metric::PCM_L3_OCCUPANCY_BYTES, no("L3 cache occupancy (cache monitoring data invalid)"));
+    } else if occupancy_kb == 0.0 {
+        sample.set_missing(
+            metric::PCM_L3_OCCUPANCY_BYTES,
+            no("L3 cache occupancy (reads zero: RDT cache monitoring unavailable)"),
+        );
+    } else {
+        sample.set(metric::PCM_L3_OCCUPANCY_BYTES, occupancy_kb * 1024.0);
+    }
+
+    // L3 hit ratio over the whole machine.
+    match (x.one("L3_Cache_Hits", &SYSTEM_CORE), x.one("L3_Cache_Misses", &SYSTEM_CORE)) {
+        (Some(hits), Some(misses)) if hits >= 0.0 && misses >= 0.0 && hits + misses > 0.0 => {
+            sample.set(metric::PCM_L3_HIT_RATIO, hits / (hits + misses));
+        }
+        (Some(_), Some(_)) => {
+            sample.set_missing(metric::PCM_L3_HIT_RATIO, no("L3 cache hits or misses (both read zero: unsupported)"));
+        }
+        _ => sample.set_missing(metric::PCM_L3_HIT_RATIO, no("L3 cache hits or misses")),
+    }
+
+    // UPI/QPI: every link of every socket, each direction on its own lanes.
+    let utilization: Vec<f64> = x
+        .samples
+        .iter()
+        .filter(|s| UPI_UTILIZATION_PREFIXES.iter().any(|p| s.name.starts_with(p)) && s.has_labels(&SYSTEM_UPI))
+        .map(|s| s.value)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .collect();
+    if utilization.is_empty() {
+        sample.set_missing(
+            metric::PCM_UPI_UTILIZATION,
+            no("UPI/QPI links (it lists them only on server CPUs with 2 or more sockets)"),
+        );
+    } else if utilization.iter().all(|u| *u == 0.0) {
+        sample.set_missing(
+            metric::PCM_UPI_UTILIZATION,
+            no("UPI/QPI link utilisation (all links read zero: unsupported on this CPU)"),
+        );
+    } else {
+        let mean = utilization.iter().map(|u| u.min(1.0)).sum::<f64>() / utilization.len() as f64;
+        sample.set(metric::PCM_UPI_UTILIZATION, mean);
+    }
+
+    // Core C-states: the system aggregate is the TSC-weighted mean over all threads.
+    match x.one("CStateResidency", &system_cstate("0")) {
+        Some(c0) => sample.set(metric::PCM_CORE_C0_RESIDENCY, c0.clamp(0.0, 1.0)),
+        None => sample.set_missing(metric::PCM_CORE_C0_RESIDENCY, no("core C0 residency")),
+    }
+    // The raw line is the residency counter itself, cumulative since boot: zero means the
+    // CPU has no C6 counter or never entered C6 (disabled), which a one-interval share of
+    // zero cannot tell apart from a busy second.
+    let c6 = x.one("CStateResidency", &system_cstate("6"));
+    let c6_counter = x.one("RawCStateResidency", &system_cstate("6"));
+    match c6 {
+        Some(share) if share > 0.0 || c6_counter.is_some_and(|raw| raw > 0.0) => {
+            sample.set(metric::PCM_CORE_C6_RESIDENCY, share.clamp(0.0, 1.0));
+        }
+        Some(_) => sample.set_missing(
+            metric::PCM_CORE_C6_RESIDENCY,
+            no("core C6 residency (its counter reads zero since boot: C6 unsupported or disabled)"),
+        ),
+        None => sample.set_missing(metric::PCM_CORE_C6_RESIDENCY, no("core C6 residency")),
+    }
+
+    // RAPL energy per socket, joules over the interval. PCM prints -1 when it has no
+    // instance, so negative readings count as absent.
+    for (name, line, thing) in [
+        (metric::PCM_PACKAGE_WATTS, "Package_Joules_Consumed", "package energy"),
+        (metric::PCM_DRAM_WATTS, "DRAM_Joules_Consumed", "DRAM energy"),
+    ] {
+        let joules: Vec<f64> = x.select(line, &SOCKET_UNCORE).filter(|j| j.is_finite() && *j >= 0.0).collect();
+        let total: f64 = joules.iter().sum();
+        if joules.is_empty() {
+            sample.set_missing(name, no(thing));
+        } else if total == 0.0 {
+            sample.set_missing(name, no(&format!("{thing} (reads zero: RAPL domain unsupported on this CPU)")));
+        } else {
+            per_second(&mut sample, name, total);
+        }
+    }
+    sample
+}
+
+fn all_missing(reason: &str) -> Sample {
+    let mut sample = Sample::default();
+    for name in METRICS {
+        sample.set_missing(name, reason);
+    }
+    sample
+}
+
+// ---------------------------------------------------------------------------------------
+// The host: checked once at start.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuVendor {
+    Intel,
+    /// The `vendor_id` of another vendor, or a note that the CPU reports none (not x86).
+    Other(String),
+    /// `/proc/cpuinfo` could not be read; the sidecar may still know better.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    pub vendor: CpuVendor,
+    /// Whether `/dev/cpu/0/msr` exists, i.e. the msr module is loaded and visible here.
+    pub msr_device: bool,
+}
+
+impl HostInfo {
+    /// Reads `/proc/cpuinfo` and looks for `/dev/cpu/0/msr`. Blocking, but both are
+    /// served from kernel memory, and this runs once at start.
+    pub fn detect() -> Self {
+        let vendor = match std::fs::read_to_string("/proc/cpuinfo") {
+            Ok(text) => match parse_cpu_vendor(&text) {
+                Some("GenuineIntel") => CpuVendor::Intel,
+                Some(other) => CpuVendor::Other(other.to_owned()),
+                None => CpuVendor::Other("no vendor_id in /proc/cpuinfo".to_owned()),
+            },
+            Err(_) => CpuVendor::Unknown,
+        };
+        Self { vendor, msr_device: Path::new("/dev/cpu/0/msr").exists() }
+    }
+}
+
+/// The `vendor_id` of the first CPU in `/proc/cpuinfo` text.
+pub fn parse_cpu_vendor(cpuinfo: &str) -> Option<&str> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "vendor_id").then(|| value.trim()).filter(|v| !v.is_empty())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Polling.
+
+/// Where to send `GET`: parsed once from `--pcm-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    host: String,
+    port: u16,
+    /// `host:port` as written, for the `Host` header.
+    authority: String,
+    path: String,
+}
+
+fn parse_target(url: &str, interval: Duration) -> Result<Target, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+    match uri.scheme_str() {
+        None | Some("http") => {}
+        Some(other) => return Err(format!("scheme {other}:// is not supported, only http://")),
+    }
+    let authority = uri.authority().ok_or("no host")?;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("no host".to_owned());
+    }
+    let port = match (authority.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("http")) => 80,
+        // A bare host:port-less name has no scheme to imply a port; the server's own
+        // default is the likely intent.
+        (None, _) => DEFAULT_PORT,
+    };
+    // The server keeps 30 one-second samples; asking for the tick's span keeps every
+    // second of the tick covered without overlap.
+    let span = interval.as_secs_f64().round().clamp(1.0, MAX_PERSECOND_SPAN as f64) as u64;
+    let base = uri.path().trim_end_matches('/');
+    Ok(Target {
+        host: host.to_owned(),
+        port,
+        authority: authority.as_str().to_owned(),
+        path: format!("{base}/persecond/{span}"),
+    })
+}
+
+/// One GET of the target: the body of a 2xx Prometheus answer, or why not.
+async fn fetch(target: &Target) -> Result<String, String> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    // pcm-sensor-server looks headers up by exact name ("Accept"), so the request must
+    // keep their title case; hyper writes lower case unless told otherwise.
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    let request = Request::get(target.path.as_str())
+        .header(header::HOST, target.authority.as_str())
+        .header(header::ACCEPT, PROMETHEUS_TEXT)
+        .header(header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let exchange = async move {
+        let response = sender.send_request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("answered HTTP {status}"));
+        }
+        if let Some(content_type) = response.headers().get(header::CONTENT_TYPE) {
+            let content_type = String::from_utf8_lossy(content_type.as_bytes()).into_owned();
+            if !content_type.trim_start().to_ascii_lowercase().starts_with("text/plain") {
+                return Err(format!("answered {content_type}, not Prometheus text"));
+            }
+        }
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("cannot read the answer: {e}"))?
+            .to_bytes();
+        String::from_utf8(body.to_vec()).map_err(|_| "the answer is not UTF-8".to_owned())
+    };
+    let mut exchange = pin!(exchange);
+    let mut connection = pin!(connection);
+    tokio::select! {
+        result = &mut exchange => result,
+        // The connection finishes only after the body has been handed over, so on a clean
+        // end the exchange completes from what is already buffered.
+        ended = &mut connection => match ended {
+            Ok(()) => exchange.await,
+            Err(e) => Err(format!("connection failed: {e}")),
+        },
+    }
+}
+
+/// What the poller leaves for `sample()`.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The latest good answer and when it arrived.
+    answer: Option<(Instant, Arc<Exposition>)>,
+    /// Why the latest poll failed; cleared by a good answer.
+    error: Option<String>,
+}
+
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // The slot holds plain data that every writer replaces whole, so a panic elsewhere
+    // cannot leave it half-written.
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn poll_forever(target: Target, url: String, interval: Duration, slot: Arc<Mutex<Slot>>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let outcome = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&target)).await {
+            Ok(Ok(text)) => {
+                parse_exposition(&text).map_err(|e| format!("not a pcm-sensor-server answer from {url}: {e}"))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("no answer within {} ms", FETCH_TIMEOUT.as_millis())),
+        };
+        let mut slot = lock(&slot);
+        match outcome {
+            Ok(exposition) => {
+                slot.answer = Some((Instant::now(), Arc::new(exposition)));
+                slot.error = None;
+            }
+            Err(e) => slot.error = Some(e),
+        }
+    }
+}
+
+/// The fresh answer to derive metrics from, or the reason every metric is missing.
+fn assess(
+    answer: Option<(Instant, Arc<Exposition>)>,
+    error: Option<String>,
+    now: Instant,
+    stale_after: Duration,
+    msr_device: bool,
+    url: &str,
+) -> Result<Arc<Exposition>, String> {
+    match (answer, error) {
+        (Some((at, exposition)), _) if now.saturating_duration_since(at) <= stale_after => Ok(exposition),
+        // It answered before, so the sidecar had whatever access it needs; the agent's
+        // own lack of MSRs is beside the point.
+        (Some(_), Some(e)) => Err(format!("{STOPPED_REASON} ({url}: {e})")),
+        (Some(_), None) => Err(STOPPED_REASON.to_owned()),
+        (None, None) => Err(format!("{WAITING_PREFIX} at {url}")),
+        (None, Some(_)) if !msr_device => Err(NO_MSR_REASON.to_owned()),
+        (None, Some(e)) => Err(format!("no pcm-sensor-server at {url}: {e}")),
+    }
+}
+
+struct Poller {
+    url: String,
+    slot: Arc<Mutex<Slot>>,
+    stale_after: Duration,
+    msr_device: bool,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Mode {
+    /// Nothing is polled; every metric is missing for this reason.
+    Off(String),
+    Polling(Poller),
+}
+
+/// Reads PCM through `pcm-sensor-server`. Construct with [`PcmCollector::spawn`] from
+/// inside the agent's tokio runtime.
+pub struct PcmCollector {
+    mode: Mode,
+    /// Reasons already logged, so each distinct one is logged once, not every tick.
+    logged: HashSet<String>,
+}
+
+impl PcmCollector {
+    /// Checks the host, then, when `url` (the server's base URL, e.g.
+    /// `http://127.0.0.1:9738`) is given and the CPU may be Intel, starts polling it once
+    /// per `interval` on the current tokio runtime. Never fails: whatever is wrong shows
+    /// up as missing metrics.
+    pub fn spawn(url: Option<String>, interval: Duration) -> Self {
+        Self::spawn_on(url, interval, HostInfo::detect())
+    }
+
+    /// [`spawn`](Self::spawn) with the host's properties given rather than detected.
+    pub fn spawn_on(url: Option<String>, interval: Duration, host: HostInfo) -> Self {
+        let off = |reason: String| Self { mode: Mode::Off(reason), logged: HashSet::new() };
+        let Some(url) = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()) else {
+            return off(DISABLED_REASON.to_owned());
+        };
+        if let CpuVendor::Other(vendor) = &host.vendor {
+            return off(format!("not an Intel CPU ({vendor})"));
+        }
+        let interval = interval.max(MIN_POLL_INTERVAL);
+        let target = match parse_target(&url, interval) {
+            Ok(target) => target,
+            Err(e) => return off(format!("invalid --pcm-url {url}: {e}")),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return off("cannot poll pcm-sensor-server: the agent started it outside a tokio runtime".to_owned());
+        };
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let task = runtime.spawn(poll_forever(target, url.clone(), interval, Arc::clone(&slot)));
+        Self {
+            mode: Mode::Polling(Poller {
+                url,
+                slot,
+                stale_after: interval * STALE_AFTER_INTERVALS,
+                msr_device: host.msr_device,
+                task,
+            }),
+            logged: HashSet::new(),
+        }
+    }
+
+    /// Logs each reason the first time it appears.
+    fn log_new_reasons(&mut self, sample: &Sample) {
+        // Error texts come from the network; the cap keeps a flapping server from growing
+        // the set without bound, at the price of an occasional repeated line.
+        if self.logged.len() > 256 {
+            self.logged.clear();
+        }
+        for missing in &sample.missing {
+            if self.logged.contains(&missing.reason) {
+                continue;
+            }
+            self.logged.insert(missing.reason.clone());
+            let metrics: Vec<&str> =
+                sample.missing.iter().filter(|m| m.reason == missing.reason).map(|m| m.name.as_str()).collect();
+            if missing.reason.starts_with(WAITING_PREFIX) {
+                tracing::debug!(reason = %missing.reason, ?metrics, "PCM metrics not available yet");
+            } else {
+                tracing::warn!(reason = %missing.reason, ?metrics, "PCM metrics missing");
+            }
+        }
+    }
+}
+
+impl Collector for PcmCollector {
+    fn sample(&mut self, now: Instant) -> Sample {
+        let sample = match &self.mode {
+            Mode::Off(reason) => all_missing(reason),
+            Mode::Polling(poller) => {
+                let (answer, error) = {
+                    let slot = lock(&poller.slot);
+                    (slot.answer.clone(), slot.error.clone())
+                };
+                match assess(answer, error, now, poller.stale_after, poller.msr_device, &poller.url) {
+                    Ok(exposition) => derive(&exposition),
+                    Err(reason) => all_missing(&reason),
+                }
+            }
+        };
+        self.log_new_reasons(&sample);
+        sample
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    // Built from intel/pcm's printing code for a 2-socket Skylake-SP; see
+    // testdata/pcm/README.md. Not captured from a running server.
+    const PERSECOND: &str = include_str!("testdata/pcm/persecond-skx-2s.prom");
+    const INTERVAL_S: f64 = 1.000127;
+
+    const INTEL_WITH_MSR: HostInfo = HostInfo { vendor: CpuVendor::Intel, msr_device: true };
+    const INTEL_WITHOUT_MSR: HostInfo = HostInfo { vendor: CpuVendor::Intel, msr_device: false };
+
+    fn fixture() -> Exposition {
+        parse_exposition(PERSECOND).unwrap()
+    }
+
+    /// The fixture without the lines `drop` picks.
+    fn fixture_without(drop: impl Fn(&str) -> bool) -> Exposition {
+        let text: String = PERSECOND.lines().filter(|l| !drop(l)).map(|l| format!("{l}\n")).collect();
+        parse_exposition(&text).unwrap()
+    }
+
+    /// The fixture with the value of every line `pick` picks replaced.
+    fn fixture_with(pick: impl Fn(&str) -> bool, value: &str) -> Exposition {
+        let text: String = PERSECOND
+            .lines()
+            .map(|l| match l.rsplit_once(' ') {
+                Some((head, _)) if pick(l) => format!("{head} {value}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        parse_exposition(&text).unwrap()
+    }
+
+    fn reasons(sample: &Sample) -> BTreeMap<&str, &str> {
+        sample.missing.iter().map(|m| (m.name.as_str(), m.reason.as_str())).collect()
+    }
+
+    fn assert_close(got: f64, want: f64) {
+        assert!((got - want).abs() <= want.abs() * 1e-12 + 1e-12, "{got} != {want}");
+    }
+
+    #[test]
+    fn parses_the_committed_sample() {
+        let x = fixture();
+        let comments = PERSECOND.lines().filter(|l| l.starts_with('#')).count();
+        assert_eq!(comments, 10);
+        assert_eq!(x.samples.len(), PERSECOND.lines().count() - comments);
+        assert_eq!(x.skipped_lines, 0);
+        assert_eq!(
+            x.samples[0],
+            PromSample { name: "Measurement_Interval_in_us".into(), labels: vec![], value: 1000127.0 }
+        );
+        let thread = x.samples.iter().find(|s| s.name == "CStateResidency" && s.label("thread") == Some("1")).unwrap();
+        assert_eq!(
+            thread.labels,
+            [("socket", "0"), ("core", "0"), ("thread", "1"), ("source", "core"), ("index", "0")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(thread.value, 0.35);
+        assert_eq!(x.one("Thermal_Headroom", &SYSTEM_CORE), Some(-2147483648.0));
+        assert_eq!(x.sum("DRAM_Reads", &SOCKET_UNCORE), Some(4218893120.0 + 5933276800.0));
+        // The per-socket sum equals PCM's own system aggregate.
+        let system_uncore = [("aggregate", Some("system")), ("source", Some("uncore"))];
+        assert_eq!(x.sum("DRAM_Reads", &SOCKET_UNCORE), x.one("DRAM_Reads", &system_uncore));
+        assert_eq!(x.select("L3_Cache_Occupancy", &THREAD_CORE).count(), 8);
+    }
+
+    #[test]
+    fn parser_handles_the_format_beyond_what_pcm_prints() {
+        let text = "# HELP up Whether up.\r\n# TYPE up gauge\r\n\r\n\
+                    up 1\r\n\
+                    esc{path=\"C:\\\\dir\",quote=\"say \\\"hi\\\"\",nl=\"a\\nb\",odd=\"\\d\",} 2.5 1700000000000\n\
+                    spaced { a = \"1\" , b=\"2\" } -3e2\n\
+                    nan_value NaN\n  cpp_nan -nan\ninf_value +Inf\nneg -Inf\nutf8{l=\"ünï\"} 4\n";
+        let x = parse_exposition(text).unwrap();
+        assert_eq!(x.skipped_lines, 0);
+        let esc = &x.samples[1];
+        assert_eq!(esc.label("path"), Some("C:\\dir"));
+        assert_eq!(esc.label("quote"), Some("say \"hi\""));
+        assert_eq!(esc.label("nl"), Some("a\nb"));
+        assert_eq!(esc.label("odd"), Some("\\d"));
+        assert_eq!(esc.value, 2.5);
+        assert_eq!(x.samples[2].labels.len(), 2);
+        assert_eq!(x.samples[2].value, -300.0);
+        assert!(x.samples[3].value.is_nan() && x.samples[4].value.is_nan());
+        assert_eq!(x.samples[5].value, f64::INFINITY);
+        assert_eq!(x.samples[6].value, f64::NEG_INFINITY);
+        assert_eq!(x.samples[7].label("l"), Some("ünï"));
+    }
+
+    #[test]
+    fn parser_skips_bad_lines_and_rejects_text_without_samples() {
+        let x = parse_exposition(
+            "good 1\nbad{a=1} 2\nworse{a=\"1} 3\n9name 4\nno_value\nname 1 2 3\nx{a=\"1\" b=\"2\"} 1\nname-x 1\n",
+        )
+        .unwrap();
+        assert_eq!(x.samples.len(), 1);
+        assert_eq!(x.skipped_lines, 7);
+        assert_eq!(parse_exposition(""), Err(ParseError::Empty));
+        assert_eq!(parse_exposition("# only comments\n"), Err(ParseError::Empty));
+        let html = "<!DOCTYPE html>\n<html lang=\"en\">\n";
+        assert!(matches!(parse_exposition(html), Err(ParseError::Malformed { line: 1, .. })));
+        let long = format!("{} x", "é".repeat(200));
+        let Err(ParseError::Malformed { text, .. }) = parse_exposition(&long) else { panic!("accepted {long}") };
+        assert_eq!(text.chars().count(), 81);
+    }
+
+    #[test]
+    fn parser_never_panics_on_prefixes_of_real_lines() {
+        for line in PERSECOND.lines().take(40) {
+            for (cut, _) in line.char_indices() {
+                let _ = parse_exposition(&line[..cut]);
+            }
+        }
+        for junk in ["{", "}", "a{", "a{b", "a{b=", "a{b=\"", "a{b=\"\\", "a{}", "a{} ", "\"", "a{b=\"c\"}"] {
+            let _ = parse_exposition(junk);
+        }
+    }
+
+    #[test]
+    fn derives_every_metric_from_the_sample() {
+        let s = derive(&fixture());
+        assert!(s.missing.is_empty(), "{:?}", s.missing);
+        assert_eq!(s.values.len(), METRICS.len());
+        let v = |name: &str| s.values[name];
+        assert_close(v(metric::PCM_MEMORY_READ_BYTES_PER_SECOND), (4218893120.0 + 5933276800.0) / INTERVAL_S);
+        assert_close(v(metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND), (1512336448.0 + 2104117056.0) / INTERVAL_S);
+        assert_close(v(metric::PCM_L3_OCCUPANCY_BYTES), 4960.0 * 1024.0);
+        assert_close(v(metric::PCM_L3_HIT_RATIO), 47909788.0 / (47909788.0 + 15773369.0));
+        let links = [0.063, 0.071, 0.062, 0.070, 0.057, 0.082, 0.057, 0.083];
+        assert_close(v(metric::PCM_UPI_UTILIZATION), links.iter().sum::<f64>() / 8.0);
+        assert_close(v(metric::PCM_CORE_C0_RESIDENCY), 0.335);
+        assert_close(v(metric::PCM_CORE_C6_RESIDENCY), 0.443);
+        assert_close(v(metric::PCM_PACKAGE_WATTS), (71.384 + 86.911) / INTERVAL_S);
+        assert_close(v(metric::PCM_DRAM_WATTS), (8.127 + 9.472) / INTERVAL_S);
+    }
+
+    #[test]
+    fn single_socket_machine_has_no_upi() {
+        // PCM prints the UPI block only for server CPUs with 2 or more sockets.
+        let s = derive(&fixture_without(|l| l.contains("On_Link_") || l.starts_with("CXL_")));
+        assert_eq!(s.values.len(), METRICS.len() - 1);
+        let r = reasons(&s);
+        assert_eq!(r.len(), 1);
+        assert!(r[metric::PCM_UPI_UTILIZATION].starts_with("pcm-sensor-server reports no UPI/QPI links"));
+    }
+
+    #[test]
+    fn zero_readings_of_unsupported_counters_are_missing_not_zero() {
+        let s = derive(&fixture_with(|l| l.starts_with("DRAM_Joules_Consumed"), "0.000"));
+        assert_eq!(reasons(&s).keys().copied().collect::<Vec<_>>(), [metric::PCM_DRAM_WATTS]);
+        assert!(s.missing[0].reason.starts_with("pcm-sensor-server reports no DRAM energy"));
+        assert!(s.values.contains_key(metric::PCM_PACKAGE_WATTS));
+
+        let s = derive(&fixture_with(|l| l.starts_with("DRAM_Reads") || l.starts_with("DRAM_Writes"), "0"));
+        let r = reasons(&s);
+        assert_eq!(r.len(), 2);
+        assert!(r[metric::PCM_MEMORY_READ_BYTES_PER_SECOND].starts_with("pcm-sensor-server reports no DRAM traffic"));
+        assert!(r[metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND].starts_with("pcm-sensor-server reports no DRAM traffic"));
+
+        // Writes alone at zero is a real reading.
+        let s = derive(&fixture_with(|l| l.starts_with("DRAM_Writes"), "0"));
+        assert!(s.missing.is_empty());
+        assert_eq!(s.values[metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND], 0.0);
+
+        let s = derive(&fixture_with(|l| l.starts_with("L3_Cache_Occupancy"), "0"));
+        assert!(reasons(&s)[metric::PCM_L3_OCCUPANCY_BYTES].contains("RDT cache monitoring unavailable"));
+
+        let s = derive(&fixture_with(|l| l.starts_with("L3_Cache_Hits") || l.starts_with("L3_Cache_Misses"), "0"));
+        assert!(reasons(&s)[metric::PCM_L3_HIT_RATIO].starts_with("pcm-sensor-server reports no L3 cache hits"));
+
+        let s = derive(&fixture_with(|l| l.starts_with("Utilization_"), "0.000"));
+        assert!(reasons(&s)[metric::PCM_UPI_UTILIZATION].starts_with("pcm-sensor-server reports no UPI/QPI link"));
+
+        let s = derive(&fixture_with(|l| l.starts_with("Package_Joules"), "-1.000"));
+        assert_eq!(reasons(&s)[metric::PCM_PACKAGE_WATTS], "pcm-sensor-server reports no package energy");
+    }
+
+    #[test]
+    fn c6_without_a_counter_is_missing_but_a_zero_second_is_zero() {
+        let index6 = |l: &str| l.contains("index=\"6\"") && l.contains("source=\"core\"");
+        let s = derive(&fixture_with(index6, "0"));
+        assert!(
+            reasons(&s)[metric::PCM_CORE_C6_RESIDENCY].starts_with("pcm-sensor-server reports no core C6 residency")
+        );
+        assert!(s.values.contains_key(metric::PCM_CORE_C0_RESIDENCY));
+
+        // A busy second: no C6 this interval, but the counter exists.
+        let s = derive(&fixture_with(|l| index6(l) && l.starts_with("CStateResidency"), "0.000"));
+        assert_eq!(s.values[metric::PCM_CORE_C6_RESIDENCY], 0.0);
+        assert!(s.missing.is_empty());
+    }
+
+    #[test]
+    fn interval_and_thread_level_odds() {
+        let s = derive(&fixture_without(|l| l.starts_with("Measurement_Interval_in_us")));
+        let r = reasons(&s);
+        for name in [
+            metric::PCM_MEMORY_READ_BYTES_PER_SECOND,
+            metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND,
+            metric::PCM_PACKAGE_WATTS,
+            metric::PCM_DRAM_WATTS,
+        ] {
+            assert_eq!(r[name], "pcm-sensor-server reports no measurement interval");
+        }
+        assert_eq!(s.values.len(), 5, "ratios and gauges need no interval");
+
+        // One thread's invalid cache-monitoring read (u64::MAX KB) is left out, not summed.
+        let s = derive(&fixture_with(
+            |l| l.starts_with("L3_Cache_Occupancy{socket=\"0\",core=\"0\",thread=\"0\""),
+            "18446744073709551615",
+        ));
+        assert_close(s.values[metric::PCM_L3_OCCUPANCY_BYTES], (4960.0 - 1184.0) * 1024.0);
+
+        // nan in a joules line of one socket leaves the other socket.
+        let s = derive(&fixture_with(|l| l.starts_with("Package_Joules_Consumed{socket=\"0\""), "-nan"));
+        assert_close(s.values[metric::PCM_PACKAGE_WATTS], 86.911 / INTERVAL_S);
+
+        let everything_missing = derive(&parse_exposition("unrelated 1\n").unwrap());
+        assert!(everything_missing.values.is_empty());
+        assert_eq!(everything_missing.missing.len(), METRICS.len());
+    }
+
+    #[test]
+    fn reads_the_cpu_vendor() {
+        let intel =
+            "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n";
+        assert_eq!(parse_cpu_vendor(intel), Some("GenuineIntel"));
+        assert_eq!(parse_cpu_vendor("vendor_id\t: AuthenticAMD\n"), Some("AuthenticAMD"));
+        assert_eq!(parse_cpu_vendor("processor\t: 0\nCPU implementer\t: 0x41\n"), None);
+        assert_eq!(parse_cpu_vendor("vendor_id\t:\n"), None);
+    }
+
+    #[test]
+    fn parses_urls() {
+        let t = parse_target("http://127.0.0.1:9738", Duration::from_secs(1)).unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 9738, "/persecond/1"));
+        assert_eq!(t.authority, "127.0.0.1:9738");
+        let t = parse_target("http://[::1]:9000/pcm/", Duration::from_secs(5)).unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9000, "/pcm/persecond/5"));
+        assert_eq!(parse_target("http://pcm", Duration::from_secs(100)).unwrap().path, "/persecond/30");
+        assert_eq!(parse_target("http://pcm", Duration::from_millis(10)).unwrap().port, 80);
+        assert_eq!(parse_target("localhost:1234", Duration::from_secs(1)).unwrap().port, 1234);
+        assert!(parse_target("https://localhost:9738", Duration::from_secs(1)).unwrap_err().contains("https"));
+        assert!(parse_target("http://", Duration::from_secs(1)).is_err());
+        assert!(parse_target("not a url", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn assess_covers_every_state() {
+        let t0 = Instant::now();
+        let stale_after = Duration::from_secs(3);
+        let x = Arc::new(fixture());
+        let url = "http://127.0.0.1:9738";
+        let fresh = Some((t0, Arc::clone(&x)));
+        let refused = || Some("Connection refused (os error 111)".to_owned());
+
+        assert!(assess(fresh.clone(), None, t0 + stale_after, stale_after, true, url).is_ok());
+        assert!(assess(fresh.clone(), refused(), t0, stale_after, false, url).is_ok(), "one failed poll is tolerated");
+        let late = t0 + stale_after + Duration::from_millis(1);
+        assert_eq!(
+            assess(fresh.clone(), refused(), late, stale_after, false, url).unwrap_err(),
+            "pcm-sensor-server stopped answering (http://127.0.0.1:9738: Connection refused (os error 111))"
+        );
+        assert_eq!(assess(fresh, None, late, stale_after, true, url).unwrap_err(), STOPPED_REASON);
+        assert!(assess(None, None, t0, stale_after, false, url).unwrap_err().starts_with(WAITING_PREFIX));
+        assert_eq!(assess(None, refused(), t0, stale_after, false, url).unwrap_err(), NO_MSR_REASON);
+        assert_eq!(
+            assess(None, refused(), t0, stale_after, true, url).unwrap_err(),
+            "no pcm-sensor-server at http://127.0.0.1:9738: Connection refused (os error 111)"
+        );
+    }
+
+    fn assert_all_missing(sample: &Sample, reason: impl Fn(&str) -> bool) {
+        assert!(sample.values.is_empty(), "{:?}", sample.values);
+        assert_eq!(sample.missing.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), METRICS);
+        for m in &sample.missing {
+            assert!(reason(&m.reason), "{}: {}", m.name, m.reason);
+        }
+    }
+
+    #[test]
+    fn no_url_means_disabled_and_needs_no_runtime() {
+        for url in [None, Some(String::new()), Some("  ".to_owned())] {
+            let mut c = PcmCollector::spawn_on(url, Duration::from_secs(1), INTEL_WITH_MSR);
+            assert!(matches!(c.mode, Mode::Off(_)));
+            assert_all_missing(&c.sample(Instant::now()), |r| r == DISABLED_REASON);
+        }
+    }
+
+    #[test]
+    fn outside_a_runtime_or_with_a_bad_url_nothing_is_polled() {
+        let mut c = PcmCollector::spawn_on(Some("http://127.0.0.1:1".into()), Duration::from_secs(1), INTEL_WITH_MSR);
+        assert_all_missing(&c.sample(Instant::now()), |r| r.contains("outside a tokio runtime"));
+        let mut c = PcmCollector::spawn_on(Some("https://localhost".into()), Duration::from_secs(1), INTEL_WITH_MSR);
+        assert_all_missing(&c.sample(Instant::now()), |r| r.starts_with("invalid --pcm-url https://localhost"));
+    }
+
+    /// A stand-in for pcm-sensor-server: it answers `/persecond/N` with `body`, and, like
+    /// the real server, only when the request carries a header named exactly `Accept`
+    /// (case-sensitive) asking for Prometheus text; otherwise 406.
+    struct FakeServer {
+        addr: SocketAddr,
+        requests: Arc<AtomicUsize>,
+        task: JoinHandle<()>,
+    }
+
+    impl FakeServer {
+        async fn start(body: &'static str, answer_delay: Duration) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let requests = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&requests);
+            let task = tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let counter = Arc::clone(&counter);
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match socket.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(answer_delay).await;
+                        let head = String::from_utf8_lossy(&head);
+                        let prometheus = head.lines().any(|l| {
+                            l.split_once(':').is_some_and(|(name, value)| {
+                                name == "Accept" && value.replace(' ', "") == "text/plain;version=0.0.4"
+                            })
+                        });
+                        let (status, content_type, body) = if !head.starts_with("GET /persecond/") {
+                            ("404 Not Found", "text/plain", "404 Unknown path.")
+                        } else if prometheus {
+                            ("200 OK", "text/plain; version=0.0.4", body)
+                        } else {
+                            ("406 Not Acceptable", "text/plain", "406 Not Acceptable.")
+                        };
+                        let response = format!(
+                            "HTTP/1.1 {status}\r\nServer: PCMWebServer\r\nContent-Type: {content_type}\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = socket.write_all(response.as_bytes()).await;
+                        let _ = socket.shutdown().await;
+                    });
+                }
+            });
+            Self { addr, requests, task }
+        }
+
+        fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// Samples until `done` holds, for at most 5 s.
+    async fn sample_until(c: &mut PcmCollector, done: impl Fn(&Sample) -> bool) -> Sample {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = c.sample(Instant::now());
+            if done(&s) || Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// True once the first poll has finished, whatever its outcome.
+    fn settled(s: &Sample) -> bool {
+        s.missing.first().is_none_or(|m| !m.reason.starts_with(WAITING_PREFIX))
+    }
+
+    async fn closed_port() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn polls_a_local_server_and_notices_when_it_stops() {
+        let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
+        let interval = Duration::from_millis(50);
+        let mut c = PcmCollector::spawn_on(Some(server.url()), interval, INTEL_WITH_MSR);
+
+        let s = sample_until(&mut c, |s| !s.values.is_empty()).await;
+        assert!(s.missing.is_empty(), "{:?}", s.missing);
+        assert_eq!(s.values, derive(&fixture()).values);
+        assert!(server.requests.load(Ordering::SeqCst) >= 1);
+
+        server.task.abort();
+        let s = sample_until(&mut c, |s| s.values.is_empty()).await;
+        assert_all_missing(&s, |r| r.starts_with(STOPPED_REASON));
+    }
+
+    #[tokio::test]
+    async fn without_msr_access_a_reachable_server_still_counts() {
+        let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
+        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITHOUT_MSR);
+        let s = sample_until(&mut c, |s| !s.values.is_empty()).await;
+        assert_eq!(s.values.len(), METRICS.len());
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_missing_with_the_error_or_the_msr_reason() {
+        let url = closed_port().await;
+        let mut c = PcmCollector::spawn_on(Some(url.clone()), Duration::from_millis(50), INTEL_WITH_MSR);
+        let s = sample_until(&mut c, settled).await;
+        assert_all_missing(&s, |r| {
+            r.starts_with(&format!("no pcm-sensor-server at {url}: ")) && r.len() > url.len() + 30
+        });
+
+        let mut c = PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITHOUT_MSR);
+        let s = sample_until(&mut c, settled).await;
+        assert_all_missing(&s, |r| r == NO_MSR_REASON);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_in_time_is_a_timeout() {
+        let server = FakeServer::start(PERSECOND, Duration::from_secs(30)).await;
+        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITH_MSR);
+        let s = sample_until(&mut c, settled).await;
+        assert_all_missing(&s, |r| r.ends_with("no answer within 500 ms"));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_something_else_is_reported() {
+        let server = FakeServer::start("<!DOCTYPE html>\n<html lang=\"en\">\n", Duration::ZERO).await;
+        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITH_MSR);
+        let s = sample_until(&mut c, settled).await;
+        assert_all_missing(&s, |r| r.contains("not a pcm-sensor-server answer"));
+
+        // A path the server does not know.
+        let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
+        let url = format!("{}/elsewhere", server.url());
+        let mut c = PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITH_MSR);
+        let s = sample_until(&mut c, settled).await;
+        assert_all_missing(&s, |r| r.ends_with("answered HTTP 404 Not Found"));
+    }
+
+    #[tokio::test]
+    async fn a_non_intel_cpu_is_never_polled() {
+        let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
+        let amd = HostInfo { vendor: CpuVendor::Other("AuthenticAMD".into()), msr_device: true };
+        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(20), amd);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_all_missing(&c.sample(Instant::now()), |r| r == "not an Intel CPU (AuthenticAMD)");
+        assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn this_machine_with_a_closed_port_reports_every_metric_missing() {
+        let mut c = PcmCollector::spawn(Some(closed_port().await), Duration::from_millis(50));
+        let s = sample_until(&mut c, settled).await;
+        assert_all_missing(&s, |r| !r.is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_reason_is_logged_once() {
+        let mut c = PcmCollector::spawn_on(None, Duration::from_secs(1), INTEL_WITH_MSR);
+        for _ in 0..5 {
+            c.sample(Instant::now());
+        }
+        assert_eq!(c.logged.len(), 1);
+
+        let url = closed_port().await;
+        let unknown = HostInfo { vendor: CpuVendor::Unknown, msr_device: true };
+        let mut c = PcmCollector::spawn_on(Some(url.clone()), Duration::from_millis(50), unknown);
+        sample_until(&mut c, settled).await;
+        let logged = c.logged.len();
+        for _ in 0..5 {
+            c.sample(Instant::now());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(c.logged.len(), logged, "{:?}", c.logged);
+        assert!(c.logged.iter().any(|r| r.starts_with(&format!("no pcm-sensor-server at {url}"))), "{:?}", c.logged);
+    }
+}

@@ -1,0 +1,182 @@
+//! `cargo xtask bench <what>`: performance figures, always next to a baseline measured
+//! in the same run, because the machines are shared and noisy.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fitsched_e2e::stack::free_addr;
+use fitsched_e2e::{paths, progress};
+
+use crate::cargo;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// The agent's CPU and memory at a 1-s tick, next to a loop that only reads the
+    /// same procfs files.
+    Agent {
+        /// How long to measure (after a warm-up of one window).
+        #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        What::Agent { duration } => agent(duration),
+    }
+}
+
+/// CPU time and peak memory of a process, from procfs.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    cpu: Duration,
+    peak_rss_kib: u64,
+}
+
+fn usage(pid: u32) -> anyhow::Result<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmHWM")?;
+    // schedstat's first field is the time on CPU in nanoseconds; /proc/pid/stat's
+    // utime + stime count 10 ms clock ticks, too coarse for a process that is idle
+    // 99.9 % of the time.
+    if let Some(ns) = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+    {
+        return Ok(Usage { cpu: Duration::from_nanos(ns), peak_rss_kib });
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the `(comm)`, which may itself contain spaces.
+    let after = stat.rsplit_once(')').context("malformed /proc/pid/stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `)`.
+    let ticks: u64 = f.get(11).context("no utime")?.parse::<u64>()? + f.get(12).context("no stime")?.parse::<u64>()?;
+    Ok(Usage { cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks()), peak_rss_kib })
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux architecture fitsched runs on.
+fn clock_ticks() -> f64 {
+    100.0
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(path: &Path, args: &[String], log: &Path) -> anyhow::Result<Killed> {
+    let out = std::fs::File::create(log)?;
+    let child = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {}", path.display()))?;
+    Ok(Killed(child))
+}
+
+fn agent(duration: Duration) -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "fitsched-agent",
+        "-p",
+        "fitsched-scorer",
+        "--bins",
+        "--example",
+        "procfs_floor",
+    ])?;
+    let release = paths::target_dir().join("release");
+    let logs = paths::state_dir().join("bench-logs");
+    std::fs::create_dir_all(&logs)?;
+    let (grpc, http, agent_http) = (free_addr()?, free_addr()?, free_addr()?);
+    let _scorer = spawn(
+        &release.join("fitsched-scorer"),
+        &["--grpc-listen".into(), grpc.to_string(), "--http-listen".into(), http.to_string()],
+        &logs.join("scorer.log"),
+    )?;
+    let agent = spawn(
+        &release.join("fitsched-agent"),
+        &[
+            "--scorer".into(),
+            format!("http://{grpc}"),
+            "--listen".into(),
+            agent_http.to_string(),
+            "--tick".into(),
+            "1s".into(),
+            "--window".into(),
+            "20s".into(),
+        ],
+        &logs.join("agent.log"),
+    )?;
+    let floor = spawn(&release.join("examples/procfs_floor"), &["1000".into()], &logs.join("floor.log"))?;
+
+    // Start-up (connecting, first reads) is not the steady state being measured.
+    let warmup = Duration::from_secs(20);
+    progress(format!("warming up for {warmup:?}"));
+    std::thread::sleep(warmup);
+    let (a0, f0, t0) = (usage(agent.0.id())?, usage(floor.0.id())?, Instant::now());
+    let mut last = Instant::now();
+    while t0.elapsed() < duration {
+        std::thread::sleep(Duration::from_secs(1));
+        if last.elapsed() >= Duration::from_secs(30) {
+            progress(format!("{:.0?} of {duration:?}", t0.elapsed()));
+            last = Instant::now();
+        }
+    }
+    let (a1, f1, wall) = (usage(agent.0.id())?, usage(floor.0.id())?, t0.elapsed());
+    let share = |u0: Usage, u1: Usage| (u1.cpu.saturating_sub(u0.cpu)).as_secs_f64() / wall.as_secs_f64() * 100.0;
+    let (agent_cpu, floor_cpu) = (share(a0, a1), share(f0, f1));
+    let mib = |u: Usage| u.peak_rss_kib as f64 / 1024.0;
+    let acked = metric_value(&format!("http://{agent_http}/metrics"), "fitsched_agent_windows_acked_total");
+
+    println!("\nagent overhead over {wall:.0?} at a 1 s tick, 20 s windows (release builds, same run):");
+    println!("{:<34} {:>14} {:>14}", "", "CPU % of a core", "peak RSS MiB");
+    println!("{:<34} {:>14.3} {:>14.1}", "fitsched-agent", agent_cpu, mib(a1));
+    println!("{:<34} {:>14.3} {:>14.1}", "floor: read the same procfs files", floor_cpu, mib(f1));
+    println!(
+        "ratio agent / floor: CPU {:.1}x, RSS {:.1}x; windows acknowledged by the scorer: {}",
+        agent_cpu / floor_cpu.max(1e-9),
+        mib(a1) / mib(f1).max(1e-9),
+        acked.map_or("unknown".into(), |v| v.to_string())
+    );
+    println!(
+        "goals: <= 0.5 % of a core: {}; <= 15 MiB: {}",
+        if agent_cpu <= 0.5 { "met" } else { "NOT met" },
+        if mib(a1) <= 15.0 { "met" } else { "NOT met" }
+    );
+    if acked.is_none_or(|v| v < 1.0) {
+        bail!("the agent delivered no window during the benchmark; see {}", logs.display());
+    }
+    Ok(())
+}
+
+/// The sum of a counter's series in a Prometheus text exposition.
+fn metric_value(url: &str, name: &str) -> Option<f64> {
+    let mut r = fitsched_e2e::stack::http_agent(Duration::from_secs(5)).get(url).call().ok()?;
+    let text = r.body_mut().read_to_string().ok()?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
