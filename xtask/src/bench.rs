@@ -34,11 +34,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
-/// CPU time and peak memory of a process, from procfs.
+/// CPU time and peak memory of a process, from procfs. CPU time is read two ways:
+/// schedstat gives nanoseconds but per live thread; utime + stime also counts exited
+/// threads but in 10 ms ticks.
 #[derive(Debug, Clone, Copy)]
 struct Usage {
-    cpu: Duration,
+    threads_cpu: Duration,
+    ticks_cpu: Duration,
     peak_rss_kib: u64,
+}
+
+impl Usage {
+    /// CPU used between `self` and `later`: the larger of the two readings' deltas, each
+    /// compared with itself only.
+    fn cpu_since(&self, later: &Usage) -> Duration {
+        later.threads_cpu.saturating_sub(self.threads_cpu).max(later.ticks_cpu.saturating_sub(self.ticks_cpu))
+    }
 }
 
 fn usage(pid: u32) -> anyhow::Result<Usage> {
@@ -48,14 +59,15 @@ fn usage(pid: u32) -> anyhow::Result<Usage> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("no VmHWM")?;
-    // schedstat's first field is the time on CPU in nanoseconds; /proc/pid/stat's
-    // utime + stime count 10 ms clock ticks, too coarse for a process that is idle
-    // 99.9 % of the time.
-    if let Some(ns) = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-    {
-        return Ok(Usage { cpu: Duration::from_nanos(ns), peak_rss_kib });
+    // The main thread of an async process is mostly asleep: sum every thread's.
+    let mut threads_ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            threads_ns += ns;
+        }
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the `(comm)`, which may itself contain spaces.
@@ -63,7 +75,11 @@ fn usage(pid: u32) -> anyhow::Result<Usage> {
     let f: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `)`.
     let ticks: u64 = f.get(11).context("no utime")?.parse::<u64>()? + f.get(12).context("no stime")?.parse::<u64>()?;
-    Ok(Usage { cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks()), peak_rss_kib })
+    Ok(Usage {
+        threads_cpu: Duration::from_nanos(threads_ns),
+        ticks_cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks()),
+        peak_rss_kib,
+    })
 }
 
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux architecture fitsched runs on.
@@ -143,7 +159,7 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
         }
     }
     let (a1, f1, wall) = (usage(agent.0.id())?, usage(floor.0.id())?, t0.elapsed());
-    let share = |u0: Usage, u1: Usage| (u1.cpu.saturating_sub(u0.cpu)).as_secs_f64() / wall.as_secs_f64() * 100.0;
+    let share = |u0: Usage, u1: Usage| u0.cpu_since(&u1).as_secs_f64() / wall.as_secs_f64() * 100.0;
     let (agent_cpu, floor_cpu) = (share(a0, a1), share(f0, f1));
     let mib = |u: Usage| u.peak_rss_kib as f64 / 1024.0;
     let acked = metric_value(&format!("http://{agent_http}/metrics"), "fitsched_agent_windows_acked_total");
