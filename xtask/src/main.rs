@@ -2,6 +2,7 @@
 //! runs wherever cargo does.
 
 mod bench;
+mod collect;
 mod demo;
 mod test;
 
@@ -25,6 +26,9 @@ enum Task {
     Test,
     /// Performance figures next to a baseline measured in the same run.
     Bench(bench::BenchArgs),
+    /// Measures nginx + wrk under stress-ng interference next to the agent's windows
+    /// (the model's training data); resumable.
+    Collect(collect::CollectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo(args) => demo::run(args),
         Task::Test => test::run(),
         Task::Bench(args) => bench::run(args),
+        Task::Collect(args) => collect::run(args),
     }
 }
 
