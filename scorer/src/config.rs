@@ -63,6 +63,15 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
 
+    /// ONNX fitness model (exported by `onnx/train.py`); needs ORT_DYLIB_PATH. Watched
+    /// for changes and hot-reloaded. Without it the documented heuristic is used.
+    #[arg(long, env = "FITSCHED_MODEL")]
+    pub model: Option<PathBuf>,
+
+    /// How often the model file is checked for changes.
+    #[arg(long, env = "FITSCHED_MODEL_POLL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub model_poll: Duration,
+
     /// How long fitness computation waits to batch windows that arrive together.
     #[arg(long, env = "FITSCHED_BATCH_WINDOW", default_value = "20ms", value_parser = humantime::parse_duration)]
     pub batch_window: Duration,

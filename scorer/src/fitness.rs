@@ -11,7 +11,7 @@ use crate::model::{self, Model};
 use crate::store::NodeStore;
 
 /// Most windows one batch takes; a larger burst is split.
-const MAX_BATCH: usize = 4096;
+pub const MAX_BATCH: usize = 4096;
 
 /// The model currently in use; swapped whole so a reader never sees half a model.
 #[derive(Clone)]
@@ -24,6 +24,11 @@ impl ModelSlot {
 
     pub fn get(&self) -> Arc<dyn Model> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the model; requests already holding the old one finish with it.
+    pub fn set(&self, model: Arc<dyn Model>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = model;
     }
 }
 

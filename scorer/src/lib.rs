@@ -12,7 +12,9 @@ pub mod fitness;
 pub mod http;
 pub mod ingest;
 pub mod model;
+pub mod onnx;
 pub mod placements;
+pub mod reload;
 pub mod service;
 pub mod store;
 pub mod strategy;
@@ -61,7 +63,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let store = Arc::new(NodeStore::new(args.stale_after()));
     let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl));
-    let model = ModelSlot::new(Arc::new(Heuristic::new()));
+    let model = match &args.model {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading --model {}", path.display()))?;
+            let loaded = onnx::OnnxModel::from_bytes(&bytes, path).context("loading --model")?;
+            let slot = ModelSlot::new(Arc::new(loaded));
+            reload::spawn(path.clone(), reload::fingerprint(&bytes), slot.clone(), store.clone(), args.model_poll);
+            slot
+        }
+        None => ModelSlot::new(Arc::new(Heuristic::new())),
+    };
     let described = model.get().describe();
     tracing::info!(kind = described.kind, version = %described.version, "{}", described.summary);
     let queue = FitnessQueue::spawn(store.clone(), model.clone(), args.batch_window);

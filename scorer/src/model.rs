@@ -25,6 +25,8 @@ pub enum ModelError {
     RowWidth { row: usize, got: usize, want: usize },
     #[error("row {row}, feature {feature}: value {value} is not a finite number")]
     NotFinite { row: usize, feature: String, value: f64 },
+    #[error("model runtime: {0}")]
+    Runtime(String),
 }
 
 /// A fitness model: ordered input features and a batch prediction.

@@ -137,6 +137,11 @@ impl NodeStore {
         out
     }
 
+    /// Every known node's name.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// How many nodes are known, and how many of them are stale.
     pub fn counts(&self) -> (usize, usize) {
         let now = Instant::now();

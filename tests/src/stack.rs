@@ -30,6 +30,8 @@ pub struct StackConfig {
     pub shim_args: Vec<String>,
     /// Extra arguments of every agent process.
     pub agent_args: Vec<String>,
+    /// Environment variables of every process (e.g. `ORT_DYLIB_PATH` for the scorer).
+    pub env: Vec<(String, String)>,
     /// Where each process's output goes (`<name>.log`; a restarted process gets
     /// `<name>-2.log` and so on).
     pub log_dir: PathBuf,
@@ -49,6 +51,16 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl StackConfig {
+    /// Runs the scorer with the committed ONNX model and the venv's ONNX Runtime.
+    pub fn with_committed_model(mut self, venv: &crate::tools::Venv) -> anyhow::Result<Self> {
+        let model = paths::workspace_root().join("onnx/fitness.onnx");
+        self.scorer_args.extend(["--model".to_owned(), model.display().to_string()]);
+        self.env.push(("ORT_DYLIB_PATH".to_owned(), venv.onnxruntime_library()?.display().to_string()));
+        Ok(self)
+    }
+}
+
 impl Default for StackConfig {
     fn default() -> Self {
         Self {
@@ -60,6 +72,7 @@ impl Default for StackConfig {
             scorer_args: Vec::new(),
             shim_args: Vec::new(),
             agent_args: Vec::new(),
+            env: Vec::new(),
             log_dir: paths::target_dir().join("fitsched-logs"),
             log_filter: "info".into(),
             tls: None,
@@ -230,6 +243,7 @@ impl Stack {
         let child = Command::new(&path)
             .args(args)
             .env("RUST_LOG", &self.config.log_filter)
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

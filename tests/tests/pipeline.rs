@@ -312,3 +312,40 @@ fn scheduling_goes_on_while_the_scorer_is_down_and_agents_come_back() {
     assert_eq!(status, 200);
     assert_eq!(scores.as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn the_committed_onnx_model_scores_real_windows() {
+    let venv = tools::ensure_venv().expect("venv with onnxruntime and grpcurl");
+    let config = StackConfig {
+        window: "1s".into(),
+        tick: "100ms".into(),
+        real_agents: vec![Some("model-node".into())],
+        log_dir: paths::target_dir().join("fitsched-logs").join("model"),
+        ..StackConfig::default()
+    }
+    .with_committed_model(&venv)
+    .expect("model config");
+    let mut stack = Stack::start(config).expect("stack starts with the ONNX model");
+    stack.wait_for_nodes(&["model-node"], 1, Duration::from_secs(60)).expect("fitness from the model");
+
+    let addr = stack.scorer_grpc.to_string();
+    let out =
+        Command::new(venv.grpcurl()).args(["-plaintext", &addr, "fitsched.v1.Scorer/ModelInfo"]).output().unwrap();
+    let info: Value = serde_json::from_slice(&out.stdout).expect("ModelInfo JSON");
+    assert_eq!(info["kind"], "onnx", "{info}");
+    assert!(info["version"].as_str().is_some_and(|v| v.starts_with("rf-")), "{info}");
+    assert!(info["features"].as_array().is_some_and(|f| !f.is_empty()));
+
+    let url = stack.scorer_url();
+    let node = block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
+        .unwrap()
+        .into_inner()
+        .nodes
+        .into_iter()
+        .find(|n| n.name == "model-node")
+        .unwrap();
+    let fitness = node.fitness.expect("a fitness");
+    assert!((0.0..=1.0).contains(&fitness));
+    let log = stack.log("scorer");
+    assert!(log.contains("RandomForest"), "the scorer says which model it runs:\n{log}");
+}

@@ -26,11 +26,26 @@ enum What {
         #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// Fitness for 10 000 node rows: the scorer's ort code next to sklearn's predict
+    /// and Python onnxruntime on the same rows.
+    Model {
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+        /// Best of this many runs each.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Rows per call in the arrival-shaped run. Windows are wall-clock aligned, so
+        /// 10 000 agents' windows arrive in a burst of about a second after each boundary;
+        /// coalesced every 20 ms that is about 200 rows per call.
+        #[arg(long, default_value_t = 200)]
+        batch: usize,
+    },
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         What::Agent { duration } => agent(duration),
+        What::Model { rows, repeat, batch } => model(rows, repeat, batch),
     }
 }
 
@@ -195,4 +210,60 @@ fn metric_value(url: &str, name: &str) -> Option<f64> {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
         .collect();
     (!values.is_empty()).then(|| values.iter().sum())
+}
+
+fn model(rows: usize, repeat: usize, batch: usize) -> anyhow::Result<()> {
+    let venv = fitsched_e2e::tools::ensure_venv()?;
+    cargo(&["build", "--release", "-p", "fitsched-scorer", "--example", "bench_model"])?;
+    let root = paths::workspace_root();
+    let rows_file = paths::state_dir().join("bench-rows.f32");
+    progress("sklearn and Python onnxruntime");
+    let py = Command::new(venv.python())
+        .arg(root.join("onnx/bench.py"))
+        .args(["--rows", &rows.to_string(), "--repeat", &repeat.to_string(), "--batch", &batch.to_string(), "--out"])
+        .arg(&rows_file)
+        .output()?;
+    if !py.status.success() {
+        bail!("onnx/bench.py failed: {}", String::from_utf8_lossy(&py.stderr));
+    }
+    let py: serde_json::Value = serde_json::from_slice(&py.stdout).context("onnx/bench.py output")?;
+    progress("the scorer's ort");
+    let rust = Command::new(paths::target_dir().join("release/examples/bench_model"))
+        .arg(root.join("onnx/fitness.onnx"))
+        .arg(&rows_file)
+        .arg(repeat.to_string())
+        .arg(batch.to_string())
+        .env("ORT_DYLIB_PATH", venv.onnxruntime_library()?)
+        .output()?;
+    if !rust.status.success() {
+        bail!("bench_model failed: {}", String::from_utf8_lossy(&rust.stderr));
+    }
+    let rust: serde_json::Value = serde_json::from_slice(&rust.stdout).context("bench_model output")?;
+    let secs = |v: &serde_json::Value, k: &str| v[k].as_f64().with_context(|| format!("no {k}"));
+    println!(
+        "\nfitness for {rows} node rows, {} features, model {} (best of {repeat}, same run):",
+        py["features"], py["model"]
+    );
+    println!("{:<34} {:>16} {:>16}", "", "one batch, ms", format!("{batch} per call, ms"));
+    let line = |name: &str, big: f64, small: f64| println!("{name:<34} {:>16.2} {:>16.2}", big * 1e3, small * 1e3);
+    let (ours, ours_b) = (secs(&rust, "scorer_ort_s")?, secs(&rust, "scorer_ort_batched_s")?);
+    let (sk, sk_b) = (secs(&py, "sklearn_s")?, secs(&py, "sklearn_batched_s")?);
+    let (po, po_b) = (secs(&py, "python_onnxruntime_s")?, secs(&py, "python_onnxruntime_batched_s")?);
+    line("scorer (Rust, ort)", ours, ours_b);
+    line("sklearn RandomForest.predict", sk, sk_b);
+    line("Python onnxruntime", po, po_b);
+    for (shape, o, s, p) in [("one batch".to_owned(), ours, sk, po), (format!("{batch} per call"), ours_b, sk_b, po_b)]
+    {
+        println!(
+            "{shape}: scorer {:.1}x faster than sklearn (goal >= 5x: {}), {:.2}x Python onnxruntime",
+            s / o,
+            if s / o >= 5.0 { "met" } else { "NOT met" },
+            p / o
+        );
+    }
+    println!(
+        "|sklearn - onnxruntime| <= {:.1e}",
+        py["max_abs_diff_sklearn_vs_onnxruntime"].as_f64().unwrap_or(f64::NAN)
+    );
+    Ok(())
 }

@@ -69,6 +69,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         agent_args: vec!["--pcm-url".into(), "http://127.0.0.1:9738".into()],
         ..StackConfig::default()
     };
+    let config = config.with_committed_model(&venv)?;
     let mut stack = Stack::start(config)?;
     let sims: Vec<String> = (1..=args.nodes).map(|i| format!("sim-node-{i:02}")).collect();
     let mut wanted: Vec<&str> = sims.iter().map(String::as_str).collect();
@@ -122,6 +123,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     print_real_node(&stack, &host)?;
+    let url = stack.scorer_url();
+    let info = block_on(async move {
+        anyhow::Ok(
+            ScorerClient::connect(url).await?.model_info(fitsched_proto::ModelInfoRequest {}).await?.into_inner(),
+        )
+    })?;
+    println!("\nfitness model: {} {} ({} features) from {}", info.kind, info.version, info.features.len(), info.source);
 
     let g = venv.grpcurl();
     let a = stack.scorer_grpc;

@@ -5,6 +5,7 @@ mod bench;
 mod collect;
 mod demo;
 mod test;
+mod train;
 
 use std::process::Command;
 
@@ -29,6 +30,8 @@ enum Task {
     /// Measures nginx + wrk under stress-ng interference next to the agent's windows
     /// (the model's training data); resumable.
     Collect(collect::CollectArgs),
+    /// Trains the fitness model from the collected data and exports it to ONNX.
+    Train(train::TrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test => test::run(),
         Task::Bench(args) => bench::run(args),
         Task::Collect(args) => collect::run(args),
+        Task::Train(args) => train::run(args),
     }
 }
 

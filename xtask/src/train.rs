@@ -1,0 +1,32 @@
+//! `cargo xtask train`: trains the fitness model from `onnx/data/samples.jsonl` with
+//! `onnx/train.py` in the project venv and writes `onnx/fitness.onnx`, `onnx/parity.json`
+//! and `onnx/MODEL_CARD.md`.
+
+use std::process::Command;
+
+use anyhow::bail;
+use fitsched_e2e::{paths, progress, tools};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Trees in the forest.
+    #[arg(long, default_value_t = 100)]
+    trees: u32,
+    /// Maximum depth of each tree.
+    #[arg(long, default_value_t = 8)]
+    max_depth: u32,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let venv = tools::ensure_venv()?;
+    let script = paths::workspace_root().join("onnx/train.py");
+    progress(format!("training with {}", script.display()));
+    let status = Command::new(venv.python())
+        .arg(&script)
+        .args(["--trees", &args.trees.to_string(), "--max-depth", &args.max_depth.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("{} failed ({status})", script.display());
+    }
+    Ok(())
+}
