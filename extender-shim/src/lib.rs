@@ -38,6 +38,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_body_bytes = args.max_body_bytes,
         "fitsched-shim serving"
     );
+    // kube-scheduler's client waits on every answer; Nagle would hold its tail back.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |conn: &mut tokio::net::TcpStream| {
+        if let Err(e) = conn.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(fitsched_runtime::shutdown_signal())
         .await

@@ -118,7 +118,7 @@ pub async fn serve(
         .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
         .add_service(ScorerServer::new(scorer))
         .add_service(IngestServer::with_interceptor(ingest, ingest::TokenCheck(args.ingest_token_file.clone())))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(nodelay(grpc), stopped(stop_rx.clone()));
     let http_server = axum::serve(http, http::router(http::HttpState { store, model, prometheus }))
         .with_graceful_shutdown(stopped(stop_rx));
     let (g, h) = tokio::join!(grpc_server, http_server);
@@ -126,4 +126,16 @@ pub async fn serve(
     h.context("HTTP server")?;
     tracing::info!("scorer stopped");
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off. A unary gRPC answer is several
+/// HTTP/2 frames; with Nagle on, the later ones wait for the client's delayed ACK, which
+/// added 40 ms to every shim call in `cargo xtask bench shim`.
+fn nodelay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }

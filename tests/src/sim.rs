@@ -116,7 +116,8 @@ impl SimPod {
     }
 }
 
-fn node_json(n: &SimNode) -> Value {
+/// The `v1.Node` kube-scheduler would send for `n` in full mode.
+pub fn node_json(n: &SimNode) -> Value {
     let resources =
         json!({"cpu": format!("{}m", n.cpu_millis), "memory": format!("{}Ki", n.memory_bytes / 1024), "pods": "110"});
     json!({

@@ -32,6 +32,9 @@ pub struct StackConfig {
     pub agent_args: Vec<String>,
     /// Environment variables of every process (e.g. `ORT_DYLIB_PATH` for the scorer).
     pub env: Vec<(String, String)>,
+    /// Where the binaries are (default: [`paths::bin_dir`]), e.g. a release build for
+    /// benchmarks.
+    pub bin_dir: Option<PathBuf>,
     /// Where each process's output goes (`<name>.log`; a restarted process gets
     /// `<name>-2.log` and so on).
     pub log_dir: PathBuf,
@@ -73,6 +76,7 @@ impl Default for StackConfig {
             shim_args: Vec::new(),
             agent_args: Vec::new(),
             env: Vec::new(),
+            bin_dir: None,
             log_dir: paths::target_dir().join("fitsched-logs"),
             log_filter: "info".into(),
             tls: None,
@@ -231,7 +235,7 @@ impl Stack {
     }
 
     fn spawn(&mut self, name: &str, bin: &str, args: &[String]) -> anyhow::Result<()> {
-        let path = paths::bin_dir().join(bin);
+        let path = self.config.bin_dir.clone().unwrap_or_else(paths::bin_dir).join(bin);
         if !path.exists() {
             bail!(
                 "{} is not built: run `cargo xtask test` (or `cargo build --workspace --bins`) first",

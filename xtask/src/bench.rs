@@ -26,6 +26,14 @@ enum What {
         #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// `/prioritize` latency through the shim and the scorer over real sockets, with 100,
+    /// 1 000 and 5 000 candidate nodes in both extender modes, next to serde_json's
+    /// parse of the same body.
+    Shim {
+        /// Requests measured per case (after 10 warm-up requests).
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// Fitness for 10 000 node rows: the scorer's ort code next to sklearn's predict
     /// and Python onnxruntime on the same rows.
     Model {
@@ -46,6 +54,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         What::Agent { duration } => agent(duration),
         What::Model { rows, repeat, batch } => model(rows, repeat, batch),
+        What::Shim { requests } => shim(requests),
     }
 }
 
@@ -265,5 +274,110 @@ fn model(rows: usize, repeat: usize, batch: usize) -> anyhow::Result<()> {
         "|sklearn - onnxruntime| <= {:.1e}",
         py["max_abs_diff_sklearn_vs_onnxruntime"].as_f64().unwrap_or(f64::NAN)
     );
+    Ok(())
+}
+
+fn shim(requests: usize) -> anyhow::Result<()> {
+    use fitsched_e2e::sim::{Mode, SimNode, SimPod, Simulator, node_json};
+    use fitsched_e2e::stack::{Stack, StackConfig, block_on};
+    use fitsched_proto::ingest_client::IngestClient;
+    use fitsched_proto::{MetricSummary, NodeWindow, metric};
+
+    cargo(&["build", "--release", "-p", "fitsched-scorer", "-p", "fitsched-shim", "--bins"])?;
+    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "shim_client"])?;
+    let sizes = [100usize, 1_000, 5_000];
+    let max = *sizes.iter().max().unwrap_or(&0);
+    let mut stack = Stack::start(StackConfig {
+        real_agents: Vec::new(),
+        window: "20s".into(),
+        bin_dir: Some(paths::target_dir().join("release")),
+        log_dir: paths::state_dir().join("bench-logs/shim"),
+        log_filter: "warn".into(),
+        ..StackConfig::default()
+    })?;
+
+    // Every candidate has a fresh window, so each answer is strategy arithmetic over
+    // cached fitness, as in a busy cluster.
+    progress(format!("streaming windows for {max} nodes"));
+    let endpoint = stack.scorer_endpoint()?;
+    block_on(async move {
+        let windows: Vec<NodeWindow> = (0..max)
+            .map(|i| {
+                let mut w = NodeWindow {
+                    node_name: format!("node-{i:05}"),
+                    agent_id: format!("bench-{i}"),
+                    sequence: 1,
+                    samples: 20,
+                    samples_expected: 20,
+                    ..Default::default()
+                };
+                let load = (i % 10) as f64 / 10.0;
+                for (m, v) in [(metric::CPU_UTILIZATION, load), (metric::MEMORY_AVAILABLE_RATIO, 1.0 - load / 2.0)] {
+                    w.metrics.insert(m.into(), MetricSummary { mean: v, max: v, p95: v, last: v, samples: 20 });
+                }
+                w
+            })
+            .collect();
+        let mut client = IngestClient::new(endpoint.connect().await?);
+        let mut acks = client.stream(tonic::codegen::tokio_stream::iter(windows)).await?.into_inner();
+        let mut acked = 0;
+        while acked < max {
+            if acks.message().await?.is_none() {
+                bail!("the scorer closed the ingest stream after {acked} acknowledgements");
+            }
+            acked += 1;
+        }
+        anyhow::Ok(())
+    })?;
+    stack.wait_for_nodes(&[], max, Duration::from_secs(60))?;
+
+    let url = format!("{}/prioritize", stack.shim_url());
+    let client = paths::target_dir().join("release/examples/shim_client");
+    let body_file = paths::state_dir().join("bench-shim-body.json");
+    println!("\n/prioritize through the shim and the scorer (release builds, loopback, {requests} requests per case):");
+    println!(
+        "{:<7} {:>6} {:>9} {:>9} {:>9} {:>13} {:>13} {:>8}",
+        "mode", "nodes", "body KiB", "p50 ms", "p99 ms", "parse p50 ms", "parse p99 ms", "p50/parse"
+    );
+    for mode in [Mode::Names, Mode::Full] {
+        for &n in &sizes {
+            let nodes: Vec<SimNode> = (0..n)
+                .map(|i| SimNode::new(format!("node-{i:05}"), format!("zone-{}", i % 3), 16_000, 64 << 30))
+                .collect();
+            let sim = Simulator::new(&stack.shim_url(), mode, nodes.clone(), 1);
+            let candidates: Vec<usize> = (0..n).collect();
+            let mut body = sim.extender_args(&SimPod::replica("bench", 1, Some("spread")), &candidates);
+            // Real Node objects carry more than the simulator's; add what a kubelet reports.
+            if mode == Mode::Full
+                && let Some(items) = body["Nodes"]["items"].as_array_mut()
+            {
+                for (item, node) in items.iter_mut().zip(&nodes) {
+                    *item = node_json(node);
+                    item["metadata"]["annotations"] = serde_json::json!({"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"});
+                    item["status"]["nodeInfo"] = serde_json::json!({"kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12", "containerRuntimeVersion": "containerd://1.7.24", "kubeletVersion": "v1.36.0", "architecture": "amd64", "operatingSystem": "linux"});
+                }
+            }
+            let bytes = serde_json::to_vec(&body)?;
+            std::fs::write(&body_file, &bytes)?;
+            let out = Command::new(&client).arg(&url).arg(&body_file).arg(requests.to_string()).output()?;
+            if !out.status.success() {
+                bail!("{n} nodes: shim_client failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "{:<7} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>13.3} {:>13.3} {:>8.2}",
+                if mode == Mode::Names { "names" } else { "full" },
+                n,
+                bytes.len() as f64 / 1024.0,
+                f("p50_ms"),
+                f("p99_ms"),
+                f("parse_p50_ms"),
+                f("parse_p99_ms"),
+                f("p50_ms") / f("parse_p50_ms")
+            );
+        }
+    }
+    println!("goals: names p99 <= 2 ms at 5 000 nodes; full within 2x of the bare parse");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! runs wherever cargo does.
 
 mod bench;
+mod chart;
 mod collect;
 mod demo;
 mod test;
@@ -32,6 +33,9 @@ enum Task {
     Collect(collect::CollectArgs),
     /// Trains the fitness model from the collected data and exports it to ONNX.
     Train(train::TrainArgs),
+    /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
+    /// --full: a whole KubeSchedulerConfiguration).
+    Policy(chart::PolicyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::Collect(args) => collect::run(args),
         Task::Train(args) => train::run(args),
+        Task::Policy(args) => chart::policy(args),
     }
 }
 

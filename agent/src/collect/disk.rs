@@ -9,7 +9,7 @@ use std::time::Instant;
 use fitsched_proto::metric;
 
 use super::rates::Rates;
-use super::{Collector, Sample};
+use super::{Collector, Sample, physical_devices};
 
 /// `/proc/diskstats` counts in 512-byte sectors whatever the device's sector size.
 const SECTOR_BYTES: u64 = 512;
@@ -60,13 +60,10 @@ impl DiskCollector {
     /// Rates for the `physical` disks among `disks`: per disk, summed throughput, and the
     /// busiest disk's utilisation.
     pub fn compute(&mut self, disks: &[(String, DiskCounters)], physical: &BTreeSet<String>, now: Instant) -> Sample {
-        let mut sample = Sample::default();
         if physical.is_empty() {
-            for m in METRICS {
-                sample.set_missing(m, "no physical disk (none in /sys/block has a device)");
-            }
-            return sample;
+            return Sample::all_missing(&METRICS, "no physical disk (none in /sys/block has a device)");
         }
+        let mut sample = Sample::default();
         let (mut read, mut write, mut busiest): (Option<f64>, Option<f64>, Option<f64>) = (None, None, None);
         for (name, c) in disks.iter().filter(|(n, _)| physical.contains(n)) {
             let r = self.rates.rate(&metric::instance(metric::DISK_READ_BYTES_PER_SECOND, name), c.read_bytes, now);
@@ -102,10 +99,6 @@ impl DiskCollector {
         self.rates.retain(|k| k.split_once(':').is_some_and(|(_, d)| physical.contains(d)));
         sample
     }
-
-    fn physical(&self, names: impl Iterator<Item = String>) -> BTreeSet<String> {
-        names.filter(|n| self.sys_root.join("block").join(n).join("device").exists()).collect()
-    }
 }
 
 impl Collector for DiskCollector {
@@ -114,16 +107,12 @@ impl Collector for DiskCollector {
         match std::fs::read_to_string(&path) {
             Ok(contents) => {
                 let disks = parse_diskstats(&contents);
-                let physical = self.physical(disks.iter().map(|(n, _)| n.clone()));
+                let physical = physical_devices(&self.sys_root.join("block"), disks.iter().map(|(n, _)| n.as_str()));
                 self.compute(&disks, &physical, now)
             }
             Err(e) => {
                 self.rates = Rates::default();
-                let mut sample = Sample::default();
-                for m in METRICS {
-                    sample.set_missing(m, format!("cannot read {}: {e}", path.display()));
-                }
-                sample
+                Sample::all_missing(&METRICS, format!("cannot read {}: {e}", path.display()))
             }
         }
     }

@@ -53,6 +53,27 @@ impl Sample {
     pub fn set_missing(&mut self, name: &str, reason: impl Into<String>) {
         self.missing.push(MissingMetric::new(name, reason));
     }
+
+    /// A sample in which every one of `metrics` is missing for `reason`.
+    pub fn all_missing(metrics: &[&str], reason: impl Into<String>) -> Sample {
+        let reason = reason.into();
+        let mut sample = Sample::default();
+        for m in metrics {
+            sample.set_missing(m, reason.clone());
+        }
+        sample
+    }
+}
+
+/// The names among `names` that are physical devices: those whose sysfs entry in
+/// `class_dir` (`/sys/class/net`, `/sys/block`) links to a `device`. Virtual devices
+/// (veth, bridges, loop, zram, device-mapper) and partitions have none, and counting
+/// them too would count the same traffic twice.
+pub fn physical_devices<'a>(
+    class_dir: &std::path::Path,
+    names: impl Iterator<Item = &'a str>,
+) -> std::collections::BTreeSet<String> {
+    names.filter(|n| class_dir.join(n).join("device").exists()).map(str::to_owned).collect()
 }
 
 /// Something that can be sampled once per tick.

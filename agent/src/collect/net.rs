@@ -9,7 +9,7 @@ use std::time::Instant;
 use fitsched_proto::metric;
 
 use super::rates::Rates;
-use super::{Collector, Sample};
+use super::{Collector, Sample, physical_devices};
 
 /// One interface's cumulative counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,9 +113,9 @@ impl NetCollector {
             }
         }
         if physical.is_empty() {
-            for m in METRICS {
-                sample.set_missing(m, "no physical network interface (none in /sys/class/net has a device)");
-            }
+            let none =
+                Sample::all_missing(&METRICS, "no physical network interface (none in /sys/class/net has a device)");
+            sample.missing.extend(none.missing);
         } else {
             for (m, v) in total.by_metric() {
                 // A physical interface that appears or vanishes makes the sum jump down;
@@ -129,10 +129,6 @@ impl NetCollector {
         self.rates.retain(|k| k.split_once(':').is_none_or(|(_, inst)| live.contains(inst)));
         sample
     }
-
-    fn physical(&self, names: impl Iterator<Item = String>) -> BTreeSet<String> {
-        names.filter(|n| self.sys_root.join("class/net").join(n).join("device").exists()).collect()
-    }
 }
 
 impl Collector for NetCollector {
@@ -141,16 +137,13 @@ impl Collector for NetCollector {
         match std::fs::read_to_string(&path) {
             Ok(contents) => {
                 let interfaces = parse_net_dev(&contents);
-                let physical = self.physical(interfaces.iter().map(|(n, _)| n.clone()));
+                let physical =
+                    physical_devices(&self.sys_root.join("class/net"), interfaces.iter().map(|(n, _)| n.as_str()));
                 self.compute(&interfaces, &physical, now)
             }
             Err(e) => {
                 self.rates = Rates::default();
-                let mut sample = Sample::default();
-                for m in METRICS {
-                    sample.set_missing(m, format!("cannot read {}: {e}", path.display()));
-                }
-                sample
+                Sample::all_missing(&METRICS, format!("cannot read {}: {e}", path.display()))
             }
         }
     }

@@ -1,0 +1,195 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "fitsched.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped base name; component objects append -agent, -scorer, -scheduler. */}}
+{{- define "fitsched.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fitsched.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "scorer"). */}}
+{{- define "fitsched.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fitsched.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* All labels of one component's objects. */}}
+{{- define "fitsched.labels" -}}
+helm.sh/chart: {{ include "fitsched.chart" .root }}
+{{ include "fitsched.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: fitsched
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference: (dict "image" .Values.agent.image "root" $); tag defaults to appVersion. */}}
+{{- define "fitsched.image" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The upstream kube-scheduler of the cluster's own version: the server's gitVersion
+without a vendor suffix (v1.30.4-eks-a737599 -> v1.30.4).
+*/}}
+{{- define "fitsched.schedulerImage" -}}
+{{- $tag := .Values.scheduler.image.tag }}
+{{- if not $tag }}
+{{- $tag = regexFind "^v?[0-9]+\\.[0-9]+\\.[0-9]+" .Capabilities.KubeVersion.Version }}
+{{- if not (hasPrefix "v" $tag) }}{{ $tag = printf "v%s" $tag }}{{ end }}
+{{- end }}
+{{- printf "%s:%s" .Values.scheduler.image.repository $tag }}
+{{- end }}
+
+{{- define "fitsched.scorerName" -}}
+{{- printf "%s-scorer" (include "fitsched.fullname" .) }}
+{{- end }}
+
+{{- define "fitsched.schedulerFullname" -}}
+{{- printf "%s-scheduler" (include "fitsched.fullname" .) }}
+{{- end }}
+
+{{- define "fitsched.leaseName" -}}
+{{- .Values.scheduler.leaderElection.leaseName | default (include "fitsched.schedulerFullname" .) }}
+{{- end }}
+
+{{/* The scorer's gRPC URL as agents and the shim dial it. */}}
+{{- define "fitsched.scorerURL" -}}
+{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" .Values.tls.enabled) (include "fitsched.scorerName" .) .Release.Namespace (int .Values.scorer.grpcPort) }}
+{{- end }}
+
+{{- define "fitsched.ingestTokenSecret" -}}
+{{- .Values.ingestToken.existingSecret | default (printf "%s-ingest-token" (include "fitsched.fullname" .)) }}
+{{- end }}
+
+{{- define "fitsched.modelConfigMap" -}}
+{{- .Values.scorer.model.existingConfigMap | default (printf "%s-model" (include "fitsched.fullname" .)) }}
+{{- end }}
+
+{{- define "fitsched.modelEnabled" -}}
+{{- if or .Values.scorer.model.existingConfigMap .Values.scorer.model.onnxBase64 }}true{{ end }}
+{{- end }}
+
+{{/*
+A duration in milliseconds. values.schema.json admits one integer and one unit
+(ms, s, m, h), which is what this understands.
+*/}}
+{{- define "fitsched.durationMs" -}}
+{{- $n := regexFind "^[0-9]+" . | int64 }}
+{{- $unit := trimPrefix (toString $n) . }}
+{{- $scale := get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit | default 0 }}
+{{- mul $n $scale }}
+{{- end }}
+
+{{/* Pod-level security context of every unprivileged pod. */}}
+{{- define "fitsched.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Container security context of every unprivileged container. */}}
+{{- define "fitsched.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Checks across values that values.schema.json cannot express. Included by every
+workload template, so a bad combination fails the render with a message.
+*/}}
+{{- define "fitsched.validate" -}}
+{{- $timeout := include "fitsched.durationMs" .Values.extender.httpTimeout | int64 }}
+{{- $deadline := include "fitsched.durationMs" .Values.shim.deadline | int64 }}
+{{- $bindDeadline := include "fitsched.durationMs" .Values.shim.bindDeadline | int64 }}
+{{- if gt (mul $deadline 2) $timeout }}
+{{- fail (printf "shim.deadline (%s) must be at most half of extender.httpTimeout (%s), so the shim's neutral answer reaches kube-scheduler before it gives up" .Values.shim.deadline .Values.extender.httpTimeout) }}
+{{- end }}
+{{- if and .Values.extender.bindVerb (ge $bindDeadline $timeout) }}
+{{- fail (printf "shim.bindDeadline (%s) must be below extender.httpTimeout (%s) when extender.bindVerb is set" .Values.shim.bindDeadline .Values.extender.httpTimeout) }}
+{{- end }}
+{{- if and .Values.extender.prioritizeVerb (lt (int64 .Values.extender.weight) 1) }}
+{{- fail "extender.weight must be a positive integer when extender.prioritizeVerb is set" }}
+{{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.secretName must name a Secret with tls.crt, tls.key and ca.crt when tls.enabled is true" }}
+{{- end }}
+{{- if and .Values.scorer.model.existingConfigMap .Values.scorer.model.onnxBase64 }}
+{{- fail "set one of scorer.model.existingConfigMap and scorer.model.onnxBase64, not both" }}
+{{- end }}
+{{- if and .Values.scheduler.enabled (gt (int .Values.scheduler.replicas) 1) (not .Values.scheduler.leaderElection.enabled) }}
+{{- fail "scheduler.replicas above 1 needs scheduler.leaderElection.enabled: two active schedulers of one profile would place the same pods" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled .Values.agent.enabled .Values.agent.hostNetwork (not .Values.networkPolicy.extraScorerIngressFrom) }}
+{{- fail "agent.hostNetwork: true sends windows from the nodes' addresses, which a pod selector cannot match: list the nodes (an ipBlock) in networkPolicy.extraScorerIngressFrom, or set networkPolicy.enabled: false" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The second scheduler's KubeSchedulerConfiguration. In-cluster credentials (no
+clientConnection.kubeconfig), its own profile and Lease, and the shim beside it as the
+extender. xtask/src/chart.rs (`cargo xtask policy --full`) prints the same document.
+*/}}
+{{- define "fitsched.schedulerConfig" -}}
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: {{ .Values.scheduler.leaderElection.enabled }}
+{{- if .Values.scheduler.leaderElection.enabled }}
+  resourceLock: leases
+  resourceName: {{ include "fitsched.leaseName" . }}
+  resourceNamespace: {{ .Release.Namespace }}
+{{- end }}
+profiles:
+  - schedulerName: {{ .Values.scheduler.name }}
+extenders:
+  {{- include "fitsched.extender" . | nindent 2 }}
+{{- end }}
+
+{{/* The extender entry: the shim sidecar on loopback, verbs and knobs from .Values.extender. */}}
+{{- define "fitsched.extender" -}}
+{{- $e := .Values.extender -}}
+- urlPrefix: http://127.0.0.1:{{ .Values.shim.port }}
+{{- with $e.filterVerb }}
+  filterVerb: {{ . }}
+{{- end }}
+{{- with $e.prioritizeVerb }}
+  prioritizeVerb: {{ . }}
+{{- end }}
+{{- with $e.bindVerb }}
+  bindVerb: {{ . }}
+{{- end }}
+  weight: {{ $e.weight | int64 }}
+  nodeCacheCapable: {{ $e.nodeCacheCapable }}
+  ignorable: {{ $e.ignorable }}
+  httpTimeout: {{ $e.httpTimeout }}
+{{- end }}

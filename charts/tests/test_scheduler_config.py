@@ -1,0 +1,292 @@
+"""The second scheduler: its KubeSchedulerConfiguration is valid against the
+kubescheduler.config.k8s.io/v1 schema, equals what `cargo xtask policy` prints for the
+same options, and points at verbs the real shim serves on the port it listens on."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import (
+    FIXTURES,
+    NAMESPACE,
+    SCHEMAS,
+    bin_path,
+    container,
+    duration_ms,
+    flag,
+    fullname,
+    load_values,
+    merged,
+    objects,
+    one,
+    render,
+    scheduler_config,
+    xtask_policy,
+)
+
+SCHEMA = json.loads((SCHEMAS / "kubescheduler.config.k8s.io_v1_KubeSchedulerConfiguration.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+VARIANTS = load_values("variants")
+CONFIGS = {
+    "default": None,
+    "full": load_values("full"),
+    "no-leader-election": VARIANTS["no-leader-election"],
+    "filter-and-prioritize-off": VARIANTS["filter-and-prioritize-off"],
+}
+
+
+def schema_errors(cfg: dict[str, Any]) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(cfg)]
+
+
+def test_schema_accepts_the_configurations_kube_scheduler_ran_with():
+    """Sanity of the hand-written schema: the configs of the real captures pass."""
+    for mode in ("names", "full"):
+        cfg = yaml.safe_load((FIXTURES / mode / "scheduler-config.yaml").read_text())
+        assert schema_errors(cfg) == [], mode
+
+
+@pytest.mark.parametrize(
+    "mutate,expected",
+    [
+        (lambda c: c["extenders"][0].update(weigth=3), "Additional properties"),
+        (lambda c: c["extenders"][0].update(weight=0), "less than the minimum"),
+        (lambda c: c["extenders"][0].update(weight="5"), "is not of type 'integer'"),
+        (lambda c: c["extenders"][0].update(httpTimeout="2 seconds"), "does not match"),
+        (lambda c: c["extenders"][0].pop("urlPrefix"), "'urlPrefix' is a required property"),
+        (lambda c: c.update(apiVersion="kubescheduler.config.k8s.io/v1beta3"), "was expected"),
+        (lambda c: c["leaderElection"].update(leaderElection=True), "Additional properties"),
+        (lambda c: c["profiles"][0].update(plugins={"scores": {}}), "Additional properties"),
+    ],
+)
+def test_schema_refuses_what_kube_scheduler_refuses(mutate, expected):
+    _, cfg = scheduler_config(objects(render()))
+    mutate(cfg)
+    errors = schema_errors(cfg)
+    assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_rendered_configuration_is_valid_and_wired(name):
+    values = CONFIGS[name]
+    v = merged(values)
+    objs = objects(render(values))
+    _, cfg = scheduler_config(objs)
+    assert schema_errors(cfg) == []
+
+    assert [p["schedulerName"] for p in cfg["profiles"]] == [v["scheduler"]["name"]]
+    le = cfg["leaderElection"]
+    if v["scheduler"]["leaderElection"]["enabled"]:
+        assert le["leaderElect"] is True and le["resourceLock"] == "leases"
+        assert le["resourceName"] != "kube-scheduler", "its own Lease, not the default scheduler's"
+        assert le["resourceName"] == (v["scheduler"]["leaderElection"]["leaseName"] or f"{fullname()}-scheduler")
+        assert le["resourceNamespace"] == NAMESPACE
+    else:
+        assert le == {"leaderElect": False}
+    assert "clientConnection" not in cfg, "in-cluster credentials"
+
+    assert len(cfg["extenders"]) == 1
+    ext = cfg["extenders"][0]
+    e = v["extender"]
+    assert ext.get("filterVerb", "") == e["filterVerb"]
+    assert ext.get("prioritizeVerb", "") == e["prioritizeVerb"]
+    assert ext.get("bindVerb", "") == e["bindVerb"]
+    assert ext["weight"] == e["weight"] and isinstance(ext["weight"], int)
+    assert ext["nodeCacheCapable"] is e["nodeCacheCapable"]
+    assert ext["ignorable"] is e["ignorable"]
+    assert ext["httpTimeout"] == e["httpTimeout"]
+
+    # The extender is the shim beside kube-scheduler, on the port the shim listens on.
+    scheduler = one(objs, "Deployment", f"{fullname()}-scheduler")
+    pod = scheduler["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["kube-scheduler", "shim"]
+    shim = container(objs, "Deployment", scheduler["metadata"]["name"], "shim")
+    host, port = flag(shim, "listen").rsplit(":", 1)
+    assert ext["urlPrefix"] == f"http://127.0.0.1:{port}"
+    assert host in ("127.0.0.1", "0.0.0.0")
+    assert shim["ports"][0]["containerPort"] == int(port)
+    assert flag(shim, "scorer").endswith(f"{fullname()}-scorer.{NAMESPACE}.svc:{v['scorer']['grpcPort']}")
+    # The shim answers (neutrally if need be) well before kube-scheduler stops waiting.
+    assert 2 * duration_ms(flag(shim, "deadline")) <= duration_ms(ext["httpTimeout"])
+    if ext.get("bindVerb"):
+        assert duration_ms(flag(shim, "bind-deadline")) < duration_ms(ext["httpTimeout"])
+
+    # kube-scheduler reads this very ConfigMap.
+    ks = container(objs, "Deployment", scheduler["metadata"]["name"], "kube-scheduler")
+    config_path = next(a for a in ks["args"] if a.startswith("--config=")).split("=", 1)[1]
+    mount = next(m for m in ks["volumeMounts"] if config_path.startswith(m["mountPath"] + "/"))
+    vol = next(x for x in pod["volumes"] if x["name"] == mount["name"])
+    assert vol["configMap"]["name"] == f"{fullname()}-scheduler"
+    assert config_path.rsplit("/", 1)[1] == "scheduler-config.yaml"
+
+
+@pytest.mark.parametrize(
+    "server,tag",
+    [("1.36.2", "v1.36.2"), ("v1.30.4-eks-a737599", "v1.30.4"), ("v1.29.6+k3s1", "v1.29.6"), ("1.33.1-gke.1", "v1.33.1")],
+)
+def test_scheduler_image_follows_the_cluster_version(server, tag):
+    ks = container(objects(render(kube_version=server)), "Deployment", f"{fullname()}-scheduler", "kube-scheduler")
+    assert ks["image"] == f"registry.k8s.io/kube-scheduler:{tag}"
+    pinned = objects(render({"scheduler": {"image": {"tag": "v1.31.0"}}}, kube_version=server))
+    assert container(pinned, "Deployment", f"{fullname()}-scheduler", "kube-scheduler")["image"].endswith(":v1.31.0")
+
+
+def policy_args(values: dict[str, Any] | None) -> list[str]:
+    v = merged(values)
+    e = v["extender"]
+    le = v["scheduler"]["leaderElection"]
+    args = [
+        "--full",
+        f"--scheduler-name={v['scheduler']['name']}",
+        f"--leader-elect={'true' if le['enabled'] else 'false'}",
+        f"--lease-name={le['leaseName'] or fullname() + '-scheduler'}",
+        f"--lease-namespace={NAMESPACE}",
+        "--kubeconfig=",
+        f"--weight={e['weight']}",
+        f"--filter={'true' if e['filterVerb'] else 'false'}",
+        f"--prioritize={'true' if e['prioritizeVerb'] else 'false'}",
+        f"--bind={'true' if e['bindVerb'] else 'false'}",
+        f"--node-cache-capable={'true' if e['nodeCacheCapable'] else 'false'}",
+        f"--ignorable={'true' if e['ignorable'] else 'false'}",
+        f"--http-timeout={e['httpTimeout']}",
+        f"--shim-url=http://127.0.0.1:{v['shim']['port']}",
+    ]
+    return args
+
+
+def without_comments(text: str) -> str:
+    return "".join(line + "\n" for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def command_in_comment(rendered: str) -> list[str]:
+    """The `cargo xtask policy ...` command the ConfigMap's comment names."""
+    comment = " ".join(
+        line.strip().lstrip("#").strip() for line in rendered.splitlines() if line.strip().startswith("#")
+    )
+    command = comment.split("`")[1]
+    words = shlex.split(command)
+    assert words[:3] == ["cargo", "xtask", "policy"], command
+    return words[3:]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_chart_and_xtask_policy_print_the_same_configuration(name):
+    values = CONFIGS[name]
+    rendered = render(values)
+    text, cfg = scheduler_config(objects(rendered))
+    args = policy_args(values)
+    printed = xtask_policy(*args)
+    assert yaml.safe_load(printed) == cfg
+    assert without_comments(printed) == without_comments(text), "same YAML, line for line"
+    # The command the ConfigMap documents is that one.
+    documented = command_in_comment(rendered["fitsched/templates/scheduler-config.yaml"])
+    assert sorted(documented) == sorted(args)
+
+
+def test_policy_defaults_are_the_charts():
+    """`cargo xtask policy` with no options prints the chart's default extender entry."""
+    _, cfg = scheduler_config(objects(render()))
+    printed = yaml.safe_load(xtask_policy())
+    assert printed == {"extenders": cfg["extenders"]}
+    full = yaml.safe_load(xtask_policy("--full"))
+    assert schema_errors(full) == []
+    assert full["profiles"] == [{"schedulerName": "default-scheduler"}]
+    assert full["leaderElection"]["resourceName"] == "kube-scheduler"
+    assert full["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf"}
+    assert full["extenders"] == cfg["extenders"]
+
+
+# ---- the verbs, against the real shim -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shim():
+    """The real fitsched-shim, with no scorer behind it: it must answer every verb it
+    serves (neutrally for filter and prioritize, with an Error for bind)."""
+    port, dead = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"fitsched-shim did not start: {proc.stderr.read().decode() if proc.poll() is not None else 'timeout'}")
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def post(url: str, body: bytes) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+FIXTURE_FILES = {
+    ("names", "filter"): "001-filter-request.json",
+    ("names", "prioritize"): "002-prioritize-request.json",
+    ("names", "bind"): "003-bind-request.json",
+    ("full", "filter"): "001-filter-request.json",
+    ("full", "prioritize"): "002-prioritize-request.json",
+    ("full", "bind"): "003-bind-request.json",
+}
+
+
+@pytest.mark.parametrize("name", ["default", "full"])
+def test_extender_verbs_are_served_by_the_shim(shim, name):
+    _, cfg = scheduler_config(objects(render(CONFIGS[name])))
+    ext = cfg["extenders"][0]
+    # The shim's own default port is the chart's.
+    help_text = subprocess.run([str(bin_path("fitsched-shim")), "--help"], capture_output=True, text=True).stdout
+    assert "[default: 0.0.0.0:8080]" in help_text and ext["urlPrefix"].endswith(":8080")
+    mode = "names" if ext["nodeCacheCapable"] else "full"
+    verbs = {k: ext[k] for k in ("filterVerb", "prioritizeVerb", "bindVerb") if ext.get(k)}
+    assert verbs, "at least one verb"
+    for key, verb in verbs.items():
+        kind = key.removesuffix("Verb")
+        body = (FIXTURES / mode / FIXTURE_FILES[(mode, kind)]).read_bytes()
+        status, answer = post(f"{shim}/{verb}", body)
+        assert status == 200, f"POST /{verb}: {status} {answer}"
+        request = json.loads(body)
+        if kind == "filter":
+            passed = answer["NodeNames"] if mode == "names" else [n["metadata"]["name"] for n in answer["Nodes"]["items"]]
+            wanted = request["NodeNames"] if mode == "names" else [n["metadata"]["name"] for n in request["Nodes"]["items"]]
+            assert passed == wanted, "no scorer: every node passes"
+            assert not answer.get("Error")
+        elif kind == "prioritize":
+            assert all(0 <= h["Score"] <= 10 for h in answer)
+            assert len(answer) == len(request["NodeNames"] if mode == "names" else request["Nodes"]["items"])
+        else:
+            assert "fitsched" in answer["Error"], "no scorer: the bind is reported failed"
+    status, _ = post(f"{shim}/no-such-verb", b"{}")
+    assert status == 404, "a verb the shim does not serve is refused"
