@@ -518,15 +518,7 @@ fn list_level(dir: &Path, prefix: Option<&str>, driver: Driver, out: &mut Vec<St
 }
 
 fn read_file(path: &Path, hint_if_absent: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-            format!("PSI disabled on this kernel (psi=0): cannot read {}", path.display())
-        } else if e.kind() == io::ErrorKind::NotFound {
-            format!("cannot read {}: no such file ({hint_if_absent})", path.display())
-        } else {
-            format!("cannot read {}: {e}", path.display())
-        }
-    })
+    std::fs::read_to_string(path).map_err(|e| super::describe_read_error(path, &e, Some(hint_if_absent)))
 }
 
 #[cfg(test)]

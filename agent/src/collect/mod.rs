@@ -65,6 +65,21 @@ impl Sample {
     }
 }
 
+/// Why a file under /proc or a cgroup could not be read, in words for `missing`.
+/// `hint_if_absent` says what a missing file usually means there.
+pub fn describe_read_error(path: &std::path::Path, err: &std::io::Error, hint_if_absent: Option<&str>) -> String {
+    // EOPNOTSUPP from a pressure file: PSI is compiled in but the kernel booted with psi=0.
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        return format!("PSI disabled on this kernel (psi=0): cannot read {}", path.display());
+    }
+    match hint_if_absent {
+        Some(hint) if err.kind() == std::io::ErrorKind::NotFound => {
+            format!("cannot read {}: no such file ({hint})", path.display())
+        }
+        _ => format!("cannot read {}: {err}", path.display()),
+    }
+}
+
 /// The names among `names` that are physical devices: those whose sysfs entry in
 /// `class_dir` (`/sys/class/net`, `/sys/block`) links to a `device`. Virtual devices
 /// (veth, bridges, loop, zram, device-mapper) and partitions have none, and counting

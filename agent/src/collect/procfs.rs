@@ -272,7 +272,7 @@ impl ProcfsCollector {
     /// Reads the files. Blocking, but procfs reads are served from kernel memory in
     /// microseconds, so the tick task does them inline.
     pub fn read(&self) -> RawReadings {
-        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| describe_read_error(path, &e));
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| super::describe_read_error(path, &e, None));
         let pressure_dir = self.root.join("pressure");
         let pressure = match std::fs::metadata(&pressure_dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -461,14 +461,6 @@ impl Collector for ProcfsCollector {
         let raw = self.read();
         self.compute(raw, now)
     }
-}
-
-fn describe_read_error(path: &Path, err: &io::Error) -> String {
-    // EOPNOTSUPP: the kernel has PSI compiled in but booted with psi=0.
-    if err.raw_os_error() == Some(95) {
-        return format!("PSI disabled on this kernel (psi=0): cannot read {}", path.display());
-    }
-    format!("cannot read {}: {err}", path.display())
 }
 
 #[cfg(test)]
