@@ -260,10 +260,8 @@ def test_rbac_grants_only_what_each_part_uses():
             for rule in role["rules"]:
                 assert "*" not in rule["verbs"] and "*" not in rule["resources"], role["metadata"]["name"]
         scorer_rules = one(objs, "ClusterRole", f"{fullname()}-scorer")["rules"]
-        expected = [{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}]
-        if v["extender"]["bindVerb"]:
-            expected.append({"apiGroups": [""], "resources": ["pods/binding", "bindings"], "verbs": ["create"]})
-        assert scorer_rules == expected
+        # The scorer only watches; the shim binds with the scheduler's account.
+        assert scorer_rules == [{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}]
         bindings = {
             b["roleRef"]["name"]: b for b in find(objs, "ClusterRoleBinding") if b["metadata"]["name"].endswith(("kube-scheduler", "volume-scheduler"))
         }

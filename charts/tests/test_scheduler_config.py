@@ -222,7 +222,7 @@ def shim():
     serves (neutrally for filter and prioritize, with an Error for bind)."""
     port, dead = free_port(), free_port()
     proc = subprocess.Popen(
-        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms"],
+        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms", "--binder", "scorer-only"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

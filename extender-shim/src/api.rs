@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::{info, warn};
 
+use crate::binder::Binder;
 use crate::client::{CallError, Scorer};
 use crate::config::ShimConfig;
 use crate::wire::{
@@ -43,6 +44,8 @@ pub mod metric {
     pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
     /// Counter `{reason}`: binds reported failed to kube-scheduler.
     pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
+    /// Counter: Bindings created whose notice to the scorer failed.
+    pub const BIND_NOTICE_FAILURES: &str = "fitsched_shim_bind_notice_failures_total";
 }
 
 // Above this size, decoding and encoding run through `block_in_place`, so a 30 MB
@@ -78,6 +81,7 @@ impl Verb {
 #[derive(Clone)]
 struct AppState {
     scorer: Scorer,
+    binder: Binder,
     metrics: Option<PrometheusHandle>,
     max_body_bytes: usize,
 }
@@ -86,8 +90,12 @@ struct AppState {
 /// global recorder is installed) `/metrics` answers an empty exposition. Must be called
 /// inside a Tokio runtime, because the scorer channel is created here (lazily).
 pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> anyhow::Result<Router> {
-    let state =
-        AppState { scorer: Scorer::connect_lazy(&config.client)?, metrics, max_body_bytes: config.max_body_bytes };
+    let state = AppState {
+        scorer: Scorer::connect_lazy(&config.client)?,
+        binder: config.binder.clone(),
+        metrics,
+        max_body_bytes: config.max_body_bytes,
+    };
     Ok(Router::new()
         .route("/filter", post(filter))
         .route("/prioritize", post(prioritize))
@@ -192,7 +200,10 @@ async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
         info!(pod, verb = verb.as_str(), candidates, "no candidates: empty answer");
         return json(0, StatusCode::OK, &Vec::<HostPriority<'_>>::new());
     }
-    let request = ScoreRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone() };
+    // Scores only: kube-scheduler's answer has no room for reasons, and 5 000 formatted
+    // reasons cost more than the rest of the call. The scorer keeps the best nodes'
+    // reasons for its log and `Explain`.
+    let request = ScoreRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone(), scores_only: true };
     let priorities = match state.scorer.score(request).await {
         Ok(answer) => {
             let strategy = answer.strategy.clone();
@@ -229,18 +240,33 @@ async fn bind_body(state: &AppState, body: &[u8]) -> Response {
     };
     let pod = format!("{}/{}", request.pod_namespace, request.pod_name);
     let node = request.node.clone();
-    let error = match state.scorer.bind(request).await {
-        Ok(answer) => {
-            info!(pod, verb = verb.as_str(), node, bound_in_cluster = answer.bound_in_cluster, "bind decision");
-            String::new()
-        }
-        Err(e) => {
-            metrics::counter!(metric::BIND_ERRORS, "reason" => e.reason()).increment(1);
-            warn!(pod, verb = verb.as_str(), node, reason = e.reason(), error = %e, "bind failed; kube-scheduler will retry the pod");
-            format!("fitsched: binding {pod} to {node} failed: {e}")
-        }
+    let started = Instant::now();
+    let deadline = state.scorer.bind_deadline();
+    let failed = |reason: &'static str, error: &dyn std::fmt::Display| {
+        metrics::counter!(metric::BIND_ERRORS, "reason" => reason).increment(1);
+        warn!(pod, verb = verb.as_str(), node, reason, error = %error, "bind failed; kube-scheduler will retry the pod");
+        json(
+            0,
+            StatusCode::OK,
+            &ExtenderBindingResult { error: format!("fitsched: binding {pod} to {node} failed: {error}") },
+        )
     };
-    json(0, StatusCode::OK, &ExtenderBindingResult { error })
+    if let Err(e) = state.binder.bind(&request, deadline).await {
+        return failed(e.reason(), &e);
+    }
+    // The notice gets what is left of the deadline, at least the scoring deadline.
+    let left = deadline.saturating_sub(started.elapsed()).max(state.scorer.deadline());
+    match (state.scorer.bind(request, left).await, &state.binder) {
+        (Ok(answer), _) => info!(pod, verb = verb.as_str(), node, watched = answer.watched, "bind decision"),
+        // Without a Binding, the scorer's record is the whole bind.
+        (Err(e), Binder::ScorerOnly) => return failed(e.reason(), &e),
+        (Err(e), Binder::Kubernetes(_)) => {
+            metrics::counter!(metric::BIND_NOTICE_FAILURES).increment(1);
+            warn!(pod, verb = verb.as_str(), node, reason = e.reason(), error = %e,
+                "bound, but the scorer was not told; its pod watch will show the pod");
+        }
+    }
+    json(0, StatusCode::OK, &ExtenderBindingResult { error: String::new() })
 }
 
 /// Maps the scorer's Filter answer onto the candidates, in request order: returns the
@@ -269,7 +295,13 @@ fn apply_filter(nodes: &[CandidateNode], answer: FilterResponse) -> (Vec<usize>,
 /// the neutral one).
 fn apply_scores(nodes: &[CandidateNode], answer: ScoreResponse) -> (Vec<HostPriority<'_>>, usize) {
     let clamp = |s: i32| i64::from(s.clamp(0, score::MAX));
-    // The scorer answers in request order; only a different order costs a map.
+    if answer.compact_scores.len() == nodes.len() {
+        let list =
+            nodes.iter().zip(&answer.compact_scores).map(|(n, &s)| HostPriority { host: &n.name, score: clamp(s) });
+        return (list.collect(), 0);
+    }
+    // A named answer (a scorer that ignored `scores_only`) is in request order too;
+    // only a different order costs a map.
     let in_order = answer.scores.len() == nodes.len() && answer.scores.iter().zip(nodes).all(|(s, n)| s.node == n.name);
     if in_order {
         let list = nodes.iter().zip(&answer.scores).map(|(n, s)| HostPriority { host: &n.name, score: clamp(s.score) });
@@ -405,14 +437,16 @@ mod tests {
     fn scores_are_clamped_and_reordered() {
         let s = |node: &str, score| NodeScore { node: node.into(), score, ..Default::default() };
         let ns = nodes(&["a", "b", "c"]);
-        let (list, unscored) = apply_scores(
-            &ns,
-            ScoreResponse { strategy: "spread".into(), scores: vec![s("a", -3), s("b", 4), s("c", 99)] },
-        );
+        let named = |scores| ScoreResponse { strategy: "spread".into(), scores, compact_scores: vec![] };
+        let (list, unscored) = apply_scores(&ns, named(vec![s("a", -3), s("b", 4), s("c", 99)]));
         assert_eq!(list.iter().map(|p| p.score).collect::<Vec<_>>(), [0, 4, 10]);
         assert_eq!(unscored, 0);
-        let (list, unscored) =
-            apply_scores(&ns, ScoreResponse { strategy: String::new(), scores: vec![s("c", 1), s("a", 2)] });
+        let compact = ScoreResponse { strategy: "spread".into(), scores: vec![], compact_scores: vec![-3, 4, 99] };
+        assert_eq!(apply_scores(&ns, compact).0, list);
+        // A compact answer of the wrong length is not trusted: everything is neutral.
+        let short = ScoreResponse { strategy: "spread".into(), scores: vec![], compact_scores: vec![1] };
+        assert_eq!(apply_scores(&ns, short).1, 3);
+        let (list, unscored) = apply_scores(&ns, named(vec![s("c", 1), s("a", 2)]));
         assert_eq!(
             list,
             [

@@ -138,8 +138,14 @@ impl Scorer {
         self.call(self.deadline, req, |mut c, r| async move { c.score(r).await }).await
     }
 
-    pub async fn bind(&self, req: BindRequest) -> Result<BindResponse, CallError> {
-        self.call(self.bind_deadline, req, |mut c, r| async move { c.bind(r).await }).await
+    /// Tells the scorer of a binding, waiting at most `deadline`.
+    pub async fn bind(&self, req: BindRequest, deadline: Duration) -> Result<BindResponse, CallError> {
+        self.call(deadline, req, |mut c, r| async move { c.bind(r).await }).await
+    }
+
+    /// The deadline of a whole `/bind`: the Binding and the scorer's notice.
+    pub fn bind_deadline(&self) -> Duration {
+        self.bind_deadline
     }
 
     async fn call<M, T, F, Fut>(&self, deadline: Duration, message: M, f: F) -> Result<T, CallError>

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::binder::{Binder, BinderKind};
 use crate::client::ClientConfig;
 use crate::quantity;
 
@@ -39,6 +40,21 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
 
+    /// Who creates the Binding on `/bind`: `kubernetes` (the API server, with the
+    /// in-cluster service account or KUBECONFIG; needed at start) or `scorer-only`
+    /// (nobody: for scheduler simulators without an API server, the scorer is told only).
+    #[arg(long, env = "FITSCHED_SHIM_BINDER", value_enum, default_value = "kubernetes")]
+    pub binder: BinderKind,
+
+    /// PEM certificate chain for HTTPS on --listen (with --tls-key), for an extender
+    /// entry with `enableHTTPS: true`; plain HTTP without.
+    #[arg(long, env = "FITSCHED_SHIM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "FITSCHED_SHIM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Largest accepted request body, in bytes or as a quantity (`64Mi`). A full-mode
     /// body for 5 000 nodes is 20-40 MB.
     #[arg(long, env = "FITSCHED_SHIM_MAX_BODY_BYTES", default_value = "64Mi", value_parser = parse_body_limit)]
@@ -53,7 +69,7 @@ impl Args {
         client.bind_deadline = self.bind_deadline;
         client.tls_ca = self.tls_ca.clone();
         client.tls_domain = self.tls_domain.clone();
-        ShimConfig { client, max_body_bytes: self.max_body_bytes }
+        ShimConfig { client, max_body_bytes: self.max_body_bytes, binder: Binder::ScorerOnly }
     }
 }
 
@@ -62,12 +78,16 @@ impl Args {
 pub struct ShimConfig {
     pub client: ClientConfig,
     pub max_body_bytes: usize,
+    /// Who creates Bindings; [`Args::shim_config`] leaves `ScorerOnly`, [`crate::run`]
+    /// sets what `--binder` asks for (it needs a Kubernetes client, built async).
+    pub binder: Binder,
 }
 
 impl ShimConfig {
-    /// Defaults (300 ms deadline, 64 MiB body limit) against the scorer at `url`.
+    /// Defaults (300 ms deadline, 64 MiB body limit, no Binding created) against the
+    /// scorer at `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { client: ClientConfig::new(url), max_body_bytes: 64 << 20 }
+        Self { client: ClientConfig::new(url), max_body_bytes: 64 << 20, binder: Binder::ScorerOnly }
     }
 }
 
@@ -95,6 +115,8 @@ mod tests {
         assert_eq!(a.deadline, Duration::from_millis(300));
         assert_eq!(a.bind_deadline, Duration::from_secs(2));
         assert_eq!(a.max_body_bytes, 64 << 20);
+        assert_eq!(a.binder, BinderKind::Kubernetes);
+        assert!(a.tls_cert.is_none());
         let c = a.shim_config();
         assert_eq!(c.client.deadline, Duration::from_millis(300));
         assert_eq!(c.max_body_bytes, 64 << 20);
@@ -118,6 +140,10 @@ mod tests {
         assert_eq!(a.max_body_bytes, 1 << 20);
         assert_eq!(a.shim_config().client.url, "http://scorer:50051");
         assert!(Args::try_parse_from(["fitsched-shim", "--deadline", "0s"]).is_err());
+        assert!(Args::try_parse_from(["fitsched-shim", "--tls-cert", "c.pem"]).is_err(), "a cert needs its key");
+        assert!(Args::try_parse_from(["fitsched-shim", "--binder", "magic"]).is_err());
+        let b = Args::try_parse_from(["fitsched-shim", "--binder", "scorer-only"]).unwrap();
+        assert_eq!(b.binder, BinderKind::ScorerOnly);
         assert!(Args::try_parse_from(["fitsched-shim", "--deadline", "soon"]).is_err());
         assert!(Args::try_parse_from(["fitsched-shim", "--max-body-bytes", "0"]).is_err());
         assert!(Args::try_parse_from(["fitsched-shim", "--max-body-bytes", "lots"]).is_err());

@@ -6,9 +6,11 @@
 //! deadline the shim answers neutrally, so scheduling never stops because of fitsched.
 
 pub mod api;
+pub mod binder;
 pub mod client;
 pub mod config;
 pub mod quantity;
+pub mod tls;
 pub mod wire;
 
 use anyhow::Context;
@@ -25,8 +27,13 @@ const DURATION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 /// Serves the extender until SIGINT or SIGTERM, then finishes in-flight requests.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
-    let app = router(&args.shim_config(), Some(metrics))
-        .with_context(|| format!("invalid --scorer URL {:?}", args.scorer))?;
+    let mut config = args.shim_config();
+    config.binder = binder::Binder::new(args.binder).await?;
+    let app = router(&config, Some(metrics)).with_context(|| format!("invalid --scorer URL {:?}", args.scorer))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -36,8 +43,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         deadline = ?args.deadline,
         bind_deadline = ?args.bind_deadline,
         max_body_bytes = args.max_body_bytes,
+        binder = ?config.binder,
+        https = tls.is_some(),
         "fitsched-shim serving"
     );
+    if let Some(acceptor) = tls {
+        tls::serve(listener, app, acceptor, fitsched_runtime::shutdown_signal())
+            .await
+            .context("HTTPS server failed")?;
+        info!("fitsched-shim stopped");
+        return Ok(());
+    }
     // kube-scheduler's client waits on every answer; Nagle would hold its tail back.
     let listener = axum::serve::ListenerExt::tap_io(listener, |conn: &mut tokio::net::TcpStream| {
         if let Err(e) = conn.set_nodelay(true) {
@@ -67,6 +83,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Neutral answers given because the scorer was unreachable, too slow or refused the request."
     );
     metrics::describe_counter!(api::metric::BAD_REQUESTS, "Requests refused as malformed (400) or too large (413).");
-    metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler.");
+    metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
+    metrics::describe_counter!(
+        api::metric::BIND_NOTICE_FAILURES,
+        "Bindings created whose notice to the scorer failed (its pod watch catches up)."
+    );
     Ok(handle)
 }

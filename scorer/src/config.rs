@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use crate::strategy::Strategy;
 
+/// Whether the scorer watches the cluster's Pods and Nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterWatch {
+    Auto,
+    On,
+    Off,
+}
+
 /// fitsched-scorer: keeps the latest window of every node, turns it into a fitness and
 /// answers scoring requests over gRPC.
 #[derive(Debug, Clone, clap::Parser)]
@@ -31,13 +39,21 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_DEFAULT_STRATEGY", default_value = "balanced")]
     pub default_strategy: Strategy,
 
+    /// Watch Pods and Nodes for replica and zone awareness: `auto` does when a Kubernetes
+    /// configuration is found (in-cluster service account, KUBECONFIG or ~/.kube/config),
+    /// `on` requires one, `off` never watches (replica awareness then rests on the
+    /// scorer's own records).
+    #[arg(long, env = "FITSCHED_CLUSTER_WATCH", value_enum, default_value = "auto")]
+    pub cluster_watch: ClusterWatch,
+
     /// How long the top-scored node counts as an assumed placement of the pod, until a
-    /// bind confirms it.
+    /// bind or the pod watch confirms it.
     #[arg(long, env = "FITSCHED_ASSUME_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub assume_ttl: Duration,
 
-    /// How long a bound placement counts for replica awareness. Without a pod watch the
-    /// scorer cannot see pods go away, so bound placements age out after this.
+    /// How long a bound placement counts for replica awareness until the pod watch shows
+    /// the pod. Without a watch the scorer cannot see pods go away, so bound placements
+    /// age out after this.
     #[arg(long, env = "FITSCHED_BOUND_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub bound_ttl: Duration,
 
@@ -81,6 +97,28 @@ impl Args {
     /// The age after which a node's last window no longer counts.
     pub fn stale_after(&self) -> Duration {
         self.window * self.stale_after_windows.max(1)
+    }
+
+    /// The Kubernetes client for the cluster watch, as `--cluster-watch` asks.
+    pub async fn cluster_client(&self) -> anyhow::Result<Option<kube::Client>> {
+        use anyhow::Context;
+        let config = match self.cluster_watch {
+            ClusterWatch::Off => return Ok(None),
+            ClusterWatch::On => {
+                kube::Config::infer().await.context("--cluster-watch on: no Kubernetes configuration")?
+            }
+            ClusterWatch::Auto => match kube::Config::infer().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(error = %e, "--cluster-watch auto: no Kubernetes configuration found");
+                    return Ok(None);
+                }
+            },
+        };
+        let server = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+        tracing::info!(%server, "Kubernetes API");
+        Ok(Some(client))
     }
 
     /// Checks the settings clap cannot check on its own.

@@ -9,12 +9,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
 use crate::fitness::ModelSlot;
+use crate::placements::Placements;
 use crate::store::NodeStore;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Arc<NodeStore>,
     pub model: ModelSlot,
+    pub placements: Arc<Placements>,
     /// Absent in tests that do not install the global recorder.
     pub prometheus: Option<PrometheusHandle>,
 }
@@ -25,7 +27,15 @@ pub fn router(state: HttpState) -> Router {
 
 async fn health(State(s): State<HttpState>) -> Json<Value> {
     let (nodes, stale) = s.store.counts();
-    Json(json!({ "status": "ok", "nodes": nodes, "stale_nodes": stale, "model": s.model.get().describe().kind }))
+    let (placed, records) = s.placements.counts();
+    Json(json!({
+        "status": "ok",
+        "nodes": nodes,
+        "stale_nodes": stale,
+        "model": s.model.get().describe().kind,
+        "watched_pods": placed,
+        "placement_records": records,
+    }))
 }
 
 async fn metrics(State(s): State<HttpState>) -> String {
@@ -33,5 +43,8 @@ async fn metrics(State(s): State<HttpState>) -> String {
     let (nodes, stale) = s.store.counts();
     metrics::gauge!("fitsched_scorer_nodes").set(nodes as f64);
     metrics::gauge!("fitsched_scorer_stale_nodes").set(stale as f64);
+    let (placed, records) = s.placements.counts();
+    metrics::gauge!("fitsched_scorer_watched_pods").set(placed as f64);
+    metrics::gauge!("fitsched_scorer_placement_records").set(records as f64);
     s.prometheus.map(|h| h.render()).unwrap_or_default()
 }

@@ -2,7 +2,8 @@
 //! [0, 1] and answers scoring requests.
 //!
 //! Data flows `ingest` → `store` → `fitness` (batched `model` runs, cached) → `service`
-//! (`strategy` arithmetic over cached fitness and `placements`). `http` serves
+//! (`strategy` arithmetic over cached fitness and `placements`, which `watch` feeds
+//! from the cluster). `http` serves
 //! `/health` and `/metrics`.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod reload;
 pub mod service;
 pub mod store;
 pub mod strategy;
+pub mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,7 +64,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Arc::new(NodeStore::new(args.stale_after()));
-    let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl));
+    // A new pod's load shows in its node's windows after about two windows.
+    let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.window * 2));
+    match args.cluster_client().await? {
+        Some(client) => {
+            watch::spawn(client, placements.clone());
+            tracing::info!("watching pods and nodes for replica and zone awareness");
+        }
+        None => tracing::info!(
+            "no cluster watch: replica and zone awareness from the scorer's own assumed and bound placements only"
+        ),
+    }
     let model = match &args.model {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("reading --model {}", path.display()))?;
@@ -78,7 +90,7 @@ pub async fn serve(
     let queue = FitnessQueue::spawn(store.clone(), model.clone(), args.batch_window);
     let filter =
         FilterRules { min_fitness: args.filter_min_fitness, max_psi_memory_full: args.filter_max_psi_memory_full };
-    let scorer = ScorerService::new(store.clone(), placements, model.clone(), args.default_strategy, filter);
+    let scorer = ScorerService::new(store.clone(), placements.clone(), model.clone(), args.default_strategy, filter);
     let ingest = ingest::IngestService::new(store.clone(), queue);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -119,7 +131,7 @@ pub async fn serve(
         .add_service(ScorerServer::new(scorer))
         .add_service(IngestServer::with_interceptor(ingest, ingest::TokenCheck(args.ingest_token_file.clone())))
         .serve_with_incoming_shutdown(nodelay(grpc), stopped(stop_rx.clone()));
-    let http_server = axum::serve(http, http::router(http::HttpState { store, model, prometheus }))
+    let http_server = axum::serve(http, http::router(http::HttpState { store, model, placements, prometheus }))
         .with_graceful_shutdown(stopped(stop_rx));
     let (g, h) = tokio::join!(grpc_server, http_server);
     g.context("gRPC server")?;

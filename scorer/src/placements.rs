@@ -1,137 +1,323 @@
-//! Replica awareness: where the siblings of a pod (pods with the same owner) are.
+//! Replica and topology awareness: where each owner's pods are, per node and per zone.
 //!
-//! kube-scheduler scores the next replica before the previous bind is visible anywhere,
-//! so the scorer remembers its own recommendations: the top-scored node of each `Score`
-//! call is an *assumed* placement with a short expiry; a `Bind` confirms it. Without a
-//! pod watch the scorer cannot see pods leave, so confirmed placements also age out,
-//! after a longer time.
+//! Two sources feed it:
+//! - the cluster, through the pod and node watch ([`crate::watch`]): every pod the API
+//!   server shows on a node, under its controlling owner (`ownerReferences` with
+//!   `controller: true`: a ReplicaSet, StatefulSet, Job…), and every node's zone label;
+//! - the scorer's own records, for what the watch cannot show yet. kube-scheduler scores
+//!   the next replica before the previous bind is visible, so the top-scored node of
+//!   each `Score` is an *assumed* placement (short expiry), and a `Bind` from the shim
+//!   (which has just created the Binding) is a *bound* one. A record is forgotten as
+//!   soon as the watch shows the pod on a node (confirmed, or contradicted: the watch
+//!   wins) or deleted; without a watch, records simply expire.
+//!
+//! Counts are kept per owner and node; zones are resolved when a request is scored, so a
+//! node relabelled or learnt late never leaves a stale zone count behind.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+/// A pod as the watch shows it: its owner and the node it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedPod {
+    /// The pod's UID: the key shared with `Score` and `Bind` requests.
+    pub uid: String,
+    /// UID of the controlling owner; empty for a bare pod.
+    pub owner: String,
+    /// The node it is bound to; `None` while pending.
+    pub node: Option<String>,
+}
+
 #[derive(Debug, Clone)]
-struct Placement {
-    owner_uid: String,
+struct Record {
+    owner: String,
     node: String,
-    zone: String,
     bound: bool,
     expires: Instant,
 }
 
-/// Where a pod's siblings are, and how many recorded placements each node has, as
-/// counts: one pass over the placements serves a whole scoring request.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Siblings {
-    pub per_node: HashMap<String, u32>,
-    pub per_zone: HashMap<String, u32>,
-    /// Placements of any owner per node (for `pack`).
-    pub all_per_node: HashMap<String, u32>,
+#[derive(Debug, Clone)]
+struct Placed {
+    owner: String,
+    node: String,
 }
 
-impl Siblings {
-    pub fn on_node(&self, node: &str) -> u32 {
-        self.per_node.get(node).copied().unwrap_or(0)
+#[derive(Default)]
+struct Inner {
+    /// Pods the watch shows on a node, by UID.
+    placed: HashMap<String, Placed>,
+    /// Owner UID -> node -> pods, from `placed`.
+    owners: HashMap<String, HashMap<String, u32>>,
+    /// Pods placed recently (UID -> node, since): their load is not in the node's windows
+    /// yet. Pruned on writes; readers skip what is too old.
+    fresh: HashMap<String, (String, Instant)>,
+    /// The scorer's own records the watch has not shown yet, by pod key.
+    records: HashMap<String, Record>,
+    /// Node -> zone (`topology.kubernetes.io/zone`).
+    zones: HashMap<String, String>,
+    /// Whether the node watch owns `zones`; otherwise zones are learnt from requests.
+    zones_watched: bool,
+    /// Whether the pod watch has listed the cluster at least once.
+    pods_watched: bool,
+}
+
+impl Inner {
+    fn count(&mut self, owner: &str, node: &str, delta: i32) {
+        if owner.is_empty() {
+            return;
+        }
+        let nodes = self.owners.entry(owner.to_owned()).or_default();
+        let n = nodes.entry(node.to_owned()).or_default();
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                self.owners.remove(owner);
+            }
+        }
     }
 
-    pub fn placed_on(&self, node: &str) -> u32 {
-        self.all_per_node.get(node).copied().unwrap_or(0)
-    }
-
-    pub fn in_zone(&self, zone: &str) -> u32 {
-        if zone.is_empty() { 0 } else { self.per_zone.get(zone).copied().unwrap_or(0) }
+    fn unplace(&mut self, uid: &str) {
+        if let Some(p) = self.placed.remove(uid) {
+            self.count(&p.owner, &p.node, -1);
+        }
+        self.fresh.remove(uid);
     }
 }
 
+/// Where pods are; cheap to share (`Arc`), one lock, read-mostly.
 pub struct Placements {
-    pods: Mutex<HashMap<String, Placement>>,
-    /// Node -> zone, learnt from scoring requests that carried node labels.
-    zones: std::sync::RwLock<HashMap<String, String>>,
+    inner: RwLock<Inner>,
     assume_ttl: Duration,
     bound_ttl: Duration,
+    /// How long a newly placed pod counts towards occupancy (its node's windows do not
+    /// show its load before then).
+    recent: Duration,
 }
 
 impl Placements {
-    pub fn new(assume_ttl: Duration, bound_ttl: Duration) -> Self {
-        Self { pods: Mutex::new(HashMap::new()), zones: Default::default(), assume_ttl, bound_ttl }
+    /// `assume_ttl`: life of an assumed placement; `bound_ttl`: of a bound one the watch
+    /// has not confirmed; `recent`: how long a new placement adds to occupancy.
+    pub fn new(assume_ttl: Duration, bound_ttl: Duration, recent: Duration) -> Self {
+        Self { inner: RwLock::default(), assume_ttl, bound_ttl, recent }
     }
 
-    /// Records that `pod` (of `owner_uid`) will probably land on `node`. A placement the
-    /// pod already has that is bound is kept.
-    pub fn assume(&self, pod: &str, owner_uid: &str, node: &str, zone: &str) {
+    /// Records that `pod` (of `owner`) will probably land on `node`. Kept out when the
+    /// pod already has a bound record or the watch shows it placed.
+    pub fn assume(&self, pod: &str, owner: &str, node: &str) {
         let now = Instant::now();
-        let mut pods = self.lock(now);
-        if pods.get(pod).is_some_and(|p| p.bound) {
+        let mut inner = self.write(now);
+        if inner.placed.contains_key(pod) || inner.records.get(pod).is_some_and(|r| r.bound) {
             return;
         }
-        pods.insert(
-            pod.to_owned(),
-            Placement {
-                owner_uid: owner_uid.to_owned(),
-                node: node.to_owned(),
-                zone: zone.to_owned(),
-                bound: false,
-                expires: now + self.assume_ttl,
-            },
-        );
+        let record =
+            Record { owner: owner.to_owned(), node: node.to_owned(), bound: false, expires: now + self.assume_ttl };
+        inner.records.insert(pod.to_owned(), record);
     }
 
-    /// Records that `pod` is bound to `node`. The owner comes from the assumed placement
-    /// when there is one (a bind names the pod, not its owner).
-    pub fn bind(&self, pod: &str, node: &str) {
-        let zone = self.zone_of(node).unwrap_or_default();
+    /// Records that `pod` has been bound to `node` (the shim created the Binding). The
+    /// owner comes from the assumed placement when there is one: a bind names the pod,
+    /// not its owner. Returns whether a pod watch will confirm it.
+    pub fn bind(&self, pod: &str, node: &str) -> bool {
         let now = Instant::now();
-        let mut pods = self.lock(now);
-        let owner_uid = pods.get(pod).map(|p| p.owner_uid.clone()).unwrap_or_default();
-        pods.insert(
-            pod.to_owned(),
-            Placement { owner_uid, node: node.to_owned(), zone, bound: true, expires: now + self.bound_ttl },
-        );
+        let mut inner = self.write(now);
+        let watched = inner.pods_watched;
+        if inner.placed.contains_key(pod) {
+            return watched; // The watch was faster than the shim.
+        }
+        let owner = inner.records.get(pod).map(|r| r.owner.clone()).unwrap_or_default();
+        let record = Record { owner, node: node.to_owned(), bound: true, expires: now + self.bound_ttl };
+        inner.records.insert(pod.to_owned(), record);
+        watched
     }
 
-    /// Sibling counts for a pod of `owner_uid`, not counting `pod` itself (a pod being
-    /// rescored must not repel itself).
-    pub fn siblings(&self, owner_uid: &str, pod: &str) -> Siblings {
-        let mut out = Siblings::default();
-        let pods = self.lock(Instant::now());
-        for (key, p) in pods.iter() {
-            if key == pod {
-                continue;
+    /// Applies what the watch shows of one pod. A pod on a node replaces the scorer's
+    /// record of it, whether that record named the same node or not.
+    pub fn apply_pod(&self, pod: WatchedPod) {
+        let now = Instant::now();
+        let mut inner = self.write(now);
+        Self::apply_locked(&mut inner, pod, now);
+    }
+
+    fn apply_locked(inner: &mut Inner, pod: WatchedPod, now: Instant) {
+        let Some(node) = pod.node else {
+            // Pending: an assumed record of it stays until the pod is bound or expires.
+            inner.unplace(&pod.uid);
+            return;
+        };
+        if let Some(r) = inner.records.remove(&pod.uid) {
+            let outcome = if r.node == node { "confirmed" } else { "contradicted" };
+            metrics::counter!("fitsched_scorer_recorded_placements_total", "outcome" => outcome).increment(1);
+        }
+        let current = inner.placed.get(&pod.uid).map(|p| (p.node == node, p.owner.clone()));
+        match current {
+            Some((true, owner)) if owner == pod.owner => {}
+            Some((true, owner)) => {
+                // Same node, new owner (an orphan adopted): move the count only.
+                inner.count(&owner, &node, -1);
+                inner.count(&pod.owner, &node, 1);
+                inner.placed.insert(pod.uid, Placed { owner: pod.owner, node });
             }
-            *out.all_per_node.entry(p.node.clone()).or_default() += 1;
-            // A bare pod (no owner) has no siblings.
-            if owner_uid.is_empty() || p.owner_uid != owner_uid {
-                continue;
-            }
-            *out.per_node.entry(p.node.clone()).or_default() += 1;
-            if !p.zone.is_empty() {
-                *out.per_zone.entry(p.zone.clone()).or_default() += 1;
+            _ => {
+                inner.unplace(&pod.uid);
+                inner.count(&pod.owner, &node, 1);
+                inner.fresh.insert(pod.uid.clone(), (node.clone(), now));
+                inner.placed.insert(pod.uid, Placed { owner: pod.owner, node });
             }
         }
-        out
     }
 
-    /// Remembers the zone of `node` (an empty zone is ignored: unknown is not a zone).
-    pub fn learn_zone(&self, node: &str, zone: &str) {
-        if zone.is_empty() {
+    /// Forgets a pod the watch shows deleted or finished.
+    pub fn remove_pod(&self, uid: &str) {
+        let mut inner = self.write(Instant::now());
+        inner.unplace(uid);
+        inner.records.remove(uid);
+    }
+
+    /// Replaces every watched pod with a fresh listing (the watch's initial list and
+    /// every re-list after a lost watch), so pods deleted meanwhile are forgotten.
+    /// Pods already known on the same node keep their age, so a re-list does not make
+    /// every pod look newly placed.
+    pub fn replace_pods(&self, pods: Vec<WatchedPod>) {
+        let now = Instant::now();
+        let mut inner = self.write(now);
+        let previous = std::mem::take(&mut inner.placed);
+        let fresh = std::mem::take(&mut inner.fresh);
+        inner.owners.clear();
+        for pod in pods {
+            let uid = pod.uid.clone();
+            let known = pod.node.as_ref().is_some_and(|n| previous.get(&uid).is_some_and(|p| &p.node == n));
+            Self::apply_locked(&mut inner, pod, now);
+            if known {
+                match fresh.get(&uid) {
+                    Some(f) => inner.fresh.insert(uid, f.clone()),
+                    None => inner.fresh.remove(&uid),
+                };
+            }
+        }
+        inner.pods_watched = true;
+    }
+
+    /// Sets the zone of `node` from the node watch (`None`: unlabelled or deleted).
+    pub fn set_zone(&self, node: &str, zone: Option<&str>) {
+        let mut inner = self.write(Instant::now());
+        inner.zones_watched = true;
+        match zone.filter(|z| !z.is_empty()) {
+            Some(z) => {
+                inner.zones.insert(node.to_owned(), z.to_owned());
+            }
+            None => {
+                inner.zones.remove(node);
+            }
+        }
+    }
+
+    /// Replaces every zone with a fresh node listing.
+    pub fn replace_zones(&self, zones: HashMap<String, String>) {
+        let mut inner = self.write(Instant::now());
+        inner.zones = zones;
+        inner.zones_watched = true;
+    }
+
+    /// Learns zones from a scoring request's node labels (full-node extender mode), unless
+    /// the node watch owns them. Takes the write lock only when something is new.
+    pub fn learn_zones<'a>(&self, nodes: impl Iterator<Item = (&'a str, &'a str)> + Clone) {
+        let changed = |inner: &Inner| {
+            !inner.zones_watched
+                && nodes.clone().any(|(n, z)| !z.is_empty() && inner.zones.get(n).map(String::as_str) != Some(z))
+        };
+        if !changed(&self.read()) {
             return;
         }
-        let mut zones = self.zones.write().unwrap_or_else(|e| e.into_inner());
-        if zones.get(node).map(String::as_str) != Some(zone) {
-            zones.insert(node.to_owned(), zone.to_owned());
+        let mut inner = self.write(Instant::now());
+        if inner.zones_watched {
+            return;
+        }
+        for (n, z) in nodes.filter(|(_, z)| !z.is_empty()) {
+            inner.zones.insert(n.to_owned(), z.to_owned());
         }
     }
 
-    /// The zone last learnt for `node`.
-    pub fn zone_of(&self, node: &str) -> Option<String> {
-        self.zones.read().unwrap_or_else(|e| e.into_inner()).get(node).cloned()
+    /// What one scoring request needs: the siblings of a pod of `owner` (not counting the
+    /// pod `pod` itself: a pod being rescored must not repel itself), zones, and recent
+    /// placements. Holds the read lock until dropped.
+    pub fn view(&self, owner: &str, pod: &str) -> View<'_> {
+        let now = Instant::now();
+        let inner = self.read();
+        let live = |(key, r): &(&String, &Record)| r.expires > now && key.as_str() != pod;
+        let mut on_node: HashMap<String, u32> =
+            if owner.is_empty() { HashMap::new() } else { inner.owners.get(owner).cloned().unwrap_or_default() };
+        let mut recent: HashMap<String, u32> = HashMap::new();
+        for (_, r) in inner.records.iter().filter(|e| live(e)) {
+            *recent.entry(r.node.clone()).or_default() += 1;
+            if !owner.is_empty() && r.owner == owner {
+                *on_node.entry(r.node.clone()).or_default() += 1;
+            }
+        }
+        for (node, since) in inner.fresh.values() {
+            if now.saturating_duration_since(*since) < self.recent {
+                *recent.entry(node.clone()).or_default() += 1;
+            }
+        }
+        let mut in_zone: HashMap<String, u32> = HashMap::new();
+        for (node, n) in &on_node {
+            if let Some(z) = inner.zones.get(node) {
+                *in_zone.entry(z.clone()).or_default() += n;
+            }
+        }
+        View { inner, on_node, in_zone, recent }
     }
 
-    /// Locks the map after dropping what expired, so every reader sees live entries only.
-    fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, HashMap<String, Placement>> {
-        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-        pods.retain(|_, p| p.expires > now);
-        pods
+    /// How many pods the watch shows placed, and how many records await it.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.read();
+        (inner.placed.len(), inner.records.len())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep serving.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write lock, after dropping expired records, so readers rarely see dead ones.
+    fn write(&self, now: Instant) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.records.retain(|_, r| r.expires > now);
+        let recent = self.recent;
+        inner.fresh.retain(|_, (_, since)| now.saturating_duration_since(*since) < recent);
+        inner
+    }
+}
+
+/// Siblings, zones and recent placements as one scoring request sees them.
+pub struct View<'a> {
+    inner: RwLockReadGuard<'a, Inner>,
+    on_node: HashMap<String, u32>,
+    in_zone: HashMap<String, u32>,
+    recent: HashMap<String, u32>,
+}
+
+impl View<'_> {
+    /// The pod's siblings on `node`.
+    pub fn on_node(&self, node: &str) -> u32 {
+        self.on_node.get(node).copied().unwrap_or(0)
+    }
+
+    /// The pod's siblings in `zone` (an empty zone is no zone: 0).
+    pub fn in_zone(&self, zone: &str) -> u32 {
+        if zone.is_empty() { 0 } else { self.in_zone.get(zone).copied().unwrap_or(0) }
+    }
+
+    /// Pods of any owner placed on `node` recently enough that its windows cannot show
+    /// their load yet.
+    pub fn recent_on(&self, node: &str) -> u32 {
+        self.recent.get(node).copied().unwrap_or(0)
+    }
+
+    /// The zone of `node`, or `""` when unknown.
+    pub fn zone_of(&self, node: &str) -> &str {
+        self.inner.zones.get(node).map_or("", String::as_str)
     }
 }
 
@@ -139,38 +325,122 @@ impl Placements {
 mod tests {
     use super::*;
 
+    fn placements() -> Placements {
+        Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(60))
+    }
+
+    fn pod(uid: &str, owner: &str, node: Option<&str>) -> WatchedPod {
+        WatchedPod { uid: uid.into(), owner: owner.into(), node: node.map(Into::into) }
+    }
+
     #[test]
     fn siblings_count_per_node_and_zone_without_self() {
-        let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600));
-        p.assume("pod-1", "rs-a", "n1", "z1");
-        p.assume("pod-2", "rs-a", "n2", "z1");
-        p.assume("pod-3", "rs-b", "n1", "z1");
-        let s = p.siblings("rs-a", "pod-2");
-        assert_eq!(s.on_node("n1"), 1);
-        assert_eq!(s.on_node("n2"), 0, "a pod is not its own sibling");
-        assert_eq!(s.in_zone("z1"), 1);
-        let bare = p.siblings("", "x");
-        assert!(bare.per_node.is_empty() && bare.per_zone.is_empty(), "bare pods have no siblings");
-        assert_eq!(bare.placed_on("n1"), 2);
+        let p = placements();
+        p.replace_zones([("n1".into(), "z1".into()), ("n2".into(), "z1".into())].into());
+        p.assume("pod-1", "rs-a", "n1");
+        p.assume("pod-2", "rs-a", "n2");
+        p.assume("pod-3", "rs-b", "n1");
+        let v = p.view("rs-a", "pod-2");
+        assert_eq!((v.on_node("n1"), v.on_node("n2"), v.in_zone("z1")), (1, 0, 1), "a pod is not its own sibling");
+        assert_eq!(v.recent_on("n1"), 2);
+        drop(v);
+        let bare = p.view("", "x");
+        assert_eq!(
+            (bare.on_node("n1"), bare.in_zone("z1"), bare.recent_on("n1")),
+            (0, 0, 2),
+            "bare pods have no siblings"
+        );
     }
 
     #[test]
     fn bind_confirms_and_moves_assumed_placements() {
-        let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600));
-        p.learn_zone("n2", "z2");
-        p.assume("pod-1", "rs-a", "n1", "z1");
-        p.bind("pod-1", "n2");
-        let s = p.siblings("rs-a", "other");
-        assert_eq!((s.on_node("n1"), s.on_node("n2"), s.in_zone("z2")), (0, 1, 1));
+        let p = placements();
+        p.assume("pod-1", "rs-a", "n1");
+        assert!(!p.bind("pod-1", "n2"), "no watch yet");
+        let v = p.view("rs-a", "other");
+        assert_eq!((v.on_node("n1"), v.on_node("n2")), (0, 1));
+        drop(v);
         // A later Score for the same pod does not undo the bind.
-        p.assume("pod-1", "rs-a", "n3", "z3");
-        assert_eq!(p.siblings("rs-a", "other").on_node("n2"), 1);
+        p.assume("pod-1", "rs-a", "n3");
+        assert_eq!(p.view("rs-a", "other").on_node("n2"), 1);
     }
 
     #[test]
     fn assumed_placements_expire() {
-        let p = Placements::new(Duration::ZERO, Duration::from_secs(600));
-        p.assume("pod-1", "rs-a", "n1", "z1");
-        assert_eq!(p.siblings("rs-a", "other"), Siblings::default());
+        let p = Placements::new(Duration::ZERO, Duration::from_secs(600), Duration::ZERO);
+        p.assume("pod-1", "rs-a", "n1");
+        let v = p.view("rs-a", "other");
+        assert_eq!((v.on_node("n1"), v.recent_on("n1")), (0, 0));
+    }
+
+    #[test]
+    fn the_watch_confirms_or_contradicts_records() {
+        let p = placements();
+        p.replace_pods(vec![]);
+        p.assume("u1", "rs", "n1");
+        p.assume("u2", "rs", "n1");
+        // Confirmed: same node. Contradicted: the watch shows u2 elsewhere; the watch wins.
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        p.apply_pod(pod("u2", "rs", Some("n2")));
+        assert_eq!(p.counts(), (2, 0), "both records forgotten");
+        let v = p.view("rs", "new");
+        assert_eq!((v.on_node("n1"), v.on_node("n2")), (1, 1));
+        drop(v);
+        // Re-applying the same state changes nothing; a later assume of a placed pod is ignored.
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        p.assume("u1", "rs", "n9");
+        assert_eq!(p.view("rs", "new").on_node("n1"), 1);
+        assert_eq!(p.view("rs", "new").on_node("n9"), 0);
+        // Deleted pods are forgotten, and so are their records.
+        p.remove_pod("u1");
+        p.assume("u3", "rs", "n3");
+        p.remove_pod("u3");
+        let v = p.view("rs", "new");
+        assert_eq!((v.on_node("n1"), v.on_node("n3")), (0, 0));
+    }
+
+    #[test]
+    fn a_relist_forgets_pods_deleted_while_the_watch_was_down() {
+        let p = placements();
+        p.replace_pods(vec![pod("u1", "rs", Some("n1")), pod("u2", "rs", Some("n1")), pod("u3", "rs", None)]);
+        assert_eq!(p.view("rs", "x").on_node("n1"), 2);
+        p.replace_pods(vec![pod("u2", "rs", Some("n1"))]);
+        assert_eq!(p.view("rs", "x").on_node("n1"), 1);
+        assert_eq!(p.counts(), (1, 0));
+    }
+
+    #[test]
+    fn a_pod_moving_owner_or_node_is_counted_once() {
+        let p = placements();
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        p.apply_pod(pod("u1", "rs", Some("n2")));
+        p.apply_pod(pod("u1", "other", Some("n2")));
+        assert_eq!((p.view("rs", "x").on_node("n1"), p.view("rs", "x").on_node("n2")), (0, 0));
+        assert_eq!(p.view("other", "x").on_node("n2"), 1);
+    }
+
+    #[test]
+    fn zones_come_from_the_watch_once_it_runs_and_counts_follow_relabels() {
+        let p = placements();
+        p.learn_zones([("n1", "z-from-request")].into_iter());
+        assert_eq!(p.view("", "x").zone_of("n1"), "z-from-request");
+        p.replace_zones([("n1".into(), "z1".into())].into());
+        p.learn_zones([("n1", "z-from-request")].into_iter());
+        assert_eq!(p.view("", "x").zone_of("n1"), "z1", "the node watch owns zones");
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        assert_eq!(p.view("rs", "x").in_zone("z1"), 1);
+        p.set_zone("n1", Some("z2"));
+        let v = p.view("rs", "x");
+        assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (0, 1));
+    }
+
+    #[test]
+    fn recently_placed_pods_add_to_occupancy_for_a_while() {
+        let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::ZERO);
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        assert_eq!(p.view("", "x").recent_on("n1"), 0, "older than `recent`");
+        let p = placements();
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        assert_eq!(p.view("", "x").recent_on("n1"), 1);
     }
 }

@@ -54,66 +54,76 @@ impl ScorerService {
         Self { store, placements, model, default_strategy, filter, decisions: Decisions::default() }
     }
 
-    /// The scores of `nodes` for `pod`, in request order, and the strategy used. Records
-    /// the best node as the pod's assumed placement.
-    pub fn score(&self, pod: &PodFacts, nodes: &[CandidateNode]) -> Result<(Strategy, Vec<NodeScore>), Status> {
+    /// Scores `nodes` for `pod`: every candidate's score in request order, and the best
+    /// nodes explained (all of them with `explain_all`). Records the best node as the
+    /// pod's assumed placement.
+    ///
+    /// This is the hot path of a 5 000-node request: one read lock for placements and
+    /// zones, one for the node store, no string formatting outside the explained nodes,
+    /// and a partial selection instead of a sort.
+    pub fn score(&self, pod: &PodFacts, nodes: &[CandidateNode], explain_all: bool) -> Result<Scoring, Status> {
         let strategy = self.strategy_of(pod)?;
         let pod_key = pod_key(pod);
         let owner = owner_key(pod);
-        for n in nodes {
-            self.placements.learn_zone(&n.name, &n.zone);
-        }
-        let zones: Vec<String> =
-            nodes
-                .iter()
-                .map(|n| {
-                    if n.zone.is_empty() {
-                        self.placements.zone_of(&n.name).unwrap_or_default()
-                    } else {
-                        n.zone.clone()
-                    }
-                })
-                .collect();
-        let siblings = self.placements.siblings(&owner, &pod_key);
-        let fewest_in_any_zone = zones.iter().filter(|z| !z.is_empty()).map(|z| siblings.in_zone(z)).min().unwrap_or(0);
+        self.placements.learn_zones(nodes.iter().map(|n| (n.name.as_str(), n.zone.as_str())));
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         let views = self.store.view(&names);
 
-        let scores: Vec<NodeScore> = nodes
+        let placed = self.placements.view(&owner, &pod_key);
+        // The watch's zone when it knows the node, else the request's label.
+        fn zone<'a>(placed: &'a crate::placements::View<'_>, n: &'a CandidateNode) -> &'a str {
+            match placed.zone_of(&n.name) {
+                "" => n.zone.as_str(),
+                z => z,
+            }
+        }
+        let fewest_in_any_zone = nodes
+            .iter()
+            .map(|n| zone(&placed, n))
+            .filter(|z| !z.is_empty())
+            .map(|z| placed.in_zone(z))
+            .min()
+            .unwrap_or(0);
+        let candidates: Vec<Option<Candidate>> = nodes
             .iter()
             .zip(&views)
-            .zip(&zones)
-            .map(|((node, view), zone)| match *view {
-                NodeView::Fresh { fitness, cpu_utilization, .. } => {
-                    let c = Candidate {
-                        fitness,
-                        occupancy: strategy::occupancy(cpu_utilization, siblings.placed_on(&node.name)),
-                        siblings_on_node: siblings.on_node(&node.name),
-                        siblings_in_zone: siblings.in_zone(zone),
-                        fewest_in_any_zone,
-                    };
-                    let s = strategy::score(strategy, &c);
-                    NodeScore {
-                        node: node.name.clone(),
-                        score: s.score,
-                        fitness: Some(fitness),
-                        basis: ScoreBasis::Fitness as i32,
-                        reason: s.reason,
-                    }
-                }
-                ref other => neutral(&node.name, other),
+            .map(|(node, view)| match *view {
+                NodeView::Fresh { fitness, cpu_utilization, .. } => Some(Candidate {
+                    fitness,
+                    occupancy: strategy::occupancy(cpu_utilization, placed.recent_on(&node.name)),
+                    siblings_on_node: placed.on_node(&node.name),
+                    siblings_in_zone: placed.in_zone(zone(&placed, node)),
+                    fewest_in_any_zone,
+                }),
+                _ => None,
             })
             .collect();
+        drop(placed);
 
-        if let Some(best) = ranked(&scores).first() {
-            self.placements.assume(
-                &pod_key,
-                &owner,
-                &best.node,
-                &self.placements.zone_of(&best.node).unwrap_or_default(),
-            );
+        let scored: Vec<Option<strategy::Scored>> =
+            candidates.iter().map(|c| c.as_ref().map(|c| strategy::score(strategy, c))).collect();
+        let scores: Vec<i32> = scored.iter().map(|s| s.map_or(score::NEUTRAL, |s| s.score)).collect();
+        let fitness = |i: usize| candidates[i].map_or(-1.0, |c| c.fitness);
+        let detail = |i: usize| match (&candidates[i], scored[i]) {
+            (Some(c), Some(s)) => NodeScore {
+                node: nodes[i].name.clone(),
+                score: s.score,
+                fitness: Some(c.fitness),
+                basis: ScoreBasis::Fitness as i32,
+                reason: strategy::reason(strategy, c, s),
+            },
+            _ => neutral(&nodes[i].name, &views[i]),
+        };
+        let top: Vec<NodeScore> = best(&scores, fitness, decisions::TOP).into_iter().map(detail).collect();
+        let stale = views.iter().filter(|v| matches!(v, NodeView::Stale { .. })).count();
+        if stale > 0 {
+            metrics::counter!("fitsched_scorer_stale_scores_total").increment(stale as u64);
         }
-        Ok((strategy, scores))
+        let all = if explain_all { (0..nodes.len()).map(detail).collect() } else { Vec::new() };
+        if let Some(first) = top.first() {
+            self.placements.assume(&pod_key, &owner, &first.node);
+        }
+        Ok(Scoring { strategy, scores, top, all })
     }
 
     fn strategy_of(&self, pod: &PodFacts) -> Result<Strategy, Status> {
@@ -152,18 +162,36 @@ fn neutral(node: &str, view: &NodeView) -> NodeScore {
         NodeView::NoFitness => (ScoreBasis::NoFitness, "window stored, fitness not computed yet: neutral".to_owned()),
         _ => (ScoreBasis::UnknownNode, "no window from this node yet: neutral".to_owned()),
     };
-    if matches!(view, NodeView::Stale { .. }) {
-        metrics::counter!("fitsched_scorer_stale_scores_total").increment(1);
-    }
     NodeScore { node: node.to_owned(), score: score::NEUTRAL, fitness: None, basis: basis as i32, reason }
 }
 
-/// Scores best first: by score, then by fitness; a stable sort keeps request order among
-/// full ties, so the assumed placement is deterministic.
-fn ranked(scores: &[NodeScore]) -> Vec<&NodeScore> {
-    let mut ranked: Vec<&NodeScore> = scores.iter().collect();
-    ranked.sort_by(|a, b| b.score.cmp(&a.score).then(b.fitness.unwrap_or(-1.0).total_cmp(&a.fitness.unwrap_or(-1.0))));
-    ranked
+/// The indices of the `k` best candidates, best first: by score, then fitness, then
+/// request order, so ties are broken deterministically (and the way kube-scheduler
+/// breaks them among equal totals is not needed to predict ours).
+fn best(scores: &[i32], fitness: impl Fn(usize) -> f64, k: usize) -> Vec<usize> {
+    let order =
+        |&a: &usize, &b: &usize| scores[b].cmp(&scores[a]).then(fitness(b).total_cmp(&fitness(a))).then(a.cmp(&b));
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    if k == 0 || idx.is_empty() {
+        return Vec::new();
+    }
+    if idx.len() > k {
+        idx.select_nth_unstable_by(k - 1, order);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(order);
+    idx
+}
+
+/// One scoring answer: the strategy, every candidate's score in request order, the best
+/// nodes explained (for the decision log and `Explain`), and, when asked for, every
+/// candidate explained.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    pub strategy: Strategy,
+    pub scores: Vec<i32>,
+    pub top: Vec<NodeScore>,
+    pub all: Vec<NodeScore>,
 }
 
 /// Identifies a pod across Score and Bind: its UID, or namespace/name without one.
@@ -214,18 +242,31 @@ impl Scorer for ScorerService {
         let req = request.into_inner();
         let pod = check_pod(req.pod.as_ref())?;
         check_nodes(&req.nodes)?;
-        let (strategy, scores) = self.score(pod, &req.nodes)?;
+        let scoring = self.score(pod, &req.nodes, !req.scores_only)?;
+        let strategy = scoring.strategy;
         metrics::counter!("fitsched_scorer_decisions_total", "strategy" => strategy.as_str()).increment(1);
-        let decision = decision(pod, strategy, &scores);
         tracing::info!(
             pod = %pod_name(pod),
             %strategy,
-            candidates = scores.len(),
-            top = %decision.top.iter().take(3).map(|s| format!("{}={} ({})", s.node, s.score, s.reason)).collect::<Vec<_>>().join("; "),
+            candidates = req.nodes.len(),
+            top = %scoring.top.iter().take(3).map(|s| format!("{}={} ({})", s.node, s.score, s.reason)).collect::<Vec<_>>().join("; "),
+            chosen = scoring.top.first().map_or("", |s| s.node.as_str()),
             "score"
         );
-        self.decisions.record(decision);
-        Ok(Response::new(ScoreResponse { strategy: strategy.to_string(), scores }))
+        self.decisions.record(Decision {
+            pod_namespace: pod.namespace.clone(),
+            pod_name: pod.name.clone(),
+            strategy: strategy.to_string(),
+            decided_unix_ms: unix_ms(SystemTime::now()),
+            candidates: u32::try_from(req.nodes.len()).unwrap_or(u32::MAX),
+            top: scoring.top,
+        });
+        let response = if req.scores_only {
+            ScoreResponse { strategy: strategy.to_string(), scores: Vec::new(), compact_scores: scoring.scores }
+        } else {
+            ScoreResponse { strategy: strategy.to_string(), scores: scoring.all, compact_scores: Vec::new() }
+        };
+        Ok(Response::new(response))
     }
 
     async fn filter(&self, request: Request<FilterRequest>) -> Result<Response<FilterResponse>, Status> {
@@ -254,11 +295,11 @@ impl Scorer for ScorerService {
         }
         node_name(&req.node).map_err(|e| Status::invalid_argument(format!("node: {e}")))?;
         let key = if req.pod_uid.is_empty() { format!("{}/{}", req.pod_namespace, req.pod_name) } else { req.pod_uid };
-        self.placements.bind(&key, &req.node);
+        let watched = self.placements.bind(&key, &req.node);
         metrics::counter!("fitsched_scorer_binds_total").increment(1);
-        tracing::info!(pod = %format!("{}/{}", req.pod_namespace, req.pod_name), node = %req.node,
-            "bind recorded (no Kubernetes API configured: placement recorded for replica awareness only)");
-        Ok(Response::new(BindResponse { bound_in_cluster: false }))
+        tracing::info!(pod = %format!("{}/{}", req.pod_namespace, req.pod_name), node = %req.node, watched,
+            "bind recorded");
+        Ok(Response::new(BindResponse { watched }))
     }
 
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
@@ -319,18 +360,6 @@ impl Scorer for ScorerService {
     }
 }
 
-/// The decision record: the pod, the strategy and the best nodes, best first.
-fn decision(pod: &PodFacts, strategy: Strategy, scores: &[NodeScore]) -> Decision {
-    Decision {
-        pod_namespace: pod.namespace.clone(),
-        pod_name: pod.name.clone(),
-        strategy: strategy.to_string(),
-        decided_unix_ms: unix_ms(SystemTime::now()),
-        candidates: u32::try_from(scores.len()).unwrap_or(u32::MAX),
-        top: ranked(scores).into_iter().take(decisions::TOP).cloned().collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +369,8 @@ mod tests {
 
     fn service(filter: FilterRules) -> ScorerService {
         let store = Arc::new(NodeStore::new(Duration::from_secs(60)));
-        let placements = Arc::new(Placements::new(Duration::from_secs(30), Duration::from_secs(600)));
+        let placements =
+            Arc::new(Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(60)));
         ScorerService::new(store, placements, ModelSlot::new(Arc::new(Heuristic::new())), Strategy::Spread, filter)
     }
 
@@ -376,17 +406,53 @@ mod tests {
         let s = service(FilterRules::default());
         feed(&s, "n1", 0.1, 0.0);
         feed(&s, "n2", 0.1, 0.0);
-        let (_, first) = s.score(&pod("p1", "rs"), &nodes(&["n1", "n2"])).unwrap();
-        assert_eq!(first[0].score, first[1].score);
-        let (_, second) = s.score(&pod("p2", "rs"), &nodes(&["n1", "n2"])).unwrap();
-        assert!(second[1].score > second[0].score, "n1 holds p1's assumed placement: {second:?}");
+        let first = s.score(&pod("p1", "rs"), &nodes(&["n1", "n2"]), false).unwrap();
+        assert_eq!(first.scores[0], first.scores[1]);
+        assert_eq!(first.top[0].node, "n1", "full ties go to the first in request order");
+        let second = s.score(&pod("p2", "rs"), &nodes(&["n1", "n2"]), false).unwrap();
+        assert!(second.scores[1] > second.scores[0], "n1 holds p1's assumed placement: {second:?}");
+        assert!(second.top[1].reason.contains("1 sibling(s) on node"), "{:?}", second.top);
+    }
+
+    #[tokio::test]
+    async fn compact_answers_carry_the_same_scores_in_request_order() {
+        let s = service(FilterRules::default());
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            feed(&s, n, 0.2 * i as f64, 0.0);
+        }
+        let ask = |scores_only| ScoreRequest {
+            pod: Some(PodFacts { uid: String::new(), owner: None, ..pod("bare", "rs") }),
+            nodes: nodes(&["d", "ghost", "a", "c", "b"]),
+            scores_only,
+        };
+        let full = Scorer::score(&s, Request::new(ask(false))).await.unwrap().into_inner();
+        let compact = Scorer::score(&s, Request::new(ask(true))).await.unwrap().into_inner();
+        assert!(compact.scores.is_empty() && full.compact_scores.is_empty());
+        assert_eq!(compact.compact_scores, full.scores.iter().map(|n| n.score).collect::<Vec<_>>());
+        assert_eq!(full.scores.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), ["d", "ghost", "a", "c", "b"]);
+        assert!(full.scores.iter().all(|n| !n.reason.is_empty()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn best_is_the_head_of_a_full_ranking(
+            scores in proptest::collection::vec(0i32..=10, 0..60),
+            fits in proptest::collection::vec(0u8..4, 60),
+            k in 0usize..20,
+        ) {
+            let fitness = |i: usize| f64::from(fits[i]) / 4.0;
+            let mut all: Vec<usize> = (0..scores.len()).collect();
+            all.sort_by(|&a, &b| scores[b].cmp(&scores[a]).then(fitness(b).total_cmp(&fitness(a))).then(a.cmp(&b)));
+            all.truncate(k);
+            proptest::prop_assert_eq!(best(&scores, fitness, k), all);
+        }
     }
 
     #[tokio::test]
     async fn explain_returns_the_latest_decision() {
         let s = service(FilterRules::default());
         feed(&s, "n1", 0.1, 0.0);
-        let req = ScoreRequest { pod: Some(pod("p1", "rs")), nodes: nodes(&["n1", "ghost"]) };
+        let req = ScoreRequest { pod: Some(pod("p1", "rs")), nodes: nodes(&["n1", "ghost"]), scores_only: false };
         Scorer::score(&s, Request::new(req)).await.unwrap();
         let ask = |name: &str| ExplainRequest { pod_namespace: "ns".into(), pod_name: name.into() };
         let d = Scorer::explain(&s, Request::new(ask("p1"))).await.unwrap().into_inner();
@@ -404,7 +470,7 @@ mod tests {
             sequence: 1,
             ..Default::default()
         });
-        let (_, scores) = s.score(&pod("p", "rs"), &nodes(&["ghost", "fresh"])).unwrap();
+        let scores = s.score(&pod("p", "rs"), &nodes(&["ghost", "fresh"]), true).unwrap().all;
         assert_eq!((scores[0].score, scores[0].basis), (score::NEUTRAL, ScoreBasis::UnknownNode as i32));
         assert_eq!(scores[1].basis, ScoreBasis::NoFitness as i32);
     }
@@ -413,20 +479,24 @@ mod tests {
     async fn bad_requests_are_refused_without_state_change() {
         let s = service(FilterRules::default());
         feed(&s, "n1", 0.1, 0.0);
-        let before = s.placements.siblings("uid-rs", "x");
+        let before = s.placements.counts();
         let mut bad = pod("p", "rs");
         bad.strategy = "sideways".into();
         let cases = [
-            ScoreRequest { pod: None, nodes: nodes(&["n1"]) },
-            ScoreRequest { pod: Some(bad), nodes: nodes(&["n1"]) },
-            ScoreRequest { pod: Some(pod("p", "rs")), nodes: nodes(&["n1", ""]) },
-            ScoreRequest { pod: Some(PodFacts { cpu_request_millis: -1, ..pod("p", "rs") }), nodes: nodes(&["n1"]) },
+            ScoreRequest { pod: None, nodes: nodes(&["n1"]), scores_only: false },
+            ScoreRequest { pod: Some(bad), nodes: nodes(&["n1"]), scores_only: false },
+            ScoreRequest { pod: Some(pod("p", "rs")), nodes: nodes(&["n1", ""]), scores_only: false },
+            ScoreRequest {
+                pod: Some(PodFacts { cpu_request_millis: -1, ..pod("p", "rs") }),
+                nodes: nodes(&["n1"]),
+                scores_only: false,
+            },
         ];
         for req in cases {
             let err = Scorer::score(&s, Request::new(req)).await.unwrap_err();
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
         }
-        assert_eq!(s.placements.siblings("uid-rs", "x"), before);
+        assert_eq!(s.placements.counts(), before);
         let err = Scorer::predict(
             &s,
             Request::new(PredictRequest {
@@ -454,8 +524,8 @@ mod tests {
         let s = service(FilterRules::default());
         let req =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: "n9".into() };
-        assert!(!Scorer::bind(&s, Request::new(req)).await.unwrap().into_inner().bound_in_cluster);
-        assert_eq!(s.placements.siblings("", "other").placed_on("n9"), 1);
+        assert!(!Scorer::bind(&s, Request::new(req)).await.unwrap().into_inner().watched);
+        assert_eq!(s.placements.view("", "other").recent_on("n9"), 1);
         let bad =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: String::new() };
         assert_eq!(Scorer::bind(&s, Request::new(bad)).await.unwrap_err().code(), tonic::Code::InvalidArgument);

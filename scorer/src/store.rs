@@ -22,6 +22,9 @@ pub enum Stored {
 #[derive(Debug, Clone)]
 struct Entry {
     window: NodeWindow,
+    /// What scoring reads of the window, looked up once when it arrives, not per request.
+    cpu_utilization: Option<f64>,
+    psi_memory_full: Option<f64>,
     received: Instant,
     fitness: Option<f64>,
     fallback_features: Vec<String>,
@@ -71,7 +74,17 @@ impl NodeStore {
         }
         let sequence = window.sequence;
         let name = window.node_name.clone();
-        nodes.insert(name, Entry { window, received: now, fitness: None, fallback_features: Vec::new() });
+        let mean = |m: &str| window.metrics.get(m).map(|s| s.mean).filter(|v| v.is_finite());
+        let (cpu_utilization, psi_memory_full) = (mean(metric::CPU_UTILIZATION), mean(metric::PSI_MEMORY_FULL));
+        let entry = Entry {
+            window,
+            cpu_utilization,
+            psi_memory_full,
+            received: now,
+            fitness: None,
+            fallback_features: Vec::new(),
+        };
+        nodes.insert(name, entry);
         Stored::New { sequence }
     }
 
@@ -107,12 +120,7 @@ impl NodeStore {
             return NodeView::Stale { age };
         }
         let Some(fitness) = e.fitness else { return NodeView::NoFitness };
-        let mean = |m: &str| e.window.metrics.get(m).map(|s| s.mean).filter(|v| v.is_finite());
-        NodeView::Fresh {
-            fitness,
-            cpu_utilization: mean(metric::CPU_UTILIZATION),
-            psi_memory_full: mean(metric::PSI_MEMORY_FULL),
-        }
+        NodeView::Fresh { fitness, cpu_utilization: e.cpu_utilization, psi_memory_full: e.psi_memory_full }
     }
 
     /// Every node's status, sorted by name, for `ListNodes`.

@@ -11,8 +11,12 @@
 //! | `pack` | `0.6·o + 0.4·f` when `f ≥ 0.5`, else `0.3·f` (always below any qualifying node) |
 //! | `balanced` | `f / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
 //!
-//! Occupancy is the measured CPU utilisation plus 0.05 for each placement the scorer
-//! recorded on the node and the window cannot show yet, clamped to [0, 1].
+//! Occupancy is the measured CPU utilisation plus 0.05 for each pod placed on the node
+//! too recently for its windows to show (seen by the pod watch in the last two windows,
+//! or recorded by the scorer and not yet seen), clamped to [0, 1].
+//!
+//! Scores are computed for every candidate; the words that explain one ([`reason`]) only
+//! for the nodes a decision log shows, so a 5 000-node request formats a handful.
 //! `pack` ignores siblings: filling a node with one owner's replicas is its purpose.
 
 use std::fmt;
@@ -74,17 +78,16 @@ pub struct Candidate {
     pub fewest_in_any_zone: u32,
 }
 
-/// A candidate's score and the words that explain it.
-#[derive(Debug, Clone, PartialEq)]
+/// A candidate's score: the raw value in [0, 1] and the extender's integer.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
     pub raw: f64,
     pub score: i32,
-    pub reason: String,
 }
 
 /// Occupancy from measured CPU utilisation and the placements not yet visible in it.
-pub fn occupancy(cpu_utilization: Option<f64>, recorded_placements: u32) -> f64 {
-    (cpu_utilization.unwrap_or(0.5) + OCCUPANCY_PER_PLACEMENT * f64::from(recorded_placements)).clamp(0.0, 1.0)
+pub fn occupancy(cpu_utilization: Option<f64>, recent_placements: u32) -> f64 {
+    (cpu_utilization.unwrap_or(0.5) + OCCUPANCY_PER_PLACEMENT * f64::from(recent_placements)).clamp(0.0, 1.0)
 }
 
 /// Scales a raw score in [0, 1] to kube-scheduler's 0..=10.
@@ -96,26 +99,37 @@ pub fn scale(raw: f64) -> i32 {
 pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
     let f = c.fitness.clamp(0.0, 1.0);
     let (n, z) = (f64::from(c.siblings_on_node), f64::from(c.siblings_in_zone));
-    let (raw, why) = match strategy {
-        Strategy::Spread => {
-            let divisor = 1.0 + 2.0 * n + 0.5 * z;
-            (
-                f / divisor,
-                format!("{} sibling(s) on node, {} in zone: /{divisor:.1}", c.siblings_on_node, c.siblings_in_zone),
-            )
-        }
-        Strategy::Pack if f >= PACK_MIN_FITNESS => {
-            (0.6 * c.occupancy + 0.4 * f, format!("occupancy {:.2}, fills fuller nodes first", c.occupancy))
-        }
-        Strategy::Pack => (0.3 * f, format!("fitness below {PACK_MIN_FITNESS}: not packed")),
+    let raw = match strategy {
+        Strategy::Spread => f / (1.0 + 2.0 * n + 0.5 * z),
+        Strategy::Pack if f >= PACK_MIN_FITNESS => 0.6 * c.occupancy + 0.4 * f,
+        Strategy::Pack => 0.3 * f,
+        Strategy::Balanced => (f / (1.0 + 0.5 * n) - 0.1 * zone_excess(c)).clamp(0.0, 1.0),
+    };
+    Scored { raw, score: scale(raw) }
+}
+
+/// Siblings in the candidate's zone beyond the emptiest zone's.
+fn zone_excess(c: &Candidate) -> f64 {
+    f64::from(c.siblings_in_zone.saturating_sub(c.fewest_in_any_zone))
+}
+
+/// The words that explain `scored`, the result of [`score`] for `c`.
+pub fn reason(strategy: Strategy, c: &Candidate, scored: Scored) -> String {
+    let f = c.fitness.clamp(0.0, 1.0);
+    let why = match strategy {
+        Strategy::Spread => format!(
+            "{} sibling(s) on node, {} in zone: /{:.1}",
+            c.siblings_on_node,
+            c.siblings_in_zone,
+            1.0 + 2.0 * f64::from(c.siblings_on_node) + 0.5 * f64::from(c.siblings_in_zone)
+        ),
+        Strategy::Pack if f >= PACK_MIN_FITNESS => format!("occupancy {:.2}, fills fuller nodes first", c.occupancy),
+        Strategy::Pack => format!("fitness below {PACK_MIN_FITNESS}: not packed"),
         Strategy::Balanced => {
-            let excess = f64::from(c.siblings_in_zone.saturating_sub(c.fewest_in_any_zone));
-            let raw = (f / (1.0 + 0.5 * n) - 0.1 * excess).clamp(0.0, 1.0);
-            (raw, format!("{} sibling(s) on node, {excess} more in zone than the emptiest", c.siblings_on_node))
+            format!("{} sibling(s) on node, {} more in zone than the emptiest", c.siblings_on_node, zone_excess(c))
         }
     };
-    let score = scale(raw);
-    Scored { raw, score, reason: format!("{strategy}: fitness {f:.2}, {why} -> {score}") }
+    format!("{strategy}: fitness {f:.2}, {why} -> {}", scored.score)
 }
 
 #[cfg(test)]
@@ -138,6 +152,10 @@ mod tests {
         let empty = score(Strategy::Spread, &cand(0.8, 0.2, 0, 0));
         let crowded = score(Strategy::Spread, &cand(0.8, 0.2, 1, 1));
         assert_eq!(empty.score, 8);
+        assert_eq!(
+            reason(Strategy::Spread, &cand(0.8, 0.2, 1, 1), crowded),
+            "spread: fitness 0.80, 1 sibling(s) on node, 1 in zone: /3.5 -> 2"
+        );
         assert!(crowded.score < empty.score, "{crowded:?}");
     }
 

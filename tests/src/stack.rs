@@ -126,7 +126,15 @@ impl Stack {
         stack.start_scorer()?;
         let scorer_url = stack.scorer_url();
         let shim_http = stack.shim_http.to_string();
-        let mut shim_args = vec!["--listen".to_owned(), shim_http, "--scorer".to_owned(), scorer_url];
+        // The simulator is the cluster: there is no API server to create Bindings in.
+        let mut shim_args = vec![
+            "--listen".to_owned(),
+            shim_http,
+            "--scorer".to_owned(),
+            scorer_url,
+            "--binder".to_owned(),
+            "scorer-only".to_owned(),
+        ];
         if let Some(tls) = &stack.config.tls {
             shim_args.extend(["--tls-ca".to_owned(), tls.ca.display().to_string()]);
         }
@@ -191,6 +199,9 @@ impl Stack {
             self.scorer_http.to_string(),
             "--window".to_owned(),
             self.config.window.clone(),
+            // A localhost stack has no cluster to watch, even where a kubeconfig exists.
+            "--cluster-watch".to_owned(),
+            "off".to_owned(),
         ];
         if let Some(tls) = &self.config.tls {
             args.extend([

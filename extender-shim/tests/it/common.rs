@@ -93,7 +93,7 @@ impl Scorer for FakeScorer {
             })
             .collect();
         self.scores.lock().unwrap().push(req);
-        Ok(Response::new(ScoreResponse { strategy: "balanced".into(), scores }))
+        Ok(Response::new(ScoreResponse { strategy: "balanced".into(), scores, ..Default::default() }))
     }
 
     async fn filter(&self, request: tonic::Request<FilterRequest>) -> Result<Response<FilterResponse>, Status> {
@@ -114,7 +114,7 @@ impl Scorer for FakeScorer {
     async fn bind(&self, request: tonic::Request<BindRequest>) -> Result<Response<BindResponse>, Status> {
         self.enter().await?;
         self.binds.lock().unwrap().push(request.into_inner());
-        Ok(Response::new(BindResponse { bound_in_cluster: false }))
+        Ok(Response::new(BindResponse { watched: false }))
     }
 
     async fn predict(&self, _: tonic::Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {

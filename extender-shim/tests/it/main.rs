@@ -1,6 +1,7 @@
 //! Integration tests: the real router against a fake in-process scorer.
 
 mod bad_input;
+mod bind;
 mod common;
 mod fallback;
 mod fixtures;

@@ -118,6 +118,12 @@ pub struct ScoreRequest {
     pub pod: ::core::option::Option<PodFacts>,
     #[prost(message, repeated, tag = "2")]
     pub nodes: ::prost::alloc::vec::Vec<CandidateNode>,
+    /// Answer with `compact_scores` only: no per-node names, fitness or reasons. For callers
+    /// that need just the numbers, in request order (the shim: kube-scheduler's
+    /// HostPriorityList has no room for reasons). The reasons of the best nodes are still
+    /// kept for `Explain` and the decision log.
+    #[prost(bool, tag = "3")]
+    pub scores_only: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NodeScore {
@@ -140,9 +146,12 @@ pub struct ScoreResponse {
     /// The strategy that was applied.
     #[prost(string, tag = "1")]
     pub strategy: ::prost::alloc::string::String,
-    /// One entry per candidate, in the order of the request.
+    /// One entry per candidate, in the order of the request (empty with `scores_only`).
     #[prost(message, repeated, tag = "2")]
     pub scores: ::prost::alloc::vec::Vec<NodeScore>,
+    /// With `scores_only`: the score of each candidate, in the order of the request.
+    #[prost(int32, repeated, tag = "3")]
+    pub compact_scores: ::prost::alloc::vec::Vec<i32>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct FilterRequest {
@@ -163,6 +172,9 @@ pub struct FilterResponse {
         ::prost::alloc::string::String,
     >,
 }
+/// A binding the caller has made in the cluster (the shim creates the Binding, then tells
+/// the scorer at once, so the next replica's score already counts this pod). The scorer
+/// never writes to the cluster.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BindRequest {
     #[prost(string, tag = "1")]
@@ -176,10 +188,10 @@ pub struct BindRequest {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BindResponse {
-    /// Whether a Binding object was created in a cluster, or the placement was only
-    /// recorded (no Kubernetes API configured).
-    #[prost(bool, tag = "1")]
-    pub bound_in_cluster: bool,
+    /// Whether the scorer watches pods, so the pod watch will confirm (or correct) the
+    /// recorded placement; without a watch it is forgotten after the scorer's --bound-ttl.
+    #[prost(bool, tag = "2")]
+    pub watched: bool,
 }
 /// A row of named features, for `Predict`.
 #[derive(Clone, PartialEq, ::prost::Message)]

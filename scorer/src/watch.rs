@@ -1,0 +1,333 @@
+//! The cluster watch: kube-rs reflectors over Pods and Nodes feed [`Placements`].
+//!
+//! Only what replica and zone awareness need is kept: of a pod its UID, controlling
+//! owner, node and phase; of a node its name and zone label (nodes are watched as
+//! metadata only). Finished pods (`Succeeded`, `Failed`) are excluded by a field
+//! selector: they hold no resources and are no longer replicas, and the API server
+//! reports a pod that finishes as deleted from the selection.
+//!
+//! Every (re)list ends with `InitDone`; then the reflector's store holds exactly the
+//! cluster's current objects and [`Placements`] is rebuilt from it, so pods deleted
+//! while the watch was down are forgotten. Between lists, events are applied one by one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio_stream::StreamExt;
+
+use crate::placements::{Placements, WatchedPod};
+
+/// Phases whose pods no longer occupy a node.
+pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
+/// Starts the pod and node watches; they run (and reconnect with backoff) until the
+/// process ends. Returns the stores, e.g. to wait until both have listed once.
+pub fn spawn(client: Client, placements: Arc<Placements>) -> (Store<Pod>, Store<PartialObjectMeta<Node>>) {
+    let pods = spawn_pods(client.clone(), placements.clone());
+    let nodes = spawn_nodes(client, placements);
+    (pods, nodes)
+}
+
+fn spawn_pods(client: Client, placements: Arc<Placements>) -> Store<Pod> {
+    let (store, writer) = reflector::store();
+    let reader = store.clone();
+    let config = watcher::Config::default().fields(POD_FIELD_SELECTOR);
+    let stream = watcher(Api::<Pod>::all(client), config).default_backoff().modify(slim_pod).reflect(writer);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(pod)) => match watched_pod(&pod) {
+                    Some(p) => placements.apply_pod(p),
+                    None => placements.remove_pod(&pod.uid().unwrap_or_default()),
+                },
+                Ok(watcher::Event::Delete(pod)) => placements.remove_pod(&pod.uid().unwrap_or_default()),
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::InitDone) => {
+                    let pods: Vec<WatchedPod> = reader.state().iter().filter_map(|p| watched_pod(p)).collect();
+                    tracing::info!(pods = pods.len(), "pod watch listed the cluster");
+                    placements.replace_pods(pods);
+                    metrics::gauge!("fitsched_scorer_watch_synced", "resource" => "pods").set(1.0);
+                }
+                Err(e) => watch_error("pods", &e),
+            }
+        }
+    });
+    store
+}
+
+fn spawn_nodes(client: Client, placements: Arc<Placements>) -> Store<PartialObjectMeta<Node>> {
+    let (store, writer) = reflector::store();
+    let reader = store.clone();
+    let stream = watcher(Api::<PartialObjectMeta<Node>>::all(client), watcher::Config::default())
+        .default_backoff()
+        .modify(slim_node)
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(node)) => placements.set_zone(&node.name_any(), zone(&node)),
+                Ok(watcher::Event::Delete(node)) => placements.set_zone(&node.name_any(), None),
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::InitDone) => {
+                    let zones: HashMap<String, String> =
+                        reader.state().iter().filter_map(|n| Some((n.name_any(), zone(n)?.to_owned()))).collect();
+                    tracing::info!(nodes = reader.state().len(), zoned = zones.len(), "node watch listed the cluster");
+                    placements.replace_zones(zones);
+                    metrics::gauge!("fitsched_scorer_watch_synced", "resource" => "nodes").set(1.0);
+                }
+                Err(e) => watch_error("nodes", &e),
+            }
+        }
+    });
+    store
+}
+
+fn watch_error(resource: &'static str, e: &watcher::Error) {
+    // The stream goes on with backoff; the placements keep their last state meanwhile.
+    metrics::counter!("fitsched_scorer_watch_errors_total", "resource" => resource).increment(1);
+    metrics::gauge!("fitsched_scorer_watch_synced", "resource" => resource).set(0.0);
+    tracing::warn!(resource, error = %e, "watch failed; retrying with backoff");
+}
+
+/// What the placements need of a pod; `None` for one that no longer occupies a node.
+pub fn watched_pod(pod: &Pod) -> Option<WatchedPod> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    Some(WatchedPod {
+        uid: pod.uid()?,
+        owner: pod
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone())
+            .unwrap_or_default(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+    })
+}
+
+/// The zone label of a node.
+fn zone(node: &PartialObjectMeta<Node>) -> Option<&str> {
+    node.labels().get(fitsched_proto::ZONE_LABEL).map(String::as_str)
+}
+
+/// Drops everything the placements never read, before the reflector stores the pod: a
+/// large cluster's pods are mostly container specs, environment and status.
+fn slim_pod(pod: &mut Pod) {
+    let m = &mut pod.metadata;
+    m.annotations = None;
+    m.labels = None;
+    m.managed_fields = None;
+    m.finalizers = None;
+    m.owner_references =
+        m.owner_references.take().map(|refs| refs.into_iter().filter(|o| o.controller == Some(true)).collect());
+    pod.spec = Some(PodSpec { node_name: pod.spec.take().and_then(|s| s.node_name), ..PodSpec::default() });
+    pod.status = Some(PodStatus { phase: pod.status.take().and_then(|s| s.phase), ..PodStatus::default() });
+}
+
+fn slim_node(node: &mut PartialObjectMeta<Node>) {
+    let m = &mut node.metadata;
+    m.annotations = None;
+    m.managed_fields = None;
+    m.labels = m.labels.take().map(|l| l.into_iter().filter(|(k, _)| k == fitsched_proto::ZONE_LABEL).collect());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock;
+
+    use super::*;
+
+    fn pod(uid: &str, owner: Option<&str>, node: Option<&str>, phase: &str) -> Value {
+        let mut p = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("pod-{uid}"), "namespace": "ns", "uid": uid, "resourceVersion": "1",
+                         "annotations": {"big": "x".repeat(100)}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            "status": {"phase": phase},
+        });
+        if let Some(o) = owner {
+            p["metadata"]["ownerReferences"] = json!([
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-controller", "uid": "cm-uid"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": o, "uid": o, "controller": true},
+            ]);
+        }
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    }
+
+    fn node(name: &str, zone: Option<&str>) -> Value {
+        let mut labels = json!({"kubernetes.io/hostname": name});
+        if let Some(z) = zone {
+            labels[fitsched_proto::ZONE_LABEL] = json!(z);
+        }
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+               "metadata": {"name": name, "resourceVersion": "1", "labels": labels}})
+    }
+
+    fn events(events: &[(&str, Value)]) -> Body {
+        let mut body = Vec::new();
+        for (kind, object) in events {
+            serde_json::to_writer(&mut body, &json!({"type": kind, "object": object})).unwrap();
+            body.push(b'\n');
+        }
+        Body::from(body)
+    }
+
+    fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Body {
+        let list =
+            json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items});
+        Body::from(serde_json::to_vec(&list).unwrap())
+    }
+
+    /// A fake API server over the mock: answers the lists at once, holds the first watch
+    /// of each resource until `go` turns true and then sends its events, and holds every
+    /// later watch open (the watcher re-watches when a watch body ends).
+    async fn api_server(
+        handle: mock::Handle<Request<Body>, Response<Body>>,
+        pod_events: Body,
+        node_events: Body,
+        go: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut first_watch = HashMap::from([("/api/v1/pods", pod_events), ("/api/v1/nodes", node_events)]);
+        let mut handle = std::pin::pin!(handle);
+        let mut open = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            let path = request.uri().path().to_owned();
+            let query = request.uri().query().unwrap_or_default().to_owned();
+            let watch = query.contains("watch=true");
+            let body = match (path.as_str(), watch) {
+                ("/api/v1/pods", false) => {
+                    let selector = query.split('&').find_map(|kv| kv.strip_prefix("fieldSelector="));
+                    assert_eq!(selector, Some("status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"), "{query}");
+                    list(
+                        "PodList",
+                        "v1",
+                        vec![
+                            pod("u1", Some("rs-a"), Some("n1"), "Running"),
+                            pod("u2", Some("rs-a"), Some("n2"), "Running"),
+                            pod("u3", Some("rs-b"), Some("n1"), "Running"),
+                            pod("u4", Some("rs-a"), None, "Pending"),
+                            pod("u5", None, Some("n3"), "Running"),
+                        ],
+                    )
+                }
+                ("/api/v1/nodes", false) => {
+                    let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+                    assert!(accept.is_some_and(|a| a.contains("as=PartialObjectMetadataList")), "{accept:?}");
+                    list(
+                        "PartialObjectMetadataList",
+                        "meta.k8s.io/v1",
+                        vec![node("n1", Some("z1")), node("n2", Some("z2")), node("n3", None)],
+                    )
+                }
+                (_, true) if first_watch.contains_key(path.as_str()) => {
+                    let (body, mut go) = (first_watch.remove(path.as_str()).unwrap_or(Body::empty()), go.clone());
+                    tokio::spawn(async move {
+                        let _ = go.wait_for(|g| *g).await;
+                        send.send_response(Response::new(body));
+                    });
+                    continue;
+                }
+                (_, true) => {
+                    open.push(send);
+                    continue;
+                }
+                other => panic!("unexpected request {other:?} {query}"),
+            };
+            send.send_response(Response::new(body));
+        }
+    }
+
+    /// Polls until `check` holds; the watch applies events on its own task.
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never reached: {what}");
+    }
+
+    #[tokio::test]
+    async fn the_watch_counts_owners_per_node_and_zone_and_settles_records() {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let (go_tx, go) = tokio::sync::watch::channel(false);
+        let pod_events = events(&[
+            // u4 is bound where the scorer did not expect it; u1 goes away; u2 finishes
+            // (robust even though the selector should report it deleted); u9 shows up
+            // where the shim said it bound it.
+            ("MODIFIED", pod("u4", Some("rs-a"), Some("n1"), "Running")),
+            ("DELETED", pod("u1", Some("rs-a"), Some("n1"), "Running")),
+            ("MODIFIED", pod("u2", Some("rs-a"), Some("n2"), "Succeeded")),
+            ("ADDED", pod("u9", Some("rs-a"), Some("n2"), "Pending")),
+        ]);
+        let node_events = events(&[("MODIFIED", node("n3", Some("z1")))]);
+        tokio::spawn(api_server(handle, pod_events, node_events, go));
+
+        let placements =
+            Arc::new(Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(60)));
+        placements.assume("u4", "rs-a", "n3");
+        placements.assume("u9", "rs-a", "n2");
+        placements.bind("u9", "n2");
+        let (pods, nodes) = spawn(Client::new(service, "default"), placements.clone());
+        tokio::time::timeout(Duration::from_secs(5), async {
+            pods.wait_until_ready().await.unwrap();
+            nodes.wait_until_ready().await.unwrap();
+        })
+        .await
+        .expect("both reflectors listed");
+
+        // Listed: u1, u2 (rs-a) and u3 (rs-b) placed, u4 pending; the records of u4 (on n3)
+        // and u9 (bound on n2) still count.
+        eventually("the listing applied", || {
+            let v = placements.view("rs-a", "new");
+            (v.on_node("n1"), v.on_node("n2"), v.on_node("n3"), v.in_zone("z1"), v.in_zone("z2")) == (1, 2, 1, 1, 2)
+        })
+        .await;
+        assert_eq!(placements.view("rs-b", "new").on_node("n1"), 1);
+        assert_eq!(placements.counts(), (4, 2));
+        let stored = pods.state();
+        let u1 = stored.iter().find(|p| p.uid().as_deref() == Some("u1")).unwrap();
+        assert!(u1.annotations().is_empty() && u1.spec.as_ref().unwrap().containers.is_empty(), "slimmed: {u1:?}");
+        assert_eq!(u1.owner_references().len(), 1, "only the controller is kept");
+
+        go_tx.send(true).unwrap();
+        eventually("the events applied", || {
+            let v = placements.view("rs-a", "new");
+            (v.on_node("n1"), v.on_node("n2"), v.on_node("n3"), v.zone_of("n3")) == (1, 1, 0, "z1")
+        })
+        .await;
+        let v = placements.view("rs-a", "new");
+        assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (1, 1));
+        drop(v);
+        assert_eq!(placements.counts(), (4, 0), "u3, u4, u5, u9 placed; both records settled by the watch");
+    }
+
+    #[test]
+    fn finished_and_ownerless_pods() {
+        let p: Pod = serde_json::from_value(pod("u", None, Some("n"), "Running")).unwrap();
+        assert_eq!(watched_pod(&p), Some(WatchedPod { uid: "u".into(), owner: String::new(), node: Some("n".into()) }));
+        for phase in ["Succeeded", "Failed"] {
+            let p: Pod = serde_json::from_value(pod("u", Some("rs"), Some("n"), phase)).unwrap();
+            assert_eq!(watched_pod(&p), None);
+        }
+    }
+}
