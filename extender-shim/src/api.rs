@@ -6,6 +6,51 @@
 //! within its deadline with a neutral result (every node passes, every node scores
 //! `score::NEUTRAL`), so kube-scheduler's own plugins decide. Bind is the exception: a
 //! failed bind cannot be answered neutrally, so it is reported and kube-scheduler retries.
+//!
+//! # How kube-scheduler reads the answers
+//!
+//! As kubernetes/kubernetes does it (`pkg/scheduler/extender.go` at 0285030,
+//! `pkg/scheduler/schedule_one.go` at 003b446):
+//!
+//! - `HTTPExtender.send`, for every verb: a status other than 200 is an error, and so are
+//!   a body that does not decode, a transport failure and no answer within the extender's
+//!   `httpTimeout` (default 5 s).
+//! - `HTTPExtender.Filter` and `HTTPExtender.Bind`: a 200 with a non-empty `Error` is an
+//!   error too. A filter answer naming a node it was not sent is an error; one without
+//!   `NodeNames` (`nodeCacheCapable`) or `Nodes` passes no node.
+//! - `findNodesThatPassExtenders`: a filter error fails the scheduling attempt (the pod is
+//!   requeued with back-off) unless the extender is `ignorable`; then the extender is
+//!   skipped for that attempt. `FailedNodes` become `Unschedulable` statuses,
+//!   `FailedAndUnresolvableNodes` `UnschedulableAndUnresolvable` ones, which preemption
+//!   does not try; the second map wins when a node is in both.
+//! - `prioritizeNodes`: a prioritize error is only logged (V(5)), `ignorable` or not; the
+//!   pod is scored without the extender. A score s adds s × `weight` × 10 (`MaxNodeScore`
+//!   / `MaxExtenderPriority`) to the node's total.
+//! - `Scheduler.extendersBinding`: a bind error of an `ignorable` extender skips it, and
+//!   the profile's bind plugin (`DefaultBinder`) binds the pod; otherwise the binding
+//!   cycle fails and `handleBindingCycleError` un-reserves and requeues the pod (unless
+//!   the informer already shows it bound).
+//!
+//! What the shim answers, per verb:
+//!
+//! | verb | the scorer answers | it is down, slow or refuses | malformed body | too large |
+//! |---|---|---|---|---|
+//! | filter | 200, passing nodes, rejections in `FailedNodes` | 200, every node passes | 400 | 413 |
+//! | prioritize | 200, scores 0..=10 | 200, `score::NEUTRAL` everywhere | 400 | 413 |
+//! | bind | 200, `Error` empty | see below | 400 | 413 |
+//!
+//! The scorer's rejections are never `FailedAndUnresolvableNodes`: a node's load changes,
+//! and preemption may relieve it. 400 and 413 (over `--max-body-bytes`) are errors to
+//! kube-scheduler: an `ignorable` extender is skipped (a bind falls to `DefaultBinder`),
+//! otherwise the attempt fails.
+//!
+//! `/bind` ([`crate::binder`]) with `--binder kubernetes`: the shim creates the Binding.
+//! Refused (409 already bound, 404, 403, ...) or not created within `--bind-deadline`, it
+//! answers 200 with `Error` and counts `fitsched_shim_bind_errors_total{reason}`. Created,
+//! it answers 200 with an empty `Error`, even when the scorer's notice then fails
+//! (`fitsched_shim_bind_notice_failures_total`; the scorer's pod watch catches up). With
+//! `--binder scorer-only` the scorer's `Bind` is the whole bind and its failure the
+//! `Error`. `--bind-deadline` bounds the whole `/bind`; keep it under `httpTimeout`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -244,7 +289,8 @@ async fn bind_body(state: &AppState, body: &[u8]) -> Response {
     let deadline = state.scorer.bind_deadline();
     let failed = |reason: &'static str, error: &dyn std::fmt::Display| {
         metrics::counter!(metric::BIND_ERRORS, "reason" => reason).increment(1);
-        warn!(pod, verb = verb.as_str(), node, reason, error = %error, "bind failed; kube-scheduler will retry the pod");
+        warn!(pod, verb = verb.as_str(), node, reason, error = %error,
+            "bind failed; kube-scheduler retries the pod (binds it itself if the extender is ignorable)");
         json(
             0,
             StatusCode::OK,
@@ -254,9 +300,11 @@ async fn bind_body(state: &AppState, body: &[u8]) -> Response {
     if let Err(e) = state.binder.bind(&request, deadline).await {
         return failed(e.reason(), &e);
     }
-    // The notice gets what is left of the deadline, at least the scoring deadline.
-    let left = deadline.saturating_sub(started.elapsed()).max(state.scorer.deadline());
-    match (state.scorer.bind(request, left).await, &state.binder) {
+    // The notice gets what is left: --bind-deadline bounds the whole /bind.
+    let left = deadline.saturating_sub(started.elapsed());
+    let notice =
+        if left.is_zero() { Err(CallError::Timeout(deadline)) } else { state.scorer.bind(request, left).await };
+    match (notice, &state.binder) {
         (Ok(answer), _) => info!(pod, verb = verb.as_str(), node, watched = answer.watched, "bind decision"),
         // Without a Binding, the scorer's record is the whole bind.
         (Err(e), Binder::ScorerOnly) => return failed(e.reason(), &e),

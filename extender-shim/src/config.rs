@@ -27,8 +27,9 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_SHIM_DEADLINE", default_value = "300ms", value_parser = parse_deadline)]
     pub deadline: Duration,
 
-    /// Longest wait for the scorer's Bind answer; past it the bind is reported failed
-    /// and kube-scheduler retries the pod.
+    /// Longest time for a whole `/bind`: creating the Binding and telling the scorer. A
+    /// Binding not created within it is reported failed (kube-scheduler retries the pod);
+    /// a notice cut short is not (the Binding exists).
     #[arg(long, env = "FITSCHED_SHIM_BIND_DEADLINE", default_value = "2s", value_parser = parse_deadline)]
     pub bind_deadline: Duration,
 

@@ -88,5 +88,9 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         api::metric::BIND_NOTICE_FAILURES,
         "Bindings created whose notice to the scorer failed (its pod watch catches up)."
     );
+    metrics::describe_counter!(
+        tls::HANDSHAKE_FAILURES,
+        "HTTPS connections dropped because their TLS handshake failed or timed out."
+    );
     Ok(handle)
 }

@@ -23,6 +23,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// How long a client may take over its handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Counter: connections dropped because their TLS handshake failed or timed out.
+pub const HANDSHAKE_FAILURES: &str = "fitsched_shim_tls_handshake_failures_total";
+
 /// The TLS acceptor for a PEM certificate chain and its private key.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     let chain = CertificateDer::pem_file_iter(cert)
@@ -72,11 +75,15 @@ pub async fn serve(
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
-                            metrics::counter!("fitsched_shim_tls_handshake_failures_total").increment(1);
+                            metrics::counter!(HANDSHAKE_FAILURES).increment(1);
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
                         }
-                        Err(_) => return,
+                        Err(_) => {
+                            metrics::counter!(HANDSHAKE_FAILURES).increment(1);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     };
                     let service = TowerToHyperService::new(app);
                     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);

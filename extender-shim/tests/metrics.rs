@@ -6,7 +6,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use fitsched_shim::ShimConfig;
+use fitsched_shim::binder::Binder;
+use kube::client::Body as KubeBody;
 use tower::ServiceExt;
+use tower_test::mock;
 
 async fn call(app: &axum::Router, method: &str, path: &str, body: &'static str) -> (StatusCode, String) {
     let request = Request::builder().method(method).uri(path).body(Body::from(body)).unwrap();
@@ -14,6 +17,23 @@ async fn call(app: &axum::Router, method: &str, path: &str, body: &'static str) 
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// A mock API server answering every request with a `Status` of `code`.
+fn api(code: u16) -> Binder {
+    let (service, handle) = mock::pair::<http::Request<KubeBody>, http::Response<KubeBody>>();
+    tokio::spawn(async move {
+        let mut handle = std::pin::pin!(handle);
+        while let Some((_, send)) = handle.next_request().await {
+            let status = serde_json::json!({"apiVersion": "v1", "kind": "Status", "code": code,
+                "status": if code < 300 { "Success" } else { "Failure" },
+                "reason": if code == 409 { "Conflict" } else { "" }, "message": "pod is already assigned to a node"});
+            let mut response = http::Response::new(KubeBody::from(serde_json::to_vec(&status).unwrap()));
+            *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
+            send.send_response(response);
+        }
+    });
+    Binder::Kubernetes(kube::Client::new(service, "default"))
 }
 
 #[tokio::test]
@@ -30,6 +50,17 @@ async fn metrics_name_verbs_codes_and_fallback_reasons() {
     assert_eq!(call(&app, "POST", "/filter", filter).await.0, StatusCode::OK);
     assert_eq!(call(&app, "POST", "/prioritize", "{").await.0, StatusCode::BAD_REQUEST);
 
+    // Binds with no scorer behind: a refused Binding is an error, a created one whose
+    // notice fails is not.
+    let bind = r#"{"PodName": "p", "PodNamespace": "ns", "PodUID": "u", "Node": "a"}"#;
+    for code in [409, 201] {
+        let mut config = config.clone();
+        config.binder = api(code);
+        let (status, answer) = call(&fitsched_shim::router(&config, None).unwrap(), "POST", "/bind", bind).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer.contains("409"), code == 409, "{answer}");
+    }
+
     let (status, text) = call(&app, "GET", "/metrics", "").await;
     assert_eq!(status, StatusCode::OK);
     for needle in [
@@ -37,6 +68,9 @@ async fn metrics_name_verbs_codes_and_fallback_reasons() {
         r#"fitsched_shim_requests_total{verb="prioritize",code="400"} 1"#,
         r#"fitsched_shim_fallbacks_total{verb="filter",reason="unavailable"} 1"#,
         r#"fitsched_shim_bad_requests_total{verb="prioritize"} 1"#,
+        r#"fitsched_shim_bind_errors_total{reason="conflict"} 1"#,
+        "fitsched_shim_bind_notice_failures_total 1",
+        r#"fitsched_shim_requests_total{verb="bind",code="200"} 2"#,
         r#"fitsched_shim_request_duration_seconds_bucket{verb="filter",le="0.5"}"#,
         "# HELP fitsched_shim_fallbacks_total",
     ] {

@@ -33,6 +33,9 @@ enum What {
         /// Requests measured per case (after 10 warm-up requests).
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Only this extender mode (`names` or `full`), e.g. to profile one.
+        #[arg(long)]
+        mode: Option<String>,
     },
     /// Fitness for 10 000 node rows: the scorer's ort code next to sklearn's predict
     /// and Python onnxruntime on the same rows.
@@ -54,7 +57,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         What::Agent { duration } => agent(duration),
         What::Model { rows, repeat, batch } => model(rows, repeat, batch),
-        What::Shim { requests } => shim(requests),
+        What::Shim { requests, mode } => shim(requests, mode.as_deref()),
     }
 }
 
@@ -277,7 +280,7 @@ fn model(rows: usize, repeat: usize, batch: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn shim(requests: usize) -> anyhow::Result<()> {
+fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
     use fitsched_e2e::sim::{Mode, SimNode, SimPod, Simulator, node_json};
     use fitsched_e2e::stack::{Stack, StackConfig, block_on};
     use fitsched_proto::ingest_client::IngestClient;
@@ -339,7 +342,13 @@ fn shim(requests: usize) -> anyhow::Result<()> {
         "{:<7} {:>6} {:>9} {:>9} {:>9} {:>13} {:>13} {:>8}",
         "mode", "nodes", "body KiB", "p50 ms", "p99 ms", "parse p50 ms", "parse p99 ms", "p50/parse"
     );
-    for mode in [Mode::Names, Mode::Full] {
+    let modes = match only {
+        None => vec![Mode::Names, Mode::Full],
+        Some("names") => vec![Mode::Names],
+        Some("full") => vec![Mode::Full],
+        Some(other) => bail!("--mode {other:?}: expected names or full"),
+    };
+    for mode in modes {
         for &n in &sizes {
             let nodes: Vec<SimNode> = (0..n)
                 .map(|i| SimNode::new(format!("node-{i:05}"), format!("zone-{}", i % 3), 16_000, 64 << 30))

@@ -85,3 +85,49 @@ async fn a_bound_pod_stays_bound_when_the_scorer_is_down() {
     assert_eq!((status, answer), (StatusCode::OK, json!({"Error": ""})), "the Binding exists: success");
     assert!(seen.recv().await.is_some());
 }
+
+/// A mock API server that takes every request and never answers.
+fn silent_api() -> Binder {
+    let (service, handle) = mock::pair::<http::Request<KubeBody>, http::Response<KubeBody>>();
+    tokio::spawn(async move {
+        let mut handle = std::pin::pin!(handle);
+        let mut unanswered = Vec::new(); // dropping a sender would answer with an error
+        while let Some((_, send)) = handle.next_request().await {
+            unanswered.push(send);
+        }
+    });
+    Binder::Kubernetes(kube::Client::new(service, "default"))
+}
+
+#[tokio::test]
+async fn a_silent_api_server_fails_the_bind_within_the_deadline() {
+    let fake = FakeScorer::default();
+    let url = start_fake(fake.clone()).await;
+    let mut config = config(&url, Duration::from_millis(300));
+    config.binder = silent_api();
+    let app = fitsched_shim::router(&config, None).unwrap();
+    let started = std::time::Instant::now();
+    let (status, answer) = post(&app, "/bind", fixture("names", "003-bind-request.json")).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "kube-scheduler reads bind failures from Error");
+    let error = answer["Error"].as_str().unwrap();
+    assert!(error.contains("no answer from the API server within 300ms"), "{error}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
+    assert!(fake.binds.lock().unwrap().is_empty(), "no Binding, no notice");
+}
+
+#[tokio::test]
+async fn a_slow_scorer_does_not_stretch_the_bind_past_its_deadline() {
+    let fake = FakeScorer { delay: Duration::from_secs(3), ..FakeScorer::default() };
+    let url = start_fake(fake.clone()).await;
+    let (binder, _seen) = api(201);
+    let mut config = config(&url, Duration::from_secs(5));
+    config.client.bind_deadline = Duration::from_millis(300);
+    config.binder = binder;
+    let app = fitsched_shim::router(&config, None).unwrap();
+    let started = std::time::Instant::now();
+    let (status, answer) = post(&app, "/bind", fixture("names", "003-bind-request.json")).await;
+    let took = started.elapsed();
+    assert_eq!((status, answer), (StatusCode::OK, json!({"Error": ""})), "the Binding exists: success");
+    assert!(took < Duration::from_secs(2), "--bind-deadline bounds the whole /bind, took {took:?}");
+}

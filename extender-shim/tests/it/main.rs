@@ -7,3 +7,4 @@ mod fallback;
 mod fixtures;
 mod fuzz;
 mod large;
+mod startup;
