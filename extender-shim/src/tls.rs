@@ -112,27 +112,11 @@ pub async fn serve(
 mod tests {
     use std::net::SocketAddr;
 
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::TlsConnector;
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
     use super::*;
-
-    /// A CA and a server certificate for 127.0.0.1 it signed, written as PEM files.
-    fn certificates(dir: &Path) -> (CertificateDer<'static>, std::path::PathBuf, std::path::PathBuf) {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
-        let (cert_file, key_file) = (dir.join("shim.pem"), dir.join("shim-key.pem"));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (ca.der().clone(), cert_file, key_file)
-    }
 
     fn request(body: &str) -> String {
         format!(
@@ -143,7 +127,9 @@ mod tests {
     }
 
     async fn start(dir: &Path) -> (SocketAddr, CertificateDer<'static>, tokio::sync::oneshot::Sender<()>) {
-        let (ca, cert, key) = certificates(dir);
+        let files = fitsched_e2e::stack::TlsFiles::generate(dir).unwrap();
+        let ca = CertificateDer::from_pem_file(&files.ca).unwrap();
+        let (cert, key) = (files.cert, files.key);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // No scorer listens on port 1: the shim answers neutrally, which is all this needs.

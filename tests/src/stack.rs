@@ -54,6 +54,28 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl TlsFiles {
+    /// Writes a fresh CA (`ca.pem`) and a server certificate it signed for `localhost` and
+    /// 127.0.0.1 (`server.pem`, `server-key.pem`) into `dir`.
+    pub fn generate(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        std::fs::create_dir_all(dir)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate()?;
+        let cert =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?.signed_by(&key, &issuer)?;
+        let files = Self { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server-key.pem") };
+        std::fs::write(&files.ca, ca.pem())?;
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
+    }
+}
+
 impl StackConfig {
     /// Runs the scorer with the committed ONNX model and the venv's ONNX Runtime.
     pub fn with_committed_model(mut self, venv: &crate::tools::Venv) -> anyhow::Result<Self> {

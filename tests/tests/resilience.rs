@@ -2,7 +2,7 @@
 //! window and stores none twice; TLS and the ingest token keep strangers out.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fitsched_e2e::paths;
@@ -68,31 +68,10 @@ fn a_scorer_crash_loses_no_window_and_stores_none_twice() {
     assert!(after.len() >= 5, "the outage's windows were resent: {after:?}");
 }
 
-/// A CA and a server certificate for `localhost` and 127.0.0.1, written as PEM files.
-fn certificates(dir: &Path) -> TlsFiles {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    std::fs::create_dir_all(dir).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("scorer.pem"), key: dir.join("scorer-key.pem") };
-    std::fs::write(&files.ca, ca.pem()).unwrap();
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    files
-}
-
 #[test]
 fn tls_and_the_ingest_token_keep_strangers_out() {
     let dir = paths::target_dir().join("fitsched-logs/tls");
-    let tls = certificates(&dir.join("pki"));
+    let tls = TlsFiles::generate(&dir.join("pki")).unwrap();
     let token: PathBuf = dir.join("token");
     std::fs::write(&token, "agents-only\n").unwrap();
     let config = StackConfig {
