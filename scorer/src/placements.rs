@@ -16,6 +16,10 @@
 
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard};
+
+/// foldhash: a scoring request looks up every candidate here (zone, siblings, recent
+/// placements); the keys come from the API server and the scorer itself.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
 /// A pod as the watch shows it: its owner and the node it is bound to.
@@ -46,16 +50,16 @@ struct Placed {
 #[derive(Default)]
 struct Inner {
     /// Pods the watch shows on a node, by UID.
-    placed: HashMap<String, Placed>,
+    placed: Map<String, Placed>,
     /// Owner UID -> node -> pods, from `placed`.
-    owners: HashMap<String, HashMap<String, u32>>,
+    owners: Map<String, Map<String, u32>>,
     /// Pods placed recently (UID -> node, since): their load is not in the node's windows
     /// yet. Pruned on writes; readers skip what is too old.
-    fresh: HashMap<String, (String, Instant)>,
+    fresh: Map<String, (String, Instant)>,
     /// The scorer's own records the watch has not shown yet, by pod key.
-    records: HashMap<String, Record>,
+    records: Map<String, Record>,
     /// Node -> zone (`topology.kubernetes.io/zone`).
-    zones: HashMap<String, String>,
+    zones: Map<String, String>,
     /// Whether the node watch owns `zones`; otherwise zones are learnt from requests.
     zones_watched: bool,
     /// Whether the pod watch has listed the cluster at least once.
@@ -216,7 +220,7 @@ impl Placements {
     /// Replaces every zone with a fresh node listing.
     pub fn replace_zones(&self, zones: HashMap<String, String>) {
         let mut inner = self.write(Instant::now());
-        inner.zones = zones;
+        inner.zones = zones.into_iter().collect();
         inner.zones_watched = true;
     }
 
@@ -246,9 +250,9 @@ impl Placements {
         let now = Instant::now();
         let inner = self.read();
         let live = |(key, r): &(&String, &Record)| r.expires > now && key.as_str() != pod;
-        let mut on_node: HashMap<String, u32> =
-            if owner.is_empty() { HashMap::new() } else { inner.owners.get(owner).cloned().unwrap_or_default() };
-        let mut recent: HashMap<String, u32> = HashMap::new();
+        let mut on_node: Map<String, u32> =
+            if owner.is_empty() { Map::default() } else { inner.owners.get(owner).cloned().unwrap_or_default() };
+        let mut recent: Map<String, u32> = Map::default();
         for (_, r) in inner.records.iter().filter(|e| live(e)) {
             *recent.entry(r.node.clone()).or_default() += 1;
             if !owner.is_empty() && r.owner == owner {
@@ -260,7 +264,7 @@ impl Placements {
                 *recent.entry(node.clone()).or_default() += 1;
             }
         }
-        let mut in_zone: HashMap<String, u32> = HashMap::new();
+        let mut in_zone: Map<String, u32> = Map::default();
         for (node, n) in &on_node {
             if let Some(z) = inner.zones.get(node) {
                 *in_zone.entry(z.clone()).or_default() += n;
@@ -293,9 +297,9 @@ impl Placements {
 /// Siblings, zones and recent placements as one scoring request sees them.
 pub struct View<'a> {
     inner: RwLockReadGuard<'a, Inner>,
-    on_node: HashMap<String, u32>,
-    in_zone: HashMap<String, u32>,
-    recent: HashMap<String, u32>,
+    on_node: Map<String, u32>,
+    in_zone: Map<String, u32>,
+    recent: Map<String, u32>,
 }
 
 impl View<'_> {

@@ -54,14 +54,55 @@ pub enum NodeView {
 /// from authenticated agents, so HashDoS resistance beyond a random seed buys nothing.
 type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
+/// Nodes in slots that never move: a node, once heard of, keeps its slot (a node that
+/// stops sending goes stale, it is not removed), so a resolved candidate list stays valid.
+#[derive(Default)]
+struct Nodes {
+    index: Map<u32>,
+    slots: Vec<(String, Entry)>,
+}
+
+impl Nodes {
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.index.get(name).map(|&i| &self.slots[i as usize].1)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Entry> {
+        self.index.get(name).map(|&i| &mut self.slots[i as usize].1)
+    }
+
+    fn put(&mut self, name: String, entry: Entry) {
+        match self.index.get(&name) {
+            Some(&i) => self.slots[i as usize].1 = entry,
+            None => {
+                self.index.insert(name.clone(), u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
+                self.slots.push((name, entry));
+            }
+        }
+    }
+}
+
+/// The slots of the last candidate list. kube-scheduler sends the same list pod after
+/// pod; comparing it byte for byte with the last one is a sequential scan, where looking
+/// 5 000 names up is 5 000 cache misses in a hash table the other processes evicted.
+#[derive(Default)]
+struct Resolved {
+    /// The names, each followed by a NUL (which node names cannot contain).
+    key: Vec<u8>,
+    /// How many slots existed when resolved: a new node may be one that was unknown.
+    known: usize,
+    slots: Vec<Option<u32>>,
+}
+
 pub struct NodeStore {
-    nodes: RwLock<Map<Entry>>,
+    nodes: RwLock<Nodes>,
+    resolved: std::sync::Mutex<Resolved>,
     stale_after: Duration,
 }
 
 impl NodeStore {
     pub fn new(stale_after: Duration) -> Self {
-        Self { nodes: RwLock::new(Map::default()), stale_after }
+        Self { nodes: RwLock::default(), resolved: Default::default(), stale_after }
     }
 
     /// Stores `window` as its node's latest unless it is a duplicate of (or older than)
@@ -90,7 +131,7 @@ impl NodeStore {
             fitness: None,
             fallback_features: Vec::new(),
         };
-        nodes.insert(name, entry);
+        nodes.put(name, entry);
         Stored::New { sequence }
     }
 
@@ -116,7 +157,22 @@ impl NodeStore {
     pub fn view(&self, names: &[&str]) -> Vec<NodeView> {
         let now = Instant::now();
         let nodes = self.read();
-        names.iter().map(|n| self.view_of(nodes.get(*n), now)).collect()
+        let view = |slot: Option<u32>| self.view_of(slot.map(|i| &nodes.slots[i as usize].1), now);
+        // A concurrent request holds the last resolution: look up directly rather than wait.
+        let Ok(mut resolved) = self.resolved.try_lock() else {
+            return names.iter().map(|n| view(nodes.index.get(*n).copied())).collect();
+        };
+        let mut key = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum());
+        for n in names {
+            key.extend_from_slice(n.as_bytes());
+            key.push(0);
+        }
+        if resolved.key != key || resolved.known != nodes.slots.len() {
+            resolved.slots = names.iter().map(|n| nodes.index.get(*n).copied()).collect();
+            resolved.key = key;
+            resolved.known = nodes.slots.len();
+        }
+        resolved.slots.iter().map(|&slot| view(slot)).collect()
     }
 
     fn view_of(&self, entry: Option<&Entry>, now: Instant) -> NodeView {
@@ -134,6 +190,7 @@ impl NodeStore {
         let now = Instant::now();
         let nodes = self.read();
         let mut out: Vec<NodeStatus> = nodes
+            .slots
             .iter()
             .map(|(name, e)| {
                 let age = now.saturating_duration_since(e.received);
@@ -153,18 +210,19 @@ impl NodeStore {
 
     /// Every known node's name.
     pub fn names(&self) -> Vec<String> {
-        self.read().keys().cloned().collect()
+        self.read().slots.iter().map(|(name, _)| name.clone()).collect()
     }
 
     /// How many nodes are known, and how many of them are stale.
     pub fn counts(&self) -> (usize, usize) {
         let now = Instant::now();
         let nodes = self.read();
-        let stale = nodes.values().filter(|e| now.saturating_duration_since(e.received) > self.stale_after).count();
-        (nodes.len(), stale)
+        let stale =
+            nodes.slots.iter().filter(|(_, e)| now.saturating_duration_since(e.received) > self.stale_after).count();
+        (nodes.slots.len(), stale)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map<Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Nodes> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep serving.
         self.nodes.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -187,6 +245,25 @@ mod tests {
         assert_eq!(s.insert(window("a", "x", 2)), Stored::Duplicate { acked: 2 });
         // A restarted agent starts counting again under a new id.
         assert_eq!(s.insert(window("a", "y", 1)), Stored::New { sequence: 1 });
+    }
+
+    #[test]
+    fn a_repeated_candidate_list_resolves_like_a_new_one() {
+        let s = NodeStore::new(Duration::from_secs(60));
+        s.insert(window("a", "x", 1));
+        s.set_fitness("a", "x", 1, 0.5, vec![]);
+        let fresh = |f: f64| NodeView::Fresh { fitness: f, cpu_utilization: None, psi_memory_full: None };
+        assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5), NodeView::Unknown]);
+        // Same list again, after b appeared and a's fitness changed: both are seen.
+        s.insert(window("b", "y", 1));
+        s.insert(window("a", "x", 2));
+        s.set_fitness("a", "x", 2, 0.7, vec![]);
+        assert_eq!(s.view(&["a", "b"]), vec![fresh(0.7), NodeView::NoFitness]);
+        // Another order, a list that is a prefix, and names that join to the same bytes.
+        assert_eq!(s.view(&["b", "a"]), vec![NodeView::NoFitness, fresh(0.7)]);
+        assert_eq!(s.view(&["a"]), vec![fresh(0.7)]);
+        assert_eq!(s.view(&["ab"]), vec![NodeView::Unknown]);
+        assert_eq!(s.view(&[]), vec![]);
     }
 
     #[test]
