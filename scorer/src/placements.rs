@@ -22,6 +22,9 @@ use std::sync::{RwLock, RwLockReadGuard};
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
+/// How often expired records and old fresh placements are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
 /// A pod as the watch shows it: its owner and the node it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedPod {
@@ -54,10 +57,14 @@ struct Inner {
     /// Owner UID -> node -> pods, from `placed`.
     owners: Map<String, Map<String, u32>>,
     /// Pods placed recently (UID -> node, since): their load is not in the node's windows
-    /// yet. Pruned on writes; readers skip what is too old.
+    /// yet. Pruned now and then ([`PRUNE_EVERY`]); readers skip what is too old.
     fresh: Map<String, (String, Instant)>,
-    /// The scorer's own records the watch has not shown yet, by pod key.
+    /// The scorer's own records the watch has not shown yet, by pod key. Expired ones
+    /// linger until the next prune; every reader goes through [`Inner::record`] or checks
+    /// `expires` itself.
     records: Map<String, Record>,
+    /// When `records` and `fresh` were last pruned.
+    pruned: Option<Instant>,
     /// Node -> zone (`topology.kubernetes.io/zone`).
     zones: Map<String, String>,
     /// Whether the node watch owns `zones`; otherwise zones are learnt from requests.
@@ -67,6 +74,11 @@ struct Inner {
 }
 
 impl Inner {
+    /// The live record of `pod`.
+    fn record(&self, pod: &str, now: Instant) -> Option<&Record> {
+        self.records.get(pod).filter(|r| r.expires > now)
+    }
+
     fn count(&mut self, owner: &str, node: &str, delta: i32) {
         if owner.is_empty() {
             return;
@@ -112,7 +124,7 @@ impl Placements {
     pub fn assume(&self, pod: &str, owner: &str, node: &str) {
         let now = Instant::now();
         let mut inner = self.write(now);
-        if inner.placed.contains_key(pod) || inner.records.get(pod).is_some_and(|r| r.bound) {
+        if inner.placed.contains_key(pod) || inner.record(pod, now).is_some_and(|r| r.bound) {
             return;
         }
         let record =
@@ -130,7 +142,7 @@ impl Placements {
         if inner.placed.contains_key(pod) {
             return watched; // The watch was faster than the shim.
         }
-        let owner = inner.records.get(pod).map(|r| r.owner.clone()).unwrap_or_default();
+        let owner = inner.record(pod, now).map(|r| r.owner.clone()).unwrap_or_default();
         let record = Record { owner, node: node.to_owned(), bound: true, expires: now + self.bound_ttl };
         inner.records.insert(pod.to_owned(), record);
         watched
@@ -150,7 +162,7 @@ impl Placements {
             inner.unplace(&pod.uid);
             return;
         };
-        if let Some(r) = inner.records.remove(&pod.uid) {
+        if let Some(r) = inner.records.remove(&pod.uid).filter(|r| r.expires > now) {
             let outcome = if r.node == node { "confirmed" } else { "contradicted" };
             metrics::counter!("fitsched_scorer_recorded_placements_total", "outcome" => outcome).increment(1);
         }
@@ -275,8 +287,9 @@ impl Placements {
 
     /// How many pods the watch shows placed, and how many records await it.
     pub fn counts(&self) -> (usize, usize) {
+        let now = Instant::now();
         let inner = self.read();
-        (inner.placed.len(), inner.records.len())
+        (inner.placed.len(), inner.records.values().filter(|r| r.expires > now).count())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -284,12 +297,17 @@ impl Placements {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The write lock, after dropping expired records, so readers rarely see dead ones.
+    /// The write lock; drops expired records and old fresh placements at most every
+    /// [`PRUNE_EVERY`], not on each write: a busy cluster's pod watch writes for every
+    /// status change, and scanning both maps each time would be work per event.
     fn write(&self, now: Instant) -> std::sync::RwLockWriteGuard<'_, Inner> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.records.retain(|_, r| r.expires > now);
-        let recent = self.recent;
-        inner.fresh.retain(|_, (_, since)| now.saturating_duration_since(*since) < recent);
+        if inner.pruned.is_none_or(|p| now.saturating_duration_since(p) >= PRUNE_EVERY) {
+            inner.records.retain(|_, r| r.expires > now);
+            let recent = self.recent;
+            inner.fresh.retain(|_, (_, since)| now.saturating_duration_since(*since) < recent);
+            inner.pruned = Some(now);
+        }
         inner
     }
 }
@@ -375,6 +393,12 @@ mod tests {
         p.assume("pod-1", "rs-a", "n1");
         let v = p.view("rs-a", "other");
         assert_eq!((v.on_node("n1"), v.recent_on("n1")), (0, 0));
+        drop(v);
+        // Expired but not yet pruned: neither counted nor lending its owner to a bind.
+        assert_eq!(p.counts(), (0, 0));
+        p.bind("pod-1", "n2");
+        assert_eq!(p.view("rs-a", "other").on_node("n2"), 0);
+        assert_eq!(p.view("", "other").recent_on("n2"), 1);
     }
 
     #[test]
