@@ -90,12 +90,16 @@ pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<It
         Ok(fitness) => {
             metrics::counter!("inference_predictions_total").increment(fitness.len() as u64);
             for ((node, agent, seq, fallbacks), f) in keys.into_iter().zip(fitness) {
-                store.set_fitness(&node, &agent, seq, f, fallbacks);
+                store.set_fitness(&node, &agent, seq, Some(f), fallbacks);
             }
         }
         Err(e) => {
             metrics::counter!("fitsched_scorer_model_errors_total").increment(1);
             tracing::warn!(error = %e, nodes = keys.len(), "model failed on a batch; those nodes score neutral");
+            // The previous window's fitness no longer describes them.
+            for (node, agent, seq, fallbacks) in keys {
+                store.set_fitness(&node, &agent, seq, None, fallbacks);
+            }
         }
     }
 }

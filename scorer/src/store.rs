@@ -3,6 +3,10 @@
 //! Staleness is measured from when the scorer *received* a window, on the monotonic
 //! clock, not from the window's own timestamps: an agent with a skewed clock must not
 //! make its node look fresh or stale.
+//!
+//! A new window keeps the previous window's fitness until its own is computed: windows
+//! are wall-clock aligned, so every node's arrives in the same second, and blanking
+//! fitness on arrival would score the whole cluster neutral for the length of a batch.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -39,7 +43,8 @@ pub enum NodeView {
     Unknown,
     /// The last window is older than the staleness limit.
     Stale { age: Duration },
-    /// A fresh window whose fitness is not computed yet (or the model failed on it).
+    /// A node's first window, whose fitness is not computed yet, or a window the model
+    /// failed on.
     NoFitness,
     Fresh {
         fitness: f64,
@@ -123,13 +128,15 @@ impl NodeStore {
         let name = window.node_name.clone();
         let mean = |m: &str| window.metrics.get(m).map(|s| s.mean).filter(|v| v.is_finite());
         let (cpu_utilization, psi_memory_full) = (mean(metric::CPU_UTILIZATION), mean(metric::PSI_MEMORY_FULL));
+        let (fitness, fallback_features) =
+            nodes.get(&name).map(|e| (e.fitness, e.fallback_features.clone())).unwrap_or_default();
         let entry = Entry {
             window: Box::new(window),
             cpu_utilization,
             psi_memory_full,
             received: now,
-            fitness: None,
-            fallback_features: Vec::new(),
+            fitness,
+            fallback_features,
         };
         nodes.put(name, entry);
         Stored::New { sequence }
@@ -140,15 +147,16 @@ impl NodeStore {
         self.read().get(node).map(|e| NodeWindow::clone(&e.window))
     }
 
-    /// Records the fitness computed for `node`'s window `sequence` of agent `agent_id`;
-    /// ignored when a newer window has replaced it meanwhile.
-    pub fn set_fitness(&self, node: &str, agent_id: &str, sequence: u64, fitness: f64, fallbacks: Vec<String>) {
+    /// Records the fitness computed for `node`'s window `sequence` of agent `agent_id`
+    /// (`None`: the model failed on it, the node scores neutral); ignored when a newer
+    /// window has replaced it meanwhile.
+    pub fn set_fitness(&self, node: &str, agent_id: &str, sequence: u64, fitness: Option<f64>, fallbacks: Vec<String>) {
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = nodes.get_mut(node)
             && e.window.sequence == sequence
             && e.window.agent_id == agent_id
         {
-            e.fitness = Some(fitness);
+            e.fitness = fitness;
             e.fallback_features = fallbacks;
         }
     }
@@ -251,13 +259,13 @@ mod tests {
     fn a_repeated_candidate_list_resolves_like_a_new_one() {
         let s = NodeStore::new(Duration::from_secs(60));
         s.insert(window("a", "x", 1));
-        s.set_fitness("a", "x", 1, 0.5, vec![]);
+        s.set_fitness("a", "x", 1, Some(0.5), vec![]);
         let fresh = |f: f64| NodeView::Fresh { fitness: f, cpu_utilization: None, psi_memory_full: None };
         assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5), NodeView::Unknown]);
         // Same list again, after b appeared and a's fitness changed: both are seen.
         s.insert(window("b", "y", 1));
         s.insert(window("a", "x", 2));
-        s.set_fitness("a", "x", 2, 0.7, vec![]);
+        s.set_fitness("a", "x", 2, Some(0.7), vec![]);
         assert_eq!(s.view(&["a", "b"]), vec![fresh(0.7), NodeView::NoFitness]);
         // Another order, a list that is a prefix, and names that join to the same bytes.
         assert_eq!(s.view(&["b", "a"]), vec![NodeView::NoFitness, fresh(0.7)]);
@@ -272,10 +280,16 @@ mod tests {
         s.insert(window("a", "x", 1));
         assert_eq!(s.view(&["a"]), vec![NodeView::NoFitness]);
         s.insert(window("a", "x", 2));
-        s.set_fitness("a", "x", 1, 0.9, vec![]);
+        s.set_fitness("a", "x", 1, Some(0.9), vec![]);
         assert_eq!(s.view(&["a"]), vec![NodeView::NoFitness]);
-        s.set_fitness("a", "x", 2, 0.7, vec![]);
+        s.set_fitness("a", "x", 2, Some(0.7), vec![]);
         assert!(matches!(s.view(&["a"])[0], NodeView::Fresh { fitness, .. } if fitness == 0.7));
+        // A new window serves with the last fitness until its own lands; a model failure
+        // on it leaves the node without one.
+        s.insert(window("a", "x", 3));
+        assert!(matches!(s.view(&["a"])[0], NodeView::Fresh { fitness, .. } if fitness == 0.7));
+        s.set_fitness("a", "x", 3, None, vec![]);
+        assert_eq!(s.view(&["a"]), vec![NodeView::NoFitness]);
     }
 
     #[test]
@@ -283,7 +297,7 @@ mod tests {
         let s = NodeStore::new(Duration::from_secs(60));
         let long_ago = Instant::now().checked_sub(Duration::from_secs(120)).expect("monotonic clock is past 120 s");
         s.insert_at(window("old", "x", 1), long_ago);
-        s.set_fitness("old", "x", 1, 0.9, vec![]);
+        s.set_fitness("old", "x", 1, Some(0.9), vec![]);
         let views = s.view(&["old", "never"]);
         assert!(matches!(views[0], NodeView::Stale { .. }));
         assert_eq!(views[1], NodeView::Unknown);
