@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::model::{self, Model};
-use crate::store::NodeStore;
+use crate::store::{Landed, NodeStore};
 
 /// Most windows one batch takes; a larger burst is split.
 pub const MAX_BATCH: usize = 4096;
@@ -70,7 +70,8 @@ async fn worker(mut rx: mpsc::Receiver<String>, store: Arc<NodeStore>, model: Mo
     }
 }
 
-/// Runs the model on the latest windows of `nodes` and caches the results.
+/// Runs the model on the latest windows of `nodes` and caches the results in one batch
+/// (which also updates the store's median fitness).
 pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<Item = String>) {
     let mut keys = Vec::new();
     let mut rows = Vec::new();
@@ -86,20 +87,18 @@ pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<It
     let started = Instant::now();
     let result = model.predict(&rows);
     metrics::histogram!("inference_prediction_duration_seconds").record(started.elapsed().as_secs_f64());
+    let landed =
+        |(node, agent_id, sequence, fallbacks), fitness| Landed { node, agent_id, sequence, fitness, fallbacks };
     match result {
         Ok(fitness) => {
             metrics::counter!("inference_predictions_total").increment(fitness.len() as u64);
-            for ((node, agent, seq, fallbacks), f) in keys.into_iter().zip(fitness) {
-                store.set_fitness(&node, &agent, seq, Some(f), fallbacks);
-            }
+            store.land(keys.into_iter().zip(fitness).map(|(k, f)| landed(k, Some(f))));
         }
         Err(e) => {
             metrics::counter!("fitsched_scorer_model_errors_total").increment(1);
-            tracing::warn!(error = %e, nodes = keys.len(), "model failed on a batch; those nodes score neutral");
+            tracing::warn!(error = %e, nodes = keys.len(), "model failed on a batch; those nodes get the median fitness");
             // The previous window's fitness no longer describes them.
-            for (node, agent, seq, fallbacks) in keys {
-                store.set_fitness(&node, &agent, seq, None, fallbacks);
-            }
+            store.land(keys.into_iter().map(|k| landed(k, None)));
         }
     }
 }

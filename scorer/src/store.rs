@@ -7,6 +7,11 @@
 //! A new window keeps the previous window's fitness until its own is computed: windows
 //! are wall-clock aligned, so every node's arrives in the same second, and blanking
 //! fitness on arrival would score the whole cluster neutral for the length of a batch.
+//!
+//! The store also keeps the median fitness of the fresh nodes, the neutral fitness a node
+//! without a usable one is scored with. It is recomputed once per landed batch (one
+//! selection over the store's nodes, so a batch of k nodes costs one O(n) pass, not k)
+//! and read in O(1) by every scoring request; it is 0.5 when no node is fresh.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -65,6 +70,32 @@ type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
 struct Nodes {
     index: Map<u32>,
     slots: Vec<(String, Entry)>,
+    median: Median,
+}
+
+/// The median fitness of the nodes that were fresh when the last batch landed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Median {
+    /// `None`: no node was fresh.
+    fitness: Option<f64>,
+    /// When the freshest of those nodes goes stale: from then on no node that counted
+    /// is fresh, and the neutral fitness is [`NEUTRAL_FITNESS`] until a batch lands.
+    /// `None`: not within the clock's range.
+    until: Option<Instant>,
+}
+
+/// The neutral fitness when no node is fresh.
+pub const NEUTRAL_FITNESS: f64 = 0.5;
+
+/// One node's fitness as a batch computed it (see [`NodeStore::land`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Landed {
+    pub node: String,
+    pub agent_id: String,
+    pub sequence: u64,
+    /// `None`: the model failed on the window, the node has no fitness.
+    pub fitness: Option<f64>,
+    pub fallbacks: Vec<String>,
 }
 
 impl Nodes {
@@ -147,17 +178,65 @@ impl NodeStore {
         self.read().get(node).map(|e| NodeWindow::clone(&e.window))
     }
 
-    /// Records the fitness computed for `node`'s window `sequence` of agent `agent_id`
-    /// (`None`: the model failed on it, the node scores neutral); ignored when a newer
-    /// window has replaced it meanwhile.
+    /// Records the fitness computed for `node`'s window `sequence` of agent `agent_id`;
+    /// see [`NodeStore::land`].
     pub fn set_fitness(&self, node: &str, agent_id: &str, sequence: u64, fitness: Option<f64>, fallbacks: Vec<String>) {
+        self.land([Landed { node: node.to_owned(), agent_id: agent_id.to_owned(), sequence, fitness, fallbacks }]);
+    }
+
+    /// Records a batch of computed fitness (`None`: the model failed on that window, the
+    /// node has none until its next window's lands), each ignored when a newer window has
+    /// replaced the one it was computed for, then recomputes the median fitness once.
+    pub fn land(&self, batch: impl IntoIterator<Item = Landed>) {
+        let now = Instant::now();
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = nodes.get_mut(node)
-            && e.window.sequence == sequence
-            && e.window.agent_id == agent_id
-        {
-            e.fitness = fitness;
-            e.fallback_features = fallbacks;
+        for l in batch {
+            if let Some(e) = nodes.get_mut(&l.node)
+                && e.window.sequence == l.sequence
+                && e.window.agent_id == l.agent_id
+            {
+                e.fitness = l.fitness;
+                e.fallback_features = l.fallbacks;
+            }
+        }
+        nodes.median = self.median_of(&nodes, now);
+    }
+
+    /// The median fitness of the nodes fresh at `now` (the mean of the two middle ones
+    /// for an even count).
+    fn median_of(&self, nodes: &Nodes, now: Instant) -> Median {
+        let mut freshest: Option<Instant> = None;
+        let mut values: Vec<f64> = nodes
+            .slots
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.received) <= self.stale_after)
+            .filter_map(|(_, e)| {
+                let f = e.fitness.filter(|f| f.is_finite())?;
+                freshest = Some(freshest.map_or(e.received, |t| t.max(e.received)));
+                Some(f.clamp(0.0, 1.0))
+            })
+            .collect();
+        let n = values.len();
+        let Some(freshest) = freshest else { return Median::default() };
+        let (below, &mut upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+        let fitness = if n % 2 == 1 {
+            upper
+        } else {
+            // The lower middle is the largest of the lower half.
+            let lower = below.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lower + upper) / 2.0
+        };
+        Median { fitness: Some(fitness), until: freshest.checked_add(self.stale_after) }
+    }
+
+    /// The neutral fitness: the median fitness of the fresh nodes as of the last landed
+    /// batch, or [`NEUTRAL_FITNESS`] when none is fresh. O(1).
+    pub fn median_fitness(&self) -> f64 {
+        let m = self.read().median;
+        match (m.fitness, m.until) {
+            (Some(f), Some(until)) if Instant::now() <= until => f,
+            (Some(f), None) => f,
+            _ => NEUTRAL_FITNESS,
         }
     }
 
@@ -303,5 +382,52 @@ mod tests {
         assert_eq!(views[1], NodeView::Unknown);
         assert_eq!(s.counts(), (1, 1));
         assert!(s.list()[0].stale);
+    }
+
+    #[test]
+    fn the_median_follows_landed_fitness_and_counts_fresh_nodes_only() {
+        let s = NodeStore::new(Duration::from_secs(60));
+        assert_eq!(s.median_fitness(), NEUTRAL_FITNESS, "no node at all");
+        s.insert(window("a", "x", 1));
+        assert_eq!(s.median_fitness(), NEUTRAL_FITNESS, "a window without fitness does not count");
+        let land = |node: &str, seq: u64, fitness: Option<f64>| Landed {
+            node: node.into(),
+            agent_id: "x".into(),
+            sequence: seq,
+            fitness,
+            fallbacks: vec![],
+        };
+        s.land([land("a", 1, Some(0.9))]);
+        assert_eq!(s.median_fitness(), 0.9);
+        for n in ["b", "c", "d"] {
+            s.insert(window(n, "x", 1));
+        }
+        // One batch, one recomputation: odd count takes the middle, even the mean of both.
+        s.land([land("b", 1, Some(0.2)), land("c", 1, Some(0.6))]);
+        assert_eq!(s.median_fitness(), 0.6);
+        s.land([land("d", 1, Some(0.3))]);
+        assert!((s.median_fitness() - 0.45).abs() < 1e-12, "{}", s.median_fitness());
+        // A fitness for a window that was replaced meanwhile does not land.
+        s.insert(window("d", "x", 2));
+        s.land([land("d", 1, Some(1.0))]);
+        assert!((s.median_fitness() - 0.45).abs() < 1e-12);
+        // A model failure takes the node out; a stale node never counts.
+        s.land([land("a", 1, None)]);
+        assert_eq!(s.median_fitness(), 0.3);
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(120)).expect("monotonic clock is past 120 s");
+        s.insert_at(window("old", "x", 1), long_ago);
+        s.land([land("old", 1, Some(0.0))]);
+        assert_eq!(s.median_fitness(), 0.3, "{:?}", s.view(&["old"]));
+    }
+
+    #[test]
+    fn the_median_is_neutral_once_every_counted_node_is_stale() {
+        let s = NodeStore::new(Duration::from_millis(50));
+        s.insert(window("a", "x", 1));
+        s.set_fitness("a", "x", 1, Some(0.8), vec![]);
+        assert_eq!(s.median_fitness(), 0.8);
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(matches!(s.view(&["a"])[0], NodeView::Stale { .. }));
+        assert_eq!(s.median_fitness(), NEUTRAL_FITNESS, "no batch landed, yet nothing is fresh any more");
     }
 }
