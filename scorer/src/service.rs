@@ -10,7 +10,7 @@ use fitsched_proto::scorer_server::Scorer;
 use fitsched_proto::{
     BindRequest, BindResponse, CandidateNode, Decision, ExplainRequest, FilterRequest, FilterResponse,
     ListNodesRequest, ListNodesResponse, ModelInfoRequest, ModelInfoResponse, NodeScore, PodFacts, PredictRequest,
-    PredictResponse, ScoreBasis, ScoreRequest, ScoreResponse, score,
+    PredictResponse, ScoreBasis, ScoreRequest, ScoreResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -58,9 +58,12 @@ impl ScorerService {
     /// nodes explained (all of them with `explain_all`). Records the best node as the
     /// pod's assumed placement.
     ///
+    /// The integer scores span 0..=10 over the candidates ([`strategy::normalise`]); a
+    /// node without a usable fitness is scored with the median fitness of the fresh nodes.
+    ///
     /// This is the hot path of a 5 000-node request: one read lock for placements and
-    /// zones, one for the node store, no string formatting outside the explained nodes,
-    /// and a partial selection instead of a sort.
+    /// zones, two short ones for the node store, no string formatting outside the
+    /// explained nodes, and a partial selection instead of a sort.
     pub fn score(&self, pod: &PodFacts, nodes: &[CandidateNode], explain_all: bool) -> Result<Scoring, Status> {
         let strategy = self.strategy_of(pod)?;
         let pod_key = pod_key(pod);
@@ -84,36 +87,33 @@ impl ScorerService {
             .map(|z| placed.in_zone(z))
             .min()
             .unwrap_or(0);
-        let candidates: Vec<Option<Candidate>> = nodes
+        // A node without a usable fitness is scored under the same terms with the median
+        // fitness of the fresh nodes: never a magnet, never a blacklist.
+        let median = self.store.median_fitness();
+        let candidates: Vec<Candidate> = nodes
             .iter()
             .zip(&views)
-            .map(|(node, view)| match *view {
-                NodeView::Fresh { fitness, cpu_utilization, .. } => Some(Candidate {
+            .map(|(node, view)| {
+                let (fitness, cpu_utilization) = match *view {
+                    NodeView::Fresh { fitness, cpu_utilization, .. } => (fitness, cpu_utilization),
+                    _ => (median, None),
+                };
+                Candidate {
                     fitness,
                     occupancy: strategy::occupancy(cpu_utilization, placed.recent_on(&node.name)),
                     siblings_on_node: placed.on_node(&node.name),
                     siblings_in_zone: placed.in_zone(zone(&placed, node)),
                     fewest_in_any_zone,
-                }),
-                _ => None,
+                }
             })
             .collect();
         drop(placed);
 
-        let scored: Vec<Option<strategy::Scored>> =
-            candidates.iter().map(|c| c.as_ref().map(|c| strategy::score(strategy, c))).collect();
-        let scores: Vec<i32> = scored.iter().map(|s| s.map_or(score::NEUTRAL, |s| s.score)).collect();
-        let fitness = |i: usize| candidates[i].map_or(-1.0, |c| c.fitness);
-        let detail = |i: usize| match (&candidates[i], scored[i]) {
-            (Some(c), Some(s)) => NodeScore {
-                node: nodes[i].name.clone(),
-                score: s.score,
-                fitness: Some(c.fitness),
-                basis: ScoreBasis::Fitness as i32,
-                reason: strategy::reason(strategy, c, s),
-            },
-            _ => neutral(&nodes[i].name, &views[i]),
-        };
+        let mut scored: Vec<strategy::Scored> = candidates.iter().map(|c| strategy::score(strategy, c)).collect();
+        strategy::normalise(&mut scored);
+        let scores: Vec<i32> = scored.iter().map(|s| s.score).collect();
+        let fitness = |i: usize| candidates[i].fitness;
+        let detail = |i: usize| explain(strategy, &nodes[i].name, &views[i], &candidates[i], scored[i]);
         let top: Vec<NodeScore> = best(&scores, fitness, decisions::TOP).into_iter().map(detail).collect();
         let stale = views.iter().filter(|v| matches!(v, NodeView::Stale { .. })).count();
         if stale > 0 {
@@ -155,14 +155,27 @@ impl ScorerService {
     }
 }
 
-/// The score of a node fitsched has no usable fitness for.
-fn neutral(node: &str, view: &NodeView) -> NodeScore {
-    let (basis, reason) = match view {
-        NodeView::Stale { age } => (ScoreBasis::Stale, format!("stale: last window {}s ago, neutral", age.as_secs())),
-        NodeView::NoFitness => (ScoreBasis::NoFitness, "window stored, fitness not computed yet: neutral".to_owned()),
-        _ => (ScoreBasis::UnknownNode, "no window from this node yet: neutral".to_owned()),
+/// One candidate's score explained; `fitness` is set only for a node's own fitness.
+fn explain(strategy: Strategy, node: &str, view: &NodeView, c: &Candidate, s: strategy::Scored) -> NodeScore {
+    let without = |basis: ScoreBasis, why: &str| NodeScore {
+        node: node.to_owned(),
+        score: s.score,
+        fitness: None,
+        basis: basis as i32,
+        reason: strategy::reason_without_fitness(strategy, why, c, s),
     };
-    NodeScore { node: node.to_owned(), score: score::NEUTRAL, fitness: None, basis: basis as i32, reason }
+    match view {
+        NodeView::Fresh { .. } => NodeScore {
+            node: node.to_owned(),
+            score: s.score,
+            fitness: Some(c.fitness),
+            basis: ScoreBasis::Fitness as i32,
+            reason: strategy::reason(strategy, c, s),
+        },
+        NodeView::Stale { age } => without(ScoreBasis::Stale, &format!("stale: last window {}s ago", age.as_secs())),
+        NodeView::NoFitness => without(ScoreBasis::NoFitness, "window stored, fitness not computed yet"),
+        NodeView::Unknown => without(ScoreBasis::UnknownNode, "no window from this node yet"),
+    }
 }
 
 /// The indices of the `k` best candidates, best first: by score, then fitness, then
@@ -364,7 +377,7 @@ impl Scorer for ScorerService {
 mod tests {
     use super::*;
     use crate::model::Heuristic;
-    use fitsched_proto::{MetricSummary, NodeWindow, Owner, metric};
+    use fitsched_proto::{MetricSummary, NodeWindow, Owner, metric, score};
     use std::time::Duration;
 
     fn service(filter: FilterRules) -> ScorerService {
@@ -462,7 +475,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_and_unscored_nodes_are_neutral() {
+    async fn without_fresh_nodes_unknown_and_unscored_nodes_are_neutral() {
         let s = service(FilterRules::default());
         s.store.insert(NodeWindow {
             node_name: "fresh".into(),
@@ -472,7 +485,65 @@ mod tests {
         });
         let scores = s.score(&pod("p", "rs"), &nodes(&["ghost", "fresh"]), true).unwrap().all;
         assert_eq!((scores[0].score, scores[0].basis), (score::NEUTRAL, ScoreBasis::UnknownNode as i32));
-        assert_eq!(scores[1].basis, ScoreBasis::NoFitness as i32);
+        assert_eq!((scores[1].score, scores[1].basis), (score::NEUTRAL, ScoreBasis::NoFitness as i32));
+        assert!(scores[0].reason.starts_with("no window from this node yet: median fitness 0.50, spread: "));
+        assert_eq!((scores[0].fitness, scores[1].fitness), (None, None));
+    }
+
+    #[tokio::test]
+    async fn unknown_nodes_get_the_median_fitness_and_the_same_penalties() {
+        let s = service(FilterRules::default());
+        // Three fitness values; the middle one is the median.
+        for (n, cpu) in [("low", 0.9), ("mid", 0.5), ("high", 0.1)] {
+            feed(&s, n, cpu, 0.0);
+        }
+        let fit = |name: &str| match s.store.view(&[name])[0] {
+            NodeView::Fresh { fitness, .. } => fitness,
+            ref v => panic!("{name}: {v:?}"),
+        };
+        let median = fit("mid");
+        assert!(fit("low") < median && median < fit("high"));
+        assert_eq!(s.store.median_fitness(), median);
+
+        // Without siblings an unknown node scores exactly like the median node.
+        let alone = s.score(&pod("p0", "solo"), &nodes(&["ghost", "mid", "low", "high"]), true).unwrap();
+        assert_eq!(alone.scores[0], alone.scores[1], "{:?}", alone.all);
+        let ghost = &alone.all[0];
+        assert_eq!((ghost.basis, ghost.fitness), (ScoreBasis::UnknownNode as i32, None));
+        assert!(
+            ghost.reason.starts_with(&format!("no window from this node yet: median fitness {median:.2}, spread: 0 ")),
+            "{}",
+            ghost.reason
+        );
+
+        // Two siblings on the unknown node: it falls below the empty median node, where
+        // the old fixed neutral 5 would have beaten every penalised node.
+        s.placements.assume("uid-a", "uid-rs", "ghost");
+        s.placements.assume("uid-b", "uid-rs", "ghost");
+        let next = s.score(&pod("p3", "rs"), &nodes(&["ghost", "mid"]), true).unwrap();
+        assert!(next.scores[0] < next.scores[1], "{:?}", next.all);
+        assert_eq!(next.scores, [0, 10], "two candidates span the whole range");
+        assert!(next.all[0].reason.contains("2 sibling(s) on node"), "{}", next.all[0].reason);
+        assert_eq!(next.top[0].node, "mid");
+    }
+
+    #[tokio::test]
+    async fn scores_span_the_range_with_the_raw_in_the_reason() {
+        let s = service(FilterRules::default());
+        for (n, cpu) in [("a", 0.2), ("b", 0.3), ("c", 0.4)] {
+            feed(&s, n, cpu, 0.0);
+        }
+        let p = PodFacts { strategy: "pack".into(), ..pod("p", "rs") };
+        let out = s.score(&p, &nodes(&["a", "b", "c"]), true).unwrap();
+        assert_eq!(out.scores.iter().max(), Some(&10));
+        assert_eq!(out.scores.iter().min(), Some(&0));
+        for n in &out.all {
+            assert!(n.reason.ends_with(&format!(" -> {}", n.score)), "{}", n.reason);
+            assert!(n.reason.contains(", raw 0."), "{}", n.reason);
+        }
+        let single = s.score(&p, &nodes(&["b"]), true).unwrap();
+        let raw: f64 = single.all[0].reason.split(", raw ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(single.scores, [strategy::scale(raw)], "one candidate keeps scale(raw)");
     }
 
     #[tokio::test]
