@@ -53,6 +53,7 @@
 //! `Error`. `--bind-deadline` bounds the whole `/bind`; keep it under `httpTimeout`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -72,7 +73,7 @@ use tracing::{info, warn};
 
 use crate::binder::Binder;
 use crate::client::{CallError, Scorer};
-use crate::config::ShimConfig;
+use crate::config::{ProfileStrategies, ShimConfig};
 use crate::wire::{
     self, BadRequest, ErrorBody, ExtenderBindingResult, ExtenderFilterResult, FailedNodes, HostPriority, SchedulingArgs,
 };
@@ -129,6 +130,7 @@ struct AppState {
     binder: Binder,
     metrics: Option<PrometheusHandle>,
     max_body_bytes: usize,
+    profiles: Arc<ProfileStrategies>,
 }
 
 /// The shim's HTTP router. `metrics` renders `/metrics`; without it (tests, where no
@@ -140,6 +142,7 @@ pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> anyhow:
         binder: config.binder.clone(),
         metrics,
         max_body_bytes: config.max_body_bytes,
+        profiles: Arc::new(config.profiles.clone()),
     };
     Ok(Router::new()
         .route("/filter", post(filter))
@@ -205,7 +208,7 @@ async fn bind(State(state): State<AppState>, body: Result<Bytes, BytesRejection>
 
 async fn filter_body(state: &AppState, body: &[u8]) -> Response {
     let verb = Verb::Filter;
-    let args = match cpu_heavy(body.len(), || wire::decode_extender_args(body)) {
+    let args = match cpu_heavy(body.len(), || wire::decode_extender_args_for(body, &state.profiles)) {
         Ok(args) => args,
         Err(e) => return bad_request(verb, &e),
     };
@@ -235,7 +238,8 @@ async fn filter_body(state: &AppState, body: &[u8]) -> Response {
 
 async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
     let verb = Verb::Prioritize;
-    let args: SchedulingArgs<'_> = match cpu_heavy(body.len(), || wire::decode_extender_args(body)) {
+    let args: SchedulingArgs<'_> = match cpu_heavy(body.len(), || wire::decode_extender_args_for(body, &state.profiles))
+    {
         Ok(args) => args,
         Err(e) => return bad_request(verb, &e),
     };

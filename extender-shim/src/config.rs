@@ -60,17 +60,80 @@ pub struct Args {
     /// body for 5 000 nodes is 20-40 MB.
     #[arg(long, env = "FITSCHED_SHIM_MAX_BODY_BYTES", default_value = "64Mi", value_parser = parse_body_limit)]
     pub max_body_bytes: usize,
+
+    /// `NAME=STRATEGY`: the strategy (spread, pack or balanced) for pods whose
+    /// `spec.schedulerName` is NAME, a kube-scheduler profile, when the pod has no
+    /// `fitsched.io/strategy` annotation. Repeatable; the environment variable takes a
+    /// comma-separated list. Without a match the scorer's default strategy applies.
+    #[arg(
+        long = "profile-strategy",
+        env = "FITSCHED_SHIM_PROFILE_STRATEGY",
+        value_name = "NAME=STRATEGY",
+        value_delimiter = ',',
+        value_parser = parse_profile_strategy
+    )]
+    pub profile_strategy: Vec<ProfileStrategy>,
 }
 
 impl Args {
     /// The router settings these arguments describe.
-    pub fn shim_config(&self) -> ShimConfig {
+    /// Refuses a profile mapped to two different strategies.
+    pub fn shim_config(&self) -> Result<ShimConfig, String> {
         let mut client = ClientConfig::new(self.scorer.clone());
         client.deadline = self.deadline;
         client.bind_deadline = self.bind_deadline;
         client.tls_ca = self.tls_ca.clone();
         client.tls_domain = self.tls_domain.clone();
-        ShimConfig { client, max_body_bytes: self.max_body_bytes, binder: Binder::ScorerOnly }
+        let profiles = ProfileStrategies::new(self.profile_strategy.iter().cloned())?;
+        Ok(ShimConfig { client, max_body_bytes: self.max_body_bytes, binder: Binder::ScorerOnly, profiles })
+    }
+}
+
+/// The strategies the scorer knows (`fitsched-scorer`'s `Strategy`; the shim does not
+/// depend on the scorer's crate, so the names are repeated here and checked at start).
+pub const STRATEGIES: [&str; 3] = ["spread", "pack", "balanced"];
+
+/// One `--profile-strategy NAME=STRATEGY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileStrategy {
+    /// A kube-scheduler profile's `schedulerName`.
+    pub scheduler_name: String,
+    /// One of [`STRATEGIES`].
+    pub strategy: String,
+}
+
+/// The strategy of each kube-scheduler profile, by the pod's `spec.schedulerName`. A
+/// handful of entries: looked up by a linear scan, no hashing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileStrategies(Vec<ProfileStrategy>);
+
+impl ProfileStrategies {
+    /// Refuses a profile named twice with different strategies (the same pair twice is
+    /// harmless, as when a flag and a chart value repeat each other).
+    pub fn new(entries: impl IntoIterator<Item = ProfileStrategy>) -> Result<Self, String> {
+        let mut out: Vec<ProfileStrategy> = Vec::new();
+        for e in entries {
+            match out.iter().find(|o| o.scheduler_name == e.scheduler_name) {
+                Some(o) if o.strategy != e.strategy => {
+                    return Err(format!(
+                        "--profile-strategy: profile {:?} is mapped to both {:?} and {:?}",
+                        e.scheduler_name, o.strategy, e.strategy
+                    ));
+                }
+                Some(_) => {}
+                None => out.push(e),
+            }
+        }
+        Ok(Self(out))
+    }
+
+    /// The strategy for pods of the profile `scheduler_name`, if one is configured.
+    pub fn get(&self, scheduler_name: &str) -> Option<&str> {
+        self.0.iter().find(|e| e.scheduler_name == scheduler_name).map(|e| e.strategy.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -82,13 +145,20 @@ pub struct ShimConfig {
     /// Who creates Bindings; [`Args::shim_config`] leaves `ScorerOnly`, [`crate::run`]
     /// sets what `--binder` asks for (it needs a Kubernetes client, built async).
     pub binder: Binder,
+    /// `--profile-strategy`: the strategy of a pod without the annotation, by profile.
+    pub profiles: ProfileStrategies,
 }
 
 impl ShimConfig {
     /// Defaults (300 ms deadline, 64 MiB body limit, no Binding created) against the
     /// scorer at `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { client: ClientConfig::new(url), max_body_bytes: 64 << 20, binder: Binder::ScorerOnly }
+        Self {
+            client: ClientConfig::new(url),
+            max_body_bytes: 64 << 20,
+            binder: Binder::ScorerOnly,
+            profiles: ProfileStrategies::default(),
+        }
     }
 }
 
@@ -98,6 +168,19 @@ fn parse_deadline(s: &str) -> Result<Duration, String> {
         return Err("a deadline of zero would make every call fall back".into());
     }
     Ok(d)
+}
+
+fn parse_profile_strategy(s: &str) -> Result<ProfileStrategy, String> {
+    let (name, strategy) =
+        s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=STRATEGY, e.g. fitsched-pack=pack"))?;
+    let (name, strategy) = (name.trim(), strategy.trim());
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(format!("{s:?}: the profile name (a pod's spec.schedulerName) must be non-empty, without spaces"));
+    }
+    if !STRATEGIES.contains(&strategy) {
+        return Err(format!("{s:?}: unknown strategy {strategy:?}: expected spread, pack or balanced"));
+    }
+    Ok(ProfileStrategy { scheduler_name: name.to_owned(), strategy: strategy.to_owned() })
 }
 
 fn parse_body_limit(s: &str) -> Result<usize, String> {
@@ -118,7 +201,9 @@ mod tests {
         assert_eq!(a.max_body_bytes, 64 << 20);
         assert_eq!(a.binder, BinderKind::Kubernetes);
         assert!(a.tls_cert.is_none());
-        let c = a.shim_config();
+        assert!(a.profile_strategy.is_empty());
+        let c = a.shim_config().unwrap();
+        assert!(c.profiles.is_empty());
         assert_eq!(c.client.deadline, Duration::from_millis(300));
         assert_eq!(c.max_body_bytes, 64 << 20);
     }
@@ -139,7 +224,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.deadline, Duration::from_secs(1));
         assert_eq!(a.max_body_bytes, 1 << 20);
-        assert_eq!(a.shim_config().client.url, "http://scorer:50051");
+        assert_eq!(a.shim_config().unwrap().client.url, "http://scorer:50051");
         assert!(Args::try_parse_from(["fitsched-shim", "--deadline", "0s"]).is_err());
         assert!(Args::try_parse_from(["fitsched-shim", "--tls-cert", "c.pem"]).is_err(), "a cert needs its key");
         assert!(Args::try_parse_from(["fitsched-shim", "--binder", "magic"]).is_err());
@@ -148,5 +233,37 @@ mod tests {
         assert!(Args::try_parse_from(["fitsched-shim", "--deadline", "soon"]).is_err());
         assert!(Args::try_parse_from(["fitsched-shim", "--max-body-bytes", "0"]).is_err());
         assert!(Args::try_parse_from(["fitsched-shim", "--max-body-bytes", "lots"]).is_err());
+    }
+
+    #[test]
+    fn profile_strategies_map_scheduler_names() {
+        let a = Args::try_parse_from([
+            "fitsched-shim",
+            "--profile-strategy",
+            "fitsched-pack=pack",
+            "--profile-strategy",
+            "fitsched-spread=spread,fitsched=balanced",
+        ])
+        .unwrap();
+        let profiles = a.shim_config().unwrap().profiles;
+        assert_eq!(
+            (profiles.get("fitsched-pack"), profiles.get("fitsched-spread"), profiles.get("fitsched")),
+            (Some("pack"), Some("spread"), Some("balanced"))
+        );
+        assert_eq!(profiles.get("default-scheduler"), None);
+    }
+
+    #[test]
+    fn unknown_strategies_and_conflicting_profiles_are_refused() {
+        for bad in ["fitsched-fast=quick", "fitsched-pack", "=pack", "fitsched-pack=Pack"] {
+            let err = Args::try_parse_from(["fitsched-shim", "--profile-strategy", bad]).unwrap_err().to_string();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        let err = Args::try_parse_from(["fitsched-shim", "--profile-strategy", "x=quick"]).unwrap_err().to_string();
+        assert!(err.contains("unknown strategy \"quick\": expected spread, pack or balanced"), "{err}");
+        let twice =
+            Args::try_parse_from(["fitsched-shim", "--profile-strategy", "p=pack,p=spread,q=pack,q=pack"]).unwrap();
+        let err = twice.shim_config().unwrap_err();
+        assert!(err.contains("\"p\" is mapped to both \"pack\" and \"spread\""), "{err}");
     }
 }

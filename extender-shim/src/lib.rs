@@ -27,7 +27,7 @@ const DURATION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 /// Serves the extender until SIGINT or SIGTERM, then finishes in-flight requests.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
-    let mut config = args.shim_config();
+    let mut config = args.shim_config().map_err(anyhow::Error::msg)?;
     config.binder = binder::Binder::new(args.binder).await?;
     let app = router(&config, Some(metrics)).with_context(|| format!("invalid --scorer URL {:?}", args.scorer))?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -44,6 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bind_deadline = ?args.bind_deadline,
         max_body_bytes = args.max_body_bytes,
         binder = ?config.binder,
+        profiles = ?config.profiles,
         https = tls.is_some(),
         "fitsched-shim serving"
     );

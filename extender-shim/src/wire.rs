@@ -19,6 +19,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::config::ProfileStrategies;
 use crate::quantity;
 
 // ---------------------------------------------------------------------------------------
@@ -86,6 +87,33 @@ pub struct OwnerReference {
 pub struct PodSpec<'a> {
     #[serde(borrow, default)]
     pub containers: Option<Vec<Container<'a>>>,
+    /// The kube-scheduler profile the pod asked for.
+    #[serde(rename = "schedulerName", borrow, default)]
+    pub scheduler_name: Option<Text<'a>>,
+}
+
+/// A JSON string borrowed from the body when it has no escapes (serde's own
+/// `Option<Cow<str>>` always copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,15 +243,25 @@ pub fn pod_key(pod: &PodFacts) -> String {
     format!("{}/{}", pod.namespace, pod.name)
 }
 
-/// Decodes an `ExtenderArgs` body. Nodes win over NodeNames when both are sent, since
-/// they carry more (zone, allocatable) and kube-scheduler reads `Nodes` back whenever
-/// `NodeNames` is absent from the answer.
+/// Decodes an `ExtenderArgs` body with no `--profile-strategy` mapping; see
+/// [`decode_extender_args_for`].
 pub fn decode_extender_args(body: &[u8]) -> Result<SchedulingArgs<'_>, BadRequest> {
+    decode_extender_args_for(body, &ProfileStrategies::default())
+}
+
+/// Decodes an `ExtenderArgs` body; a pod without the strategy annotation gets the
+/// strategy `profiles` names for its `spec.schedulerName`. Nodes win over NodeNames when
+/// both are sent, since they carry more (zone, allocatable) and kube-scheduler reads
+/// `Nodes` back whenever `NodeNames` is absent from the answer.
+pub fn decode_extender_args_for<'b>(
+    body: &'b [u8],
+    profiles: &ProfileStrategies,
+) -> Result<SchedulingArgs<'b>, BadRequest> {
     expect_object(body, "ExtenderArgs")?;
     let args: ExtenderArgs<'_> =
         serde_json::from_slice(body).map_err(|e| BadRequest(format!("invalid ExtenderArgs JSON: {e}")))?;
     let pod = args.pod.ok_or_else(|| BadRequest("ExtenderArgs.Pod is missing or null".into()))?;
-    let pod = pod_facts(&pod)?;
+    let pod = pod_facts(&pod, profiles)?;
     match (args.nodes, args.node_names) {
         (Some(list), _) => {
             let items = list.items.unwrap_or_default();
@@ -274,8 +312,10 @@ fn candidate(index: usize, raw: &RawValue) -> Result<CandidateNode, BadRequest> 
     Ok(CandidateNode { name, zone, allocatable_cpu_millis, allocatable_memory_bytes })
 }
 
-/// What the scorer needs of a pod: identity, owner, strategy and summed requests.
-pub fn pod_facts(pod: &Pod<'_>) -> Result<PodFacts, BadRequest> {
+/// What the scorer needs of a pod: identity, owner, strategy and summed requests. The
+/// strategy is the `fitsched.io/strategy` annotation, else the one `profiles` maps the
+/// pod's `spec.schedulerName` to, else empty (the scorer's default).
+pub fn pod_facts(pod: &Pod<'_>, profiles: &ProfileStrategies) -> Result<PodFacts, BadRequest> {
     let meta = pod.metadata.as_ref();
     let name = meta.and_then(|m| m.name.clone()).unwrap_or_default();
     if name.is_empty() {
@@ -314,10 +354,20 @@ pub fn pod_facts(pod: &Pod<'_>) -> Result<PodFacts, BadRequest> {
         namespace: meta.and_then(|m| m.namespace.clone()).unwrap_or_default(),
         uid: meta.and_then(|m| m.uid.clone()).unwrap_or_default(),
         owner,
-        strategy: meta.and_then(|m| m.annotations.as_ref()).and_then(|a| a.strategy.clone()).unwrap_or_default(),
+        strategy: strategy(pod, profiles),
         cpu_request_millis: cpu,
         memory_request_bytes: memory,
     })
+}
+
+/// Annotation first (a non-empty one), then the pod's profile, then the scorer's default.
+fn strategy(pod: &Pod<'_>, profiles: &ProfileStrategies) -> String {
+    let annotated = pod.metadata.as_ref().and_then(|m| m.annotations.as_ref()).and_then(|a| a.strategy.as_deref());
+    if let Some(s) = annotated.filter(|s| !s.is_empty()) {
+        return s.to_owned();
+    }
+    let profile = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_ref()).map(|t| t.0.as_ref());
+    profile.and_then(|name| profiles.get(name)).unwrap_or_default().to_owned()
 }
 
 fn container_label(name: Option<&str>) -> String {
@@ -494,6 +544,55 @@ mod tests {
     }
 
     #[test]
+    fn the_profile_gives_the_strategy_unless_the_pod_is_annotated() {
+        use crate::config::ProfileStrategy;
+        let profiles = ProfileStrategies::new(["fitsched-pack=pack", "fitsched-spread=spread"].map(|m| {
+            let (name, strategy) = m.split_once('=').unwrap();
+            ProfileStrategy { scheduler_name: name.into(), strategy: strategy.into() }
+        }))
+        .unwrap();
+        let strategy_of = |pod: serde_json::Value| {
+            let body = json!({"Pod": pod, "NodeNames": ["n1"]}).to_string();
+            decode_extender_args_for(body.as_bytes(), &profiles).unwrap().pod.strategy
+        };
+        let mapped = json!({"metadata": {"name": "p"}, "spec": {"schedulerName": "fitsched-spread"}});
+        assert_eq!(strategy_of(mapped.clone()), "spread");
+        // The annotation wins over the profile (pod_json() says pack).
+        let mut annotated = pod_json();
+        annotated["spec"]["schedulerName"] = json!("fitsched-spread");
+        assert_eq!(strategy_of(annotated), "pack");
+        // An empty annotation is no annotation.
+        let mut empty = mapped.clone();
+        empty["metadata"]["annotations"] = json!({"fitsched.io/strategy": ""});
+        assert_eq!(strategy_of(empty), "spread");
+        // An unmapped profile, no schedulerName, or no mapping at all: the scorer's default.
+        assert_eq!(strategy_of(json!({"metadata": {"name": "p"}, "spec": {"schedulerName": "fitsched"}})), "");
+        assert_eq!(strategy_of(json!({"metadata": {"name": "p"}, "spec": {}})), "");
+        let escaped = br#"{"Pod": {"metadata": {"name": "p"}, "spec": {"schedulerName": "fitsched\u002dpack"}},
+            "NodeNames": []}"#;
+        assert_eq!(decode_extender_args_for(escaped, &profiles).unwrap().pod.strategy, "pack");
+        let body = json!({"Pod": mapped, "NodeNames": []}).to_string();
+        assert_eq!(decode_extender_args(body.as_bytes()).unwrap().pod.strategy, "");
+    }
+
+    #[test]
+    fn captured_pods_carry_their_scheduler_name() {
+        // The capture's home is moving from the shared folder into testdata/: read either.
+        let file = "kube-scheduler-extender/full/002-prioritize-request.json";
+        let dirs = [
+            concat!(env!("CARGO_MANIFEST_DIR"), "/testdata"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures"),
+        ];
+        let body = dirs
+            .iter()
+            .find_map(|d| std::fs::read(format!("{d}/{file}")).ok())
+            .unwrap_or_else(|| panic!("{file} not found under {dirs:?}"));
+        let args: ExtenderArgs<'_> = serde_json::from_slice(&body).unwrap();
+        let spec = args.pod.unwrap().spec.unwrap();
+        assert!(matches!(spec.scheduler_name, Some(Text(Cow::Borrowed("capture-full")))), "{:?}", spec.scheduler_name);
+    }
+
+    #[test]
     fn a_pod_without_controller_is_bare() {
         let body = json!({"Pod": {"metadata": {"name": "p", "ownerReferences": [{"kind": "X", "controller": false}]}},
             "NodeNames": []})
@@ -573,6 +672,7 @@ mod tests {
                 "is negative",
             ),
             (r#"{"Pod": {"metadata": {"name": "p"}}, "pod": {}, "NodeNames": []}"#, "duplicate field"),
+            (r#"{"Pod": {"metadata": {"name": "p"}, "spec": {"schedulerName": 7}}, "NodeNames": []}"#, "a string"),
         ];
         for (body, needle) in cases {
             let err = decode_extender_args(body.as_bytes()).unwrap_err();
