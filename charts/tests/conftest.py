@@ -2,8 +2,9 @@
 
 The chart is rendered with Helm's own Go SDK (helm-python-sdk, module ``helm_python``),
 never with a ``helm`` binary. ``cargo xtask test`` runs these through ``chart::check()``,
-which sets FITSCHED_XTASK (the xtask binary, for ``policy``), FITSCHED_BIN_DIR (the built
-fitsched binaries) and FITSCHED_SHARED (the wire fixtures).
+which sets FITSCHED_XTASK (the xtask binary, for ``policy``) and FITSCHED_BIN_DIR (the
+built fitsched binaries). The wire fixtures are the repository's own, in
+``extender-shim/testdata/kube-scheduler-extender/``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ TESTS = Path(__file__).resolve().parent
 CHART = TESTS.parent / "fitsched"
 WORKSPACE = TESTS.parent.parent
 SCHEMAS = TESTS / "schemas"
-SHARED = Path(os.environ.get("FITSCHED_SHARED", WORKSPACE.parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "kube-scheduler-extender"
+FIXTURES = WORKSPACE / "extender-shim" / "testdata" / "kube-scheduler-extender"
 
 RELEASE = "fs"
 NAMESPACE = "fitsched"

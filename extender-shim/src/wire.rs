@@ -7,7 +7,7 @@
 //! bytes supplies name, zone and allocatable.
 //!
 //! Keys are Go's default (capitalised) field names, as the captures in
-//! `shared/fixtures/kube-scheduler-extender/` show. Go's decoder matches keys
+//! `extender-shim/testdata/kube-scheduler-extender/` show. Go's decoder matches keys
 //! case-insensitively, so the lower-camel and lower-case spellings are accepted too.
 
 use std::borrow::Cow;

@@ -18,17 +18,18 @@ pub fn bin_dir() -> PathBuf {
     std::env::var_os("FITSCHED_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug"))
 }
 
-/// The project's `shared/` folder (design, fixtures), beside the checkout unless
-/// `FITSCHED_SHARED` says otherwise.
+/// The project's `shared/` folder (design, the Kubernetes binaries of `kube/`), beside
+/// the checkout unless `FITSCHED_SHARED` says otherwise.
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("FITSCHED_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().parent().map(|p| p.join("shared")).unwrap_or_default())
 }
 
-/// The captured kube-scheduler extender bodies.
+/// The captured kube-scheduler extender bodies, carried in the repository at
+/// `extender-shim/testdata/kube-scheduler-extender/`.
 pub fn fixtures_dir() -> PathBuf {
-    shared_dir().join("fixtures/kube-scheduler-extender")
+    workspace_root().join("extender-shim/testdata/kube-scheduler-extender")
 }
 
 /// Project-local state that is not committed (the venv, logs).

@@ -1,7 +1,7 @@
 //! A kube-scheduler simulator that speaks the real extender wire format.
 //!
 //! For each pod it does what kube-scheduler v1.36 does with an extender configured like
-//! `shared/fixtures/kube-scheduler-extender/*/scheduler-config.yaml`: runs its own
+//! `extender-shim/testdata/kube-scheduler-extender/*/scheduler-config.yaml`: runs its own
 //! resource-fit filter, POSTs `ExtenderArgs` to `/filter` and `/prioritize`, adds
 //! `extender score × weight × 10` to its own plugin score (NodeResourcesFit's
 //! LeastAllocated, 0..100), picks the best node (ties at random, as kube-scheduler

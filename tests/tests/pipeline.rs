@@ -106,7 +106,7 @@ fn request_nodes(req: &Value) -> Vec<String> {
 fn shim_answers_every_captured_request_with_the_captured_shape() {
     let stack = stack("fixtures", &[]);
     let fixtures = paths::fixtures_dir();
-    assert!(fixtures.is_dir(), "fixtures missing at {} (shared/ must sit beside the checkout)", fixtures.display());
+    assert!(fixtures.is_dir(), "fixtures missing at {} (they are part of the repository)", fixtures.display());
     let mut checked = 0;
     for mode in ["names", "full"] {
         let mut files: Vec<_> = std::fs::read_dir(fixtures.join(mode)).unwrap().map(|e| e.unwrap().path()).collect();

@@ -48,7 +48,6 @@ pub fn check() -> anyhow::Result<()> {
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("FITSCHED_XTASK", &xtask)
         .env("FITSCHED_BIN_DIR", paths::bin_dir())
-        .env("FITSCHED_SHARED", paths::shared_dir())
         .current_dir(&root)
         .status()
         .with_context(|| format!("starting {}", venv.python().display()))?;

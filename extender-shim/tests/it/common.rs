@@ -15,14 +15,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Response, Status};
 use tower::ServiceExt;
 
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/kube-scheduler-extender");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/kube-scheduler-extender");
 
-/// `names` or `full` fixture folder; fails clearly when the shared fixtures are absent.
+/// `names` or `full` fixture folder; fails clearly when the fixtures are absent.
 pub fn fixture_dir(mode: &str) -> PathBuf {
     let dir = Path::new(FIXTURES).join(mode);
     assert!(
         dir.is_dir(),
-        "kube-scheduler extender fixtures not found at {}: the shared/ folder must sit beside the workspace",
+        "kube-scheduler extender fixtures not found at {}: they belong in extender-shim/testdata/",
         dir.display()
     );
     dir
