@@ -577,16 +577,9 @@ mod tests {
 
     #[test]
     fn captured_pods_carry_their_scheduler_name() {
-        // The capture's home is moving from the shared folder into testdata/: read either.
-        let file = "kube-scheduler-extender/full/002-prioritize-request.json";
-        let dirs = [
-            concat!(env!("CARGO_MANIFEST_DIR"), "/testdata"),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures"),
-        ];
-        let body = dirs
-            .iter()
-            .find_map(|d| std::fs::read(format!("{d}/{file}")).ok())
-            .unwrap_or_else(|| panic!("{file} not found under {dirs:?}"));
+        let file =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/kube-scheduler-extender/full/002-prioritize-request.json");
+        let body = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
         let args: ExtenderArgs<'_> = serde_json::from_slice(&body).unwrap();
         let spec = args.pod.unwrap().spec.unwrap();
         assert!(matches!(spec.scheduler_name, Some(Text(Cow::Borrowed("capture-full")))), "{:?}", spec.scheduler_name);
