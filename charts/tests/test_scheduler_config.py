@@ -43,7 +43,10 @@ CONFIGS = {
     "full": load_values("full"),
     "no-leader-election": VARIANTS["no-leader-election"],
     "filter-and-prioritize-off": VARIANTS["filter-and-prioritize-off"],
+    "pack-without-strategy-profiles": VARIANTS["pack-without-strategy-profiles"],
+    "filter-rule": VARIANTS["filter-rule"],
 }
+STRATEGIES = ["spread", "pack", "balanced"]
 
 
 def schema_errors(cfg: dict[str, Any]) -> list[str]:
@@ -85,7 +88,9 @@ def test_rendered_configuration_is_valid_and_wired(name):
     _, cfg = scheduler_config(objs)
     assert schema_errors(cfg) == []
 
-    assert [p["schedulerName"] for p in cfg["profiles"]] == [v["scheduler"]["name"]]
+    name = v["scheduler"]["name"]
+    extra = [f"{name}-{s}" for s in STRATEGIES] if v["scheduler"]["strategyProfiles"] else []
+    assert [p["schedulerName"] for p in cfg["profiles"]] == [name, *extra]
     le = cfg["leaderElection"]
     if v["scheduler"]["leaderElection"]["enabled"]:
         assert le["leaderElect"] is True and le["resourceLock"] == "leases"
@@ -99,7 +104,7 @@ def test_rendered_configuration_is_valid_and_wired(name):
     assert len(cfg["extenders"]) == 1
     ext = cfg["extenders"][0]
     e = v["extender"]
-    assert ext.get("filterVerb", "") == e["filterVerb"]
+    assert ext.get("filterVerb", "") == (e["filterVerb"] if filter_rule(v) else "")
     assert ext.get("prioritizeVerb", "") == e["prioritizeVerb"]
     assert ext.get("bindVerb", "") == e["bindVerb"]
     assert ext["weight"] == e["weight"] and isinstance(ext["weight"], int)
@@ -149,12 +154,14 @@ def policy_args(values: dict[str, Any] | None) -> list[str]:
     args = [
         "--full",
         f"--scheduler-name={v['scheduler']['name']}",
+        f"--default-strategy={v['scorer']['defaultStrategy']}",
+        f"--strategy-profiles={'true' if v['scheduler']['strategyProfiles'] else 'false'}",
         f"--leader-elect={'true' if le['enabled'] else 'false'}",
         f"--lease-name={le['leaseName'] or fullname() + '-scheduler'}",
         f"--lease-namespace={NAMESPACE}",
         "--kubeconfig=",
         f"--weight={e['weight']}",
-        f"--filter={'true' if e['filterVerb'] else 'false'}",
+        f"--filter={'true' if e['filterVerb'] and filter_rule(v) else 'false'}",
         f"--prioritize={'true' if e['prioritizeVerb'] else 'false'}",
         f"--bind={'true' if e['bindVerb'] else 'false'}",
         f"--node-cache-capable={'true' if e['nodeCacheCapable'] else 'false'}",
@@ -163,6 +170,10 @@ def policy_args(values: dict[str, Any] | None) -> list[str]:
         f"--shim-url=http://127.0.0.1:{v['shim']['port']}",
     ]
     return args
+
+
+def filter_rule(v: dict[str, Any]) -> bool:
+    return any(v["scorer"]["filter"].get(k) is not None for k in ("minFitness", "maxPsiMemoryFull"))
 
 
 def without_comments(text: str) -> str:
@@ -205,6 +216,88 @@ def test_policy_defaults_are_the_charts():
     assert full["leaderElection"]["resourceName"] == "kube-scheduler"
     assert full["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf"}
     assert full["extenders"] == cfg["extenders"]
+    assert "filterVerb" not in printed["extenders"][0], "an operator's scorer rules are unknown here"
+    assert "filterVerb" in yaml.safe_load(xtask_policy("--filter"))["extenders"][0]
+    # The operator's own profile keeps kube-scheduler's defaults unless asked otherwise.
+    with_profiles = yaml.safe_load(xtask_policy("--full", "--strategy-profiles"))
+    assert schema_errors(with_profiles) == []
+    assert [p["schedulerName"] for p in with_profiles["profiles"]] == [
+        "default-scheduler",
+        *(f"default-scheduler-{s}" for s in STRATEGIES),
+    ]
+
+
+# ---- profiles: one per strategy ------------------------------------------------------
+
+
+def plugin_args(profile: dict[str, Any], plugin: str) -> dict[str, Any] | None:
+    found = [c["args"] for c in profile.get("pluginConfig", []) if c["name"] == plugin]
+    assert len(found) <= 1, f"{plugin} configured twice in {profile['schedulerName']}"
+    return found[0] if found else None
+
+
+def assert_pack_profile(p: dict[str, Any]) -> None:
+    """kube-scheduler's own plugins agree with pack: fuller nodes first, a workload's pods
+    not spread, no evenness bonus, and every feasible node a candidate."""
+    assert p["percentageOfNodesToScore"] == 100
+    fit = plugin_args(p, "NodeResourcesFit")
+    assert fit == {
+        "scoringStrategy": {
+            "type": "MostAllocated",
+            "resources": [{"name": "cpu", "weight": 1}, {"name": "memory", "weight": 1}],
+        }
+    }
+    spread = plugin_args(p, "PodTopologySpread")
+    assert spread == {"defaultingType": "List"}, "no defaultConstraints: owned pods are not spread"
+    assert p["plugins"] == {"score": {"disabled": [{"name": "NodeResourcesBalancedAllocation"}]}}
+
+
+def assert_default_profile(p: dict[str, Any]) -> None:
+    """kube-scheduler's defaults (its system default topology spread spreads owned pods)."""
+    assert set(p) == {"schedulerName"}, p
+
+
+@pytest.mark.parametrize("default_strategy", STRATEGIES)
+def test_one_profile_per_strategy(default_strategy):
+    objs = objects(render({"scorer": {"defaultStrategy": default_strategy}}))
+    _, cfg = scheduler_config(objs)
+    assert schema_errors(cfg) == []
+    profiles = {p["schedulerName"]: p for p in cfg["profiles"]}
+    assert list(profiles) == ["fitsched", "fitsched-spread", "fitsched-pack", "fitsched-balanced"]
+    strategy_of = {"fitsched": default_strategy, **{f"fitsched-{s}": s for s in STRATEGIES}}
+    for name, strategy in strategy_of.items():
+        (assert_pack_profile if strategy == "pack" else assert_default_profile)(profiles[name])
+    # The shim maps each profile to its strategy, the main profile included.
+    shim = container(objs, "Deployment", f"{fullname()}-scheduler", "shim")
+    mapping = [a.split("=", 1)[1] for a in shim["args"] if a.startswith("--profile-strategy=")]
+    assert mapping == [f"{n}={s}" for n, s in strategy_of.items()]
+
+
+def test_strategy_profiles_off_renders_one_profile():
+    values = {"scheduler": {"name": "fs-sched", "strategyProfiles": False}, "scorer": {"defaultStrategy": "pack"}}
+    objs = objects(render(values))
+    _, cfg = scheduler_config(objs)
+    assert schema_errors(cfg) == []
+    assert [p["schedulerName"] for p in cfg["profiles"]] == ["fs-sched"]
+    assert_pack_profile(cfg["profiles"][0])
+    shim = container(objs, "Deployment", f"{fullname()}-scheduler", "shim")
+    assert [a for a in shim["args"] if a.startswith("--profile-strategy")] == ["--profile-strategy=fs-sched=pack"]
+
+
+@pytest.mark.parametrize(
+    "scorer_filter,filter_verb,expected",
+    [
+        ({}, "filter", None),
+        ({"minFitness": 0.2}, "filter", "filter"),
+        ({"minFitness": 0}, "filter", "filter"),
+        ({"maxPsiMemoryFull": 0.1}, "filter", "filter"),
+        ({"minFitness": 0.2, "maxPsiMemoryFull": 0.1}, "", None),
+    ],
+)
+def test_filter_verb_only_with_a_filter_rule(scorer_filter, filter_verb, expected):
+    values = {"scorer": {"filter": scorer_filter}, "extender": {"filterVerb": filter_verb}}
+    _, cfg = scheduler_config(objects(render(values)))
+    assert cfg["extenders"][0].get("filterVerb") == expected
 
 
 # ---- the verbs, against the real shim -------------------------------------------------
@@ -219,10 +312,14 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def shim():
     """The real fitsched-shim, with no scorer behind it: it must answer every verb it
-    serves (neutrally for filter and prioritize, with an Error for bind)."""
+    serves (neutrally for filter and prioritize, with an Error for bind). It starts with
+    the chart's profile-to-strategy args, which it must accept."""
     port, dead = free_port(), free_port()
+    rendered = container(objects(render()), "Deployment", f"{fullname()}-scheduler", "shim")["args"]
+    profile_args = [a for a in rendered if a.startswith("--profile-strategy=")]
+    assert profile_args
     proc = subprocess.Popen(
-        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms", "--binder", "scorer-only"],
+        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms", "--binder", "scorer-only", *profile_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -6,6 +6,8 @@
 //! `charts/fitsched/values.yaml`. The chart renders it into its KubeSchedulerConfiguration;
 //! `policy` reads the same block (compiled in) and prints the same YAML, and the chart
 //! tests render the chart and run `policy` with the same options and compare the two.
+//! Each strategy's profile settings are owned by `profile_yaml` here and by the chart's
+//! `fitsched.profile` helper there; that comparison keeps the two equal.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -58,7 +60,7 @@ pub fn check() -> anyhow::Result<()> {
 }
 
 /// `cargo xtask policy`: fitsched's extender entry for a KubeSchedulerConfiguration.
-/// Every option defaults to the chart's `extender:` values.
+/// Every extender option but `--filter` defaults to the chart's `extender:` values.
 #[derive(Debug, clap::Args)]
 pub struct PolicyArgs {
     /// Multiplier of fitsched's 0..10 scores in kube-scheduler's sum [default: the chart's extender.weight]
@@ -70,9 +72,18 @@ pub struct PolicyArgs {
     /// Let fitsched bind the pods it places (bindVerb: bind) [default: the chart's]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub bind: Option<bool>,
-    /// Ask fitsched to filter nodes (filterVerb: filter) [default: the chart's]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub filter: Option<bool>,
+    /// Ask fitsched to filter nodes (filterVerb: filter). Worth its round trip per pod only
+    /// when the scorer runs with --filter-min-fitness or --filter-max-psi-memory-full, which
+    /// this command cannot see (without a rule every node passes), so it is off by default
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = clap::ArgAction::Set,
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub filter: bool,
     /// Ask fitsched to score nodes (prioritizeVerb: prioritize) [default: the chart's]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub prioritize: Option<bool>,
@@ -91,6 +102,23 @@ pub struct PolicyArgs {
     /// With --full: the profile's schedulerName
     #[arg(long, default_value = "default-scheduler", requires = "full")]
     pub scheduler_name: String,
+    /// With --full: the strategy whose plugin settings the --scheduler-name profile gets
+    /// (pack changes kube-scheduler's own plugins to agree with it; spread and balanced
+    /// keep its defaults) [default: the chart's scorer.defaultStrategy]
+    #[arg(long, value_enum, requires = "full")]
+    pub default_strategy: Option<Strategy>,
+    /// With --full: also one profile per strategy, <scheduler-name>-spread, -pack and
+    /// -balanced, which pods pick with spec.schedulerName (the chart's scheduler.strategyProfiles)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = clap::ArgAction::Set,
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        requires = "full"
+    )]
+    pub strategy_profiles: bool,
     /// With --full: leader election on a Lease
     #[arg(
         long,
@@ -190,7 +218,8 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
         Some(false) => String::new(),
         None => default,
     };
-    e.filter_verb = verb(args.filter, "filter", e.filter_verb);
+    // Not the chart's filterVerb: the chart renders it only with a scorer filter rule on.
+    e.filter_verb = if args.filter { "filter".to_owned() } else { String::new() };
     e.prioritize_verb = verb(args.prioritize, "prioritize", e.prioritize_verb);
     e.bind_verb = verb(args.bind, "bind", e.bind_verb);
     if let Some(w) = args.weight {
@@ -222,7 +251,7 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
         out.push_str(&e.to_yaml("  "));
         return Ok(out);
     }
-    out.push_str("# kube-scheduler --config=<this file>: its profile with fitsched's extender.\n");
+    out.push_str("# kube-scheduler --config=<this file>: its profiles with fitsched's extender.\n");
     out.push_str("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n");
     if !args.kubeconfig.is_empty() {
         let _ = writeln!(out, "clientConnection:\n  kubeconfig: {}", scalar(&args.kubeconfig));
@@ -236,10 +265,94 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
             scalar(&args.lease_namespace)
         );
     }
-    let _ = writeln!(out, "profiles:\n  - schedulerName: {}", scalar(&args.scheduler_name));
+    let default_strategy = match args.default_strategy {
+        Some(s) => s,
+        None => Strategy::chart_default()?,
+    };
+    let mut profiles = vec![(args.scheduler_name.clone(), default_strategy)];
+    if args.strategy_profiles {
+        profiles.extend(Strategy::ALL.map(|s| (format!("{}-{}", args.scheduler_name, s.name()), s)));
+    }
+    out.push_str("# Give the shim beside it each profile's strategy (for pods without fitsched.io/strategy):\n");
+    for (name, strategy) in &profiles {
+        let _ = writeln!(out, "#   --profile-strategy={name}={}", strategy.name());
+    }
+    out.push_str("profiles:\n");
+    for (name, strategy) in &profiles {
+        out.push_str(&profile_yaml(name, *strategy, "  "));
+    }
     out.push_str("extenders:\n");
     out.push_str(&e.to_yaml("  "));
     Ok(out)
+}
+
+/// A scorer strategy, spelt as values.yaml and the scorer's --default-strategy spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    Spread,
+    Pack,
+    Balanced,
+}
+
+impl Strategy {
+    /// In the order of the chart's strategy profiles.
+    pub const ALL: [Strategy; 3] = [Strategy::Spread, Strategy::Pack, Strategy::Balanced];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Pack => "pack",
+            Strategy::Balanced => "balanced",
+        }
+    }
+
+    /// The chart's `scorer.defaultStrategy`.
+    pub fn chart_default() -> anyhow::Result<Self> {
+        let v = top_level_scalar(VALUES_YAML, "scorer", "defaultStrategy")
+            .context("charts/fitsched/values.yaml has no scalar scorer.defaultStrategy")?;
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name() == v)
+            .with_context(|| format!("scorer.defaultStrategy in values.yaml is {v:?}, not spread, pack or balanced"))
+    }
+}
+
+/// One KubeSchedulerProfile as a YAML list item, each line prefixed by `indent`. The one
+/// place here that owns each strategy's plugin settings, as the chart's `fitsched.profile`.
+/// spread and balanced keep kube-scheduler's defaults: its system default topology spread
+/// already spreads a workload's pods over hostnames and zones.
+pub fn profile_yaml(name: &str, strategy: Strategy, indent: &str) -> String {
+    let mut lines = vec![format!("- schedulerName: {}", scalar(name))];
+    if strategy == Strategy::Pack {
+        lines.extend(
+            [
+                "  # Every feasible node is a candidate, so the node pack fills is never left out.",
+                "  percentageOfNodesToScore: 100",
+                "  plugins:",
+                "    score:",
+                "      disabled:",
+                "        # It prefers nodes with even CPU and memory shares, not full ones.",
+                "        - name: NodeResourcesBalancedAllocation",
+                "  pluginConfig:",
+                "    # Fuller nodes score higher, as under pack (the default LeastAllocated outvotes it).",
+                "    - name: NodeResourcesFit",
+                "      args:",
+                "        scoringStrategy:",
+                "          type: MostAllocated",
+                "          resources:",
+                "            - name: cpu",
+                "              weight: 1",
+                "            - name: memory",
+                "              weight: 1",
+                "    # No default constraints: the system defaults spread a workload's pods over nodes and zones.",
+                "    - name: PodTopologySpread",
+                "      args:",
+                "        defaultingType: List",
+            ]
+            .map(str::to_owned),
+        );
+    }
+    lines.iter().map(|l| format!("{indent}{l}\n")).collect()
 }
 
 /// A positive Go duration with one unit, the form values.schema.json admits.
@@ -369,6 +482,40 @@ mod tests {
     }
 
     #[test]
+    fn filter_is_off_unless_asked_for() {
+        assert!(!policy_yaml(&args(&[])).unwrap().contains("filterVerb"));
+        assert!(policy_yaml(&args(&["--filter"])).unwrap().contains("    filterVerb: filter\n"));
+        assert!(!policy_yaml(&args(&["--filter=false"])).unwrap().contains("filterVerb"));
+    }
+
+    #[test]
+    fn strategy_profiles_follow_the_pack_settings() {
+        let y = policy_yaml(&args(&[
+            "--full",
+            "--scheduler-name",
+            "fs",
+            "--default-strategy",
+            "spread",
+            "--strategy-profiles",
+        ]))
+        .unwrap();
+        let names: Vec<&str> = y.lines().filter_map(|l| l.strip_prefix("  - schedulerName: ")).collect();
+        assert_eq!(names, ["fs", "fs-spread", "fs-pack", "fs-balanced"]);
+        assert_eq!(y.matches("percentageOfNodesToScore: 100").count(), 1, "pack only:\n{y}");
+        assert!(y.contains("#   --profile-strategy=fs-pack=pack\n"));
+        let pack = profile_yaml("p", Strategy::Pack, "");
+        for line in ["type: MostAllocated", "defaultingType: List", "- name: NodeResourcesBalancedAllocation"] {
+            assert!(pack.contains(line), "{line:?} missing from\n{pack}");
+        }
+        assert!(!pack.contains("defaultConstraints"));
+        assert_eq!(profile_yaml("b", Strategy::Balanced, "  "), "  - schedulerName: b\n");
+        let one = policy_yaml(&args(&["--full", "--default-strategy=pack"])).unwrap();
+        assert_eq!(one.matches("schedulerName:").count(), 1);
+        assert!(one.contains("  - schedulerName: default-scheduler\n    # Every feasible"));
+        assert!(Strategy::chart_default().is_ok());
+    }
+
+    #[test]
     fn refuses_bad_durations_and_weights() {
         assert!(parse_duration("2s").is_ok() && parse_duration("300ms").is_ok());
         for bad in ["", "-1s", "0s", "2", "1m30s", "2 s", "02s"] {
@@ -381,6 +528,8 @@ mod tests {
         }
         assert!(<Cli as clap::Parser>::try_parse_from(["policy", "--weight", "0"]).is_err());
         assert!(<Cli as clap::Parser>::try_parse_from(["policy", "--scheduler-name", "x"]).is_err());
+        assert!(<Cli as clap::Parser>::try_parse_from(["policy", "--strategy-profiles"]).is_err());
+        assert!(<Cli as clap::Parser>::try_parse_from(["policy", "--full", "--default-strategy", "tight"]).is_err());
     }
 
     #[test]

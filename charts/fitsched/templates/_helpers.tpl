@@ -156,8 +156,9 @@ workload template, so a bad combination fails the render with a message.
 
 {{/*
 The second scheduler's KubeSchedulerConfiguration. In-cluster credentials (no
-clientConnection.kubeconfig), its own profile and Lease, and the shim beside it as the
-extender. xtask/src/chart.rs (`cargo xtask policy --full`) prints the same document.
+clientConnection.kubeconfig), its own profiles and Lease, and the shim beside it as the
+extender (extenders serve every profile). xtask/src/chart.rs (`cargo xtask policy --full`)
+prints the same document.
 */}}
 {{- define "fitsched.schedulerConfig" -}}
 apiVersion: kubescheduler.config.k8s.io/v1
@@ -170,16 +171,79 @@ leaderElection:
   resourceNamespace: {{ .Release.Namespace }}
 {{- end }}
 profiles:
-  - schedulerName: {{ .Values.scheduler.name }}
+{{- range include "fitsched.profiles" . | fromJsonArray }}
+  {{- include "fitsched.profile" . | nindent 2 }}
+{{- end }}
 extenders:
   {{- include "fitsched.extender" . | nindent 2 }}
+{{- end }}
+
+{{/*
+The scheduler's profiles, a JSON list of {name, strategy}: scheduler.name with
+scorer.defaultStrategy, then, with scheduler.strategyProfiles, <name>-<strategy> for each
+strategy. The shim gets the same list as --profile-strategy=<name>=<strategy>.
+*/}}
+{{- define "fitsched.profiles" -}}
+{{- $name := .Values.scheduler.name }}
+{{- $out := list (dict "name" $name "strategy" .Values.scorer.defaultStrategy) }}
+{{- if .Values.scheduler.strategyProfiles }}
+{{- range list "spread" "pack" "balanced" }}
+{{- $out = append $out (dict "name" (printf "%s-%s" $name .) "strategy" .) }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/*
+One KubeSchedulerProfile: (dict "name" "fitsched-pack" "strategy" "pack"). The one place
+that owns each strategy's plugin settings; xtask/src/chart.rs (profile_yaml) writes the same.
+spread and balanced keep kube-scheduler's defaults: its system default topology spread
+already spreads a workload's pods over hostnames and zones.
+*/}}
+{{- define "fitsched.profile" -}}
+- schedulerName: {{ .name }}
+{{- if eq .strategy "pack" }}
+  # Every feasible node is a candidate, so the node pack fills is never left out.
+  percentageOfNodesToScore: 100
+  plugins:
+    score:
+      disabled:
+        # It prefers nodes with even CPU and memory shares, not full ones.
+        - name: NodeResourcesBalancedAllocation
+  pluginConfig:
+    # Fuller nodes score higher, as under pack (the default LeastAllocated outvotes it).
+    - name: NodeResourcesFit
+      args:
+        scoringStrategy:
+          type: MostAllocated
+          resources:
+            - name: cpu
+              weight: 1
+            - name: memory
+              weight: 1
+    # No default constraints: the system defaults spread a workload's pods over nodes and zones.
+    - name: PodTopologySpread
+      args:
+        defaultingType: List
+{{- end }}
+{{- end }}
+
+{{/*
+The extender's filterVerb, or "" when no scorer filter rule is on: without a rule every
+node passes, and the verb would cost an HTTP and a gRPC round trip per pod for nothing.
+*/}}
+{{- define "fitsched.filterVerb" -}}
+{{- $f := .Values.scorer.filter }}
+{{- if or (not (kindIs "invalid" $f.minFitness)) (not (kindIs "invalid" $f.maxPsiMemoryFull)) }}
+{{- .Values.extender.filterVerb }}
+{{- end }}
 {{- end }}
 
 {{/* The extender entry: the shim sidecar on loopback, verbs and knobs from .Values.extender. */}}
 {{- define "fitsched.extender" -}}
 {{- $e := .Values.extender -}}
 - urlPrefix: http://127.0.0.1:{{ .Values.shim.port }}
-{{- with $e.filterVerb }}
+{{- with include "fitsched.filterVerb" . }}
   filterVerb: {{ . }}
 {{- end }}
 {{- with $e.prioritizeVerb }}
