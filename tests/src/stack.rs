@@ -1,17 +1,18 @@
 //! Starts fitsched's binaries as real processes on free loopback ports, waits until they
 //! answer, and stops them when dropped.
 
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use fitsched_proto::ListNodesRequest;
 use fitsched_proto::scorer_client::ScorerClient;
 
 use crate::paths;
+use crate::process::Processes;
+pub use crate::process::http_agent;
 
 /// How to run the stack.
 #[derive(Debug, Clone)]
@@ -44,6 +45,18 @@ pub struct StackConfig {
     pub tls: Option<TlsFiles>,
     /// Agents must present the token in this file on the ingest stream.
     pub token_file: Option<PathBuf>,
+    /// A real API server: the scorer watches it and the shim creates Bindings in it.
+    /// Without one the shim only tells the scorer (`--binder scorer-only`).
+    pub cluster: Option<ClusterAccess>,
+}
+
+/// Kubeconfigs of a real cluster, one per identity, as the chart's ServiceAccounts.
+#[derive(Debug, Clone)]
+pub struct ClusterAccess {
+    /// The scorer's: it lists and watches pods and nodes.
+    pub scorer_kubeconfig: PathBuf,
+    /// The shim's: the scheduler pod's account, which may create Bindings.
+    pub shim_kubeconfig: PathBuf,
 }
 
 /// PEM files for a TLS scorer whose certificate is valid for `localhost`.
@@ -103,14 +116,9 @@ impl Default for StackConfig {
             log_filter: "info".into(),
             tls: None,
             token_file: None,
+            cluster: None,
         }
     }
-}
-
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
 }
 
 /// The running stack. Dropping it kills every process it started.
@@ -119,9 +127,7 @@ pub struct Stack {
     pub scorer_http: SocketAddr,
     pub shim_http: SocketAddr,
     pub agent_http: Vec<SocketAddr>,
-    procs: Vec<Proc>,
-    /// How often each process name was started, for its log files.
-    starts: std::collections::HashMap<String, usize>,
+    procs: Processes,
     config: StackConfig,
 }
 
@@ -135,34 +141,34 @@ impl Stack {
     /// Starts the scorer, the shim and the agents, and waits until each answers
     /// `/health`.
     pub fn start(config: StackConfig) -> anyhow::Result<Stack> {
-        std::fs::create_dir_all(&config.log_dir)?;
         let mut stack = Stack {
             scorer_grpc: free_addr()?,
             scorer_http: free_addr()?,
             shim_http: free_addr()?,
             agent_http: Vec::new(),
-            procs: Vec::new(),
-            starts: Default::default(),
+            procs: Processes::new(&config.log_dir)?,
             config,
         };
         stack.start_scorer()?;
         let scorer_url = stack.scorer_url();
         let shim_http = stack.shim_http.to_string();
-        // The simulator is the cluster: there is no API server to create Bindings in.
+        // Without an API server there is nothing to create Bindings in.
+        let binder = if stack.config.cluster.is_some() { "kubernetes" } else { "scorer-only" };
         let mut shim_args = vec![
             "--listen".to_owned(),
             shim_http,
             "--scorer".to_owned(),
             scorer_url,
             "--binder".to_owned(),
-            "scorer-only".to_owned(),
+            binder.into(),
         ];
         if let Some(tls) = &stack.config.tls {
             shim_args.extend(["--tls-ca".to_owned(), tls.ca.display().to_string()]);
         }
         shim_args.extend(stack.config.shim_args.clone());
-        stack.spawn("shim", "fitsched-shim", &shim_args)?;
-        stack.wait_healthy(stack.shim_http)?;
+        let kubeconfig = stack.config.cluster.as_ref().map(|c| c.shim_kubeconfig.clone());
+        stack.spawn("shim", "fitsched-shim", &shim_args, kubeconfig)?;
+        stack.procs.wait_healthy(stack.shim_http)?;
 
         let agents = stack.config.real_agents.clone();
         for (i, node) in agents.iter().enumerate() {
@@ -170,7 +176,7 @@ impl Stack {
             if let Some(node) = node {
                 args.extend(["--node-name".to_owned(), node.clone()]);
             }
-            stack.spawn(&format!("agent-{i}"), "fitsched-agent", &args)?;
+            stack.spawn(&format!("agent-{i}"), "fitsched-agent", &args, None)?;
         }
         if stack.config.simulated > 0 {
             let mut args = stack.agent_args()?;
@@ -180,10 +186,10 @@ impl Stack {
                 "--seed".to_owned(),
                 stack.config.sim_seed.to_string(),
             ]);
-            stack.spawn("agent-sim", "fitsched-agent", &args)?;
+            stack.spawn("agent-sim", "fitsched-agent", &args, None)?;
         }
         for addr in stack.agent_http.clone() {
-            stack.wait_healthy(addr)?;
+            stack.procs.wait_healthy(addr)?;
         }
         Ok(stack)
     }
@@ -221,9 +227,9 @@ impl Stack {
             self.scorer_http.to_string(),
             "--window".to_owned(),
             self.config.window.clone(),
-            // A localhost stack has no cluster to watch, even where a kubeconfig exists.
+            // Without a test cluster, nothing to watch, even where a kubeconfig exists.
             "--cluster-watch".to_owned(),
-            "off".to_owned(),
+            if self.config.cluster.is_some() { "on" } else { "off" }.to_owned(),
         ];
         if let Some(tls) = &self.config.tls {
             args.extend([
@@ -237,8 +243,9 @@ impl Stack {
             args.extend(["--ingest-token-file".into(), token.display().to_string()]);
         }
         args.extend(self.config.scorer_args.clone());
-        self.spawn("scorer", "fitsched-scorer", &args)?;
-        self.wait_healthy(self.scorer_http)
+        let kubeconfig = self.config.cluster.as_ref().map(|c| c.scorer_kubeconfig.clone());
+        self.spawn("scorer", "fitsched-scorer", &args, kubeconfig)?;
+        self.procs.wait_healthy(self.scorer_http)
     }
 
     fn agent_args(&mut self) -> anyhow::Result<Vec<String>> {
@@ -267,7 +274,8 @@ impl Stack {
             .collect())
     }
 
-    fn spawn(&mut self, name: &str, bin: &str, args: &[String]) -> anyhow::Result<()> {
+    /// Starts a fitsched binary; `kubeconfig` is the identity it reaches the API server with.
+    fn spawn(&mut self, name: &str, bin: &str, args: &[String], kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
         let path = self.config.bin_dir.clone().unwrap_or_else(paths::bin_dir).join(bin);
         if !path.exists() {
             bail!(
@@ -275,76 +283,32 @@ impl Stack {
                 path.display()
             );
         }
-        let log = self.log_path(name);
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(&path)
-            .args(args)
-            .env("RUST_LOG", &self.config.log_filter)
-            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", path.display()))?;
-        self.procs.push(Proc { name: name.to_owned(), child, log });
-        Ok(())
-    }
-
-    /// Polls `GET /health` until it answers 200, failing early (with the log's tail)
-    /// when a process died.
-    fn wait_healthy(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
-        let url = format!("http://{addr}/health");
-        let agent = http_agent(Duration::from_millis(500));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = agent.get(&url).call()
-                && r.status() == 200
-            {
-                return Ok(());
-            }
-            self.check_alive()?;
-            if Instant::now() > deadline {
-                bail!("{url} did not answer within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut cmd = Command::new(&path);
+        cmd.args(args).env("RUST_LOG", &self.config.log_filter).envs(self.config.env.iter().map(|(k, v)| (k, v)));
+        if let Some(k) = kubeconfig {
+            cmd.env("KUBECONFIG", k);
         }
+        self.procs.spawn(name, cmd)
     }
 
     /// Fails, with the tail of its log, when a process has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        for p in &mut self.procs {
-            if let Some(status) = p.child.try_wait()? {
-                bail!("{} exited ({status}); its log ends:\n{}", p.name, tail(&p.log, 30));
-            }
-        }
-        Ok(())
+        self.procs.check_alive()
     }
 
     /// Kills one process by name (`scorer`, `shim`, `agent-0`...).
     pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
-        let i = self.procs.iter().position(|p| p.name == name).with_context(|| format!("no process {name}"))?;
-        let mut p = self.procs.remove(i);
-        p.child.kill()?;
-        p.child.wait()?;
-        Ok(())
+        self.procs.kill(name)
     }
 
     /// Every log `name` wrote so far (all its restarts), in start order.
     pub fn log(&self, name: &str) -> String {
-        let starts = self.starts.get(name).copied().unwrap_or(0);
-        (1..=starts).filter_map(|i| std::fs::read_to_string(self.numbered_log(name, i)).ok()).collect()
+        self.procs.log(name)
     }
 
-    /// A fresh log file for this start of `name`: `<name>.log`, then `<name>-2.log`...
-    fn log_path(&mut self, name: &str) -> PathBuf {
-        let n = self.starts.entry(name.to_owned()).or_default();
-        *n += 1;
-        let n = *n;
-        self.numbered_log(name, n)
-    }
-
-    fn numbered_log(&self, name: &str, i: usize) -> PathBuf {
-        self.config.log_dir.join(if i == 1 { format!("{name}.log") } else { format!("{name}-{i}.log") })
+    /// The OS process id of a running process, for CPU accounting.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.pid(name)
     }
 
     /// Waits until the scorer has a fitness for each named node (`None` = at least `n`
@@ -381,27 +345,7 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
-    }
-}
-
-/// An HTTP client that returns 4xx/5xx as responses, not errors.
-pub fn http_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
-}
-
 /// Runs a future on a private single-threaded runtime (the harness is synchronous).
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
-}
-
-fn tail(path: &PathBuf, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

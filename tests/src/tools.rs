@@ -2,7 +2,7 @@
 //! (`.fitsched/venv`), idempotently: a second run only checks they are there.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
@@ -94,4 +94,31 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs the Debian packages (`(command, package)`) whose commands are missing;
+/// idempotent, and a no-op when every command is there.
+pub fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(cmd, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {cmd}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    progress(format!("apt-get install {}", missing.join(" ")));
+    let ok = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
+    if !ok(Command::new("apt-get").args(["update", "-qq"]))
+        || !ok(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing))
+    {
+        bail!("could not install {} with apt-get (run as root?)", missing.join(" "));
+    }
+    Ok(())
 }

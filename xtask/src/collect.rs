@@ -356,30 +356,10 @@ impl Drop for Nginx {
     }
 }
 
-/// Installs Debian packages whose commands are missing (idempotent).
+/// Installs the Debian packages whose commands are missing, then stops the nginx Debian
+/// starts with its package: the collector runs its own.
 fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = tools
-        .iter()
-        .filter(|(cmd, _)| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {cmd}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    progress(format!("apt-get install {}", missing.join(" ")));
-    let ok = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
-    if !ok(Command::new("apt-get").args(["update", "-qq"]))
-        || !ok(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing))
-    {
-        bail!("could not install {} with apt-get (run as root?)", missing.join(" "));
-    }
-    // Debian starts the packaged nginx; the collector runs its own.
+    fitsched_e2e::tools::ensure_debian_tools(tools)?;
     let _ = Command::new("sh")
         .args(["-c", "systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true"])
         .status();

@@ -289,12 +289,12 @@ pub enum ScoreBasis {
     Unspecified = 0,
     /// Fitness from a fresh window, combined by the strategy.
     Fitness = 1,
-    /// The node's last window is too old: neutral score.
+    /// The node's last window is too old. This and the next two are scored by the strategy
+    /// like every node (siblings, zones), with the fresh nodes' median fitness.
     Stale = 2,
-    /// The scorer never heard of the node: neutral score.
+    /// The scorer never heard of the node.
     UnknownNode = 3,
-    /// A window is stored but its fitness is not computed yet, or the model failed on it:
-    /// neutral score.
+    /// A window is stored but its fitness is not computed yet, or the model failed on it.
     NoFitness = 4,
 }
 impl ScoreBasis {

@@ -1,0 +1,510 @@
+//! A real Kubernetes control plane without kubelets: etcd (Debian's `etcd-server`),
+//! kube-apiserver, kube-controller-manager (the Deployment, ReplicaSet, garbage
+//! collector and namespace controllers) and, on demand, kube-scheduler, all v1.36.2
+//! ([`kube_bins`](crate::kube_bins)). Nodes are API objects: Ready, with allocatable
+//! resources and zone labels; the scheduler places pods on them and nothing runs them.
+//!
+//! Everything listens on free loopback ports, lives in `<target>/fitsched-cluster/<name>`
+//! (logs in `logs/`, kept after the test for a look at a failure; etcd's data on tmpfs,
+//! removed) and is stopped when the [`Cluster`] is dropped.
+//!
+//! The API is synchronous, like the rest of the harness: each call runs on the
+//! cluster's own single-threaded tokio runtime. [`Cluster::block_on`] runs any future
+//! there, with [`Cluster::client`] for what the helpers do not cover.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+use fitsched_proto::ZONE_LABEL;
+
+use crate::process::Processes;
+use crate::stack::{TlsFiles, free_addr};
+use crate::{kube_bins, paths, progress, tools};
+
+/// A node to create: an API object only.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub zone: String,
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+}
+
+impl NodeSpec {
+    /// The size the issue's measurements used: 16 CPUs, 64 Gi, 110 pods.
+    pub fn standard(name: impl Into<String>, zone: impl Into<String>) -> Self {
+        Self { name: name.into(), zone: zone.into(), cpu: "16".into(), memory: "64Gi".into(), pods: 110 }
+    }
+
+    fn to_json(&self) -> Value {
+        let resources = json!({"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string()});
+        json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": {
+                ZONE_LABEL: self.zone,
+                "kubernetes.io/hostname": self.name,
+                "kubernetes.io/os": "linux",
+            }},
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "API-only test node"}],
+            },
+        })
+    }
+}
+
+/// A Deployment of small pods for tests and benchmarks.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+    pub replicas: u32,
+    pub scheduler_name: String,
+    /// The `fitsched.io/strategy` annotation, if any.
+    pub strategy: Option<String>,
+    pub cpu: String,
+    pub memory: String,
+}
+
+impl Workload {
+    /// `replicas` pods of 100m CPU and 128Mi, placed by `scheduler_name`.
+    pub fn new(namespace: &str, name: &str, replicas: u32, scheduler_name: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            replicas,
+            scheduler_name: scheduler_name.into(),
+            strategy: None,
+            cpu: "100m".into(),
+            memory: "128Mi".into(),
+        }
+    }
+
+    pub fn with_strategy(mut self, strategy: &str) -> Self {
+        self.strategy = Some(strategy.into());
+        self
+    }
+
+    fn deployment(&self) -> anyhow::Result<Deployment> {
+        let annotations = match &self.strategy {
+            Some(s) => json!({ fitsched_proto::STRATEGY_ANNOTATION: s }),
+            None => json!({}),
+        };
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "replicas": self.replicas,
+                "selector": {"matchLabels": {"app": self.name}},
+                "template": {
+                    "metadata": {"labels": {"app": self.name}, "annotations": annotations},
+                    "spec": {
+                        "schedulerName": self.scheduler_name,
+                        "containers": [{
+                            "name": "web",
+                            "image": "nginx:1.27",
+                            "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}},
+                        }],
+                    },
+                },
+            },
+        }))?)
+    }
+}
+
+/// Where one pod went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub pod: String,
+    pub node: String,
+}
+
+/// A running control plane. Dropping it stops every process.
+pub struct Cluster {
+    procs: Processes,
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    dir: PathBuf,
+    etcd_data: PathBuf,
+    bins: PathBuf,
+    tls: TlsFiles,
+    api_url: String,
+    admin_token: String,
+    scheduler_port: Option<u16>,
+}
+
+impl Cluster {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API
+    /// server is ready. `kube_bin`: see [`kube_bins::locate`].
+    pub fn start(name: &str, kube_bin: Option<&Path>) -> anyhow::Result<Cluster> {
+        let bins = kube_bins::locate(kube_bin)?;
+        tools::ensure_debian_tools(&[("etcd", "etcd-server")])?;
+        let dir = paths::target_dir().join("fitsched-cluster").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut procs = Processes::new(dir.join("logs"))?;
+        progress(format!("control plane {name}: logs in {}", procs.log_dir().display()));
+
+        // etcd fsyncs every write: on tmpfs that costs nothing, and the data is thrown away.
+        let shm = Path::new("/dev/shm");
+        let etcd_data = if shm.is_dir() { shm.to_path_buf() } else { dir.clone() }.join(format!(
+            "fitsched-etcd-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let (etcd_client, etcd_peer) = (free_addr()?, free_addr()?);
+        let mut etcd = Command::new("etcd");
+        etcd.args(["--name", "fitsched-test", "--data-dir"])
+            .arg(&etcd_data)
+            .arg(format!("--listen-client-urls=http://{etcd_client}"))
+            .arg(format!("--advertise-client-urls=http://{etcd_client}"))
+            .arg(format!("--listen-peer-urls=http://{etcd_peer}"))
+            .arg(format!("--initial-advertise-peer-urls=http://{etcd_peer}"))
+            .arg(format!("--initial-cluster=fitsched-test=http://{etcd_peer}"));
+        procs.spawn("etcd", etcd)?;
+        procs.wait_http_ok(&format!("http://{etcd_client}/health"), Duration::from_secs(30))?;
+
+        let pki = dir.join("pki");
+        let tls = TlsFiles::generate(&pki)?;
+        let sa_key = rcgen::KeyPair::generate()?;
+        std::fs::write(pki.join("sa.key"), sa_key.serialize_pem())?;
+        std::fs::write(pki.join("sa.pub"), sa_key.public_key_pem())?;
+        let admin_token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        std::fs::write(pki.join("tokens.csv"), format!("{admin_token},admin,admin,system:masters\n"))?;
+
+        let api = free_addr()?;
+        let mut apiserver = Command::new(bins.join("kube-apiserver"));
+        apiserver
+            .arg(format!("--etcd-servers=http://{etcd_client}"))
+            .arg(format!("--secure-port={}", api.port()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
+            .arg(format!("--tls-cert-file={}", tls.cert.display()))
+            .arg(format!("--tls-private-key-file={}", tls.key.display()))
+            .arg(format!("--token-auth-file={}", pki.join("tokens.csv").display()))
+            .arg("--authorization-mode=Node,RBAC")
+            .arg(format!("--service-account-key-file={}", pki.join("sa.pub").display()))
+            .arg(format!("--service-account-signing-key-file={}", pki.join("sa.key").display()))
+            .arg("--service-account-issuer=https://kubernetes.default.svc")
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            // No kubelets: nothing mounts tokens into pods, and nodes carry no condition taints.
+            .arg("--disable-admission-plugins=ServiceAccount,TaintNodesByCondition");
+        procs.spawn("kube-apiserver", apiserver)?;
+
+        let api_url = format!("https://127.0.0.1:{}", api.port());
+        let admin = dir.join("admin.kubeconfig");
+        write_kubeconfig(&admin, &api_url, &tls.ca, &admin_token)?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let client = rt.block_on(client_from(&admin))?;
+        wait_ready(&rt, &client, "/readyz", &mut procs, Duration::from_secs(90))?;
+
+        let mut kcm = Command::new(bins.join("kube-controller-manager"));
+        kcm.arg(format!("--kubeconfig={}", admin.display()))
+            .arg(format!("--authentication-kubeconfig={}", admin.display()))
+            .arg(format!("--authorization-kubeconfig={}", admin.display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={}", free_addr()?.port()))
+            .arg(format!("--cert-dir={}", dir.join("kcm-certs").display()))
+            .arg("--leader-elect=false")
+            .arg("--controllers=replicaset,deployment,garbagecollector,namespace")
+            .arg(format!("--service-account-private-key-file={}", pki.join("sa.key").display()))
+            // Its default of 20 requests/s would take minutes to create a benchmark's pods.
+            .args(["--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-replicaset-syncs=10"]);
+        procs.spawn("kube-controller-manager", kcm)?;
+
+        Ok(Cluster { procs, rt, client, dir, etcd_data, bins, tls, api_url, admin_token, scheduler_port: None })
+    }
+
+    /// The API server's URL.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// The cluster's folder (kubeconfigs, certificates, `logs/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// An admin client (`system:masters`), on the cluster's runtime: use it inside
+    /// [`Cluster::block_on`].
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// Runs a future on the cluster's runtime.
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(f)
+    }
+
+    /// Writes a kubeconfig that reaches this API server with `token`.
+    pub fn kubeconfig(&self, name: &str, token: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        write_kubeconfig(&path, &self.api_url, &self.tls.ca, token)?;
+        Ok(path)
+    }
+
+    /// A token of a ServiceAccount, from the API server's TokenRequest API (one hour).
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> anyhow::Result<String> {
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client(), namespace);
+        let req: k8s_openapi::api::authentication::v1::TokenRequest =
+            serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}}))?;
+        let out = self
+            .block_on(api.create_token_request(name, &PostParams::default(), &req))
+            .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?;
+        out.status.and_then(|s| s.token).context("TokenRequest answered without a token")
+    }
+
+    /// Creates a namespace (no error when it exists).
+    pub fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
+        let api: Api<Namespace> = Api::all(self.client());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+        match self.block_on(api.create(&PostParams::default(), &ns)) {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+        }
+    }
+
+    /// Creates the nodes, 16 requests at a time.
+    pub fn create_nodes(&self, nodes: &[NodeSpec]) -> anyhow::Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        let api: Api<Node> = Api::all(self.client());
+        let objects: Vec<Node> = nodes.iter().map(|n| serde_json::from_value(n.to_json())).collect::<Result<_, _>>()?;
+        self.block_on(
+            futures::stream::iter(objects.iter().map(|n| {
+                let api = api.clone();
+                async move { api.create(&PostParams::default(), n).await }
+            }))
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>(),
+        )
+        .context("creating nodes")?;
+        Ok(())
+    }
+
+    /// Deletes nodes (a node leaving the cluster).
+    pub fn delete_nodes(&self, names: &[String]) -> anyhow::Result<()> {
+        let api: Api<Node> = Api::all(self.client());
+        for n in names {
+            self.block_on(api.delete(n, &DeleteParams::default()))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a Deployment; the controller manager makes its ReplicaSet and pods.
+    pub fn create_workload(&self, w: &Workload) -> anyhow::Result<()> {
+        self.create_namespace(&w.namespace)?;
+        let api: Api<Deployment> = Api::namespaced(self.client(), &w.namespace);
+        self.block_on(api.create(&PostParams::default(), &w.deployment()?))
+            .with_context(|| format!("creating Deployment {}/{}", w.namespace, w.name))?;
+        Ok(())
+    }
+
+    /// Waits until `w.replicas` of the workload's pods are bound to nodes.
+    pub fn wait_scheduled(&self, w: &Workload, timeout: Duration) -> anyhow::Result<Vec<Placement>> {
+        let api: Api<Pod> = Api::namespaced(self.client(), &w.namespace);
+        let lp = ListParams::default().labels(&format!("app={}", w.name));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pods = self.block_on(api.list(&lp))?;
+            let placed: Vec<Placement> = pods
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| {
+                    Some(Placement { pod: p.metadata.name.clone()?, node: p.spec.as_ref()?.node_name.clone()? })
+                })
+                .collect();
+            if placed.len() >= w.replicas as usize {
+                return Ok(placed);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} of {} pods of {}/{} bound after {timeout:?} (logs in {})",
+                    placed.len(),
+                    w.replicas,
+                    w.namespace,
+                    w.name,
+                    self.procs.log_dir().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Removes a workload and its pods at once. Without kubelets a deleted pod would stay
+    /// terminating (and keep its node's resources) forever, so pods go with grace 0.
+    pub fn delete_workload(&self, w: &Workload) -> anyhow::Result<()> {
+        let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..DeleteParams::default() };
+        let deployments: Api<Deployment> = Api::namespaced(self.client(), &w.namespace);
+        self.block_on(deployments.delete(&w.name, &orphan))?;
+        let lp = ListParams::default().labels(&format!("app={}", w.name));
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(self.client(), &w.namespace);
+        self.block_on(replica_sets.delete_collection(&orphan, &lp))?;
+        let pods: Api<Pod> = Api::namespaced(self.client(), &w.namespace);
+        self.block_on(pods.delete_collection(&DeleteParams::default().grace_period(0), &lp))?;
+        Ok(())
+    }
+
+    /// Starts kube-scheduler with `config` (a KubeSchedulerConfiguration as JSON, which
+    /// kube-scheduler reads as YAML) and `kubeconfig` as its identity, on free ports with
+    /// the cluster's certificate, and waits until it is healthy.
+    pub fn start_scheduler(&mut self, config: &Value, kubeconfig: &Path) -> anyhow::Result<()> {
+        let mut config = config.clone();
+        config["clientConnection"]["kubeconfig"] = json!(kubeconfig.display().to_string());
+        let file = self.dir.join("scheduler-config.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(&config)?)?;
+        let port = free_addr()?.port();
+        let mut cmd = Command::new(self.bins.join("kube-scheduler"));
+        cmd.arg(format!("--config={}", file.display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--tls-cert-file={}", self.tls.cert.display()))
+            .arg(format!("--tls-private-key-file={}", self.tls.key.display()))
+            // In a pod these come from the service account; here from the same identity.
+            .arg(format!("--authentication-kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--authorization-kubeconfig={}", kubeconfig.display()))
+            .arg("--v=2");
+        self.procs.spawn("kube-scheduler", cmd)?;
+        self.scheduler_port = Some(port);
+        let client = self.scheduler_client()?;
+        let rt = &self.rt;
+        wait_ready(rt, &client, "/healthz", &mut self.procs, Duration::from_secs(60))
+    }
+
+    /// Stops kube-scheduler.
+    pub fn stop_scheduler(&mut self) -> anyhow::Result<()> {
+        self.scheduler_port = None;
+        self.procs.kill("kube-scheduler")
+    }
+
+    /// kube-scheduler's `/metrics` (Prometheus text), read with the admin token.
+    pub fn scheduler_metrics(&self) -> anyhow::Result<String> {
+        let client = self.scheduler_client()?;
+        let req = http::Request::get("/metrics").body(Vec::new())?;
+        Ok(self.block_on(client.request_text(req))?)
+    }
+
+    /// Pods kube-scheduler counts as scheduled (`scheduler_schedule_attempts_total`
+    /// with `result="scheduled"`, summed over profiles).
+    pub fn scheduled_attempts(&self) -> anyhow::Result<u64> {
+        Ok(sum_metric(&self.scheduler_metrics()?, "scheduler_schedule_attempts_total", "result=\"scheduled\""))
+    }
+
+    fn scheduler_client(&self) -> anyhow::Result<kube::Client> {
+        let port = self.scheduler_port.context("kube-scheduler is not running")?;
+        let path = self.dir.join("scheduler-metrics.kubeconfig");
+        write_kubeconfig(&path, &format!("https://127.0.0.1:{port}"), &self.tls.ca, &self.admin_token)?;
+        self.block_on(client_from(&path))
+    }
+
+    /// Fails with the tail of its log when a control-plane process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.procs.check_alive()
+    }
+
+    /// Everything a control-plane process logged.
+    pub fn log(&self, name: &str) -> String {
+        self.procs.log(name)
+    }
+
+    /// The OS process id of a control-plane process (`kube-apiserver`, `kube-scheduler`...).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.pid(name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // etcd must be gone before its data is removed; the fields drop after this body.
+        self.procs.stop_all();
+        let _ = std::fs::remove_dir_all(&self.etcd_data);
+    }
+}
+
+/// The sum of a counter's samples whose labels contain `label`.
+pub fn sum_metric(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> anyhow::Result<()> {
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": ca.display().to_string()}}],
+        "users": [{"name": "user", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "user"}}],
+        "current-context": "test",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))
+}
+
+async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let config =
+        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig)?, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Polls `path` until it answers `ok`, failing early when a process died.
+fn wait_ready(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    path: &str,
+    procs: &mut Processes,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let req = http::Request::get(path).body(Vec::new())?;
+        let answer =
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), client.request_text(req)).await });
+        if let Ok(Ok(text)) = answer
+            && text.trim() == "ok"
+        {
+            return Ok(());
+        }
+        procs.check_alive()?;
+        ensure!(Instant::now() < deadline, "{path} not ok after {timeout:?} (logs in {})", procs.log_dir().display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The address kube-scheduler reaches an extender at in a chart-rendered policy is the
+/// shim's loopback port; tests move it to wherever the shim listens.
+pub fn point_extenders_at(config: &mut Value, shim: SocketAddr) {
+    if let Some(extenders) = config.get_mut("extenders").and_then(Value::as_array_mut) {
+        for e in extenders {
+            e["urlPrefix"] = json!(format!("http://{shim}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_counter_samples_by_label() {
+        let text = "# HELP x\nscheduler_schedule_attempts_total{profile=\"a\",result=\"scheduled\"} 12\n\
+                    scheduler_schedule_attempts_total{profile=\"b\",result=\"scheduled\"} 3\n\
+                    scheduler_schedule_attempts_total{profile=\"a\",result=\"error\"} 7\n\
+                    scheduler_schedule_attempts_total_other{result=\"scheduled\"} 100\n";
+        assert_eq!(sum_metric(text, "scheduler_schedule_attempts_total", "result=\"scheduled\""), 15);
+    }
+}

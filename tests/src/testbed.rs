@@ -1,0 +1,127 @@
+//! fitsched as a user runs it, on a test control plane: the chart installed
+//! ([`chart::install`]), API-only nodes, one agent process simulating the nodes' windows
+//! under the same names, the scorer watching the API server and the shim binding through
+//! it with the chart's ServiceAccounts, and kube-scheduler with the chart's rendered
+//! configuration (only its kubeconfig and ports adapted).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::chart::{self, Installed};
+use crate::cluster::{Cluster, NodeSpec, point_extenders_at};
+use crate::stack::{ClusterAccess, Stack, StackConfig};
+use crate::tools;
+
+/// The zones nodes are spread over, by index.
+pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+
+/// The name `fitsched-agent --simulate` gives its node `i` (0-based): `sim-node-01`...
+pub fn sim_node_name(i: usize) -> String {
+    format!("sim-node-{:02}", i + 1)
+}
+
+#[derive(Debug, Clone)]
+pub struct TestbedConfig {
+    /// Names the cluster's folder under `<target>/fitsched-cluster/`.
+    pub name: String,
+    /// Nodes with telemetry: API nodes and simulated windows of the same names.
+    pub simulated: u32,
+    /// Nodes no agent reports for (a new node, or one whose agent crashed).
+    pub without_telemetry: u32,
+    /// Helm values for the chart.
+    pub values: Value,
+    /// Window length of agents and scorer (the chart's 20 s would make tests wait).
+    pub window: String,
+    /// Where the fitsched binaries are (default: the dev build).
+    pub bin_dir: Option<PathBuf>,
+    /// `RUST_LOG` of the fitsched processes.
+    pub log_filter: String,
+    /// The shim's identity instead of the scheduler pod's (to test a refused bind).
+    pub shim_kubeconfig: Option<fn(&Installed) -> PathBuf>,
+    pub kube_bin: Option<PathBuf>,
+}
+
+impl TestbedConfig {
+    pub fn new(name: &str, simulated: u32) -> Self {
+        Self {
+            name: name.into(),
+            simulated,
+            without_telemetry: 0,
+            values: Value::Object(Default::default()),
+            window: "2s".into(),
+            bin_dir: None,
+            log_filter: "info".into(),
+            shim_kubeconfig: None,
+            kube_bin: None,
+        }
+    }
+}
+
+/// The running testbed; fields drop in order, fitsched before the control plane.
+pub struct Testbed {
+    pub stack: Stack,
+    pub installed: Installed,
+    pub nodes: Vec<NodeSpec>,
+    pub cluster: Cluster,
+}
+
+impl Testbed {
+    /// Starts everything but kube-scheduler ([`Testbed::start_scheduler`]), and waits until
+    /// the scorer has a fitness for every simulated node.
+    pub fn start(config: TestbedConfig) -> anyhow::Result<Testbed> {
+        let venv = tools::ensure_venv()?;
+        let cluster = Cluster::start(&config.name, config.kube_bin.as_deref())?;
+        let installed = chart::install(&cluster, &venv, &config.values)?;
+        let simulated = (0..config.simulated as usize).map(sim_node_name);
+        let dark = (0..config.without_telemetry as usize).map(|i| format!("dark-node-{:02}", i + 1));
+        let nodes: Vec<NodeSpec> =
+            simulated.chain(dark).enumerate().map(|(i, n)| NodeSpec::standard(n, ZONES[i % ZONES.len()])).collect();
+        cluster.create_nodes(&nodes)?;
+
+        let access = ClusterAccess {
+            scorer_kubeconfig: installed.scorer_kubeconfig.clone(),
+            shim_kubeconfig: config
+                .shim_kubeconfig
+                .map_or_else(|| installed.scheduler_kubeconfig.clone(), |f| f(&installed)),
+        };
+        let stack_config = StackConfig {
+            window: config.window.clone(),
+            tick: "200ms".into(),
+            real_agents: Vec::new(),
+            simulated: config.simulated,
+            scorer_args: installed.scorer_args.clone(),
+            shim_args: installed.shim_args.clone(),
+            bin_dir: config.bin_dir.clone(),
+            log_dir: cluster.dir().join("logs"),
+            log_filter: config.log_filter.clone(),
+            cluster: Some(access),
+            ..StackConfig::default()
+        }
+        .with_committed_model(&venv)?;
+        let mut stack = Stack::start(stack_config)?;
+        stack.wait_for_nodes(&[], config.simulated as usize, Duration::from_secs(120))?;
+        Ok(Testbed { stack, installed, nodes, cluster })
+    }
+
+    /// Starts kube-scheduler with the chart's configuration, its extender pointed at the
+    /// shim.
+    pub fn start_scheduler(&mut self) -> anyhow::Result<()> {
+        let mut config = self.installed.scheduler_config.clone();
+        point_extenders_at(&mut config, self.stack.shim_http);
+        self.cluster.start_scheduler(&config, &self.installed.scheduler_kubeconfig)
+    }
+
+    /// The profile of a strategy (`fitsched-pack`...), as the chart names it.
+    pub fn profile(&self, strategy: &str) -> String {
+        let main = &self.installed.profiles[0];
+        let name = format!("{main}-{strategy}");
+        assert!(
+            self.installed.profiles.contains(&name),
+            "the chart rendered no profile {name}: {:?}",
+            self.installed.profiles
+        );
+        name
+    }
+}

@@ -1,0 +1,239 @@
+//! End to end against the real kube-scheduler: the chart installed into a control plane
+//! (etcd, kube-apiserver, kube-controller-manager, kube-scheduler v1.36.2), real
+//! Deployments, and fitsched's binaries with the chart's arguments and ServiceAccounts.
+//! Each test runs its own control plane; they take turns, since two at once would share
+//! two cores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fitsched_e2e::cluster::{Placement, Workload, sum_metric};
+use fitsched_e2e::process::http_agent;
+use fitsched_e2e::testbed::{Testbed, TestbedConfig};
+use fitsched_proto::{CandidateNode, Owner, PodFacts, ScoreRequest};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn per_node(placed: &[Placement]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for p in placed {
+        *m.entry(p.node.clone()).or_default() += 1;
+    }
+    m
+}
+
+fn per_zone(placed: &[Placement], tb: &Testbed) -> BTreeMap<String, usize> {
+    let zone: HashMap<&str, &str> = tb.nodes.iter().map(|n| (n.name.as_str(), n.zone.as_str())).collect();
+    let mut m = BTreeMap::new();
+    for p in placed {
+        *m.entry(zone[p.node.as_str()].to_owned()).or_default() += 1;
+    }
+    m
+}
+
+/// A counter's value (summed over series with `label`) on a fitsched binary's /metrics.
+fn metric(addr: std::net::SocketAddr, name: &str, label: &str) -> u64 {
+    let mut r = http_agent(Duration::from_secs(5)).get(&format!("http://{addr}/metrics")).call().expect("/metrics");
+    sum_metric(&r.body_mut().read_to_string().unwrap(), name, label)
+}
+
+/// The simulated profile of a node (`fitsched-agent --simulate`: by index modulo 4).
+fn is_idle(node: &str) -> bool {
+    node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| (n - 1) % 4 == 0)
+}
+
+fn run(tb: &Testbed, w: &Workload) -> Vec<Placement> {
+    tb.cluster.create_workload(w).expect("Deployment created");
+    tb.cluster.wait_scheduled(w, Duration::from_secs(120)).expect("every replica bound")
+}
+
+#[test]
+fn strategies_hold_among_kube_schedulers_plugins() {
+    let _turn = take_turn();
+    let mut tb = Testbed::start(TestbedConfig::new("strategies", 24)).expect("testbed starts");
+    tb.start_scheduler().expect("kube-scheduler starts");
+
+    // A perfect packer puts 20 pods of 100m on one 16-CPU node.
+    let pack = Workload::new("apps", "pack", 20, &tb.profile("pack"));
+    let placed = run(&tb, &pack);
+    let nodes = per_node(&placed);
+    assert!(nodes.len() <= 2, "pack: 20 small pods on {} nodes: {nodes:?}", nodes.len());
+    tb.cluster.delete_workload(&pack).unwrap();
+
+    // 12 replicas, 24 nodes in 3 zones: one per node, four per zone.
+    let spread = Workload::new("apps", "spread", 12, &tb.profile("spread"));
+    let placed = run(&tb, &spread);
+    let (nodes, zones) = (per_node(&placed), per_zone(&placed, &tb));
+    assert!(nodes.values().all(|&n| n == 1), "spread: siblings share a node: {nodes:?}");
+    let (lo, hi) = (zones.values().min().unwrap(), zones.values().max().unwrap());
+    assert!(zones.len() == 3 && hi - lo <= 1, "spread: zones unbalanced: {zones:?}");
+    tb.cluster.delete_workload(&spread).unwrap();
+
+    // A quarter of the nodes (6) are idle, the healthiest: balanced puts a replica on
+    // each (the default scheduler's plugins would put a quarter of them there).
+    let balanced = Workload::new("apps", "balanced", 6, &tb.profile("balanced"));
+    let placed = run(&tb, &balanced);
+    let nodes = per_node(&placed);
+    assert!(placed.iter().all(|p| is_idle(&p.node)) && nodes.len() == 6, "balanced: {nodes:?}");
+
+    // Every pod was bound by the shim (bindVerb), under the scheduler pod's account.
+    let bound = tb.stack.log("shim").matches("bind decision").count();
+    assert_eq!(bound, 38, "binds through the shim");
+    assert_eq!(metric(tb.stack.shim_http, "fitsched_shim_bind_errors_total", ""), 0);
+}
+
+#[test]
+fn nodes_without_telemetry_get_no_more_than_their_share() {
+    let _turn = take_turn();
+    let config = TestbedConfig { without_telemetry: 6, ..TestbedConfig::new("dark-nodes", 30) };
+    let mut tb = Testbed::start(config).expect("testbed starts");
+    tb.start_scheduler().expect("kube-scheduler starts");
+    for strategy in ["spread", "balanced"] {
+        let w = Workload::new("apps", strategy, 18, &tb.profile(strategy));
+        let placed = run(&tb, &w);
+        let dark = placed.iter().filter(|p| p.node.starts_with("dark-node-")).count();
+        // 6 of 36 nodes: a share of 3 pods.
+        assert!(dark <= 3, "{strategy}: {dark} of 18 pods on the 6 nodes without telemetry: {:?}", per_node(&placed));
+        assert!(
+            dark > 0 || strategy == "balanced",
+            "{strategy}: nodes without telemetry are never chosen: {:?}",
+            per_node(&placed)
+        );
+        tb.cluster.delete_workload(&w).unwrap();
+    }
+}
+
+#[test]
+fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_after() {
+    let _turn = take_turn();
+    let mut tb = Testbed::start(TestbedConfig::new("scorer-restart", 12)).expect("testbed starts");
+    tb.start_scheduler().expect("kube-scheduler starts");
+    let w = Workload::new("apps", "burst", 60, &tb.profile("spread"));
+    tb.cluster.create_workload(&w).unwrap();
+    let api: Api<Pod> = Api::namespaced(tb.cluster.client(), "apps");
+    let bound = || {
+        tb.cluster
+            .block_on(api.list(&ListParams::default()))
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+            .count()
+    };
+    while bound() < 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tb.stack.kill("scorer").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    tb.stack.start_scorer().expect("scorer restarts");
+    let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(120)).expect("every pod bound");
+    assert_eq!(placed.len(), 60);
+    let fallbacks = metric(tb.stack.shim_http, "fitsched_shim_fallbacks_total", "");
+    assert!(fallbacks > 0, "the shim never answered neutrally while the scorer was down");
+
+    // The restarted scorer has no records of its own: what it knows of the siblings comes
+    // from its pod watch, and must match the API server.
+    let rs = tb
+        .cluster
+        .block_on(Api::<ReplicaSet>::namespaced(tb.cluster.client(), "apps").list(&ListParams::default()))
+        .unwrap()
+        .items
+        .remove(0);
+    let owner = Owner {
+        kind: "ReplicaSet".into(),
+        name: rs.metadata.name.clone().unwrap(),
+        uid: rs.metadata.uid.clone().unwrap(),
+    };
+    let pod = PodFacts {
+        name: "probe".into(),
+        namespace: "apps".into(),
+        owner: Some(owner),
+        strategy: "spread".into(),
+        ..Default::default()
+    };
+    let nodes: Vec<CandidateNode> =
+        tb.nodes.iter().map(|n| CandidateNode { name: n.name.clone(), ..Default::default() }).collect();
+    let expected = per_node(&placed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let scores = fitsched_e2e::stack::block_on(async {
+            let mut c = tb.stack.scorer_client().await.unwrap();
+            c.score(ScoreRequest { pod: Some(pod.clone()), nodes: nodes.clone(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner()
+                .scores
+        });
+        let seen: BTreeMap<String, usize> = scores
+            .iter()
+            .filter_map(|s| {
+                let n: usize = s.reason.split(" sibling(s) on node").next()?.rsplit(' ').next()?.parse().ok()?;
+                (n > 0).then(|| (s.node.clone(), n))
+            })
+            .collect();
+        if seen == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the scorer's watch shows {seen:?}, the API server {expected:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_refused_bind_binds_nothing_and_the_pod_is_bound_once_by_kube_scheduler() {
+    let _turn = take_turn();
+    // The shim runs with the scorer's account, which may not create Bindings: the API
+    // server refuses every bind (RBAC), and kube-scheduler, with the extender ignorable,
+    // binds the pod itself.
+    let config = TestbedConfig {
+        shim_kubeconfig: Some(|installed| installed.scorer_kubeconfig.clone()),
+        ..TestbedConfig::new("refused-bind", 6)
+    };
+    let mut tb = Testbed::start(config).expect("testbed starts");
+    tb.start_scheduler().expect("kube-scheduler starts");
+    let w = Workload::new("apps", "refused", 8, &tb.profile("balanced"));
+    let placed = run(&tb, &w);
+    assert_eq!(placed.len(), 8);
+    let forbidden = metric(tb.stack.shim_http, "fitsched_shim_bind_errors_total", "reason=\"forbidden\"");
+    assert!(forbidden >= 8, "{forbidden} forbidden binds counted");
+    assert_eq!(
+        metric(tb.stack.scorer_http, "fitsched_scorer_binds_total", ""),
+        0,
+        "the scorer was told of a bind that failed"
+    );
+
+    // A pod deleted and re-created under the same name between scheduling and binding:
+    // the bind names the old UID, the API server refuses it, nothing is bound.
+    let pods: Api<Pod> = Api::namespaced(tb.cluster.client(), "apps");
+    let ghost = |uid: &str| -> Pod {
+        let mut meta = json!({"name": "ghost"});
+        if !uid.is_empty() {
+            meta["uid"] = json!(uid);
+        }
+        serde_json::from_value(json!({
+            "metadata": meta,
+            "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "nginx:1.27"}]},
+        }))
+        .unwrap()
+    };
+    let old = tb.cluster.block_on(pods.create(&PostParams::default(), &ghost(""))).unwrap();
+    tb.cluster.block_on(pods.delete("ghost", &DeleteParams::default().grace_period(0))).unwrap();
+    tb.cluster.block_on(pods.create(&PostParams::default(), &ghost(""))).unwrap();
+    let args = json!({"PodName": "ghost", "PodNamespace": "apps", "PodUID": old.metadata.uid.unwrap(), "Node": tb.nodes[0].name});
+    let mut r =
+        http_agent(Duration::from_secs(10)).post(&format!("{}/bind", tb.stack.shim_url())).send_json(&args).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(answer["Error"].as_str().is_some_and(|e| !e.is_empty()), "a bind of a replaced pod succeeded: {answer}");
+    let now = tb.cluster.block_on(pods.get("ghost")).unwrap();
+    assert_eq!(now.spec.unwrap().node_name, None, "the re-created pod was bound by a bind meant for its predecessor");
+}
