@@ -141,6 +141,12 @@ fn zone_excess(c: &Candidate) -> f64 {
 /// worst 0, the others their linear place in between (rounded as [`scale`] rounds). When
 /// all raw scores are equal (within [`SAME_RAW`]) each keeps `scale(raw)`. One pass to
 /// find the range, one to rescale; no allocation.
+///
+/// Only one candidate keeps the 10: the best raw score, the first in request order among
+/// equals; others that rounded to 10 get 9. kube-scheduler breaks ties between equal
+/// totals at random and binds asynchronously, scoring the next replica before it tells
+/// us where the last one went; a unique top makes the node it picks the node we assumed
+/// (see `Placements::assume`), so the next replica's sibling counts are right.
 pub fn normalise(scored: &mut [Scored]) {
     let (lo, hi) = scored.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(s.raw), hi.max(s.raw)));
     let span = hi - lo;
@@ -151,8 +157,12 @@ pub fn normalise(scored: &mut [Scored]) {
         }
         return;
     }
-    for s in scored.iter_mut() {
+    let best = scored.iter().position(|s| s.raw >= hi).unwrap_or(0);
+    for (i, s) in scored.iter_mut().enumerate() {
         s.score = scale((s.raw - lo) / span);
+        if s.score == score::MAX && i != best {
+            s.score = score::MAX - 1;
+        }
     }
 }
 
@@ -248,6 +258,8 @@ mod tests {
         // pack: the node to fill no longer scores 7 against 6.
         assert_eq!(norm(&[0.66, 0.62, 0.60, 0.64]), [10, 3, 0, 7]);
         assert_eq!(norm(&[0.3, 0.3, 0.3]), [3, 3, 3]);
+        // Near-equal best nodes: the first best keeps the 10, the other gets 9.
+        assert_eq!(norm(&[0.2, 0.97, 0.98, 0.98]), [0, 9, 10, 9]);
         assert_eq!(norm(&[0.44]), [4]);
         assert_eq!(norm(&[]), Vec::<i32>::new());
         let reasons = {
@@ -275,9 +287,14 @@ mod tests {
                 }
             }
             let (lo, hi) = raws.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
+            if hi - lo > SAME_RAW {
+                // One 10 only, for the first best raw in request order.
+                let tens: Vec<usize> = (0..v.len()).filter(|&i| v[i].score == score::MAX).collect();
+                let first_best = raws.iter().position(|&r| r == hi).unwrap();
+                prop_assert_eq!(tens, vec![first_best]);
+            }
             for s in &v {
                 if hi - lo > SAME_RAW {
-                    prop_assert!(s.raw != hi || s.score == score::MAX, "best raw {hi} got {}", s.score);
                     prop_assert!(s.raw != lo || s.score == 0, "worst raw {lo} got {}", s.score);
                 } else {
                     prop_assert_eq!(s.score, scale(s.raw));
