@@ -38,7 +38,7 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         return from_folder(&shared).with_context(|| format!("the kube binaries in {}", shared.display()));
     }
     let url = std::env::var("FITSCHED_KUBE_DOWNLOAD_URL").unwrap_or_else(|_| OFFICIAL_URL.to_owned());
-    download(&url, &cache_dir()).with_context(|| {
+    download_to(&url, &cache_dir()).with_context(|| {
         format!(
             "no kube-apiserver, kube-scheduler and kube-controller-manager {KUBE_VERSION}: none in --kube-bin / \
              FITSCHED_KUBE_BIN, none in {}, and downloading them from {url} failed",
@@ -89,8 +89,13 @@ fn expected_sum(sums: &str, name: &str) -> anyhow::Result<String> {
         .with_context(|| format!("SHA256SUMS has no line for {name}"))
 }
 
-/// Downloads each binary and its published `.sha256`, verifies, and caches it.
-fn download(url: &str, cache: &Path) -> anyhow::Result<PathBuf> {
+/// Makes `cache` hold verified executables of [`BINARIES`] from a release folder at `url`
+/// laid out like [`OFFICIAL_URL`] (`<url>/<name>` and `<url>/<name>.sha256`), and returns
+/// it. Each call fetches the published `.sha256` files; a binary is downloaded only when
+/// the cache has none matching its sum. A download that does not match is deleted (and
+/// so is the stale cached binary it was to replace) and the call fails. Needs `curl`,
+/// installed through Debian when missing.
+pub fn download_to(url: &str, cache: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(cache)?;
     tools::ensure_debian_tools(&[("curl", "curl")])?;
     for name in BINARIES {
@@ -107,21 +112,24 @@ fn download(url: &str, cache: &Path) -> anyhow::Result<PathBuf> {
         let partial = cache.join(format!("{name}.partial"));
         tools::run(
             Command::new("curl").args(["-fsSL", "--retry", "2", "-o"]).arg(&partial).arg(format!("{url}/{name}")),
-        )?;
+        )
+        .with_context(|| format!("downloading {url}/{name}"))?;
         install(&partial, &out, &want)?;
     }
     Ok(cache.to_path_buf())
 }
 
 fn fetch_text(url: &str) -> anyhow::Result<String> {
-    tools::run(Command::new("curl").args(["-fsSL", "--retry", "2", url]))
+    tools::run(Command::new("curl").args(["-fsSL", "--retry", "2", url])).with_context(|| format!("fetching {url}"))
 }
 
-/// Moves a verified file into place as an executable; an unverified one is deleted.
+/// Moves a verified file into place as an executable; an unverified one is deleted, and
+/// so is whatever `out` held (callers get here only when it does not match `want`).
 fn install(partial: &Path, out: &Path, want: &str) -> anyhow::Result<()> {
     let got = sha256(partial)?;
     if got != want {
         let _ = std::fs::remove_file(partial);
+        let _ = std::fs::remove_file(out);
         bail!("checksum mismatch for {}: expected {want}, got {got}", out.display());
     }
     use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,7 @@ mod demo;
 mod test;
 mod train;
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -25,7 +26,7 @@ enum Task {
     /// Runs the whole stack on localhost and schedules pods through the extender.
     Demo(demo::DemoArgs),
     /// Runs every check: fmt, clippy -D warnings, unit, integration and end-to-end tests.
-    Test,
+    Test(test::TestArgs),
     /// Performance figures next to a baseline measured in the same run.
     Bench(bench::BenchArgs),
     /// Measures nginx + wrk under stress-ng interference next to the agent's windows
@@ -41,7 +42,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Demo(args) => demo::run(args),
-        Task::Test => test::run(),
+        Task::Test(args) => test::run(args),
         Task::Bench(args) => bench::run(args),
         Task::Collect(args) => collect::run(args),
         Task::Train(args) => train::run(args),
@@ -51,10 +52,16 @@ fn main() -> anyhow::Result<()> {
 
 /// Runs `cargo <args>` in the workspace, streaming its output.
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with these environment variables set for it (and what it runs).
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     fitsched_e2e::progress(format!("cargo {}", args.join(" ")));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(fitsched_e2e::paths::workspace_root())
         .status()
         .with_context(|| format!("starting {cargo}"))?;
