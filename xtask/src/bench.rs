@@ -26,9 +26,12 @@ enum What {
         #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
-    /// `/prioritize` latency through the shim and the scorer over real sockets, with 100,
-    /// 1 000 and 5 000 candidate nodes in both extender modes, next to serde_json's
-    /// parse of the same body.
+    /// `/prioritize` latency through the shim and the scorer over real sockets, in both
+    /// extender modes, next to serde_json's parse of the same bodies. Each request carries
+    /// what kube-scheduler sends pod after pod: the feasible nodes its filters found
+    /// before it stopped looking, from a start that rotates. Cases: 500 nodes and 5 000
+    /// nodes at the default (adaptive) percentageOfNodesToScore, 230 and 500 names a
+    /// request; 5 000 nodes at percentageOfNodesToScore 100, all 5 000 names every time.
     Shim {
         /// Requests measured per case (after 10 warm-up requests).
         #[arg(long, default_value_t = 200)]
@@ -288,8 +291,10 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
 
     cargo(&["build", "--release", "-p", "fitsched-scorer", "-p", "fitsched-shim", "--bins"])?;
     cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "shim_client"])?;
-    let sizes = [100usize, 1_000, 5_000];
-    let max = *sizes.iter().max().unwrap_or(&0);
+    // (cluster size, percentageOfNodesToScore; 0 is kube-scheduler's adaptive default).
+    let cases = [(500usize, 0u32), (5_000, 0), (5_000, 100)];
+    // The scorer knows the largest cluster's nodes; a smaller cluster is its first nodes.
+    let max = cases.iter().map(|&(n, _)| n).max().unwrap_or(0);
     let mut stack = Stack::start(StackConfig {
         real_agents: Vec::new(),
         window: "20s".into(),
@@ -336,11 +341,24 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
 
     let url = format!("{}/prioritize", stack.shim_url());
     let client = paths::target_dir().join("release/examples/shim_client");
-    let body_file = paths::state_dir().join("bench-shim-body.json");
-    println!("\n/prioritize through the shim and the scorer (release builds, loopback, {requests} requests per case):");
+    let body_file = paths::state_dir().join("bench-shim-bodies.jsonl");
     println!(
-        "{:<7} {:>6} {:>9} {:>9} {:>9} {:>13} {:>13} {:>8}",
-        "mode", "nodes", "body KiB", "p50 ms", "p99 ms", "parse p50 ms", "parse p99 ms", "p50/parse"
+        "\n/prioritize through the shim and the scorer (release builds, loopback, {requests} requests per case,\n\
+         each carrying the next of kube-scheduler's rotating candidate lists; `lists`: distinct lists before they repeat):"
+    );
+    println!(
+        "{:<7} {:>6} {:>8} {:>6} {:>6} {:>9} {:>9} {:>9} {:>13} {:>13} {:>8}",
+        "mode",
+        "nodes",
+        "pct",
+        "names",
+        "lists",
+        "body KiB",
+        "p50 ms",
+        "p99 ms",
+        "parse p50 ms",
+        "parse p99 ms",
+        "p50/parse"
     );
     let modes = match only {
         None => vec![Mode::Names, Mode::Full],
@@ -349,25 +367,35 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
         Some(other) => bail!("--mode {other:?}: expected names or full"),
     };
     for mode in modes {
-        for &n in &sizes {
+        for &(n, percentage) in &cases {
             let nodes: Vec<SimNode> = (0..n)
                 .map(|i| SimNode::new(format!("node-{i:05}"), format!("zone-{}", i % 3), 16_000, 64 << 30))
                 .collect();
             let sim = Simulator::new(&stack.shim_url(), mode, nodes.clone(), 1);
-            let candidates: Vec<usize> = (0..n).collect();
-            let mut body = sim.extender_args(&SimPod::replica("bench", 1, Some("spread")), &candidates);
-            // Real Node objects carry more than the simulator's; add what a kubelet reports.
-            if mode == Mode::Full
-                && let Some(items) = body["Nodes"]["items"].as_array_mut()
-            {
-                for (item, node) in items.iter_mut().zip(&nodes) {
-                    *item = node_json(node);
-                    item["metadata"]["annotations"] = serde_json::json!({"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"});
-                    item["status"]["nodeInfo"] = serde_json::json!({"kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12", "containerRuntimeVersion": "containerd://1.7.24", "kubeletVersion": "v1.36.0", "architecture": "amd64", "operatingSystem": "linux"});
+            let pod = SimPod::replica("bench", 1, Some("spread"));
+            let lists = FeasibleLists::new(n, percentage);
+            let (names, period) = (lists.len(), lists.period());
+            // One body per request (shim_client's 10 warm-ups included), but no more than
+            // the rotation's period: shim_client sends body `i % count` as request `i`.
+            let count = period.min(requests + SHIM_CLIENT_WARMUPS);
+            let mut file = Vec::new();
+            for candidates in lists.take(count) {
+                let mut body = sim.extender_args(&pod, &candidates);
+                // Real Node objects carry more than the simulator's; add what a kubelet reports.
+                if mode == Mode::Full
+                    && let Some(items) = body["Nodes"]["items"].as_array_mut()
+                {
+                    for (item, &i) in items.iter_mut().zip(&candidates) {
+                        *item = node_json(&nodes[i]);
+                        item["metadata"]["annotations"] = serde_json::json!({"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"});
+                        item["status"]["nodeInfo"] = serde_json::json!({"kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12", "containerRuntimeVersion": "containerd://1.7.24", "kubeletVersion": "v1.36.0", "architecture": "amd64", "operatingSystem": "linux"});
+                    }
                 }
+                // Compact JSON has no raw newline: one body a line.
+                serde_json::to_writer(&mut file, &body)?;
+                file.push(b'\n');
             }
-            let bytes = serde_json::to_vec(&body)?;
-            std::fs::write(&body_file, &bytes)?;
+            std::fs::write(&body_file, &file)?;
             let out = Command::new(&client).arg(&url).arg(&body_file).arg(requests.to_string()).output()?;
             if !out.status.success() {
                 bail!("{n} nodes: shim_client failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -375,10 +403,13 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
             let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
             let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "{:<7} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>13.3} {:>13.3} {:>8.2}",
+                "{:<7} {:>6} {:>8} {:>6} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>13.3} {:>13.3} {:>8.2}",
                 if mode == Mode::Names { "names" } else { "full" },
                 n,
-                bytes.len() as f64 / 1024.0,
+                if percentage == 0 { "adaptive".to_owned() } else { percentage.to_string() },
+                names,
+                period,
+                (file.len() - count) as f64 / count as f64 / 1024.0,
                 f("p50_ms"),
                 f("p99_ms"),
                 f("parse_p50_ms"),
@@ -389,4 +420,138 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
     }
     println!("goals: names p99 <= 2 ms at 5 000 nodes; full within 2x of the bare parse");
     Ok(())
+}
+
+/// The warm-up requests `shim_client` sends before it measures.
+const SHIM_CLIENT_WARMUPS: usize = 10;
+
+/// kube-scheduler's `numFeasibleNodesToFind` (pkg/scheduler/schedule_one.go): how many
+/// feasible nodes its filters look for before they stop, out of `all`, at a
+/// percentageOfNodesToScore of `percentage` (0: adaptive, 50 − all/125 and at least 5).
+/// Clusters under 100 nodes are searched whole, and never fewer than 100 are found.
+fn num_feasible_nodes_to_find(percentage: u32, all: usize) -> usize {
+    const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+    const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
+    if all < MIN_FEASIBLE_NODES_TO_FIND {
+        return all;
+    }
+    let percentage = match percentage as usize {
+        0 => 50usize.saturating_sub(all / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND),
+        p => p.min(100),
+    };
+    (all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// The candidate lists kube-scheduler sends an extender, pod after pod, when every node
+/// passes its own filters (pkg/scheduler/schedule_one.go): `findNodesThatPassFilters`
+/// checks nodes from `nextStartNodeIndex` on, wrapping around, and stops once it has
+/// found `numFeasibleNodesToFind`; `findNodesThatFitPod` then moves
+/// `nextStartNodeIndex = (nextStartNodeIndex + processedNodes) % all`, where
+/// processedNodes (feasible + failed) is that count, and hands the list to the extenders.
+/// (Its 16 filter workers may interleave neighbours; the set is this one.) Yields node
+/// indices; never ends.
+#[derive(Debug, Clone)]
+struct FeasibleLists {
+    all: usize,
+    len: usize,
+    next_start: usize,
+}
+
+impl FeasibleLists {
+    fn new(all: usize, percentage: u32) -> Self {
+        Self { all, len: num_feasible_nodes_to_find(percentage, all), next_start: 0 }
+    }
+
+    /// Names in each list.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Lists before they repeat: all / gcd(all, len).
+    fn period(&self) -> usize {
+        let (mut a, mut b) = (self.all, self.len);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        self.all.checked_div(a).unwrap_or(1)
+    }
+}
+
+impl Iterator for FeasibleLists {
+    type Item = Vec<usize>;
+
+    fn next(&mut self) -> Option<Vec<usize>> {
+        if self.all == 0 {
+            return None;
+        }
+        let list = (0..self.len).map(|i| (self.next_start + i) % self.all).collect();
+        self.next_start = (self.next_start + self.len) % self.all;
+        Some(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_sizes_follow_num_feasible_nodes_to_find() {
+        for (all, percentage, want) in [
+            (50, 0, 50),
+            (50, 100, 50),
+            (50, 10, 50),
+            (100, 0, 100),
+            (150, 10, 100),
+            (500, 0, 230),
+            (500, 100, 500),
+            (1_000, 0, 420),
+            (5_000, 0, 500),
+            (5_000, 100, 5_000),
+            (5_000, 30, 1_500),
+            (10_000, 0, 500),
+            (20_000, 0, 1_000),
+        ] {
+            let lists = FeasibleLists::new(all, percentage);
+            assert_eq!(lists.len(), want, "{all} nodes at {percentage}%");
+            assert_eq!(lists.clone().next().unwrap().len(), want, "{all} nodes at {percentage}%");
+        }
+    }
+
+    #[test]
+    fn lists_rotate_and_wrap_around() {
+        let lists: Vec<Vec<usize>> = FeasibleLists::new(500, 0).take(3).collect();
+        assert_eq!(lists[0], (0..230).collect::<Vec<_>>());
+        assert_eq!(lists[1], (230..460).collect::<Vec<_>>());
+        assert_eq!(lists[2], (460..500).chain(0..190).collect::<Vec<_>>(), "the third list wraps around");
+
+        let big: Vec<Vec<usize>> = FeasibleLists::new(5_000, 0).take(11).collect();
+        for (k, list) in big.iter().enumerate() {
+            assert_eq!(list[0], k * 500 % 5_000, "list {k} starts where the previous one stopped");
+        }
+        assert_eq!(big[10], big[0], "5 000 nodes, 500 a list: the rotation repeats after 10");
+    }
+
+    #[test]
+    fn all_nodes_and_small_clusters_give_the_same_list_every_time() {
+        for (all, percentage) in [(5_000, 100), (50, 0), (50, 100)] {
+            let lists = FeasibleLists::new(all, percentage);
+            assert_eq!(lists.period(), 1);
+            for list in lists.take(3) {
+                assert_eq!(list, (0..all).collect::<Vec<_>>(), "{all} nodes at {percentage}%");
+            }
+        }
+    }
+
+    #[test]
+    fn every_node_is_offered_equally_often_over_a_period() {
+        let lists = FeasibleLists::new(500, 0);
+        assert_eq!(lists.period(), 50);
+        let mut seen = vec![0usize; 500];
+        for list in lists.take(50) {
+            for i in list {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 23), "230 × 50 / 500 = 23 each");
+    }
 }
