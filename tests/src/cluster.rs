@@ -144,6 +144,8 @@ pub struct Cluster {
     api_url: String,
     admin_token: String,
     scheduler_port: Option<u16>,
+    /// The running kube-scheduler's leader-election Lease (namespace, name).
+    scheduler_lease: Option<(String, String)>,
 }
 
 impl Cluster {
@@ -225,7 +227,19 @@ impl Cluster {
             .args(["--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-replicaset-syncs=10"]);
         procs.spawn("kube-controller-manager", kcm)?;
 
-        Ok(Cluster { procs, rt, client, dir, etcd_data, bins, tls, api_url, admin_token, scheduler_port: None })
+        Ok(Cluster {
+            procs,
+            rt,
+            client,
+            dir,
+            etcd_data,
+            bins,
+            tls,
+            api_url,
+            admin_token,
+            scheduler_port: None,
+            scheduler_lease: None,
+        })
     }
 
     /// The API server's URL.
@@ -380,15 +394,30 @@ impl Cluster {
             .arg("--v=2");
         self.procs.spawn("kube-scheduler", cmd)?;
         self.scheduler_port = Some(port);
+        let election = &config["leaderElection"];
+        self.scheduler_lease = (election["leaderElect"] != false).then(|| {
+            let field = |k: &str, default: &str| election[k].as_str().unwrap_or(default).to_owned();
+            (field("resourceNamespace", "kube-system"), field("resourceName", "kube-scheduler"))
+        });
         let client = self.scheduler_client()?;
         let rt = &self.rt;
         wait_ready(rt, &client, "/healthz", &mut self.procs, Duration::from_secs(60))
     }
 
-    /// Stops kube-scheduler.
+    /// Stops kube-scheduler, and removes its Lease: killed, it cannot release it, and the
+    /// next one would wait for the lease to expire.
     pub fn stop_scheduler(&mut self) -> anyhow::Result<()> {
         self.scheduler_port = None;
-        self.procs.kill("kube-scheduler")
+        self.procs.kill("kube-scheduler")?;
+        if let Some((namespace, name)) = self.scheduler_lease.take() {
+            let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(self.client(), &namespace);
+            match self.block_on(api.delete(&name, &DeleteParams::default())) {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e).context("deleting kube-scheduler's Lease"),
+            }
+        }
+        Ok(())
     }
 
     /// kube-scheduler's `/metrics` (Prometheus text), read with the admin token.
