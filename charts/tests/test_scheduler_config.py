@@ -99,7 +99,8 @@ def test_rendered_configuration_is_valid_and_wired(name):
         assert le["resourceNamespace"] == NAMESPACE
     else:
         assert le == {"leaderElect": False}
-    assert "clientConnection" not in cfg, "in-cluster credentials"
+    # In-cluster credentials (no kubeconfig), and a rate limit that does not cap binding.
+    assert cfg["clientConnection"] == v["scheduler"]["clientConnection"]
 
     assert len(cfg["extenders"]) == 1
     ext = cfg["extenders"][0]
@@ -160,6 +161,8 @@ def policy_args(values: dict[str, Any] | None) -> list[str]:
         f"--lease-name={le['leaseName'] or fullname() + '-scheduler'}",
         f"--lease-namespace={NAMESPACE}",
         "--kubeconfig=",
+        f"--api-qps={v['scheduler']['clientConnection']['qps']}",
+        f"--api-burst={v['scheduler']['clientConnection']['burst']}",
         f"--weight={e['weight']}",
         f"--filter={'true' if e['filterVerb'] and filter_rule(v) else 'false'}",
         f"--prioritize={'true' if e['prioritizeVerb'] else 'false'}",
@@ -214,7 +217,7 @@ def test_policy_defaults_are_the_charts():
     assert schema_errors(full) == []
     assert full["profiles"] == [{"schedulerName": "default-scheduler"}]
     assert full["leaderElection"]["resourceName"] == "kube-scheduler"
-    assert full["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf"}
+    assert full["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf", **merged(None)["scheduler"]["clientConnection"]}
     assert full["extenders"] == cfg["extenders"]
     assert "filterVerb" not in printed["extenders"][0], "an operator's scorer rules are unknown here"
     assert "filterVerb" in yaml.safe_load(xtask_policy("--filter"))["extenders"][0]

@@ -139,6 +139,13 @@ pub struct PolicyArgs {
     /// With --full: clientConnection.kubeconfig; "" for in-cluster credentials
     #[arg(long, default_value = "/etc/kubernetes/scheduler.conf", requires = "full")]
     pub kubeconfig: String,
+    /// With --full: kube-scheduler's requests per second to the API server (clientConnection.qps;
+    /// its own default, 50, caps binding near 50 pods/s) [default: the chart's]
+    #[arg(long, requires = "full", value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_qps: Option<u32>,
+    /// With --full: clientConnection.burst [default: the chart's]
+    #[arg(long, requires = "full", value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_burst: Option<u32>,
 }
 
 /// Prints the policy YAML on stdout.
@@ -253,9 +260,19 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
     }
     out.push_str("# kube-scheduler --config=<this file>: its profiles with fitsched's extender.\n");
     out.push_str("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n");
+    out.push_str("clientConnection:\n");
     if !args.kubeconfig.is_empty() {
-        let _ = writeln!(out, "clientConnection:\n  kubeconfig: {}", scalar(&args.kubeconfig));
+        let _ = writeln!(out, "  kubeconfig: {}", scalar(&args.kubeconfig));
     }
+    let client = |flag: Option<u32>, key: &str| -> anyhow::Result<u64> {
+        match flag {
+            Some(v) => Ok(u64::from(v)),
+            None => chart_value(&["scheduler", "clientConnection", key])?
+                .as_u64()
+                .with_context(|| format!("scheduler.clientConnection.{key} in values.yaml is not a whole number")),
+        }
+    };
+    let _ = writeln!(out, "  qps: {}\n  burst: {}", client(args.api_qps, "qps")?, client(args.api_burst, "burst")?);
     let _ = writeln!(out, "leaderElection:\n  leaderElect: {}", args.leader_elect);
     if args.leader_elect {
         let _ = writeln!(
@@ -375,6 +392,15 @@ fn scalar(s: &str) -> String {
 
 /// The scalar `section.key` of a YAML document whose `section:` starts at column 0 and
 /// whose keys sit two spaces in, as in values.yaml. Comments and quotes are stripped.
+/// A value of the chart's values.yaml by path.
+fn chart_value(path: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let values: serde_json::Value = serde_saphyr::from_str(VALUES_YAML).context("charts/fitsched/values.yaml")?;
+    path.iter()
+        .try_fold(&values, |v, k| v.get(k))
+        .cloned()
+        .with_context(|| format!("charts/fitsched/values.yaml has no {}", path.join(".")))
+}
+
 fn top_level_scalar(yaml: &str, section: &str, key: &str) -> Option<String> {
     let mut inside = false;
     for line in yaml.lines() {
@@ -477,8 +503,12 @@ mod tests {
         let y = policy_yaml(&args(&["--full", "--kubeconfig", "", "--leader-elect=false"])).unwrap();
         assert!(y.contains("kind: KubeSchedulerConfiguration\n"));
         assert!(y.contains("leaderElect: false\n") && !y.contains("resourceName"));
-        assert!(!y.contains("clientConnection"));
+        assert!(y.contains("clientConnection:\n  qps: 500\n  burst: 1000\n"), "no kubeconfig, the chart's rate limit");
         assert!(y.contains("  - schedulerName: default-scheduler\n"));
+        let y = policy_yaml(&args(&["--full", "--api-qps", "80", "--api-burst", "160"])).unwrap();
+        assert!(
+            y.contains("clientConnection:\n  kubeconfig: /etc/kubernetes/scheduler.conf\n  qps: 80\n  burst: 160\n")
+        );
     }
 
     #[test]

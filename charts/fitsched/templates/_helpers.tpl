@@ -163,6 +163,9 @@ prints the same document.
 {{- define "fitsched.schedulerConfig" -}}
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
+clientConnection:
+  qps: {{ .Values.scheduler.clientConnection.qps | int64 }}
+  burst: {{ .Values.scheduler.clientConnection.burst | int64 }}
 leaderElection:
   leaderElect: {{ .Values.scheduler.leaderElection.enabled }}
 {{- if .Values.scheduler.leaderElection.enabled }}
