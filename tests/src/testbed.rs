@@ -22,6 +22,22 @@ pub fn sim_node_name(i: usize) -> String {
     format!("sim-node-{:02}", i + 1)
 }
 
+/// The name of API node `i` (0-based) that no agent reports for.
+pub fn dark_node_name(i: usize) -> String {
+    format!("dark-node-{:02}", i + 1)
+}
+
+/// Whether a node is one no agent reports for.
+pub fn is_without_telemetry(node: &str) -> bool {
+    node.starts_with("dark-node-")
+}
+
+/// Whether a simulated node follows the idle profile (`fitsched-agent --simulate`
+/// assigns profiles by index modulo 4, idle first).
+pub fn is_idle(node: &str) -> bool {
+    node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| (n - 1) % 4 == 0)
+}
+
 #[derive(Debug, Clone)]
 pub struct TestbedConfig {
     /// Names the cluster's folder under `<target>/fitsched-cluster/`.
@@ -75,7 +91,7 @@ impl Testbed {
         let cluster = Cluster::start(&config.name, config.kube_bin.as_deref())?;
         let installed = chart::install(&cluster, &venv, &config.values)?;
         let simulated = (0..config.simulated as usize).map(sim_node_name);
-        let dark = (0..config.without_telemetry as usize).map(|i| format!("dark-node-{:02}", i + 1));
+        let dark = (0..config.without_telemetry as usize).map(dark_node_name);
         let nodes: Vec<NodeSpec> =
             simulated.chain(dark).enumerate().map(|(i, n)| NodeSpec::standard(n, ZONES[i % ZONES.len()])).collect();
         cluster.create_nodes(&nodes)?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fitsched_e2e::cluster::{Placement, Workload, sum_metric};
 use fitsched_e2e::process::http_agent;
-use fitsched_e2e::testbed::{Testbed, TestbedConfig};
+use fitsched_e2e::testbed::{Testbed, TestbedConfig, is_idle, is_without_telemetry};
 use fitsched_proto::{CandidateNode, Owner, PodFacts, ScoreRequest};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -44,11 +44,6 @@ fn per_zone(placed: &[Placement], tb: &Testbed) -> BTreeMap<String, usize> {
 fn metric(addr: std::net::SocketAddr, name: &str, label: &str) -> u64 {
     let mut r = http_agent(Duration::from_secs(5)).get(&format!("http://{addr}/metrics")).call().expect("/metrics");
     sum_metric(&r.body_mut().read_to_string().unwrap(), name, label)
-}
-
-/// The simulated profile of a node (`fitsched-agent --simulate`: by index modulo 4).
-fn is_idle(node: &str) -> bool {
-    node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| (n - 1) % 4 == 0)
 }
 
 fn run(tb: &Testbed, w: &Workload) -> Vec<Placement> {
@@ -100,7 +95,7 @@ fn nodes_without_telemetry_get_no_more_than_their_share() {
     for strategy in ["spread", "balanced"] {
         let w = Workload::new("apps", strategy, 18, &tb.profile(strategy));
         let placed = run(&tb, &w);
-        let dark = placed.iter().filter(|p| p.node.starts_with("dark-node-")).count();
+        let dark = placed.iter().filter(|p| is_without_telemetry(&p.node)).count();
         // 6 of 36 nodes: a share of 3 pods.
         assert!(dark <= 3, "{strategy}: {dark} of 18 pods on the 6 nodes without telemetry: {:?}", per_node(&placed));
         assert!(

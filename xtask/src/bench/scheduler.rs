@@ -11,7 +11,15 @@
 //! - `noop`: the extender entry pointed at a minimal no-op extender (`noop_extender`
 //!   example: decodes each call and answers every node, nothing else), without bindVerb;
 //! - `fitsched`: the chart's configuration as it is;
-//! - `fitsched-nobind`: the same without bindVerb (kube-scheduler binds).
+//! - `fitsched-nobind`: the same without bindVerb (kube-scheduler binds);
+//! - `fitsched-pack`: the chart's configuration, pods in the pack profile (every node
+//!   scored: `percentageOfNodesToScore: 100`);
+//! - `fitsched-pack-adaptive`: the same with kube-scheduler's adaptive percentage.
+//!
+//! `cargo xtask bench placement` runs ReplicaSets of 100 small pods (100m, 128Mi)
+//! through each strategy's profile, kube-scheduler alone, pack by annotation in the main
+//! profile and pack with the adaptive percentage, on nodes with known simulated profiles
+//! plus nodes without telemetry, and prints where they went.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +27,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fitsched_e2e::cluster::{Cluster, Workload};
+use std::net::SocketAddr;
+
+use fitsched_e2e::cluster::{Cluster, Placement, Workload, point_extenders_at};
 use fitsched_e2e::process::Processes;
 use fitsched_e2e::stack::free_addr;
 use fitsched_e2e::testbed::{Testbed, TestbedConfig};
@@ -40,17 +50,28 @@ pub struct SchedulerArgs {
     #[arg(long, default_value_t = 3000)]
     pods: u32,
     /// Variants, in the order run.
-    #[arg(long, value_delimiter = ',', default_value = "default,noop,fitsched,fitsched-nobind")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "default,noop,fitsched,fitsched-nobind,fitsched-pack,fitsched-pack-adaptive"
+    )]
     variants: Vec<String>,
+    /// Times the whole list of variants is run, interleaved; each variant's median run
+    /// is reported (the spread shows this machine's noise).
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
     /// Where kube-apiserver, kube-scheduler and kube-controller-manager are.
     #[arg(long)]
     kube_bin: Option<PathBuf>,
 }
 
 /// One variant's figures.
+#[derive(Clone)]
 struct Run {
     variant: String,
     pods_per_second: f64,
+    /// The lowest and highest rate over the rounds.
+    range: (f64, f64),
     /// CPU milliseconds per scheduled pod, by process.
     cpu_ms_per_pod: BTreeMap<&'static str, f64>,
 }
@@ -93,28 +114,75 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
     cmd.arg(noop_addr.to_string());
     noop.spawn("noop-extender", cmd)?;
 
-    let profile = tb.installed.profiles[0].clone();
+    let mut all: Vec<Run> = Vec::new();
+    for round in 1..=args.rounds {
+        for variant in &args.variants {
+            progress(format!("round {round} of {}", args.rounds));
+            let (config, profile) = variant_config(&tb, variant, noop_addr)?;
+            all.push(one_variant(&mut tb, &noop, variant, &config, &profile, args.pods)?);
+        }
+    }
+    // Per variant, the run with the median rate, and the range of rates.
     let mut runs = Vec::new();
     for variant in &args.variants {
-        let mut config = tb.installed.scheduler_config.clone();
-        match variant.as_str() {
-            "default" => {
-                config.as_object_mut().context("config")?.remove("extenders");
-            }
-            "noop" => {
-                fitsched_e2e::cluster::point_extenders_at(&mut config, noop_addr);
-                without_bind(&mut config);
-            }
-            "fitsched" => fitsched_e2e::cluster::point_extenders_at(&mut config, tb.stack.shim_http),
-            "fitsched-nobind" => {
-                fitsched_e2e::cluster::point_extenders_at(&mut config, tb.stack.shim_http);
-                without_bind(&mut config);
-            }
-            other => bail!("unknown variant {other}: default, noop, fitsched, fitsched-nobind"),
-        }
-        runs.push(one_variant(&mut tb, &noop, variant, &config, &profile, args.pods)?);
+        let mut mine: Vec<Run> = all.iter().filter(|r| &r.variant == variant).cloned().collect();
+        mine.sort_by(|a, b| a.pods_per_second.total_cmp(&b.pods_per_second));
+        let range = (mine[0].pods_per_second, mine[mine.len() - 1].pods_per_second);
+        let mut median = mine.swap_remove(mine.len() / 2);
+        median.range = range;
+        runs.push(median);
     }
     Ok(runs)
+}
+
+/// kube-scheduler's configuration for a variant, and the profile its pods name.
+fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Result<(Value, String)> {
+    let mut config = tb.installed.scheduler_config.clone();
+    let main = tb.installed.profiles[0].clone();
+    let shim = tb.stack.shim_http;
+    let out = match variant {
+        "default" => {
+            config.as_object_mut().context("config")?.remove("extenders");
+            main
+        }
+        "noop" => {
+            point_extenders_at(&mut config, noop);
+            without_bind(&mut config);
+            main
+        }
+        "fitsched" => {
+            point_extenders_at(&mut config, shim);
+            main
+        }
+        "fitsched-nobind" => {
+            point_extenders_at(&mut config, shim);
+            without_bind(&mut config);
+            main
+        }
+        "fitsched-pack" => {
+            point_extenders_at(&mut config, shim);
+            tb.profile("pack")
+        }
+        "fitsched-pack-adaptive" => {
+            point_extenders_at(&mut config, shim);
+            let pack = tb.profile("pack");
+            adaptive(&mut config, &pack);
+            pack
+        }
+        other => bail!(
+            "unknown variant {other}: default, noop, fitsched, fitsched-nobind, fitsched-pack, fitsched-pack-adaptive"
+        ),
+    };
+    Ok((config, out))
+}
+
+/// Drops a profile's `percentageOfNodesToScore`: kube-scheduler's adaptive default.
+fn adaptive(config: &mut Value, profile: &str) {
+    for p in config["profiles"].as_array_mut().into_iter().flatten() {
+        if p["schedulerName"] == profile {
+            p.as_object_mut().map(|o| o.remove("percentageOfNodesToScore"));
+        }
+    }
 }
 
 fn without_bind(config: &mut Value) {
@@ -197,7 +265,7 @@ fn one_variant(
         tb.cluster.delete_workload(w)?;
     }
     wait_pods(&tb.cluster, 0, false, Duration::from_secs(120))?;
-    Ok(Run { variant: variant.to_owned(), pods_per_second, cpu_ms_per_pod })
+    Ok(Run { variant: variant.to_owned(), pods_per_second, range: (pods_per_second, pods_per_second), cpu_ms_per_pod })
 }
 
 /// Waits until the bench namespace holds exactly `count` pods (bound ones only, with
@@ -232,12 +300,15 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
     let (default, noop) = (rate("default"), rate("noop"));
     let names: Vec<&str> =
         ["kube-scheduler", "kube-apiserver", "etcd", "shim", "scorer", "noop-extender", "agent-sim"].into();
-    println!("\n{nodes} nodes, {pods} pods created while kube-scheduler was down (release builds, one run each):");
     println!(
-        "| variant | pods/s | × default | × no-op | {} | extender (shim+scorer or no-op) |",
+        "\n{nodes} nodes, {pods} pods created while kube-scheduler was down (release builds; the median run of each \
+         variant, its range over the rounds; CPU per scheduled pod of that run):"
+    );
+    println!(
+        "| variant | pods/s | range | × default | × no-op | {} | extender (shim+scorer or no-op) |",
         names.iter().map(|n| format!("{n} ms/pod")).collect::<Vec<_>>().join(" | ")
     );
-    println!("|---|---|---|---|{}---|", "---|".repeat(names.len()));
+    println!("|---|---|---|---|---|{}---|", "---|".repeat(names.len()));
     for r in runs {
         let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", r.pods_per_second / b));
         let ms = |n: &str| r.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
@@ -247,12 +318,141 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
             _ => 0.0,
         };
         println!(
-            "| {} | {:.0} | {} | {} | {} | {extender:.2} |",
+            "| {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {extender:.2} |",
             r.variant,
             r.pods_per_second,
+            r.range.0,
+            r.range.1,
             ratio(default),
             ratio(noop),
             names.iter().map(|n| format!("{:.2}", ms(n))).collect::<Vec<_>>().join(" | ")
         );
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlacementArgs {
+    /// Nodes with (simulated) telemetry; a quarter of them on the idle profile.
+    #[arg(long, default_value_t = 500)]
+    nodes: u32,
+    /// Nodes no agent reports for.
+    #[arg(long, default_value_t = 20)]
+    without_telemetry: u32,
+    /// Replicas of each ReplicaSet (100m CPU, 128Mi each).
+    #[arg(long, default_value_t = 100)]
+    replicas: u32,
+    /// Where kube-apiserver, kube-scheduler and kube-controller-manager are.
+    #[arg(long)]
+    kube_bin: Option<PathBuf>,
+}
+
+/// One placement case: kube-scheduler's configuration, the profile and annotation of
+/// the pods.
+struct Case {
+    name: &'static str,
+    config: Value,
+    profile: String,
+    strategy: Option<&'static str>,
+}
+
+pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
+    let release = paths::target_dir().join("release");
+    let config = TestbedConfig {
+        window: "20s".into(),
+        bin_dir: Some(release),
+        kube_bin: args.kube_bin.clone(),
+        without_telemetry: args.without_telemetry,
+        ..TestbedConfig::new(&format!("placement-{}", args.nodes), args.nodes)
+    };
+    let mut tb = Testbed::start(config)?;
+    let unused = free_addr()?;
+    let chart = |variant: &str| variant_config(&tb, variant, unused);
+    let cases = [
+        Case {
+            name: "kube-scheduler alone",
+            config: chart("default")?.0,
+            profile: chart("default")?.1,
+            strategy: None,
+        },
+        Case {
+            name: "fitsched balanced",
+            config: chart("fitsched")?.0,
+            profile: tb.profile("balanced"),
+            strategy: None,
+        },
+        Case { name: "fitsched spread", config: chart("fitsched")?.0, profile: tb.profile("spread"), strategy: None },
+        Case { name: "fitsched pack", config: chart("fitsched")?.0, profile: tb.profile("pack"), strategy: None },
+        Case {
+            name: "pack by annotation, main profile",
+            config: chart("fitsched")?.0,
+            profile: tb.installed.profiles[0].clone(),
+            strategy: Some("pack"),
+        },
+        Case {
+            name: "pack profile, adaptive percentage",
+            config: chart("fitsched-pack-adaptive")?.0,
+            profile: tb.profile("pack"),
+            strategy: None,
+        },
+    ];
+    let dark_share =
+        f64::from(args.replicas) * f64::from(args.without_telemetry) / f64::from(args.nodes + args.without_telemetry);
+    let zone_of: BTreeMap<String, String> = tb.nodes.iter().map(|n| (n.name.clone(), n.zone.clone())).collect();
+    let mut rows = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        progress(format!("placement: {}", case.name));
+        let kubeconfig = tb.installed.scheduler_kubeconfig.clone();
+        tb.cluster.start_scheduler(&case.config, &kubeconfig)?;
+        let mut w = Workload::new("placement", &format!("case-{i}"), args.replicas, &case.profile);
+        w.strategy = case.strategy.map(str::to_owned);
+        tb.cluster.create_workload(&w)?;
+        let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(600))?;
+        tb.cluster.stop_scheduler()?;
+        tb.cluster.delete_workload(&w)?;
+        rows.push((case.name, summary(&placed, &zone_of)));
+    }
+    println!(
+        "\n{} pods (100m, 128Mi) per ReplicaSet on {} nodes with telemetry (a quarter idle) and {} without, \
+         3 zones; a perfect packer needs 1 node; the nodes without telemetry's share is {dark_share:.1} pods:",
+        args.replicas, args.nodes, args.without_telemetry
+    );
+    println!("| case | nodes used | most on one node | on idle nodes | on nodes without telemetry | per zone |");
+    println!("|---|---|---|---|---|---|");
+    for (name, s) in rows {
+        println!(
+            "| {name} | {} | {} | {:.0} % | {} | {} |",
+            s.nodes,
+            s.most,
+            100.0 * s.idle as f64 / f64::from(args.replicas),
+            s.dark,
+            s.zones
+        );
+    }
+    Ok(())
+}
+
+struct Summary {
+    nodes: usize,
+    most: usize,
+    idle: usize,
+    dark: usize,
+    zones: String,
+}
+
+fn summary(placed: &[Placement], zone_of: &BTreeMap<String, String>) -> Summary {
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in placed {
+        *per_node.entry(&p.node).or_default() += 1;
+        *per_zone.entry(zone_of.get(&p.node).map_or("?", String::as_str)).or_default() += 1;
+    }
+    let idle = placed.iter().filter(|p| fitsched_e2e::testbed::is_idle(&p.node)).count();
+    Summary {
+        nodes: per_node.len(),
+        most: per_node.values().copied().max().unwrap_or(0),
+        idle,
+        dark: placed.iter().filter(|p| fitsched_e2e::testbed::is_without_telemetry(&p.node)).count(),
+        zones: per_zone.values().map(usize::to_string).collect::<Vec<_>>().join("/"),
     }
 }
