@@ -256,33 +256,41 @@ impl Placements {
     }
 
     /// What one scoring request needs: the siblings of a pod of `owner` (not counting the
-    /// pod `pod` itself: a pod being rescored must not repel itself), zones, and recent
-    /// placements. Holds the read lock until dropped.
-    pub fn view(&self, owner: &str, pod: &str) -> View<'_> {
+    /// pod `pod` itself: a pod being rescored must not repel itself), zones, and, with
+    /// `with_recent`, recent placements (only occupancy reads them, and counting them
+    /// walks every pod placed in the last two windows: thousands in a burst). Holds the
+    /// read lock until dropped.
+    pub fn view(&self, owner: &str, pod: &str, with_recent: bool) -> View<'_> {
         let now = Instant::now();
         let inner = self.read();
         let live = |(key, r): &(&String, &Record)| r.expires > now && key.as_str() != pod;
-        let mut on_node: Map<String, u32> =
-            if owner.is_empty() { Map::default() } else { inner.owners.get(owner).cloned().unwrap_or_default() };
+        // The watch's counts are read through the lock; only the records' are copied.
+        let mut recorded: Map<String, u32> = Map::default();
         let mut recent: Map<String, u32> = Map::default();
         for (_, r) in inner.records.iter().filter(|e| live(e)) {
-            *recent.entry(r.node.clone()).or_default() += 1;
+            if with_recent {
+                *recent.entry(r.node.clone()).or_default() += 1;
+            }
             if !owner.is_empty() && r.owner == owner {
-                *on_node.entry(r.node.clone()).or_default() += 1;
+                *recorded.entry(r.node.clone()).or_default() += 1;
             }
         }
-        for (node, since) in inner.fresh.values() {
-            if now.saturating_duration_since(*since) < self.recent {
-                *recent.entry(node.clone()).or_default() += 1;
+        if with_recent {
+            for (node, since) in inner.fresh.values() {
+                if now.saturating_duration_since(*since) < self.recent {
+                    *recent.entry(node.clone()).or_default() += 1;
+                }
             }
         }
+        let watched = if owner.is_empty() { None } else { inner.owners.get(owner) };
         let mut in_zone: Map<String, u32> = Map::default();
-        for (node, n) in &on_node {
+        for (node, n) in watched.into_iter().flatten().chain(&recorded) {
             if let Some(z) = inner.zones.get(node) {
                 *in_zone.entry(z.clone()).or_default() += n;
             }
         }
-        View { inner, on_node, in_zone, recent }
+        let owner = if watched.is_some() { Some(owner.to_owned()) } else { None };
+        View { inner, owner, recorded, in_zone, recent }
     }
 
     /// How many pods the watch shows placed, and how many records await it.
@@ -315,7 +323,10 @@ impl Placements {
 /// Siblings, zones and recent placements as one scoring request sees them.
 pub struct View<'a> {
     inner: RwLockReadGuard<'a, Inner>,
-    on_node: Map<String, u32>,
+    /// The owner, when the watch shows any of its pods.
+    owner: Option<String>,
+    /// The owner's pods the scorer recorded and the watch does not show yet, per node.
+    recorded: Map<String, u32>,
     in_zone: Map<String, u32>,
     recent: Map<String, u32>,
 }
@@ -323,7 +334,8 @@ pub struct View<'a> {
 impl View<'_> {
     /// The pod's siblings on `node`.
     pub fn on_node(&self, node: &str) -> u32 {
-        self.on_node.get(node).copied().unwrap_or(0)
+        let watched = self.owner.as_ref().and_then(|o| self.inner.owners.get(o)?.get(node).copied()).unwrap_or(0);
+        watched + self.recorded.get(node).copied().unwrap_or(0)
     }
 
     /// The pod's siblings in `zone` (an empty zone is no zone: 0).
@@ -332,7 +344,7 @@ impl View<'_> {
     }
 
     /// Pods of any owner placed on `node` recently enough that its windows cannot show
-    /// their load yet.
+    /// their load yet (0 unless the view was taken `with_recent`).
     pub fn recent_on(&self, node: &str) -> u32 {
         self.recent.get(node).copied().unwrap_or(0)
     }
@@ -362,11 +374,11 @@ mod tests {
         p.assume("pod-1", "rs-a", "n1");
         p.assume("pod-2", "rs-a", "n2");
         p.assume("pod-3", "rs-b", "n1");
-        let v = p.view("rs-a", "pod-2");
+        let v = p.view("rs-a", "pod-2", true);
         assert_eq!((v.on_node("n1"), v.on_node("n2"), v.in_zone("z1")), (1, 0, 1), "a pod is not its own sibling");
         assert_eq!(v.recent_on("n1"), 2);
         drop(v);
-        let bare = p.view("", "x");
+        let bare = p.view("", "x", true);
         assert_eq!(
             (bare.on_node("n1"), bare.in_zone("z1"), bare.recent_on("n1")),
             (0, 0, 2),
@@ -379,26 +391,26 @@ mod tests {
         let p = placements();
         p.assume("pod-1", "rs-a", "n1");
         assert!(!p.bind("pod-1", "n2"), "no watch yet");
-        let v = p.view("rs-a", "other");
+        let v = p.view("rs-a", "other", true);
         assert_eq!((v.on_node("n1"), v.on_node("n2")), (0, 1));
         drop(v);
         // A later Score for the same pod does not undo the bind.
         p.assume("pod-1", "rs-a", "n3");
-        assert_eq!(p.view("rs-a", "other").on_node("n2"), 1);
+        assert_eq!(p.view("rs-a", "other", true).on_node("n2"), 1);
     }
 
     #[test]
     fn assumed_placements_expire() {
         let p = Placements::new(Duration::ZERO, Duration::from_secs(600), Duration::ZERO);
         p.assume("pod-1", "rs-a", "n1");
-        let v = p.view("rs-a", "other");
+        let v = p.view("rs-a", "other", true);
         assert_eq!((v.on_node("n1"), v.recent_on("n1")), (0, 0));
         drop(v);
         // Expired but not yet pruned: neither counted nor lending its owner to a bind.
         assert_eq!(p.counts(), (0, 0));
         p.bind("pod-1", "n2");
-        assert_eq!(p.view("rs-a", "other").on_node("n2"), 0);
-        assert_eq!(p.view("", "other").recent_on("n2"), 1);
+        assert_eq!(p.view("rs-a", "other", true).on_node("n2"), 0);
+        assert_eq!(p.view("", "other", true).recent_on("n2"), 1);
     }
 
     #[test]
@@ -411,19 +423,19 @@ mod tests {
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.apply_pod(pod("u2", "rs", Some("n2")));
         assert_eq!(p.counts(), (2, 0), "both records forgotten");
-        let v = p.view("rs", "new");
+        let v = p.view("rs", "new", true);
         assert_eq!((v.on_node("n1"), v.on_node("n2")), (1, 1));
         drop(v);
         // Re-applying the same state changes nothing; a later assume of a placed pod is ignored.
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.assume("u1", "rs", "n9");
-        assert_eq!(p.view("rs", "new").on_node("n1"), 1);
-        assert_eq!(p.view("rs", "new").on_node("n9"), 0);
+        assert_eq!(p.view("rs", "new", true).on_node("n1"), 1);
+        assert_eq!(p.view("rs", "new", true).on_node("n9"), 0);
         // Deleted pods are forgotten, and so are their records.
         p.remove_pod("u1");
         p.assume("u3", "rs", "n3");
         p.remove_pod("u3");
-        let v = p.view("rs", "new");
+        let v = p.view("rs", "new", true);
         assert_eq!((v.on_node("n1"), v.on_node("n3")), (0, 0));
     }
 
@@ -431,9 +443,9 @@ mod tests {
     fn a_relist_forgets_pods_deleted_while_the_watch_was_down() {
         let p = placements();
         p.replace_pods(vec![pod("u1", "rs", Some("n1")), pod("u2", "rs", Some("n1")), pod("u3", "rs", None)]);
-        assert_eq!(p.view("rs", "x").on_node("n1"), 2);
+        assert_eq!(p.view("rs", "x", true).on_node("n1"), 2);
         p.replace_pods(vec![pod("u2", "rs", Some("n1"))]);
-        assert_eq!(p.view("rs", "x").on_node("n1"), 1);
+        assert_eq!(p.view("rs", "x", true).on_node("n1"), 1);
         assert_eq!(p.counts(), (1, 0));
     }
 
@@ -443,22 +455,22 @@ mod tests {
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.apply_pod(pod("u1", "rs", Some("n2")));
         p.apply_pod(pod("u1", "other", Some("n2")));
-        assert_eq!((p.view("rs", "x").on_node("n1"), p.view("rs", "x").on_node("n2")), (0, 0));
-        assert_eq!(p.view("other", "x").on_node("n2"), 1);
+        assert_eq!((p.view("rs", "x", true).on_node("n1"), p.view("rs", "x", true).on_node("n2")), (0, 0));
+        assert_eq!(p.view("other", "x", true).on_node("n2"), 1);
     }
 
     #[test]
     fn zones_come_from_the_watch_once_it_runs_and_counts_follow_relabels() {
         let p = placements();
         p.learn_zones([("n1", "z-from-request")].into_iter());
-        assert_eq!(p.view("", "x").zone_of("n1"), "z-from-request");
+        assert_eq!(p.view("", "x", true).zone_of("n1"), "z-from-request");
         p.replace_zones([("n1".into(), "z1".into())].into());
         p.learn_zones([("n1", "z-from-request")].into_iter());
-        assert_eq!(p.view("", "x").zone_of("n1"), "z1", "the node watch owns zones");
+        assert_eq!(p.view("", "x", true).zone_of("n1"), "z1", "the node watch owns zones");
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("rs", "x").in_zone("z1"), 1);
+        assert_eq!(p.view("rs", "x", true).in_zone("z1"), 1);
         p.set_zone("n1", Some("z2"));
-        let v = p.view("rs", "x");
+        let v = p.view("rs", "x", true);
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (0, 1));
     }
 
@@ -466,9 +478,9 @@ mod tests {
     fn recently_placed_pods_add_to_occupancy_for_a_while() {
         let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::ZERO);
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("", "x").recent_on("n1"), 0, "older than `recent`");
+        assert_eq!(p.view("", "x", true).recent_on("n1"), 0, "older than `recent`");
         let p = placements();
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("", "x").recent_on("n1"), 1);
+        assert_eq!(p.view("", "x", true).recent_on("n1"), 1);
     }
 }

@@ -72,7 +72,7 @@ impl ScorerService {
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         let views = self.store.view(&names);
 
-        let placed = self.placements.view(&owner, &pod_key);
+        let placed = self.placements.view(&owner, &pod_key, strategy == Strategy::Pack);
         // The watch's zone when it knows the node, else the request's label.
         fn zone<'a>(placed: &'a crate::placements::View<'_>, n: &'a CandidateNode) -> &'a str {
             match placed.zone_of(&n.name) {
@@ -596,7 +596,7 @@ mod tests {
         let req =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: "n9".into() };
         assert!(!Scorer::bind(&s, Request::new(req)).await.unwrap().into_inner().watched);
-        assert_eq!(s.placements.view("", "other").recent_on("n9"), 1);
+        assert_eq!(s.placements.view("", "other", true).recent_on("n9"), 1);
         let bad =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: String::new() };
         assert_eq!(Scorer::bind(&s, Request::new(bad)).await.unwrap_err().code(), tonic::Code::InvalidArgument);

@@ -2,9 +2,10 @@
 //!
 //! Only what replica and zone awareness need is kept: of a pod its UID, controlling
 //! owner, node and phase; of a node its name and zone label (nodes are watched as
-//! metadata only). Finished pods (`Succeeded`, `Failed`) are excluded by a field
-//! selector: they hold no resources and are no longer replicas, and the API server
-//! reports a pod that finishes as deleted from the selection.
+//! metadata only). Pending pods and finished ones (`Succeeded`, `Failed`) are excluded by
+//! a field selector: they hold no resources and are no longer (or not yet) replicas on a
+//! node; the API server reports a pod that is bound as added to the selection, and one
+//! that finishes as deleted from it.
 //!
 //! Every (re)list ends with `InitDone`; then the reflector's store holds exactly the
 //! cluster's current objects and [`Placements`] is rebuilt from it, so pods deleted
@@ -23,8 +24,10 @@ use tokio_stream::StreamExt;
 
 use crate::placements::{Placements, WatchedPod};
 
-/// Phases whose pods no longer occupy a node.
-pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
+/// Pods that occupy a node: bound, and not finished. Pending pods are left to the API
+/// server: they would cost a watch event each (decoded here, encoded there) for nothing,
+/// and a pod that gets bound enters the selection then.
+pub const POD_FIELD_SELECTOR: &str = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed";
 
 /// Starts the pod and node watches; they run (and reconnect with backoff) until the
 /// process ends. Returns the stores, e.g. to wait until both have listed once.
@@ -215,7 +218,11 @@ mod tests {
             let body = match (path.as_str(), watch) {
                 ("/api/v1/pods", false) => {
                     let selector = query.split('&').find_map(|kv| kv.strip_prefix("fieldSelector="));
-                    assert_eq!(selector, Some("status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"), "{query}");
+                    assert_eq!(
+                        selector,
+                        Some("spec.nodeName%21%3D%2Cstatus.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"),
+                        "{query}"
+                    );
                     list(
                         "PodList",
                         "v1",
@@ -298,11 +305,11 @@ mod tests {
         // Listed: u1, u2 (rs-a) and u3 (rs-b) placed, u4 pending; the records of u4 (on n3)
         // and u9 (bound on n2) still count.
         eventually("the listing applied", || {
-            let v = placements.view("rs-a", "new");
+            let v = placements.view("rs-a", "new", true);
             (v.on_node("n1"), v.on_node("n2"), v.on_node("n3"), v.in_zone("z1"), v.in_zone("z2")) == (1, 2, 1, 1, 2)
         })
         .await;
-        assert_eq!(placements.view("rs-b", "new").on_node("n1"), 1);
+        assert_eq!(placements.view("rs-b", "new", true).on_node("n1"), 1);
         assert_eq!(placements.counts(), (4, 2));
         let stored = pods.state();
         let u1 = stored.iter().find(|p| p.uid().as_deref() == Some("u1")).unwrap();
@@ -311,11 +318,11 @@ mod tests {
 
         go_tx.send(true).unwrap();
         eventually("the events applied", || {
-            let v = placements.view("rs-a", "new");
+            let v = placements.view("rs-a", "new", true);
             (v.on_node("n1"), v.on_node("n2"), v.on_node("n3"), v.zone_of("n3")) == (1, 1, 0, "z1")
         })
         .await;
-        let v = placements.view("rs-a", "new");
+        let v = placements.view("rs-a", "new", true);
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (1, 1));
         drop(v);
         assert_eq!(placements.counts(), (4, 0), "u3, u4, u5, u9 placed; both records settled by the watch");
