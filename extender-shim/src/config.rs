@@ -89,16 +89,12 @@ impl Args {
     }
 }
 
-/// The strategies the scorer knows (`fitsched-scorer`'s `Strategy`; the shim does not
-/// depend on the scorer's crate, so the names are repeated here and checked at start).
-pub const STRATEGIES: [&str; 3] = ["spread", "pack", "balanced"];
-
 /// One `--profile-strategy NAME=STRATEGY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileStrategy {
     /// A kube-scheduler profile's `schedulerName`.
     pub scheduler_name: String,
-    /// One of [`STRATEGIES`].
+    /// A [`fitsched_proto::Strategy`]'s name, as `PodFacts.strategy` carries it.
     pub strategy: String,
 }
 
@@ -177,10 +173,8 @@ fn parse_profile_strategy(s: &str) -> Result<ProfileStrategy, String> {
     if name.is_empty() || name.contains(char::is_whitespace) {
         return Err(format!("{s:?}: the profile name (a pod's spec.schedulerName) must be non-empty, without spaces"));
     }
-    if !STRATEGIES.contains(&strategy) {
-        return Err(format!("{s:?}: unknown strategy {strategy:?}: expected spread, pack or balanced"));
-    }
-    Ok(ProfileStrategy { scheduler_name: name.to_owned(), strategy: strategy.to_owned() })
+    let strategy: fitsched_proto::Strategy = strategy.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(ProfileStrategy { scheduler_name: name.to_owned(), strategy: strategy.as_str().to_owned() })
 }
 
 fn parse_body_limit(s: &str) -> Result<usize, String> {

@@ -5,8 +5,9 @@
 //! fitsched needs no `protoc`.
 //!
 //! Besides the messages, this crate owns the few names every part must agree on: the
-//! metric names agents put in windows ([`metric`]), the score scale ([`score`]) and the
-//! pod annotation that picks a strategy ([`STRATEGY_ANNOTATION`]).
+//! metric names agents put in windows ([`metric`]), the score scale ([`score`]), the
+//! strategies ([`Strategy`]) and the pod annotation that picks one
+//! ([`STRATEGY_ANNOTATION`]).
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 mod generated {
@@ -21,6 +22,61 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/fitsched_v1_des
 /// Pod annotation that chooses the scoring strategy (`spread`, `pack`, `balanced`).
 pub const STRATEGY_ANNOTATION: &str = "fitsched.io/strategy";
 
+/// A scoring strategy, as pods (the annotation, `PodFacts.strategy`), the scorer's
+/// `--default-strategy`, the shim's `--profile-strategy` and the chart spell it.
+///
+/// ```
+/// use fitsched_proto::Strategy;
+/// assert_eq!("pack".parse::<Strategy>().unwrap(), Strategy::Pack);
+/// assert_eq!(Strategy::Spread.as_str(), "spread");
+/// assert!("Pack".parse::<Strategy>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    Spread,
+    Pack,
+    Balanced,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the chart's strategy profiles are listed.
+    pub const ALL: [Strategy; 3] = [Strategy::Spread, Strategy::Pack, Strategy::Balanced];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Pack => "pack",
+            Strategy::Balanced => "balanced",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A strategy name that is none of [`Strategy::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStrategy(pub String);
+
+impl std::fmt::Display for UnknownStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown strategy {:?}: expected spread, pack or balanced", self.0)
+    }
+}
+
+impl std::error::Error for UnknownStrategy {}
+
+impl std::str::FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Strategy::ALL.into_iter().find(|k| k.as_str() == s.trim()).ok_or_else(|| UnknownStrategy(s.to_owned()))
+    }
+}
+
 /// Node label kube-scheduler and fitsched use for the node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
@@ -28,8 +84,8 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub mod score {
     /// `MaxExtenderPriority`: extender scores are integers in `0..=MAX`.
     pub const MAX: i32 = 10;
-    /// The score that neither favours nor hides a node: given to stale and unknown nodes
-    /// by the scorer, and to every node by the shim when the scorer cannot answer.
+    /// The score that neither favours nor hides a node: given to every node by the shim
+    /// when the scorer cannot answer.
     pub const NEUTRAL: i32 = 5;
 }
 

@@ -37,52 +37,13 @@
 //! for the nodes a decision log shows, so a 5 000-node request formats a handful.
 //! `pack` ignores siblings: filling a node with one owner's replicas is its purpose.
 
-use std::fmt;
-use std::str::FromStr;
-
 use fitsched_proto::score;
+pub use fitsched_proto::{Strategy, UnknownStrategy};
 
 /// The fitness a node needs before `pack` considers filling it.
 pub const PACK_MIN_FITNESS: f64 = 0.5;
 /// The occupancy one recorded placement adds until the node's windows show it.
 pub const OCCUPANCY_PER_PLACEMENT: f64 = 0.05;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Strategy {
-    Spread,
-    Pack,
-    Balanced,
-}
-
-impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::Spread, Strategy::Pack, Strategy::Balanced];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Spread => "spread",
-            Strategy::Pack => "pack",
-            Strategy::Balanced => "balanced",
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown strategy {0:?}: expected spread, pack or balanced")]
-pub struct UnknownStrategy(pub String);
-
-impl FromStr for Strategy {
-    type Err = UnknownStrategy;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Strategy::ALL.into_iter().find(|k| k.as_str() == s.trim()).ok_or_else(|| UnknownStrategy(s.to_owned()))
-    }
-}
 
 /// What a strategy knows of one candidate node: its fitness, or the neutral (median)
 /// fitness for a node without a usable one.

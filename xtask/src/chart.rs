@@ -14,6 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use fitsched_e2e::{paths, progress, tools};
+use fitsched_proto::Strategy;
 
 /// The chart's default values; `policy` takes its defaults from their `extender:` block.
 const VALUES_YAML: &str = include_str!("../../charts/fitsched/values.yaml");
@@ -105,7 +106,7 @@ pub struct PolicyArgs {
     /// With --full: the strategy whose plugin settings the --scheduler-name profile gets
     /// (pack changes kube-scheduler's own plugins to agree with it; spread and balanced
     /// keep its defaults) [default: the chart's scorer.defaultStrategy]
-    #[arg(long, value_enum, requires = "full")]
+    #[arg(long, requires = "full", value_parser = str::parse::<Strategy>)]
     pub default_strategy: Option<Strategy>,
     /// With --full: also one profile per strategy, <scheduler-name>-spread, -pack and
     /// -balanced, which pods pick with spec.schedulerName (the chart's scheduler.strategyProfiles)
@@ -284,15 +285,15 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
     }
     let default_strategy = match args.default_strategy {
         Some(s) => s,
-        None => Strategy::chart_default()?,
+        None => chart_default_strategy()?,
     };
     let mut profiles = vec![(args.scheduler_name.clone(), default_strategy)];
     if args.strategy_profiles {
-        profiles.extend(Strategy::ALL.map(|s| (format!("{}-{}", args.scheduler_name, s.name()), s)));
+        profiles.extend(Strategy::ALL.map(|s| (format!("{}-{}", args.scheduler_name, s.as_str()), s)));
     }
     out.push_str("# Give the shim beside it each profile's strategy (for pods without fitsched.io/strategy):\n");
     for (name, strategy) in &profiles {
-        let _ = writeln!(out, "#   --profile-strategy={name}={}", strategy.name());
+        let _ = writeln!(out, "#   --profile-strategy={name}={}", strategy.as_str());
     }
     out.push_str("profiles:\n");
     for (name, strategy) in &profiles {
@@ -303,35 +304,11 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// A scorer strategy, spelt as values.yaml and the scorer's --default-strategy spell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Strategy {
-    Spread,
-    Pack,
-    Balanced,
-}
-
-impl Strategy {
-    /// In the order of the chart's strategy profiles.
-    pub const ALL: [Strategy; 3] = [Strategy::Spread, Strategy::Pack, Strategy::Balanced];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Spread => "spread",
-            Strategy::Pack => "pack",
-            Strategy::Balanced => "balanced",
-        }
-    }
-
-    /// The chart's `scorer.defaultStrategy`.
-    pub fn chart_default() -> anyhow::Result<Self> {
-        let v = top_level_scalar(VALUES_YAML, "scorer", "defaultStrategy")
-            .context("charts/fitsched/values.yaml has no scalar scorer.defaultStrategy")?;
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name() == v)
-            .with_context(|| format!("scorer.defaultStrategy in values.yaml is {v:?}, not spread, pack or balanced"))
-    }
+/// The chart's `scorer.defaultStrategy`.
+fn chart_default_strategy() -> anyhow::Result<Strategy> {
+    let v = top_level_scalar(VALUES_YAML, "scorer", "defaultStrategy")
+        .context("charts/fitsched/values.yaml has no scalar scorer.defaultStrategy")?;
+    v.parse().with_context(|| "scorer.defaultStrategy in values.yaml")
 }
 
 /// One KubeSchedulerProfile as a YAML list item, each line prefixed by `indent`. The one
@@ -542,7 +519,7 @@ mod tests {
         let one = policy_yaml(&args(&["--full", "--default-strategy=pack"])).unwrap();
         assert_eq!(one.matches("schedulerName:").count(), 1);
         assert!(one.contains("  - schedulerName: default-scheduler\n    # Every feasible"));
-        assert!(Strategy::chart_default().is_ok());
+        assert!(chart_default_strategy().is_ok());
     }
 
     #[test]
