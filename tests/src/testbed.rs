@@ -57,6 +57,14 @@ pub struct TestbedConfig {
     /// The shim's identity instead of the scheduler pod's (to test a refused bind).
     pub shim_kubeconfig: Option<fn(&Installed) -> PathBuf>,
     pub kube_bin: Option<PathBuf>,
+    /// A real agent reading this machine's `/proc` and reporting under this node name,
+    /// and an API node of that name with this machine's CPUs and memory (zoned like the
+    /// others, after them).
+    pub real_agent: Option<String>,
+    /// Extra arguments of every agent process (e.g. `--pcm-url`).
+    pub agent_args: Vec<String>,
+    /// Seed of the simulated nodes' telemetry.
+    pub sim_seed: u64,
 }
 
 impl TestbedConfig {
@@ -71,7 +79,23 @@ impl TestbedConfig {
             log_filter: "info".into(),
             shim_kubeconfig: None,
             kube_bin: None,
+            real_agent: None,
+            agent_args: Vec::new(),
+            sim_seed: StackConfig::default().sim_seed,
         }
+    }
+}
+
+/// An API node for this machine: its CPU count and memory (`MemTotal` of `/proc/meminfo`).
+fn this_machine(name: &str, zone: &str) -> NodeSpec {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    NodeSpec {
+        cpu: cpus.to_string(),
+        memory: memory_kib.map_or_else(|| "8Gi".to_owned(), |kib| format!("{kib}Ki")),
+        ..NodeSpec::standard(name, zone)
     }
 }
 
@@ -92,8 +116,11 @@ impl Testbed {
         let installed = chart::install(&cluster, &venv, &config.values)?;
         let simulated = (0..config.simulated as usize).map(sim_node_name);
         let dark = (0..config.without_telemetry as usize).map(dark_node_name);
-        let nodes: Vec<NodeSpec> =
+        let mut nodes: Vec<NodeSpec> =
             simulated.chain(dark).enumerate().map(|(i, n)| NodeSpec::standard(n, ZONES[i % ZONES.len()])).collect();
+        if let Some(name) = &config.real_agent {
+            nodes.push(this_machine(name, ZONES[nodes.len() % ZONES.len()]));
+        }
         cluster.create_nodes(&nodes)?;
 
         let access = ClusterAccess {
@@ -105,8 +132,10 @@ impl Testbed {
         let stack_config = StackConfig {
             window: config.window.clone(),
             tick: "200ms".into(),
-            real_agents: Vec::new(),
+            real_agents: config.real_agent.iter().map(|n| Some(n.clone())).collect(),
             simulated: config.simulated,
+            sim_seed: config.sim_seed,
+            agent_args: config.agent_args.clone(),
             scorer_args: installed.scorer_args.clone(),
             shim_args: installed.shim_args.clone(),
             bin_dir: config.bin_dir.clone(),
@@ -117,7 +146,8 @@ impl Testbed {
         }
         .with_committed_model(&venv)?;
         let mut stack = Stack::start(stack_config)?;
-        stack.wait_for_nodes(&[], config.simulated as usize, Duration::from_secs(120))?;
+        let real: Vec<&str> = config.real_agent.iter().map(String::as_str).collect();
+        stack.wait_for_nodes(&real, config.simulated as usize + real.len(), Duration::from_secs(120))?;
         Ok(Testbed { stack, installed, nodes, cluster })
     }
 

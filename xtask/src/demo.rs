@@ -1,18 +1,23 @@
-//! `cargo xtask demo`: the whole stack on localhost. One real agent reads this
-//! machine, one agent process simulates the rest of a cluster, and a kube-scheduler
-//! simulator schedules ReplicaSets through the shim, printing where each pod went and
-//! why.
+//! `cargo xtask demo`: fitsched as a cluster runs it, on localhost. A real control plane
+//! (etcd, kube-apiserver, kube-controller-manager, kube-scheduler v1.36.2) with the Helm
+//! chart installed, API-only nodes, one real agent reading this machine and one agent
+//! process simulating the rest of a cluster; kube-scheduler, with the chart's
+//! configuration, places one Deployment per strategy profile through the shim, and the
+//! demo prints where each pod went and the scorer's reason.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fitsched_e2e::sim::{Mode, SimNode, SimPod, Simulator};
-use fitsched_e2e::stack::{Stack, StackConfig, block_on};
-use fitsched_e2e::{paths, progress, tools};
-use fitsched_proto::ExplainRequest;
-use fitsched_proto::scorer_client::ScorerClient;
+use fitsched_e2e::cluster::{Placement, Workload};
+use fitsched_e2e::stack::{Stack, block_on};
+use fitsched_e2e::testbed::{Testbed, TestbedConfig};
+use fitsched_e2e::{progress, tools};
+use fitsched_proto::{CandidateNode, Decision, ExplainRequest, FilterRequest, PodFacts};
+use serde_json::json;
 
 use crate::cargo;
 
@@ -21,118 +26,143 @@ pub struct DemoArgs {
     /// Simulated nodes beside this machine.
     #[arg(long, default_value_t = 15)]
     nodes: u32,
-    /// Replicas per ReplicaSet (one ReplicaSet per strategy: spread, pack, balanced).
+    /// Replicas per Deployment (one Deployment per strategy profile: fitsched-spread,
+    /// fitsched-pack, fitsched-balanced).
     #[arg(long, default_value_t = 10)]
-    replicas: usize,
+    replicas: u32,
     /// Window length for agents and scorer (production default: 20s).
     #[arg(long, default_value = "4s")]
     window: String,
-    /// Extender mode: `full` (whole Node objects, zones visible) or `names`
-    /// (nodeCacheCapable).
-    #[arg(long, default_value = "full")]
-    mode: String,
-    /// Keep the stack running after the table until Ctrl-C, to try the grpcurl commands.
+    /// Keep everything running after the tables until Ctrl-C, to try the grpcurl commands.
     #[arg(long)]
     hold: bool,
-    /// Seed of the simulated nodes and of kube-scheduler's tie-breaking.
+    /// Seed of the simulated nodes' telemetry (kube-scheduler breaks its ties at random).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Where kube-apiserver, kube-scheduler and kube-controller-manager are.
+    #[arg(long)]
+    kube_bin: Option<PathBuf>,
 }
 
-const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+/// The namespace of the demo's Deployments.
+const NAMESPACE: &str = "demo";
+/// Deployment name and strategy, in the order they are placed.
+const WORKLOADS: [(&str, &str); 3] = [("web", "spread"), ("batch", "pack"), ("api", "balanced")];
+/// Nodes thrashing on memory (PSI memory full above 8 %) are dropped by /filter.
+const MAX_PSI_MEMORY_FULL: f64 = 0.08;
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let mode = match args.mode.as_str() {
-        "full" => Mode::Full,
-        "names" => Mode::Names,
-        other => anyhow::bail!("--mode must be full or names, not {other:?}"),
-    };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
 
+    let started = Instant::now();
     cargo(&["build", "--workspace", "--bins"])?;
     let venv = tools::ensure_venv()?;
-    let host = hostname();
-    progress(format!("starting scorer, shim, a real agent for {host} and {} simulated nodes", args.nodes));
-    let config = StackConfig {
+    let host = node_name(&hostname());
+    progress(format!(
+        "starting the control plane, the chart, scorer, shim, a real agent for {host} and {} simulated nodes \
+         (windows of {})",
+        args.nodes, args.window
+    ));
+    let config = TestbedConfig {
         window: args.window.clone(),
-        tick: "500ms".into(),
-        real_agents: vec![Some(host.clone())],
-        simulated: args.nodes,
+        real_agent: Some(host.clone()),
         sim_seed: args.seed,
-        // Nodes thrashing on memory (PSI full above 8 %) are dropped by /filter.
-        scorer_args: vec!["--filter-max-psi-memory-full".into(), "0.08".into()],
-        log_dir: paths::state_dir().join("demo-logs"),
+        // The chart renders the extender's filterVerb, and the scorer's flag, only while a
+        // filter rule is set.
+        values: json!({"scorer": {"filter": {"maxPsiMemoryFull": MAX_PSI_MEMORY_FULL}}}),
         // Where the chart's PCM sidecar listens: the agent then says why PCM is
         // unavailable on this machine (no MSR, not Intel, no server) instead of "disabled".
         agent_args: vec!["--pcm-url".into(), "http://127.0.0.1:9738".into()],
-        ..StackConfig::default()
+        kube_bin: args.kube_bin.clone(),
+        ..TestbedConfig::new("demo", args.nodes)
     };
-    let config = config.with_committed_model(&venv)?;
-    let mut stack = Stack::start(config)?;
-    let sims: Vec<String> = (1..=args.nodes).map(|i| format!("sim-node-{i:02}")).collect();
-    let mut wanted: Vec<&str> = sims.iter().map(String::as_str).collect();
-    wanted.push(&host);
-    progress(format!("waiting for the first windows ({} each)", args.window));
-    stack.wait_for_nodes(&wanted, wanted.len(), Duration::from_secs(120))?;
+    let mut tb = Testbed::start(config)?;
+    anyhow::ensure!(
+        tb.installed.scorer_args.iter().any(|a| a.starts_with("--filter-max-psi-memory-full")),
+        "the chart gave the scorer no --filter-max-psi-memory-full: {:?}",
+        tb.installed.scorer_args
+    );
+    let extenders = tb.installed.scheduler_config["extenders"].as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(
+        extenders.iter().any(|e| e["filterVerb"].as_str().is_some_and(|v| !v.is_empty())),
+        "the chart's KubeSchedulerConfiguration has no extender with a filterVerb: {extenders:?}"
+    );
+    progress("starting kube-scheduler with the chart's configuration");
+    tb.start_scheduler()?;
+    let logs = tb.cluster.dir().join("logs");
+    let zone: HashMap<String, String> = tb.nodes.iter().map(|n| (n.name.clone(), n.zone.clone())).collect();
 
-    let mut nodes = vec![SimNode::new(&host, ZONES[0], this_machine_cpu_millis(), this_machine_memory_bytes())];
-    nodes.extend(sims.iter().enumerate().map(|(i, n)| SimNode::new(n, ZONES[(i + 1) % 3], 16_000, 64 << 30)));
-    let mut sim = Simulator::new(&stack.shim_url(), mode, nodes, args.seed);
+    let filtered = filtered_nodes(&tb)?;
+    let mut placed: Vec<(&str, String, Vec<Placement>)> = Vec::new();
+    for (name, strategy) in WORKLOADS {
+        let profile = tb.profile(strategy);
+        let w = Workload::new(NAMESPACE, name, args.replicas, &profile);
+        progress(format!("Deployment {NAMESPACE}/{name}: {} pods, schedulerName {profile}", args.replicas));
+        tb.cluster.create_workload(&w)?;
+        let pods = tb.cluster.wait_scheduled(&w, Duration::from_secs(120))?;
+        placed.push((strategy, profile, pods));
+    }
+    let pods: Vec<String> = placed.iter().flat_map(|(_, _, p)| p.iter().map(|p| p.pod.clone())).collect();
+    let decisions = decisions(&tb.stack, &pods);
 
     println!();
-    println!(
-        "{:<14} {:<9} {:<14} {:<7} {:>3} {:>4} {:>5}  why (scorer)",
-        "pod", "strategy", "node", "zone", "ext", "fit", "total"
-    );
-    let mut placed = Vec::new();
-    for (rs, strategy) in [("web", "spread"), ("batch", "pack"), ("api", "balanced")] {
-        for i in 1..=args.replicas {
-            let pod = SimPod::replica(rs, i, Some(strategy));
-            let p = sim.schedule(&pod).with_context(|| format!("scheduling {}", pod.name))?;
-            let why = reason(&stack.scorer_url(), &pod, &p.node).unwrap_or_else(|e| format!("(no explanation: {e})"));
-            println!(
-                "{:<14} {:<9} {:<14} {:<7} {:>3} {:>4} {:>5}  {}",
-                p.pod, strategy, p.node, p.zone, p.extender_score, p.plugin_score, p.total, why
-            );
-            if !p.filtered.is_empty() && i == 1 {
-                for (node, why) in &p.filtered {
-                    println!("{:<14} {:<9} {node:<14} filtered: {why}", "", "");
-                }
-            }
-            placed.push((rs, p));
+    if filtered.is_empty() {
+        println!("/filter (PSI memory full above {MAX_PSI_MEMORY_FULL}) drops no node right now");
+    } else {
+        println!("/filter drops {} node(s) for every pod:", filtered.len());
+        for (node, why) in &filtered {
+            println!("  {node:<14} {why}");
         }
     }
     println!();
-    for rs in ["web", "batch", "api"] {
-        let mine: Vec<_> = placed.iter().filter(|(r, _)| *r == rs).map(|(_, p)| p).collect();
-        let mut per_node = std::collections::BTreeMap::<&str, usize>::new();
-        let mut per_zone = std::collections::BTreeMap::<&str, usize>::new();
-        for p in &mine {
+    println!(
+        "{:<24} {:<18} {:<14} {:<7} {:>5}  why (the scorer's words for the chosen node)",
+        "pod", "profile", "node", "zone", "rank"
+    );
+    for (strategy, profile, pods) in &placed {
+        // In the order they were scored.
+        let mut rows: Vec<(&Placement, Option<&Decision>)> =
+            pods.iter().map(|p| (p, decisions.get(&p.pod).and_then(|d| d.as_ref().ok()))).collect();
+        rows.sort_by_key(|(p, d)| (d.map_or(i64::MAX, |d| d.decided_unix_ms), p.pod.clone()));
+        for (p, _) in rows {
+            let (rank, why) = match decisions.get(&p.pod) {
+                Some(Ok(d)) => explain(d, strategy, &p.node),
+                Some(Err(e)) => ("-".to_owned(), format!("(no explanation: {e})")),
+                None => ("-".to_owned(), "(no explanation)".to_owned()),
+            };
+            let z = zone.get(&p.node).map_or("?", String::as_str);
+            println!("{:<24} {:<18} {:<14} {:<7} {:>5}  {}", p.pod, profile, p.node, z, rank, why);
+        }
+    }
+    println!();
+    for (strategy, profile, pods) in &placed {
+        let mut per_node = BTreeMap::<&str, usize>::new();
+        let mut per_zone = BTreeMap::<&str, usize>::new();
+        for p in pods {
             *per_node.entry(&p.node).or_default() += 1;
-            *per_zone.entry(&p.zone).or_default() += 1;
+            *per_zone.entry(zone.get(&p.node).map_or("?", String::as_str)).or_default() += 1;
         }
         println!(
-            "{rs:<6} {} pods on {} node(s), most on one node {}; per zone {:?}",
-            mine.len(),
+            "{strategy:<9} ({profile}) {} pods on {} node(s), most on one node {}; per zone {:?}",
+            pods.len(),
             per_node.len(),
             per_node.values().max().unwrap_or(&0),
             per_zone
         );
     }
 
-    print_real_node(&stack, &host)?;
-    let url = stack.scorer_url();
-    let info = block_on(async move {
-        anyhow::Ok(
-            ScorerClient::connect(url).await?.model_info(fitsched_proto::ModelInfoRequest {}).await?.into_inner(),
-        )
+    print_real_node(&tb.stack, &host)?;
+    let info = block_on(async {
+        let mut c = tb.stack.scorer_client().await?;
+        anyhow::Ok(c.model_info(fitsched_proto::ModelInfoRequest {}).await?.into_inner())
     })?;
     println!("\nfitness model: {} {} ({} features) from {}", info.kind, info.version, info.features.len(), info.source);
 
     let g = venv.grpcurl();
-    let a = stack.scorer_grpc;
+    let a = tb.stack.scorer_grpc;
+    let example = pods.first().map_or("web", String::as_str);
     println!("\nTry the scorer (reflection: no .proto needed):");
     println!("  {} -plaintext {a} list", g.display());
     println!("  {} -plaintext {a} grpc.health.v1.Health/Check", g.display());
@@ -143,32 +173,95 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         g.display()
     );
     println!(
-        "  {} -plaintext -d '{{\"pod_namespace\":\"bench\",\"pod_name\":\"web-01\"}}' {a} fitsched.v1.Scorer/Explain",
+        "  {} -plaintext -d '{{\"pod_namespace\":\"{NAMESPACE}\",\"pod_name\":\"{example}\"}}' {a} fitsched.v1.Scorer/Explain",
         g.display()
     );
-    println!("  curl -s http://{}/metrics | grep -E '^(inference|fitsched)_'", stack.scorer_http);
-    println!("Logs: {}", paths::state_dir().join("demo-logs").display());
+    println!("  curl -s http://{}/metrics | grep -E '^(inference|fitsched)_'", tb.stack.scorer_http);
+    println!("  curl -s http://{}/metrics | grep -E '^fitsched_shim_'", tb.stack.shim_http);
+    println!(
+        "API server: {} (admin kubeconfig {})",
+        tb.cluster.api_url(),
+        tb.cluster.dir().join("admin.kubeconfig").display()
+    );
+    println!("Logs: {}", logs.display());
+    progress(format!("demo done in {:.0?}", started.elapsed()));
 
     if args.hold {
-        println!("\nThe stack keeps running; Ctrl-C stops every process.");
-        let started = Instant::now();
+        println!("\nEverything keeps running; Ctrl-C stops every process.");
+        let held = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
-            stack.check_alive()?;
+            if let Err(e) = tb.stack.check_alive().and_then(|()| tb.cluster.check_alive()) {
+                // Ctrl-C reaches the children too: one may exit before the flag is seen.
+                std::thread::sleep(Duration::from_millis(300));
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                return Err(e);
+            }
         }
-        progress(format!("stopping after {:.0?}", started.elapsed()));
+        progress(format!("stopping after {:.0?}", held.elapsed()));
     }
     Ok(())
+}
+
+/// The chosen node's rank in the scorer's decision (`>16` outside its top list), and the
+/// scorer's words for it.
+fn explain(d: &Decision, strategy: &str, node: &str) -> (String, String) {
+    let (rank, mut why) = match d.top.iter().position(|s| s.node == node) {
+        Some(i) => ((i + 1).to_string(), d.top[i].reason.clone()),
+        None => (
+            format!(">{}", d.top.len()),
+            format!(
+                "outside the scorer's top {} of {} nodes: kube-scheduler's own plugins outweighed the extender",
+                d.top.len(),
+                d.candidates
+            ),
+        ),
+    };
+    if !d.strategy.is_empty() && d.strategy != strategy {
+        why = format!("[scored as {}] {why}", d.strategy);
+    }
+    (rank, why)
+}
+
+/// The scorer's latest decision for each pod of the demo.
+fn decisions(stack: &Stack, pods: &[String]) -> HashMap<String, anyhow::Result<Decision>> {
+    block_on(async {
+        let mut c = match stack.scorer_client().await {
+            Ok(c) => c,
+            Err(e) => return pods.iter().map(|p| (p.clone(), Err(anyhow::anyhow!("{e}")))).collect(),
+        };
+        let mut out = HashMap::new();
+        for p in pods {
+            let req = ExplainRequest { pod_namespace: NAMESPACE.into(), pod_name: p.clone() };
+            let d =
+                c.explain(req).await.map(tonic::Response::into_inner).map_err(|s| anyhow::anyhow!("{}", s.message()));
+            out.insert(p.clone(), d);
+        }
+        out
+    })
+}
+
+/// What the scorer's Filter drops among all nodes, with its reasons (the same answer the
+/// shim's /filter gives kube-scheduler).
+fn filtered_nodes(tb: &Testbed) -> anyhow::Result<BTreeMap<String, String>> {
+    let nodes: Vec<CandidateNode> =
+        tb.nodes.iter().map(|n| CandidateNode { name: n.name.clone(), ..Default::default() }).collect();
+    let pod = PodFacts { name: "probe".into(), namespace: NAMESPACE.into(), ..Default::default() };
+    let failed = block_on(async {
+        let mut c = tb.stack.scorer_client().await?;
+        anyhow::Ok(c.filter(FilterRequest { pod: Some(pod), nodes }).await?.into_inner().failed)
+    })?;
+    Ok(failed.into_iter().collect())
 }
 
 /// What the real agent measured on this machine, and what it could not measure and why
 /// (no PMU in a VM, no PCM, not a Kubernetes node...).
 fn print_real_node(stack: &Stack, host: &str) -> anyhow::Result<()> {
-    let url = stack.scorer_url();
-    let nodes = block_on(async move {
-        anyhow::Ok(
-            ScorerClient::connect(url).await?.list_nodes(fitsched_proto::ListNodesRequest {}).await?.into_inner(),
-        )
+    let nodes = block_on(async {
+        let mut c = stack.scorer_client().await?;
+        anyhow::Ok(c.list_nodes(fitsched_proto::ListNodesRequest {}).await?.into_inner())
     })?;
     let Some(w) = nodes.nodes.into_iter().find(|n| n.name == host).and_then(|n| n.latest) else {
         println!("\n{host}: no window yet");
@@ -210,7 +303,7 @@ fn print_real_node(stack: &Stack, host: &str) -> anyhow::Result<()> {
             "stream_rtt_seconds"
         ])
     );
-    let mut by_reason = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+    let mut by_reason = BTreeMap::<&str, Vec<&str>>::new();
     for m in &w.missing {
         by_reason.entry(m.reason.as_str()).or_default().push(m.name.as_str());
     }
@@ -220,34 +313,19 @@ fn print_real_node(stack: &Stack, host: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scorer's reason for the chosen node, from its latest decision for the pod.
-fn reason(scorer: &str, pod: &SimPod, node: &str) -> anyhow::Result<String> {
-    let req = ExplainRequest { pod_namespace: pod.namespace.clone(), pod_name: pod.name.clone() };
-    let url = scorer.to_owned();
-    let d = block_on(async move { anyhow::Ok(ScorerClient::connect(url).await?.explain(req).await?.into_inner()) })?;
-    Ok(d.top
-        .iter()
-        .find(|s| s.node == node)
-        .map_or_else(|| "not among the scorer's top 16".to_owned(), |s| s.reason.clone()))
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())
 }
 
-fn this_machine_cpu_millis() -> i64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as i64) * 1000
-}
-
-fn this_machine_memory_bytes() -> i64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
-        })
-        .map_or(8 << 30, |kib| kib * 1024)
+/// A Node name for `host`: a DNS-1123 subdomain (lowercase letters, digits, `-`, `.`).
+fn node_name(host: &str) -> String {
+    let name: String = host
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .collect();
+    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if name.is_empty() { "localhost".to_owned() } else { name.chars().take(253).collect() }
 }
