@@ -157,6 +157,7 @@ def policy_args(values: dict[str, Any] | None) -> list[str]:
         f"--scheduler-name={v['scheduler']['name']}",
         f"--default-strategy={v['scorer']['defaultStrategy']}",
         f"--strategy-profiles={'true' if v['scheduler']['strategyProfiles'] else 'false'}",
+        f"--pack-percentage={v['scheduler']['packPercentageOfNodesToScore']}",
         f"--leader-elect={'true' if le['enabled'] else 'false'}",
         f"--lease-name={le['leaseName'] or fullname() + '-scheduler'}",
         f"--lease-namespace={NAMESPACE}",
@@ -239,10 +240,10 @@ def plugin_args(profile: dict[str, Any], plugin: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def assert_pack_profile(p: dict[str, Any]) -> None:
+def assert_pack_profile(p: dict[str, Any], percentage: int = 100) -> None:
     """kube-scheduler's own plugins agree with pack: fuller nodes first, a workload's pods
-    not spread, no evenness bonus, and every feasible node a candidate."""
-    assert p["percentageOfNodesToScore"] == 100
+    not spread, no evenness bonus, and every feasible node a candidate (by default)."""
+    assert p["percentageOfNodesToScore"] == percentage
     fit = plugin_args(p, "NodeResourcesFit")
     assert fit == {
         "scoringStrategy": {
@@ -277,12 +278,15 @@ def test_one_profile_per_strategy(default_strategy):
 
 
 def test_strategy_profiles_off_renders_one_profile():
-    values = {"scheduler": {"name": "fs-sched", "strategyProfiles": False}, "scorer": {"defaultStrategy": "pack"}}
+    values = {
+        "scheduler": {"name": "fs-sched", "strategyProfiles": False, "packPercentageOfNodesToScore": 40},
+        "scorer": {"defaultStrategy": "pack"},
+    }
     objs = objects(render(values))
     _, cfg = scheduler_config(objs)
     assert schema_errors(cfg) == []
     assert [p["schedulerName"] for p in cfg["profiles"]] == ["fs-sched"]
-    assert_pack_profile(cfg["profiles"][0])
+    assert_pack_profile(cfg["profiles"][0], percentage=40)
     shim = container(objs, "Deployment", f"{fullname()}-scheduler", "shim")
     assert [a for a in shim["args"] if a.startswith("--profile-strategy")] == ["--profile-strategy=fs-sched=pack"]
 

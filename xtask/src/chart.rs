@@ -120,6 +120,10 @@ pub struct PolicyArgs {
         requires = "full"
     )]
     pub strategy_profiles: bool,
+    /// With --full: the pack profile's percentageOfNodesToScore (100: every feasible node
+    /// is a candidate) [default: the chart's scheduler.packPercentageOfNodesToScore]
+    #[arg(long, requires = "full", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub pack_percentage: Option<u32>,
     /// With --full: leader election on a Lease
     #[arg(
         long,
@@ -295,9 +299,15 @@ pub fn policy_yaml(args: &PolicyArgs) -> anyhow::Result<String> {
     for (name, strategy) in &profiles {
         let _ = writeln!(out, "#   --profile-strategy={name}={}", strategy.as_str());
     }
+    let pack_percentage = match args.pack_percentage {
+        Some(p) => u64::from(p),
+        None => chart_value(&["scheduler", "packPercentageOfNodesToScore"])?
+            .as_u64()
+            .context("scheduler.packPercentageOfNodesToScore in values.yaml is not a whole number")?,
+    };
     out.push_str("profiles:\n");
     for (name, strategy) in &profiles {
-        out.push_str(&profile_yaml(name, *strategy, "  "));
+        out.push_str(&profile_yaml(name, *strategy, pack_percentage, "  "));
     }
     out.push_str("extenders:\n");
     out.push_str(&e.to_yaml("  "));
@@ -315,13 +325,15 @@ fn chart_default_strategy() -> anyhow::Result<Strategy> {
 /// place here that owns each strategy's plugin settings, as the chart's `fitsched.profile`.
 /// spread and balanced keep kube-scheduler's defaults: its system default topology spread
 /// already spreads a workload's pods over hostnames and zones.
-pub fn profile_yaml(name: &str, strategy: Strategy, indent: &str) -> String {
+pub fn profile_yaml(name: &str, strategy: Strategy, pack_percentage: u64, indent: &str) -> String {
     let mut lines = vec![format!("- schedulerName: {}", scalar(name))];
     if strategy == Strategy::Pack {
+        lines.extend([
+            "  # Every feasible node a candidate (at 100), so the node pack fills is never left out.".to_owned(),
+            format!("  percentageOfNodesToScore: {pack_percentage}"),
+        ]);
         lines.extend(
             [
-                "  # Every feasible node is a candidate, so the node pack fills is never left out.",
-                "  percentageOfNodesToScore: 100",
                 "  plugins:",
                 "    score:",
                 "      disabled:",
@@ -510,12 +522,13 @@ mod tests {
         assert_eq!(names, ["fs", "fs-spread", "fs-pack", "fs-balanced"]);
         assert_eq!(y.matches("percentageOfNodesToScore: 100").count(), 1, "pack only:\n{y}");
         assert!(y.contains("#   --profile-strategy=fs-pack=pack\n"));
-        let pack = profile_yaml("p", Strategy::Pack, "");
+        let pack = profile_yaml("p", Strategy::Pack, 100, "");
         for line in ["type: MostAllocated", "defaultingType: List", "- name: NodeResourcesBalancedAllocation"] {
             assert!(pack.contains(line), "{line:?} missing from\n{pack}");
         }
         assert!(!pack.contains("defaultConstraints"));
-        assert_eq!(profile_yaml("b", Strategy::Balanced, "  "), "  - schedulerName: b\n");
+        assert_eq!(profile_yaml("b", Strategy::Balanced, 100, "  "), "  - schedulerName: b\n");
+        assert!(profile_yaml("p", Strategy::Pack, 40, "").contains("\n  percentageOfNodesToScore: 40\n"));
         let one = policy_yaml(&args(&["--full", "--default-strategy=pack"])).unwrap();
         assert_eq!(one.matches("schedulerName:").count(), 1);
         assert!(one.contains("  - schedulerName: default-scheduler\n    # Every feasible"));

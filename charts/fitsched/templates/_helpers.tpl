@@ -174,8 +174,9 @@ leaderElection:
   resourceNamespace: {{ .Release.Namespace }}
 {{- end }}
 profiles:
+{{- $packPercentage := .Values.scheduler.packPercentageOfNodesToScore }}
 {{- range include "fitsched.profiles" . | fromJsonArray }}
-  {{- include "fitsched.profile" . | nindent 2 }}
+  {{- include "fitsched.profile" (merge . (dict "packPercentage" $packPercentage)) | nindent 2 }}
 {{- end }}
 extenders:
   {{- include "fitsched.extender" . | nindent 2 }}
@@ -198,7 +199,7 @@ strategy. The shim gets the same list as --profile-strategy=<name>=<strategy>.
 {{- end }}
 
 {{/*
-One KubeSchedulerProfile: (dict "name" "fitsched-pack" "strategy" "pack"). The one place
+One KubeSchedulerProfile: (dict "name" "fitsched-pack" "strategy" "pack" "packPercentage" 100). The one place
 that owns each strategy's plugin settings; xtask/src/chart.rs (profile_yaml) writes the same.
 spread and balanced keep kube-scheduler's defaults: its system default topology spread
 already spreads a workload's pods over hostnames and zones.
@@ -206,8 +207,8 @@ already spreads a workload's pods over hostnames and zones.
 {{- define "fitsched.profile" -}}
 - schedulerName: {{ .name }}
 {{- if eq .strategy "pack" }}
-  # Every feasible node is a candidate, so the node pack fills is never left out.
-  percentageOfNodesToScore: 100
+  # Every feasible node a candidate (at 100), so the node pack fills is never left out.
+  percentageOfNodesToScore: {{ .packPercentage | int64 }}
   plugins:
     score:
       disabled:
