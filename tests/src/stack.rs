@@ -205,7 +205,9 @@ impl Stack {
 
     /// A client of the scorer, over TLS when the stack uses it.
     pub async fn scorer_client(&self) -> anyhow::Result<ScorerClient<tonic::transport::Channel>> {
-        Ok(ScorerClient::new(self.scorer_endpoint()?.connect().await?))
+        // ListNodes carries every node's latest window: 11 MB at 5 000 simulated nodes,
+        // past tonic's default 4 MiB.
+        Ok(ScorerClient::new(self.scorer_endpoint()?.connect().await?).max_decoding_message_size(256 << 20))
     }
 
     /// The scorer's endpoint, with the stack's TLS settings.
