@@ -14,6 +14,7 @@ use fitsched_e2e::testbed::{Testbed, TestbedConfig, is_idle, is_without_telemetr
 use fitsched_proto::{CandidateNode, Owner, PodFacts, ScoreRequest};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
@@ -73,17 +74,39 @@ fn strategies_hold_among_kube_schedulers_plugins() {
     assert!(zones.len() == 3 && hi - lo <= 1, "spread: zones unbalanced: {zones:?}");
     tb.cluster.delete_workload(&spread).unwrap();
 
-    // A quarter of the nodes (6) are idle, the healthiest: balanced puts a replica on
-    // each (the default scheduler's plugins would put a quarter of them there).
+    // A quarter of the nodes (6) follow the simulator's idle profile, the healthiest:
+    // balanced puts the replicas there, one per node (kube-scheduler alone would put a
+    // quarter of them there). Not all six: the simulated values walk at random, and an
+    // idle node sometimes dips below a node of another profile (seen: 0.77 against 0.89).
     let balanced = Workload::new("apps", "balanced", 6, &tb.profile("balanced"));
     let placed = run(&tb, &balanced);
     let nodes = per_node(&placed);
-    assert!(placed.iter().all(|p| is_idle(&p.node)) && nodes.len() == 6, "balanced: {nodes:?}");
+    let idle = placed.iter().filter(|p| is_idle(&p.node)).count();
+    assert!(idle >= 5 && nodes.len() == 6, "balanced: {idle} of 6 on idle nodes: {nodes:?}");
 
     // Every pod was bound by the shim (bindVerb), under the scheduler pod's account.
     let bound = tb.stack.log("shim").matches("bind decision").count();
     assert_eq!(bound, 38, "binds through the shim");
     assert_eq!(metric(tb.stack.shim_http, "fitsched_shim_bind_errors_total", ""), 0);
+    // And kube-scheduler reports each as scheduled by the profile the pod asked for.
+    let profiles = [tb.profile("pack"), tb.profile("spread"), tb.profile("balanced")];
+    let events: Api<Event> = Api::namespaced(tb.cluster.client(), "apps");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = tb.cluster.block_on(events.list(&ListParams::default())).unwrap();
+        let scheduled: Vec<&str> = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+            .map(|e| e.reporting_controller.as_deref().unwrap_or_default())
+            .collect();
+        if scheduled.len() >= 38 {
+            assert!(scheduled.iter().all(|c| profiles.iter().any(|p| p == c)), "Scheduled events from {scheduled:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} Scheduled events of 38", scheduled.len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -98,13 +121,16 @@ fn nodes_without_telemetry_get_no_more_than_their_share() {
         let dark = placed.iter().filter(|p| is_without_telemetry(&p.node)).count();
         // 6 of 36 nodes: a share of 3 pods.
         assert!(dark <= 3, "{strategy}: {dark} of 18 pods on the 6 nodes without telemetry: {:?}", per_node(&placed));
-        assert!(
-            dark > 0 || strategy == "balanced",
-            "{strategy}: nodes without telemetry are never chosen: {:?}",
-            per_node(&placed)
-        );
         tb.cluster.delete_workload(&w).unwrap();
     }
+    // Never a blacklist: a spread ReplicaSet as large as the cluster puts a replica on
+    // each of them (rather than a second one on a healthy node; the busiest nodes, whose
+    // fitness is below the median, may get none).
+    let w = Workload::new("apps", "everywhere", 36, &tb.profile("spread"));
+    let placed = run(&tb, &w);
+    let nodes = per_node(&placed);
+    let dark: Vec<usize> = nodes.iter().filter(|(n, _)| is_without_telemetry(n)).map(|(_, &c)| c).collect();
+    assert_eq!(dark, [1; 6], "spread over 36 nodes: {nodes:?}");
 }
 
 #[test]
