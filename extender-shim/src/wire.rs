@@ -99,20 +99,42 @@ pub struct Text<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(V)
+        deserializer.deserialize_str(StrVisitor { numbers: false, expecting: "a string" }).map(Text)
+    }
+}
+
+/// The visitor of [`Text`] and [`QuantityText`]: a string, borrowed when it can be, and
+/// with `numbers` a bare number's text as well.
+struct StrVisitor {
+    numbers: bool,
+    expecting: &'static str,
+}
+
+impl StrVisitor {
+    fn number<'de, E: de::Error>(&self, text: String, unexpected: de::Unexpected<'_>) -> Result<Cow<'de, str>, E> {
+        if self.numbers { Ok(Cow::Owned(text)) } else { Err(E::invalid_type(unexpected, self)) }
+    }
+}
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.number(v.to_string(), de::Unexpected::Unsigned(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.number(v.to_string(), de::Unexpected::Signed(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.number(v.to_string(), de::Unexpected::Float(v))
     }
 }
 
@@ -145,29 +167,8 @@ pub struct QuantityText<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = QuantityText<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a resource quantity string such as \"500m\" or \"256Mi\"")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(QuantityText(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(QuantityText(Cow::Owned(v.to_owned())))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(QuantityText(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(QuantityText(Cow::Owned(v.to_string())))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(QuantityText(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_any(V)
+        let v = StrVisitor { numbers: true, expecting: "a resource quantity string such as \"500m\" or \"256Mi\"" };
+        deserializer.deserialize_any(v).map(QuantityText)
     }
 }
 
