@@ -138,7 +138,8 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
     let _turn = take_turn();
     let mut tb = Testbed::start(TestbedConfig::new("scorer-restart", 12)).expect("testbed starts");
     tb.start_scheduler().expect("kube-scheduler starts");
-    let w = Workload::new("apps", "burst", 60, &tb.profile("spread"));
+    // As measured by hand before: the scorer down for 10 s in a burst of 300.
+    let w = Workload::new("apps", "burst", 300, &tb.profile("spread"));
     tb.cluster.create_workload(&w).unwrap();
     let api: Api<Pod> = Api::namespaced(tb.cluster.client(), "apps");
     let bound = || {
@@ -154,10 +155,10 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
         std::thread::sleep(Duration::from_millis(20));
     }
     tb.stack.kill("scorer").unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(10));
     tb.stack.start_scorer().expect("scorer restarts");
     let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(120)).expect("every pod bound");
-    assert_eq!(placed.len(), 60);
+    assert_eq!(placed.len(), 300);
     let fallbacks = metric(tb.stack.shim_http, "fitsched_shim_fallbacks_total", "");
     assert!(fallbacks > 0, "the shim never answered neutrally while the scorer was down");
 
