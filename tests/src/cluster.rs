@@ -466,10 +466,15 @@ impl Drop for Cluster {
 
 /// The sum of a counter's samples whose labels contain `label`.
 pub fn sum_metric(text: &str, name: &str, label: &str) -> u64 {
+    sum_samples(text, name, label) as u64
+}
+
+/// The sum of the samples of `name` (with or without labels) whose line contains `label`.
+pub fn sum_samples(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum()
 }
 
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, token: &str) -> anyhow::Result<()> {
@@ -535,5 +540,7 @@ mod tests {
                     scheduler_schedule_attempts_total{profile=\"a\",result=\"error\"} 7\n\
                     scheduler_schedule_attempts_total_other{result=\"scheduled\"} 100\n";
         assert_eq!(sum_metric(text, "scheduler_schedule_attempts_total", "result=\"scheduled\""), 15);
+        let text = "x_seconds_sum 1.5\nx_seconds_count 3\nx_seconds_sum_other 9\n";
+        assert_eq!((sum_samples(text, "x_seconds_sum", ""), sum_samples(text, "x_seconds_count", "")), (1.5, 3.0));
     }
 }

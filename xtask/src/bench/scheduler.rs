@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 
-use fitsched_e2e::cluster::{Cluster, Placement, Workload, point_extenders_at};
+use fitsched_e2e::cluster::{Cluster, Placement, Workload, point_extenders_at, sum_samples};
 use fitsched_e2e::process::Processes;
 use fitsched_e2e::stack::free_addr;
 use fitsched_e2e::testbed::{Testbed, TestbedConfig};
@@ -74,6 +74,9 @@ struct Run {
     range: (f64, f64),
     /// CPU milliseconds per scheduled pod, by process.
     cpu_ms_per_pod: BTreeMap<&'static str, f64>,
+    /// kube-scheduler's mean scheduling-algorithm time per attempt (filters, scores and
+    /// the extender's calls), milliseconds: the one-pod-at-a-time part of its cycle.
+    algorithm_ms: f64,
 }
 
 /// Processes whose CPU is counted, as the harness names them.
@@ -258,14 +261,27 @@ fn one_variant(
         })
         .collect();
     wait_pods(&tb.cluster, pods as usize, true, Duration::from_secs(120))?;
-    progress(format!("{variant}: {pods_per_second:.0} pods/s"));
+    let metrics = tb.cluster.scheduler_metrics()?;
+    let algorithm = "scheduler_scheduling_algorithm_duration_seconds";
+    let (sum, count) = (
+        sum_samples(&metrics, &format!("{algorithm}_sum"), ""),
+        sum_samples(&metrics, &format!("{algorithm}_count"), ""),
+    );
+    let algorithm_ms = if count > 0.0 { sum / count * 1e3 } else { f64::NAN };
+    progress(format!("{variant}: {pods_per_second:.0} pods/s, scheduling algorithm {algorithm_ms:.2} ms a pod"));
 
     tb.cluster.stop_scheduler()?;
     for w in &workloads {
         tb.cluster.delete_workload(w)?;
     }
     wait_pods(&tb.cluster, 0, false, Duration::from_secs(120))?;
-    Ok(Run { variant: variant.to_owned(), pods_per_second, range: (pods_per_second, pods_per_second), cpu_ms_per_pod })
+    Ok(Run {
+        variant: variant.to_owned(),
+        pods_per_second,
+        range: (pods_per_second, pods_per_second),
+        cpu_ms_per_pod,
+        algorithm_ms,
+    })
 }
 
 /// Waits until the bench namespace holds exactly `count` pods (bound ones only, with
@@ -305,10 +321,10 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
          variant, its range over the rounds; CPU per scheduled pod of that run):"
     );
     println!(
-        "| variant | pods/s | range | × default | × no-op | {} | extender (shim+scorer or no-op) |",
+        "| variant | pods/s | range | × default | × no-op | algorithm ms/pod | {} | extender (shim+scorer or no-op) |",
         names.iter().map(|n| format!("{n} ms/pod")).collect::<Vec<_>>().join(" | ")
     );
-    println!("|---|---|---|---|---|{}---|", "---|".repeat(names.len()));
+    println!("|---|---|---|---|---|---|{}---|", "---|".repeat(names.len()));
     for r in runs {
         let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", r.pods_per_second / b));
         let ms = |n: &str| r.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
@@ -318,13 +334,14 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
             _ => 0.0,
         };
         println!(
-            "| {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {extender:.2} |",
+            "| {} | {:.0} | {:.0}–{:.0} | {} | {} | {:.2} | {} | {extender:.2} |",
             r.variant,
             r.pods_per_second,
             r.range.0,
             r.range.1,
             ratio(default),
             ratio(noop),
+            r.algorithm_ms,
             names.iter().map(|n| format!("{:.2}", ms(n))).collect::<Vec<_>>().join(" | ")
         );
     }
