@@ -54,9 +54,10 @@ impl Installed {
     }
 }
 
-/// Flags the stack sets for every scorer and shim it starts (ports, window, TLS,
-/// whether to watch or bind): the chart's values for them are container-specific.
-const STACK_OWNED_FLAGS: [&str; 10] = [
+/// Flags the stack sets for every scorer and shim it starts (ports, window, TLS, the
+/// model file, the ingest token, whether to watch or bind): the chart's values for them
+/// are paths and addresses inside its containers.
+const STACK_OWNED_FLAGS: [&str; 12] = [
     "--grpc-listen",
     "--http-listen",
     "--listen",
@@ -67,6 +68,8 @@ const STACK_OWNED_FLAGS: [&str; 10] = [
     "--tls-ca",
     "--tls-cert",
     "--tls-key",
+    "--model",
+    "--ingest-token-file",
 ];
 
 /// Renders the chart with `values` and installs it into `cluster`.
@@ -164,8 +167,22 @@ fn container(objects: &[Value], suffix: &str, name: &str) -> anyhow::Result<Cont
     })
 }
 
+/// The args less [`STACK_OWNED_FLAGS`], written `--flag=value` or `--flag value`.
 fn without_stack_flags(args: &[String]) -> Vec<String> {
-    args.iter().filter(|a| !STACK_OWNED_FLAGS.iter().any(|f| a.split('=').next() == Some(f))).cloned().collect()
+    let mut out = Vec::new();
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        let (flag, inline_value) = match a.split_once('=') {
+            Some((f, _)) => (f, true),
+            None => (a.as_str(), false),
+        };
+        if !STACK_OWNED_FLAGS.contains(&flag) {
+            out.push(a.clone());
+        } else if !inline_value {
+            args.next();
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -174,10 +191,16 @@ mod tests {
 
     #[test]
     fn drops_the_flags_the_stack_sets() {
-        let args: Vec<String> =
-            ["--listen=127.0.0.1:8080", "--deadline=300ms", "--scorer=http://x", "--profile-strategy=a=pack"]
-                .map(String::from)
-                .into();
+        let args: Vec<String> = [
+            "--listen=127.0.0.1:8080",
+            "--deadline=300ms",
+            "--scorer",
+            "http://x",
+            "--profile-strategy=a=pack",
+            "--model=/models/fitness.onnx",
+        ]
+        .map(String::from)
+        .into();
         assert_eq!(without_stack_flags(&args), ["--deadline=300ms", "--profile-strategy=a=pack"]);
     }
 }

@@ -153,7 +153,7 @@ impl Cluster {
     /// server is ready. `kube_bin`: see [`kube_bins::locate`].
     pub fn start(name: &str, kube_bin: Option<&Path>) -> anyhow::Result<Cluster> {
         let bins = kube_bins::locate(kube_bin)?;
-        tools::ensure_debian_tools(&[("etcd", "etcd-server")])?;
+        ensure_etcd()?;
         let dir = paths::target_dir().join("fitsched-cluster").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -162,11 +162,11 @@ impl Cluster {
 
         // etcd fsyncs every write: on tmpfs that costs nothing, and the data is thrown away.
         let shm = Path::new("/dev/shm");
-        let etcd_data = if shm.is_dir() { shm.to_path_buf() } else { dir.clone() }.join(format!(
-            "fitsched-etcd-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
+        // Named after the cluster, so a run killed before its drop leaves nothing behind
+        // for long: the next run of the same name clears it.
+        let etcd_data =
+            if shm.is_dir() { shm.to_path_buf() } else { dir.clone() }.join(format!("fitsched-etcd-{name}"));
+        let _ = std::fs::remove_dir_all(&etcd_data);
         let (etcd_client, etcd_peer) = (free_addr()?, free_addr()?);
         let mut etcd = Command::new("etcd");
         etcd.args(["--name", "fitsched-test", "--data-dir"])
@@ -270,11 +270,12 @@ impl Cluster {
         Ok(path)
     }
 
-    /// A token of a ServiceAccount, from the API server's TokenRequest API (one hour).
+    /// A token of a ServiceAccount, from the API server's TokenRequest API, valid for a
+    /// day: longer than any benchmark, which would otherwise go on with refused calls.
     pub fn service_account_token(&self, namespace: &str, name: &str) -> anyhow::Result<String> {
         let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client(), namespace);
         let req: k8s_openapi::api::authentication::v1::TokenRequest =
-            serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}}))?;
+            serde_json::from_value(json!({"spec": {"expirationSeconds": 86_400}}))?;
         let out = self
             .block_on(api.create_token_request(name, &PostParams::default(), &req))
             .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?;
@@ -462,6 +463,17 @@ impl Drop for Cluster {
         self.procs.stop_all();
         let _ = std::fs::remove_dir_all(&self.etcd_data);
     }
+}
+
+/// Installs etcd from Debian (`etcd-server`) when it is missing, and stops the service the
+/// package starts: each cluster runs its own etcd on free ports.
+pub fn ensure_etcd() -> anyhow::Result<()> {
+    if !tools::ensure_debian_tools(&[("etcd", "etcd-server")])?.is_empty() {
+        let _ = Command::new("sh")
+            .args(["-c", "systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || true"])
+            .status();
+    }
+    Ok(())
 }
 
 /// The sum of a counter's samples whose labels contain `label`.

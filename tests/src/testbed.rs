@@ -35,7 +35,10 @@ pub fn is_without_telemetry(node: &str) -> bool {
 /// Whether a simulated node follows the idle profile (`fitsched-agent --simulate`
 /// assigns profiles by index modulo 4, idle first).
 pub fn is_idle(node: &str) -> bool {
-    node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| (n - 1) % 4 == 0)
+    node.strip_prefix("sim-node-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .is_some_and(|i| i % 4 == 0)
 }
 
 #[derive(Debug, Clone)]

@@ -97,8 +97,9 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
 }
 
 /// Installs the Debian packages (`(command, package)`) whose commands are missing;
-/// idempotent, and a no-op when every command is there.
-pub fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+/// idempotent, and a no-op when every command is there. Returns the packages installed
+/// now (a caller may stop the service a package starts).
+pub fn ensure_debian_tools<'a>(tools: &[(&str, &'a str)]) -> anyhow::Result<Vec<&'a str>> {
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(cmd, _)| {
@@ -111,7 +112,7 @@ pub fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(missing);
     }
     progress(format!("apt-get install {}", missing.join(" ")));
     let ok = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
@@ -120,5 +121,5 @@ pub fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
     {
         bail!("could not install {} with apt-get (run as root?)", missing.join(" "));
     }
-    Ok(())
+    Ok(missing)
 }

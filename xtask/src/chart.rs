@@ -379,8 +379,6 @@ fn scalar(s: &str) -> String {
     if plain { s.to_owned() } else { format!("{s:?}") }
 }
 
-/// The scalar `section.key` of a YAML document whose `section:` starts at column 0 and
-/// whose keys sit two spaces in, as in values.yaml. Comments and quotes are stripped.
 /// A value of the chart's values.yaml by path.
 fn chart_value(path: &[&str]) -> anyhow::Result<serde_json::Value> {
     let values: serde_json::Value = serde_saphyr::from_str(VALUES_YAML).context("charts/fitsched/values.yaml")?;
@@ -390,6 +388,8 @@ fn chart_value(path: &[&str]) -> anyhow::Result<serde_json::Value> {
         .with_context(|| format!("charts/fitsched/values.yaml has no {}", path.join(".")))
 }
 
+/// The scalar `section.key` of a YAML document whose `section:` starts at column 0 and
+/// whose keys sit two spaces in, as in values.yaml. Comments and quotes are stripped.
 fn top_level_scalar(yaml: &str, section: &str, key: &str) -> Option<String> {
     let mut inside = false;
     for line in yaml.lines() {

@@ -356,13 +356,14 @@ impl Drop for Nginx {
     }
 }
 
-/// Installs the Debian packages whose commands are missing, then stops the nginx Debian
-/// starts with its package: the collector runs its own.
+/// Installs the Debian packages whose commands are missing, and stops the nginx Debian
+/// starts when it installs it: the collector runs its own.
 fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
-    fitsched_e2e::tools::ensure_debian_tools(tools)?;
-    let _ = Command::new("sh")
-        .args(["-c", "systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true"])
-        .status();
+    if fitsched_e2e::tools::ensure_debian_tools(tools)?.contains(&"nginx") {
+        let _ = Command::new("sh")
+            .args(["-c", "systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true"])
+            .status();
+    }
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     tools::ensure_venv()?;
     // The end-to-end tests run a real control plane: install etcd and fetch, unpack and
     // verify the kube binaries here, with progress, rather than silently inside a test.
-    tools::ensure_debian_tools(&[("etcd", "etcd-server")])?;
+    fitsched_e2e::cluster::ensure_etcd()?;
     let kube = kube_bins::locate(kube_bin.as_deref())?;
     progress(format!(
         "kube-apiserver, kube-scheduler, kube-controller-manager {}: {}",

@@ -53,12 +53,13 @@ pub struct SchedulerArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "default,noop,fitsched,fitsched-nobind,fitsched-pack,fitsched-pack-adaptive"
+        default_value = "default,noop,fitsched,fitsched-nobind,fitsched-pack,fitsched-pack-adaptive",
+        value_parser = clap::builder::PossibleValuesParser::new(VARIANTS)
     )]
     variants: Vec<String>,
     /// Times the whole list of variants is run, interleaved; each variant's median run
     /// is reported (the spread shows this machine's noise).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Where kube-apiserver, kube-scheduler and kube-controller-manager are.
     #[arg(long)]
@@ -78,6 +79,10 @@ struct Run {
     /// the extender's calls), milliseconds: the one-pod-at-a-time part of its cycle.
     algorithm_ms: f64,
 }
+
+/// The variants `--variants` may name; [`variant_config`] says what each runs.
+const VARIANTS: [&str; 6] =
+    ["default", "noop", "fitsched", "fitsched-nobind", "fitsched-pack", "fitsched-pack-adaptive"];
 
 /// Processes whose CPU is counted, as the harness names them.
 const CONTROL_PLANE: [&str; 4] = ["kube-scheduler", "kube-apiserver", "etcd", "kube-controller-manager"];
