@@ -158,7 +158,8 @@ impl Placements {
 
     fn apply_locked(inner: &mut Inner, pod: WatchedPod, now: Instant) {
         let Some(node) = pod.node else {
-            // Pending: an assumed record of it stays until the pod is bound or expires.
+            // Pending (the watch's selector leaves these out; a re-list or a direct caller
+            // may not): an assumed record of it stays until the pod is bound or expires.
             inner.unplace(&pod.uid);
             return;
         };

@@ -516,8 +516,8 @@ mod tests {
             ghost.reason
         );
 
-        // Two siblings on the unknown node: it falls below the empty median node, where
-        // the old fixed neutral 5 would have beaten every penalised node.
+        // Two siblings on the unknown node: the sibling penalty applies to it too, so it
+        // falls below the empty median node.
         s.placements.assume("uid-a", "uid-rs", "ghost");
         s.placements.assume("uid-b", "uid-rs", "ghost");
         let next = s.score(&pod("p3", "rs"), &nodes(&["ghost", "mid"]), true).unwrap();

@@ -106,8 +106,9 @@ fn zone_excess(c: &Candidate) -> f64 {
 /// Only one candidate keeps the 10: the best raw score, the first in request order among
 /// equals; others that rounded to 10 get 9. kube-scheduler breaks ties between equal
 /// totals at random and binds asynchronously, scoring the next replica before it tells
-/// us where the last one went; a unique top makes the node it picks the node we assumed
-/// (see `Placements::assume`), so the next replica's sibling counts are right.
+/// us where the last one went; a unique top makes the node it picks far more likely to
+/// be the node we assumed (see `Placements::assume`; its own plugins can still differ),
+/// so the next replica's sibling counts are right.
 pub fn normalise(scored: &mut [Scored]) {
     let (lo, hi) = scored.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(s.raw), hi.max(s.raw)));
     let span = hi - lo;
