@@ -8,9 +8,13 @@
 //!    (default [`OFFICIAL_URL`]) as envtest users get theirs: each file with the
 //!    `<file>.sha256` published beside it, checked before it is used.
 //!
-//! A folder holds either the executables themselves or `<name>.gz` files with a
-//! `SHA256SUMS` of the unpacked binaries. Unpacked and downloaded binaries are cached in
-//! `<target>/kube-bin/<version>`, checked again on every use; nothing unverified runs.
+//! A folder holds either the executables themselves, used as they are (the operator
+//! chose them), or `<name>.gz` files with a `SHA256SUMS` of the unpacked binaries.
+//! Unpacked and downloaded binaries are cached in `<target>/kube-bin/<version>` and
+//! checked again on every use. A download is checked against the `.sha256` from the same
+//! server, which catches a broken transfer, not a tampered server (the sums of the
+//! official v1.36.2 binaries are not pinned here), and is fetched on every use, so that
+//! path needs the network even with a full cache.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
