@@ -4,13 +4,14 @@
 //! it with the chart's ServiceAccounts, and kube-scheduler with the chart's rendered
 //! configuration (only its kubeconfig and ports adapted).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::chart::{self, Installed};
-use crate::cluster::{Cluster, NodeSpec, point_extenders_at};
+use crate::cluster::{Cluster, NodeSpec, Placement, point_extenders_at};
 use crate::stack::{ClusterAccess, Stack, StackConfig};
 use crate::tools;
 
@@ -102,6 +103,21 @@ fn this_machine(name: &str, zone: &str) -> NodeSpec {
     }
 }
 
+/// Where a workload's pods went, counted per node and per zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spread {
+    pub per_node: BTreeMap<String, usize>,
+    /// By zone label; `?` for a node the testbed did not create.
+    pub per_zone: BTreeMap<String, usize>,
+}
+
+impl Spread {
+    /// The most pods any one node got.
+    pub fn most_on_one_node(&self) -> usize {
+        self.per_node.values().copied().max().unwrap_or(0)
+    }
+}
+
 /// The running testbed; fields drop in order, fitsched before the control plane.
 pub struct Testbed {
     pub stack: Stack,
@@ -160,6 +176,22 @@ impl Testbed {
         let mut config = self.installed.scheduler_config.clone();
         point_extenders_at(&mut config, self.stack.shim_http);
         self.cluster.start_scheduler(&config, &self.installed.scheduler_kubeconfig)
+    }
+
+    /// The zone of a node the testbed created.
+    pub fn zone_of(&self, node: &str) -> Option<&str> {
+        self.nodes.iter().find(|n| n.name == node).map(|n| n.zone.as_str())
+    }
+
+    /// Where `placed` went, per node and per zone.
+    pub fn spread(&self, placed: &[Placement]) -> Spread {
+        let zones: HashMap<&str, &str> = self.nodes.iter().map(|n| (n.name.as_str(), n.zone.as_str())).collect();
+        let mut spread = Spread::default();
+        for p in placed {
+            *spread.per_node.entry(p.node.clone()).or_default() += 1;
+            *spread.per_zone.entry(zones.get(p.node.as_str()).unwrap_or(&"?").to_string()).or_default() += 1;
+        }
+        spread
     }
 
     /// The profile of a strategy (`fitsched-pack`...), as the chart names it.

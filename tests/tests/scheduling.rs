@@ -4,13 +4,13 @@
 //! Each test runs its own control plane; they take turns, since two at once would share
 //! two cores.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use fitsched_e2e::cluster::{Placement, Workload, sum_metric};
 use fitsched_e2e::process::http_agent;
-use fitsched_e2e::testbed::{Testbed, TestbedConfig, is_idle, is_without_telemetry};
+use fitsched_e2e::testbed::{Spread, Testbed, TestbedConfig, is_idle, is_without_telemetry};
 use fitsched_proto::{CandidateNode, Owner, PodFacts, ScoreRequest};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -22,23 +22,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn take_turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn per_node(placed: &[Placement]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for p in placed {
-        *m.entry(p.node.clone()).or_default() += 1;
-    }
-    m
-}
-
-fn per_zone(placed: &[Placement], tb: &Testbed) -> BTreeMap<String, usize> {
-    let zone: HashMap<&str, &str> = tb.nodes.iter().map(|n| (n.name.as_str(), n.zone.as_str())).collect();
-    let mut m = BTreeMap::new();
-    for p in placed {
-        *m.entry(zone[p.node.as_str()].to_owned()).or_default() += 1;
-    }
-    m
 }
 
 /// A counter's value (summed over series with `label`) on a fitsched binary's /metrics.
@@ -61,14 +44,14 @@ fn strategies_hold_among_kube_schedulers_plugins() {
     // A perfect packer puts 20 pods of 100m on one 16-CPU node.
     let pack = Workload::new("apps", "pack", 20, &tb.profile("pack"));
     let placed = run(&tb, &pack);
-    let nodes = per_node(&placed);
+    let nodes = tb.spread(&placed).per_node;
     assert!(nodes.len() <= 2, "pack: 20 small pods on {} nodes: {nodes:?}", nodes.len());
     tb.cluster.delete_workload(&pack).unwrap();
 
     // 12 replicas, 24 nodes in 3 zones: one per node, four per zone.
     let spread = Workload::new("apps", "spread", 12, &tb.profile("spread"));
     let placed = run(&tb, &spread);
-    let (nodes, zones) = (per_node(&placed), per_zone(&placed, &tb));
+    let Spread { per_node: nodes, per_zone: zones } = tb.spread(&placed);
     assert!(nodes.values().all(|&n| n == 1), "spread: siblings share a node: {nodes:?}");
     let (lo, hi) = (zones.values().min().unwrap(), zones.values().max().unwrap());
     assert!(zones.len() == 3 && hi - lo <= 1, "spread: zones unbalanced: {zones:?}");
@@ -80,7 +63,7 @@ fn strategies_hold_among_kube_schedulers_plugins() {
     // idle node sometimes dips below a node of another profile (seen: 0.77 against 0.89).
     let balanced = Workload::new("apps", "balanced", 6, &tb.profile("balanced"));
     let placed = run(&tb, &balanced);
-    let nodes = per_node(&placed);
+    let nodes = tb.spread(&placed).per_node;
     let idle = placed.iter().filter(|p| is_idle(&p.node)).count();
     assert!(idle >= 5 && nodes.len() == 6, "balanced: {idle} of 6 on idle nodes: {nodes:?}");
 
@@ -125,14 +108,18 @@ fn nodes_without_telemetry_get_no_more_than_their_share() {
         let placed = run(&tb, &w);
         let dark = placed.iter().filter(|p| is_without_telemetry(&p.node)).count();
         // 6 of 36 nodes: a share of 3 pods.
-        assert!(dark <= 3, "{strategy}: {dark} of 18 pods on the 6 nodes without telemetry: {:?}", per_node(&placed));
+        assert!(
+            dark <= 3,
+            "{strategy}: {dark} of 18 pods on the 6 nodes without telemetry: {:?}",
+            tb.spread(&placed).per_node
+        );
         tb.cluster.delete_workload(&w).unwrap();
     }
     // Never a blacklist: a spread ReplicaSet as large as the cluster uses each of them
     // (the busiest nodes, whose fitness is below the median, may get none).
     let w = Workload::new("apps", "everywhere", 36, &tb.profile("spread"));
     let placed = run(&tb, &w);
-    let nodes = per_node(&placed);
+    let nodes = tb.spread(&placed).per_node;
     let dark = nodes.iter().filter(|(n, _)| is_without_telemetry(n)).count();
     assert_eq!(dark, 6, "spread over 36 nodes leaves a node without telemetry out: {nodes:?}");
 }
@@ -190,7 +177,7 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
     };
     let nodes: Vec<CandidateNode> =
         tb.nodes.iter().map(|n| CandidateNode { name: n.name.clone(), ..Default::default() }).collect();
-    let expected = per_node(&placed);
+    let expected = tb.spread(&placed).per_node;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let scores = fitsched_e2e::stack::block_on(async {

@@ -92,7 +92,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     progress("starting kube-scheduler with the chart's configuration");
     tb.start_scheduler()?;
     let logs = tb.cluster.dir().join("logs");
-    let zone: HashMap<String, String> = tb.nodes.iter().map(|n| (n.name.clone(), n.zone.clone())).collect();
 
     let filtered = filtered_nodes(&tb)?;
     let mut placed: Vec<(&str, String, Vec<Placement>)> = Vec::new();
@@ -132,24 +131,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 Some(Err(e)) => ("-".to_owned(), format!("(no explanation: {e})")),
                 None => ("-".to_owned(), "(no explanation)".to_owned()),
             };
-            let z = zone.get(&p.node).map_or("?", String::as_str);
+            let z = tb.zone_of(&p.node).unwrap_or("?");
             println!("{:<24} {:<18} {:<14} {:<7} {:>5}  {}", p.pod, profile, p.node, z, rank, why);
         }
     }
     println!();
     for (strategy, profile, pods) in &placed {
-        let mut per_node = BTreeMap::<&str, usize>::new();
-        let mut per_zone = BTreeMap::<&str, usize>::new();
-        for p in pods {
-            *per_node.entry(&p.node).or_default() += 1;
-            *per_zone.entry(zone.get(&p.node).map_or("?", String::as_str)).or_default() += 1;
-        }
+        let spread = tb.spread(pods);
         println!(
             "{strategy:<9} ({profile}) {} pods on {} node(s), most on one node {}; per zone {:?}",
             pods.len(),
-            per_node.len(),
-            per_node.values().max().unwrap_or(&0),
-            per_zone
+            spread.per_node.len(),
+            spread.most_on_one_node(),
+            spread.per_zone
         );
     }
 

@@ -177,9 +177,7 @@ fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Resu
             adaptive(&mut config, &pack);
             pack
         }
-        other => bail!(
-            "unknown variant {other}: default, noop, fitsched, fitsched-nobind, fitsched-pack, fitsched-pack-adaptive"
-        ),
+        other => bail!("unknown variant {other}: {}", VARIANTS.join(", ")),
     };
     Ok((config, out))
 }
@@ -420,7 +418,6 @@ pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
     ];
     let dark_share =
         f64::from(args.replicas) * f64::from(args.without_telemetry) / f64::from(args.nodes + args.without_telemetry);
-    let zone_of: BTreeMap<String, String> = tb.nodes.iter().map(|n| (n.name.clone(), n.zone.clone())).collect();
     let mut rows = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         progress(format!("placement: {}", case.name));
@@ -432,7 +429,7 @@ pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
         let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(600))?;
         tb.cluster.stop_scheduler()?;
         tb.cluster.delete_workload(&w)?;
-        rows.push((case.name, summary(&placed, &zone_of)));
+        rows.push((case.name, summary(&tb, &placed)));
     }
     println!(
         "\n{} pods (100m, 128Mi) per ReplicaSet on {} nodes with telemetry (a quarter idle) and {} without, \
@@ -462,19 +459,13 @@ struct Summary {
     zones: String,
 }
 
-fn summary(placed: &[Placement], zone_of: &BTreeMap<String, String>) -> Summary {
-    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in placed {
-        *per_node.entry(&p.node).or_default() += 1;
-        *per_zone.entry(zone_of.get(&p.node).map_or("?", String::as_str)).or_default() += 1;
-    }
-    let idle = placed.iter().filter(|p| fitsched_e2e::testbed::is_idle(&p.node)).count();
+fn summary(tb: &Testbed, placed: &[Placement]) -> Summary {
+    let spread = tb.spread(placed);
     Summary {
-        nodes: per_node.len(),
-        most: per_node.values().copied().max().unwrap_or(0),
-        idle,
+        nodes: spread.per_node.len(),
+        most: spread.most_on_one_node(),
+        idle: placed.iter().filter(|p| fitsched_e2e::testbed::is_idle(&p.node)).count(),
         dark: placed.iter().filter(|p| fitsched_e2e::testbed::is_without_telemetry(&p.node)).count(),
-        zones: per_zone.values().map(usize::to_string).collect::<Vec<_>>().join("/"),
+        zones: spread.per_zone.values().map(usize::to_string).collect::<Vec<_>>().join("/"),
     }
 }
