@@ -143,7 +143,9 @@ pub struct Cluster {
     tls: TlsFiles,
     api_url: String,
     admin_token: String,
-    scheduler_port: Option<u16>,
+    /// A client of the running kube-scheduler's own port (admin token), built once per
+    /// start: the benchmark reads its metrics every 100 ms.
+    scheduler: Option<kube::Client>,
     /// The running kube-scheduler's leader-election Lease (namespace, name).
     scheduler_lease: Option<(String, String)>,
 }
@@ -237,7 +239,7 @@ impl Cluster {
             tls,
             api_url,
             admin_token,
-            scheduler_port: None,
+            scheduler: None,
             scheduler_lease: None,
         })
     }
@@ -394,13 +396,15 @@ impl Cluster {
             .arg(format!("--authorization-kubeconfig={}", kubeconfig.display()))
             .arg("--v=2");
         self.procs.spawn("kube-scheduler", cmd)?;
-        self.scheduler_port = Some(port);
+        let path = self.dir.join("scheduler-metrics.kubeconfig");
+        write_kubeconfig(&path, &format!("https://127.0.0.1:{port}"), &self.tls.ca, &self.admin_token)?;
+        let client = self.block_on(client_from(&path))?;
+        self.scheduler = Some(client.clone());
         let election = &config["leaderElection"];
         self.scheduler_lease = (election["leaderElect"] != false).then(|| {
             let field = |k: &str, default: &str| election[k].as_str().unwrap_or(default).to_owned();
             (field("resourceNamespace", "kube-system"), field("resourceName", "kube-scheduler"))
         });
-        let client = self.scheduler_client()?;
         let rt = &self.rt;
         wait_ready(rt, &client, "/healthz", &mut self.procs, Duration::from_secs(60))
     }
@@ -408,7 +412,7 @@ impl Cluster {
     /// Stops kube-scheduler, and removes its Lease: killed, it cannot release it, and the
     /// next one would wait for the lease to expire.
     pub fn stop_scheduler(&mut self) -> anyhow::Result<()> {
-        self.scheduler_port = None;
+        self.scheduler = None;
         self.procs.kill("kube-scheduler")?;
         if let Some((namespace, name)) = self.scheduler_lease.take() {
             let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(self.client(), &namespace);
@@ -423,7 +427,7 @@ impl Cluster {
 
     /// kube-scheduler's `/metrics` (Prometheus text), read with the admin token.
     pub fn scheduler_metrics(&self) -> anyhow::Result<String> {
-        let client = self.scheduler_client()?;
+        let client = self.scheduler.clone().context("kube-scheduler is not running")?;
         let req = http::Request::get("/metrics").body(Vec::new())?;
         Ok(self.block_on(client.request_text(req))?)
     }
@@ -432,13 +436,6 @@ impl Cluster {
     /// with `result="scheduled"`, summed over profiles).
     pub fn scheduled_attempts(&self) -> anyhow::Result<u64> {
         Ok(sum_metric(&self.scheduler_metrics()?, "scheduler_schedule_attempts_total", "result=\"scheduled\""))
-    }
-
-    fn scheduler_client(&self) -> anyhow::Result<kube::Client> {
-        let port = self.scheduler_port.context("kube-scheduler is not running")?;
-        let path = self.dir.join("scheduler-metrics.kubeconfig");
-        write_kubeconfig(&path, &format!("https://127.0.0.1:{port}"), &self.tls.ca, &self.admin_token)?;
-        self.block_on(client_from(&path))
     }
 
     /// Fails with the tail of its log when a control-plane process has exited.
