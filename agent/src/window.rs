@@ -132,16 +132,20 @@ impl WindowAggregator {
     }
 }
 
-/// Mean, max, nearest-rank p95 and last of finite values; `None` for no values.
+/// Mean, max, p95 and last of finite values; `None` for no values.
+///
+/// The p95 interpolates linearly between the two closest ranks (numpy's default): a
+/// nearest-rank p95 of a window's 10 or 20 samples is the max or the second largest,
+/// so it said nothing the max did not.
 pub fn summarize(values: &[f64]) -> Option<MetricSummary> {
     let last = *values.last()?;
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
     let (min, max) = (sorted[0], sorted[n - 1]);
-    // Nearest rank: the smallest value with at least 95 % of the values at or below it.
-    let rank = (95 * n).div_ceil(100).max(1);
-    let p95 = sorted[rank - 1];
+    let h = 0.95 * (n - 1) as f64;
+    let (lo, hi) = (sorted[h.floor() as usize], sorted[h.ceil() as usize]);
+    let p95 = (lo + (h - h.floor()) * (hi - lo)).clamp(lo, hi);
     // Summing can round outside [min, max] (e.g. n copies of the same value); the mean
     // of real numbers cannot.
     let mean = (values.iter().sum::<f64>() / n as f64).clamp(min, max);
@@ -186,8 +190,8 @@ mod tests {
         assert_eq!((w.node_name.as_str(), w.agent_id.as_str()), ("n1", "a1"));
         let x = &w.metrics["x"];
         assert_eq!((x.mean, x.max, x.last, x.samples), (9.5, 19.0, 19.0, 20));
-        // Nearest rank of 95 % of 20 values is the 19th: 18.0.
-        assert_eq!(x.p95, 18.0);
+        // 95 % of the way from the first to the 20th value: rank 18.05 of 0..19.
+        assert!((x.p95 - 18.05).abs() < 1e-9, "{}", x.p95);
         let w2 = a.flush().unwrap();
         assert_eq!((w2.sequence, w2.start_unix_ms, w2.samples), (2, T0 + 20_000, 1));
         assert!(a.flush().is_none());
@@ -250,7 +254,7 @@ mod tests {
         let s = summarize(&[0.1; 7]).unwrap();
         assert_eq!((s.mean, s.max, s.p95, s.last), (0.1, 0.1, 0.1, 0.1));
         assert!(summarize(&[]).is_none());
-        assert_eq!(summarize(&[3.0, 1.0, 2.0]).unwrap().p95, 3.0);
+        assert!((summarize(&[3.0, 1.0, 2.0]).unwrap().p95 - 2.9).abs() < 1e-12);
     }
 
     #[test]

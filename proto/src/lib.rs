@@ -16,6 +16,8 @@ mod generated {
 
 pub use generated::*;
 
+pub mod features;
+
 /// The encoded `FileDescriptorSet` of `fitsched.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/fitsched_v1_descriptor.bin");
 

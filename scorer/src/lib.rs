@@ -8,7 +8,6 @@
 
 pub mod config;
 pub mod decisions;
-pub mod features;
 pub mod fitness;
 pub mod http;
 pub mod ingest;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use fitsched_proto::{NodeWindow, metric};
 
-use crate::features;
+use fitsched_proto::features;
 
 /// What `ModelInfo` reports about a model.
 #[derive(Debug, Clone)]

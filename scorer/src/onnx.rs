@@ -19,7 +19,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde_json::Value;
 
-use crate::features;
+use fitsched_proto::features;
 use crate::model::{self, Description, Model, ModelError};
 
 /// How far ONNX Runtime may stray from sklearn on the parity vectors.
@@ -34,7 +34,7 @@ pub enum LoadError {
     #[error("{path} is not a usable ONNX model: {why}")]
     Invalid { path: PathBuf, why: String },
     #[error(
-        "{path}: the scorer cannot build these features from windows: {features:?} (a feature is `<metric>_<mean|max|p95|last>`)"
+        "{path}: the scorer cannot build these features from windows: {features:?} (a feature is `<metric>[_per_core]_<mean|max|p95|last>`, see `fitsched_proto::features`)"
     )]
     Unmappable { path: PathBuf, features: Vec<String> },
     #[error(

@@ -3,11 +3,15 @@
 //! just before. One JSON line per sample in `onnx/data/samples.jsonl` (schema in
 //! `onnx/DATASET.md`).
 //!
-//! Each sample: start a stress-ng recipe shortly before a window boundary B, let the
-//! agent record the full window [B, B+W], then run wrk against nginx under the same
-//! interference, stop the interference, append the row. Collection resumes: every run
-//! is a new session that first measures the no-interference baseline, then picks the
-//! recipes that have the fewest samples so far.
+//! Each sample spans two of the agent's windows, the horizon the scorer serves: the
+//! interference starts shortly before a window boundary B, the agent records the window
+//! [B, B+W] (the features), then wrk measures the benchmark over the next window while
+//! the same interference goes on (the label). Interference is drawn at random: one to
+//! three kinds (CPU at a swept load, cache, memory bandwidth, memory pressure, disk,
+//! sockets, or other benchmark units), each at a random intensity. Every session measures
+//! the no-interference baseline its labels are normalised to at its start and then every
+//! `--baseline-every` samples, so a session's baseline is never a single run.
+//! Collection resumes: each run is a new session appending to the file.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,74 +23,213 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use fitsched_e2e::stack::{Stack, StackConfig, block_on, free_addr};
 use fitsched_e2e::{paths, progress};
-use fitsched_proto::{ListNodesRequest, NodeWindow};
+use fitsched_proto::{ListNodesRequest, NodeWindow, features};
 use serde_json::{Value, json};
 
 use crate::cargo;
 
 /// Version of the row format in `onnx/DATASET.md`.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
+
+/// The start of the interference before the features' window, so the window sees it
+/// settled rather than starting.
+const SETTLE_MS: i64 = 1_500;
 
 #[derive(Debug, clap::Args)]
 pub struct CollectArgs {
-    /// Stop when the dataset holds this many samples.
+    /// Stop when the dataset holds this many samples (of this schema).
     #[arg(long, default_value_t = 150)]
     samples: usize,
-    /// The agent's window during collection.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// The agent's window: the features' span and the label's (the production default).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     window: Duration,
-    /// How long wrk runs per sample (with the settle time it must fit in one window, so
-    /// a sample takes two windows).
-    #[arg(long, default_value = "7s", value_parser = humantime::parse_duration)]
-    bench: Duration,
+    /// A baseline sample (no interference) every this many samples, the first included.
+    #[arg(long, default_value_t = 6)]
+    baseline_every: usize,
     /// The dataset file (appended to).
     #[arg(long, default_value = "onnx/data/samples.jsonl")]
     out: PathBuf,
+    /// Seed of the interference draws (default: the session's start time).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
-/// An interference recipe: stress-ng arguments on this machine's scale (2 cores, 24 GiB
-/// here; the arguments are per worker, so they scale with the machine).
-struct Recipe {
-    name: &'static str,
-    stress: &'static [&'static str],
+/// A kind of interference and the stress-ng arguments for one component of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Cpu,
+    Cache,
+    MemoryBandwidth,
+    MemoryPressure,
+    Disk,
+    IoMix,
+    Sockets,
+    Udp,
+    /// Other nginx + wrk benchmark units on the node: what two benchmark pods do to
+    /// each other.
+    Benchmark,
 }
 
-const RECIPES: &[Recipe] = &[
-    Recipe { name: "none", stress: &[] },
-    Recipe { name: "cpu-1x50", stress: &["--cpu", "1", "--cpu-load", "50"] },
-    Recipe { name: "cpu-1x100", stress: &["--cpu", "1"] },
-    Recipe { name: "cpu-2x100", stress: &["--cpu", "2"] },
-    Recipe { name: "cache-1", stress: &["--cache", "1"] },
-    Recipe { name: "cache-2", stress: &["--cache", "2"] },
-    Recipe { name: "membw-1", stress: &["--stream", "1"] },
-    Recipe { name: "membw-2", stress: &["--stream", "2"] },
-    Recipe { name: "vm-1", stress: &["--vm", "1", "--vm-bytes", "1G"] },
-    Recipe { name: "io-hdd-1", stress: &["--hdd", "1", "--hdd-bytes", "128M"] },
-    Recipe { name: "io-mix-1", stress: &["--iomix", "1"] },
-    Recipe { name: "net-sock-1", stress: &["--sock", "1"] },
-    Recipe { name: "net-udp-1", stress: &["--udp", "1"] },
-    Recipe { name: "mix-cpu-io", stress: &["--cpu", "1", "--cpu-load", "50", "--hdd", "1", "--hdd-bytes", "128M"] },
-    Recipe { name: "mix-cache-net", stress: &["--cache", "1", "--sock", "1"] },
-    Recipe { name: "mix-membw-cpu", stress: &["--stream", "1", "--cpu", "1", "--cpu-load", "50"] },
-];
+impl Kind {
+    const ALL: [Kind; 9] = [
+        Kind::Cpu,
+        Kind::Cache,
+        Kind::MemoryBandwidth,
+        Kind::MemoryPressure,
+        Kind::Disk,
+        Kind::IoMix,
+        Kind::Sockets,
+        Kind::Udp,
+        Kind::Benchmark,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Cpu => "cpu",
+            Kind::Cache => "cache",
+            Kind::MemoryBandwidth => "membw",
+            Kind::MemoryPressure => "vm",
+            Kind::Disk => "hdd",
+            Kind::IoMix => "iomix",
+            Kind::Sockets => "sock",
+            Kind::Udp => "udp",
+            Kind::Benchmark => "bench",
+        }
+    }
+}
+
+/// One component of a sample's interference at its intensity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    pub kind: Kind,
+    /// stress-ng workers, or benchmark units.
+    pub workers: usize,
+    /// Per-worker CPU load in percent (CPU only; 100 otherwise).
+    pub load: u32,
+    /// Memory per worker as a share of the available memory in percent (memory pressure).
+    pub memory_percent: u32,
+}
+
+impl Component {
+    fn stress_args(&self) -> Vec<String> {
+        let w = self.workers.to_string();
+        let flag = |f: &str| vec![format!("--{f}"), w.clone()];
+        match self.kind {
+            Kind::Cpu => [flag("cpu"), vec!["--cpu-load".into(), self.load.to_string()]].concat(),
+            Kind::Cache => flag("cache"),
+            Kind::MemoryBandwidth => flag("stream"),
+            Kind::MemoryPressure => {
+                [flag("vm"), vec!["--vm-bytes".into(), format!("{}%", self.memory_percent)]].concat()
+            }
+            Kind::Disk => [flag("hdd"), vec!["--hdd-bytes".into(), "128M".into()]].concat(),
+            Kind::IoMix => flag("iomix"),
+            Kind::Sockets => flag("sock"),
+            Kind::Udp => flag("udp"),
+            Kind::Benchmark => Vec::new(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = json!({"kind": self.kind.name(), "workers": self.workers});
+        if self.kind == Kind::Cpu {
+            v["load_percent"] = json!(self.load);
+        }
+        if self.kind == Kind::MemoryPressure {
+            v["memory_percent"] = json!(self.memory_percent);
+        }
+        v
+    }
+}
+
+/// A sample's interference: no component is the baseline.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Interference(pub Vec<Component>);
+
+impl Interference {
+    /// Draws one to three distinct kinds (half of the draws one kind: the intensity
+    /// sweeps; the rest random mixes), each at a random intensity scaled to `cpus`.
+    pub fn draw(rng: &mut fastrand::Rng, cpus: usize) -> Interference {
+        let n = match rng.u32(0..100) {
+            0..50 => 1,
+            50..85 => 2,
+            _ => 3,
+        };
+        let mut kinds = Kind::ALL.to_vec();
+        rng.shuffle(&mut kinds);
+        let mut parts: Vec<Component> = kinds[..n]
+            .iter()
+            .map(|&kind| {
+                let max_workers = match kind {
+                    // Two more benchmark units already load two cores of this size fully.
+                    Kind::Benchmark => 2.min(cpus.max(1)),
+                    _ => cpus.max(1),
+                };
+                Component {
+                    kind,
+                    workers: rng.usize(1..=max_workers),
+                    load: if kind == Kind::Cpu { [10, 25, 50, 75, 100][rng.usize(..5)] } else { 100 },
+                    memory_percent: if kind == Kind::MemoryPressure { [5, 15, 30][rng.usize(..3)] } else { 0 },
+                }
+            })
+            .collect();
+        parts.sort_by_key(|c| c.kind);
+        Interference(parts)
+    }
+
+    pub fn is_baseline(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The kinds present, sorted and joined by `+` (`none` for the baseline): the group
+    /// a held-out validation leaves out.
+    pub fn group(&self) -> String {
+        if self.0.is_empty() {
+            return "none".into();
+        }
+        self.0.iter().map(|c| c.kind.name()).collect::<Vec<_>>().join("+")
+    }
+
+    pub fn stress_args(&self) -> Vec<String> {
+        self.0.iter().flat_map(Component::stress_args).collect()
+    }
+
+    pub fn benchmark_units(&self) -> usize {
+        self.0.iter().filter(|c| c.kind == Kind::Benchmark).map(|c| c.workers).sum()
+    }
+
+    fn describe(&self) -> String {
+        if self.0.is_empty() {
+            return "none".into();
+        }
+        let part = |c: &Component| match c.kind {
+            Kind::Cpu => format!("cpu {}x{}%", c.workers, c.load),
+            Kind::MemoryPressure => format!("vm {}x{}%", c.workers, c.memory_percent),
+            k => format!("{} x{}", k.name(), c.workers),
+        };
+        self.0.iter().map(part).collect::<Vec<_>>().join(" + ")
+    }
+}
 
 pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     ensure_debian_tools(&[("nginx", "nginx"), ("wrk", "wrk"), ("stress-ng", "stress-ng")])?;
     cargo(&["build", "-p", "fitsched-agent", "-p", "fitsched-scorer", "--bins"])?;
+    if args.baseline_every < 2 {
+        bail!("--baseline-every must be at least 2 (1 would measure nothing but baselines)");
+    }
     let out = paths::workspace_root().join(&args.out);
-    let mut counts = existing_counts(&out)?;
-    let done: usize = counts.values().sum();
+    let done = existing_samples(&out)?;
     if done >= args.samples {
         progress(format!("{} already holds {done} samples (target {})", out.display(), args.samples));
         return Ok(());
     }
     let work = paths::state_dir().join("collect");
     std::fs::create_dir_all(&work)?;
-    let nginx = Nginx::start(&work)?;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // The measured unit and the most benchmark neighbours a draw asks for.
+    let units = (0..3).map(|i| Nginx::start(&work.join(format!("nginx-{i}")))).collect::<anyhow::Result<Vec<_>>>()?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_owned();
-    let window_arg = format!("{}s", args.window.as_secs());
     let mut stack = Stack::start(StackConfig {
-        window: window_arg,
+        window: format!("{}s", args.window.as_secs()),
         tick: "1s".into(),
         real_agents: vec![Some(host.clone())],
         log_dir: work.join("logs"),
@@ -96,114 +239,131 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let machine = machine_facts();
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&out)?;
     progress(format!(
-        "session {session}: {done} samples so far, collecting up to {} ({} s per sample)",
+        "session {session}: {done} samples so far, collecting up to {} (about {} s per sample; stop with Ctrl-C and run again to resume)",
         args.samples,
         2 * args.window.as_secs()
     ));
-    let mut rng = fastrand::Rng::with_seed(session as u64);
-    let mut first = true;
-    for n in done..args.samples {
-        // Every session starts with the baseline its labels are normalised to.
-        let recipe = if first { &RECIPES[0] } else { least_sampled(&counts, &mut rng) };
-        first = false;
+    let mut rng = fastrand::Rng::with_seed(args.seed.unwrap_or(session as u64));
+    for (i, n) in (done..args.samples).enumerate() {
+        let interference =
+            if i % args.baseline_every == 0 { Interference::default() } else { Interference::draw(&mut rng, cpus) };
         let started = Instant::now();
-        let row = sample(&mut stack, &host, &nginx, recipe, &args, &work)
-            .with_context(|| format!("sample {} ({})", n + 1, recipe.name))?;
+        let m = sample(&mut stack, &host, &units, &interference, args.window, &work)
+            .with_context(|| format!("sample {} ({})", n + 1, interference.describe()))?;
         let row = json!({
             "schema": SCHEMA,
             "session": session,
             "sample": n + 1,
-            "recipe": {"name": recipe.name, "stress_ng": recipe.stress},
+            "baseline": interference.is_baseline(),
+            "interference": {
+                "group": interference.group(),
+                "components": interference.0.iter().map(Component::to_json).collect::<Vec<_>>(),
+                "stress_ng": interference.stress_args(),
+            },
             "machine": machine,
-            "window": row.window,
-            "features": row.features,
-            "missing": row.missing,
-            "benchmark": row.bench,
+            "window": m.window,
+            "features": m.features,
+            "missing": m.missing,
+            "benchmark": m.bench.to_json(m.bench_seconds),
+            "neighbours": m.neighbours.iter().map(|(before, during)| json!({
+                "features_window": before.to_json(m.neighbour_seconds),
+                "label_window": during.to_json(m.bench_seconds),
+            })).collect::<Vec<_>>(),
         });
         writeln!(file, "{row}")?;
         file.flush()?;
-        *counts.entry(recipe.name.to_owned()).or_default() += 1;
         progress(format!(
-            "[{}/{}] {:<14} {:>9.0} req/s  p99 {:>7.3} ms  ({:.0?})",
+            "[{}/{}] {:<34} {:>9.0} req/s  p99 {:>7.3} ms  ({:.0?})",
             n + 1,
             args.samples,
-            recipe.name,
-            row["benchmark"]["requests_per_second"].as_f64().unwrap_or(f64::NAN),
-            row["benchmark"]["latency_p99_ms"].as_f64().unwrap_or(f64::NAN),
+            interference.describe(),
+            m.bench.requests_per_second,
+            m.bench.p99_ms,
             started.elapsed()
         ));
     }
     Ok(())
 }
 
-struct Row {
+struct Measured {
     window: Value,
     features: BTreeMap<String, f64>,
     missing: BTreeMap<String, String>,
-    bench: Value,
+    bench: WrkResult,
+    bench_seconds: u64,
+    /// Each benchmark neighbour over the features' window, then over the label's.
+    neighbours: Vec<(WrkResult, WrkResult)>,
+    neighbour_seconds: u64,
 }
 
 fn sample(
     stack: &mut Stack,
     host: &str,
-    nginx: &Nginx,
-    recipe: &Recipe,
-    args: &CollectArgs,
+    units: &[Nginx],
+    interference: &Interference,
+    window: Duration,
     work: &Path,
-) -> anyhow::Result<Row> {
-    let w_ms = args.window.as_millis() as i64;
-    let settle_ms = 1_500;
-    // The first window boundary that leaves time to start the interference and let it settle.
-    let boundary = (now_unix_ms() + settle_ms + 500).div_euclid(w_ms) * w_ms + w_ms;
-    sleep_until_unix_ms(boundary - settle_ms);
-    let _stress = Stress::start(recipe, work)?;
+) -> anyhow::Result<Measured> {
+    let w_ms = window.as_millis() as i64;
+    // The first window boundary that leaves time to start the interference.
+    let boundary = (now_unix_ms() + SETTLE_MS + 200 + w_ms - 1).div_euclid(w_ms) * w_ms;
+    sleep_until_unix_ms(boundary - SETTLE_MS);
+    let _stress = Stress::start(&interference.stress_args(), work)?;
+    let neighbours = &units[1..=interference.benchmark_units().min(units.len() - 1)];
+    // Neighbours run through the features' window and, measured again, through the label's.
+    let neighbour_seconds = ((SETTLE_MS + w_ms) / 1000) as u64;
+    let before = neighbours.iter().map(|u| Wrk::start(&u.url, neighbour_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
     sleep_until_unix_ms(boundary + w_ms);
-    let wrk = Command::new("wrk")
-        .args(["-t1", "-c16", &format!("-d{}s", args.bench.as_secs()), "--latency", &nginx.url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting wrk")?;
+    // The label ends early enough for the next sample's interference to settle before
+    // the next boundary, so samples follow each other every two windows.
+    let bench_seconds = ((w_ms - SETTLE_MS - 1_000) / 1000).max(1) as u64;
+    let main = Wrk::start(&units[0].url, bench_seconds)?;
+    let during = neighbours.iter().map(|u| Wrk::start(&u.url, bench_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
     let window = wait_for_window(stack, host, boundary)?;
-    let out = wrk.wait_with_output()?;
-    if !out.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let bench = parse_wrk(&String::from_utf8_lossy(&out.stdout))?;
+    let bench = main.finish()?;
+    let before = before.into_iter().map(Wrk::finish).collect::<anyhow::Result<Vec<_>>>()?;
+    let during = during.into_iter().map(Wrk::finish).collect::<anyhow::Result<Vec<_>>>()?;
     stack.check_alive()?;
-    let (features, missing) = features(&window);
-    Ok(Row {
+    Ok(Measured {
         window: json!({
             "start_unix_ms": window.start_unix_ms,
             "end_unix_ms": window.end_unix_ms,
             "samples": window.samples,
             "samples_expected": window.samples_expected,
-            "seconds": args.window.as_secs(),
+            "seconds": window.end_unix_ms.saturating_sub(window.start_unix_ms) / 1000,
+            "label_start_unix_ms": boundary + w_ms,
         }),
-        features,
-        missing,
-        bench: json!({
-            "tool": "wrk", "threads": 1, "connections": 16, "seconds": args.bench.as_secs(),
-            "requests_per_second": bench.requests_per_second,
-            "latency_p50_ms": bench.p50_ms,
-            "latency_p99_ms": bench.p99_ms,
-            "socket_errors": bench.socket_errors,
-        }),
+        features: features::all(&window),
+        missing: window.missing.iter().map(|m| (m.name.clone(), m.reason.clone())).collect(),
+        bench,
+        bench_seconds,
+        neighbours: before.into_iter().zip(during).collect(),
+        neighbour_seconds,
     })
 }
 
-/// The node-level features of a window by name (`<metric>_<stat>`, the scorer's
-/// naming), and the metrics it lacked with the agent's reasons. Per-device metrics
-/// (`metric:instance`) are left out: devices differ between nodes.
-pub fn features(w: &NodeWindow) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
-    let mut features = BTreeMap::new();
-    for (name, s) in w.metrics.iter().filter(|(n, _)| !n.contains(':')) {
-        for (stat, v) in [("mean", s.mean), ("max", s.max), ("p95", s.p95), ("last", s.last)] {
-            features.insert(format!("{name}_{stat}"), v);
-        }
+/// A wrk run against one benchmark unit (1 thread, 16 connections, as the chart's
+/// benchmark pods), read when it ends.
+struct Wrk(Child);
+
+impl Wrk {
+    fn start(url: &str, seconds: u64) -> anyhow::Result<Wrk> {
+        let child = Command::new("wrk")
+            .args(["-t1", "-c16", &format!("-d{seconds}s"), "--latency", url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting wrk")?;
+        Ok(Wrk(child))
     }
-    let missing = w.missing.iter().map(|m| (m.name.clone(), m.reason.clone())).collect();
-    (features, missing)
+
+    fn finish(self) -> anyhow::Result<WrkResult> {
+        let out = self.0.wait_with_output()?;
+        if !out.status.success() {
+            bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        parse_wrk(&String::from_utf8_lossy(&out.stdout))
+    }
 }
 
 /// Waits until the scorer holds `host`'s window that starts at `start_unix_ms`.
@@ -237,6 +397,18 @@ pub struct WrkResult {
     pub socket_errors: u64,
 }
 
+impl WrkResult {
+    fn to_json(&self, seconds: u64) -> Value {
+        json!({
+            "tool": "wrk", "threads": 1, "connections": 16, "seconds": seconds,
+            "requests_per_second": self.requests_per_second,
+            "latency_p50_ms": self.p50_ms,
+            "latency_p99_ms": self.p99_ms,
+            "socket_errors": self.socket_errors,
+        })
+    }
+}
+
 /// Parses wrk's `--latency` report.
 pub fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
     let field = |prefix: &str| out.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()));
@@ -265,36 +437,31 @@ fn parse_duration_ms(v: &str) -> anyhow::Result<f64> {
     Ok(num.parse::<f64>().with_context(|| format!("duration {v:?}"))? * scale)
 }
 
-/// The recipe with the fewest samples so far (ties at random, so no recipe is always
-/// measured at the same point of a session).
-fn least_sampled(counts: &BTreeMap<String, usize>, rng: &mut fastrand::Rng) -> &'static Recipe {
-    let count = |r: &Recipe| counts.get(r.name).copied().unwrap_or(0);
-    let fewest = RECIPES.iter().map(count).min().unwrap_or(0);
-    let candidates: Vec<&'static Recipe> = RECIPES.iter().filter(|r| count(r) == fewest).collect();
-    candidates[rng.usize(..candidates.len())]
-}
-
-fn existing_counts(path: &Path) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut counts = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(counts) };
+/// The rows of this schema already in the dataset (earlier schemas may share the file
+/// only if moved aside first: they are refused, not mixed in).
+fn existing_samples(path: &Path) -> anyhow::Result<usize> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(0) };
+    let mut n = 0;
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let row: Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        let name = row["recipe"]["name"].as_str().context("row without recipe.name")?;
-        *counts.entry(name.to_owned()).or_default() += 1;
+        if row["schema"] != json!(SCHEMA) {
+            bail!("{} line {} has schema {}, not {SCHEMA}: collect into another --out", path.display(), i + 1, row["schema"]);
+        }
+        n += 1;
     }
-    Ok(counts)
+    Ok(n)
 }
 
 /// A stress-ng process group, stopped when dropped.
 struct Stress(Option<Child>);
 
 impl Stress {
-    fn start(recipe: &Recipe, work: &Path) -> anyhow::Result<Stress> {
-        if recipe.stress.is_empty() {
+    fn start(args: &[String], work: &Path) -> anyhow::Result<Stress> {
+        if args.is_empty() {
             return Ok(Stress(None));
         }
         let child = Command::new("stress-ng")
-            .args(recipe.stress)
+            .args(args)
             // A safety net: interference never outlives a crashed collector by much.
             .args(["--timeout", "120s", "--temp-path"])
             .arg(work)
@@ -324,8 +491,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(work: &Path) -> anyhow::Result<Nginx> {
-        let dir = work.join("nginx");
+    fn start(dir: &Path) -> anyhow::Result<Nginx> {
         std::fs::create_dir_all(dir.join("html"))?;
         std::fs::write(dir.join("html/index.html"), "<html><body>fitsched benchmark page</body></html>\n")?;
         let addr = free_addr()?;
@@ -413,30 +579,35 @@ mod tests {
     }
 
     #[test]
-    fn features_are_named_like_the_scorer_reads_them() {
-        let mut w = NodeWindow::default();
-        w.metrics.insert(
-            "cpu_utilization".into(),
-            fitsched_proto::MetricSummary { mean: 0.5, max: 0.9, p95: 0.8, last: 0.4, samples: 10 },
-        );
-        w.metrics.insert("net_rx_bytes_per_second:eth0".into(), fitsched_proto::MetricSummary::default());
-        w.missing.push(fitsched_proto::Missing { name: "perf_ipc".into(), reason: "no PMU".into() });
-        let (f, m) = features(&w);
-        assert_eq!(
-            f.keys().collect::<Vec<_>>(),
-            ["cpu_utilization_last", "cpu_utilization_max", "cpu_utilization_mean", "cpu_utilization_p95"]
-        );
-        assert_eq!(m["perf_ipc"], "no PMU");
+    fn interference_draws_cover_every_kind_within_the_machine() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let draws: Vec<Interference> = (0..500).map(|_| Interference::draw(&mut rng, 2)).collect();
+        for kind in Kind::ALL {
+            assert!(draws.iter().any(|d| d.0.iter().any(|c| c.kind == kind)), "{kind:?} never drawn");
+        }
+        for d in &draws {
+            assert!((1..=3).contains(&d.0.len()) && !d.is_baseline(), "{d:?}");
+            assert!(d.0.iter().all(|c| (1..=2).contains(&c.workers)), "never more workers than CPUs: {d:?}");
+            let kinds: std::collections::BTreeSet<_> = d.0.iter().map(|c| c.kind).collect();
+            assert_eq!(kinds.len(), d.0.len(), "kinds are distinct: {d:?}");
+        }
+        let mixes = draws.iter().filter(|d| d.0.len() > 1).count();
+        assert!((150..350).contains(&mixes), "about half are mixes: {mixes}");
+        let loads: std::collections::BTreeSet<u32> =
+            draws.iter().flat_map(|d| &d.0).filter(|c| c.kind == Kind::Cpu).map(|c| c.load).collect();
+        assert_eq!(loads.len(), 5, "the CPU load is swept: {loads:?}");
     }
 
     #[test]
-    fn recipes_are_balanced() {
-        let mut counts = BTreeMap::new();
-        let mut rng = fastrand::Rng::with_seed(1);
-        for _ in 0..RECIPES.len() * 3 {
-            let r = least_sampled(&counts, &mut rng);
-            *counts.entry(r.name.to_owned()).or_insert(0) += 1;
-        }
-        assert!(counts.values().all(|&c| c == 3), "{counts:?}");
+    fn interference_becomes_stress_ng_arguments_and_a_group() {
+        let i = Interference(vec![
+            Component { kind: Kind::Cpu, workers: 2, load: 25, memory_percent: 0 },
+            Component { kind: Kind::MemoryPressure, workers: 1, load: 100, memory_percent: 15 },
+            Component { kind: Kind::Benchmark, workers: 1, load: 100, memory_percent: 0 },
+        ]);
+        assert_eq!(i.stress_args(), ["--cpu", "2", "--cpu-load", "25", "--vm", "1", "--vm-bytes", "15%"]);
+        assert_eq!((i.group(), i.benchmark_units()), ("cpu+vm+bench".to_owned(), 1));
+        assert_eq!(Interference::default().group(), "none");
+        assert!(Interference::default().stress_args().is_empty());
     }
 }
