@@ -74,6 +74,11 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_CGROUP_ROOT")]
     pub cgroup_root: Option<PathBuf>,
 
+    /// Replays the windows this JSON file holds for the nodes it names, read again at
+    /// every window boundary, instead of measuring (evaluations; see `replay`).
+    #[arg(long, env = "FITSCHED_REPLAY", conflicts_with = "simulate")]
+    pub replay: Option<PathBuf>,
+
     /// Seed of the simulation; the same seed gives the same simulated values.
     #[arg(long, env = "FITSCHED_SEED", default_value_t = 1)]
     pub seed: u64,

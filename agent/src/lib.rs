@@ -1,6 +1,7 @@
 //! fitsched node agent.
 //!
 //! Every tick it samples the node (procfs/PSI, or simulated nodes with `--simulate`),
+//! or at every window boundary replays the windows of a file (`--replay`),
 //! folds the samples into wall-clock-aligned windows and streams each window to the
 //! scorer over `fitsched.v1.Ingest/Stream`, buffering and resending whatever the scorer
 //! has not acknowledged. `/health` and `/metrics` are served over HTTP.
@@ -8,6 +9,7 @@
 pub mod collect;
 pub mod config;
 pub mod http;
+pub mod replay;
 pub mod rng;
 pub mod simulate;
 pub mod status;
@@ -100,18 +102,22 @@ pub async fn run_with(
         "fitsched agent started"
     );
 
-    let collectors: Vec<(String, Box<dyn Collector>)> = if args.simulate == 0 {
-        vec![(host.clone(), Box::new(node_collector(&args)))]
+    let replay = args.replay.as_deref().map(replay::ReplayFile::read).transpose()?;
+    let collectors: Vec<(String, Option<Box<dyn Collector>>)> = if let Some(file) = &replay {
+        file.nodes.keys().map(|name| (name.clone(), None)).collect()
+    } else if args.simulate == 0 {
+        vec![(host.clone(), Some(Box::new(node_collector(&args)) as Box<dyn Collector>))]
     } else {
         (0..args.simulate as usize)
             .map(|i| {
                 let node = SimNode::new(&args.simulate_prefix, i, args.seed);
-                (node.name().to_owned(), Box::new(node) as Box<dyn Collector>)
+                (node.name().to_owned(), Some(Box::new(node) as Box<dyn Collector>))
             })
             .collect()
     };
 
     let mut nodes = Vec::with_capacity(collectors.len());
+    let mut replayed = Vec::new();
     let mut clients = Vec::with_capacity(collectors.len());
     for (index, (name, collector)) in collectors.into_iter().enumerate() {
         let agent_id = window::new_agent_id(index as u64);
@@ -120,15 +126,19 @@ pub async fn run_with(
         // has to absorb a burst while it is busy connecting.
         let (tx, rx) = mpsc::channel(args.buffer.max(1));
         clients.push(tokio::spawn(StreamClient::new(stream_config.clone(), Arc::clone(&status), rx).run()));
-        nodes.push(NodeLoop {
+        let out = NodeOut {
             aggregator: WindowAggregator::new(&name, &agent_id, args.window, args.tick),
             missing: MissingGauge::new(&name),
-            collector,
             windows: tx,
             status,
-        });
+        };
+        match collector {
+            Some(collector) => nodes.push(NodeLoop { collector, out }),
+            None => replayed.push(out),
+        }
     }
-    let statuses = Arc::new(nodes.iter().map(|n| Arc::clone(&n.status)).collect::<Vec<_>>());
+    let statuses =
+        Arc::new(nodes.iter().map(|n| &n.out).chain(&replayed).map(|o| Arc::clone(&o.status)).collect::<Vec<_>>());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_state = http::HttpState { node: host, nodes: statuses, prometheus: prometheus.clone() };
@@ -136,7 +146,10 @@ pub async fn run_with(
         axum::serve(listener, http::router(http_state)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
     );
     let upkeep = prometheus.map(|handle| tokio::spawn(upkeep_loop(handle, stop_rx.clone())));
-    let ticker = tokio::spawn(tick_loop(nodes, args.tick, stop_rx));
+    let ticker = match &args.replay {
+        Some(path) => tokio::spawn(replay_loop(replayed, path.clone(), args.window, stop_rx)),
+        None => tokio::spawn(tick_loop(nodes, args.tick, stop_rx)),
+    };
 
     let mut result = Ok(());
     tokio::select! {
@@ -169,28 +182,35 @@ pub async fn run_with(
     result
 }
 
-/// One reported node: its collector, its window aggregator and the way to its stream client.
-struct NodeLoop {
-    collector: Box<dyn Collector>,
+/// One reported node's way out: its window aggregator and its stream client.
+struct NodeOut {
     aggregator: WindowAggregator,
     windows: mpsc::Sender<NodeWindow>,
     status: Arc<NodeStatus>,
     missing: MissingGauge,
 }
 
+/// One measured or simulated node: its collector and its way out.
+struct NodeLoop {
+    collector: Box<dyn Collector>,
+    out: NodeOut,
+}
+
 impl NodeLoop {
     fn tick(&mut self, now: std::time::Instant, now_unix_ms: i64) {
         let mut sample = self.collector.sample(now);
-        match self.status.rtt() {
+        match self.out.status.rtt() {
             Some(rtt) => sample.set(fitsched_proto::metric::STREAM_RTT_SECONDS, rtt.as_secs_f64()),
             None => sample
                 .set_missing(fitsched_proto::metric::STREAM_RTT_SECONDS, "no acknowledged window on a live stream yet"),
         }
-        if let Some(window) = self.aggregator.push(now_unix_ms, &sample) {
-            self.emit(window);
+        if let Some(window) = self.out.aggregator.push(now_unix_ms, &sample) {
+            self.out.emit(window);
         }
     }
+}
 
+impl NodeOut {
     fn emit(&mut self, window: NodeWindow) {
         let node = self.aggregator.node_name().to_owned();
         debug!(node = %node, sequence = window.sequence, samples = window.samples, "window closed");
@@ -205,6 +225,41 @@ impl NodeLoop {
             }
             // The client only stops when the agent does.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// At every window boundary, reads the replay file and reports the window that just
+/// ended for every node it names, until `stop`.
+async fn replay_loop(
+    mut nodes: Vec<NodeOut>,
+    path: std::path::PathBuf,
+    window: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    let samples = nodes.first().map_or(1, |n| n.aggregator.samples_expected());
+    loop {
+        let now = unix_ms();
+        let end = now.div_euclid(window_ms) * window_ms + window_ms;
+        let wait = Duration::from_millis(u64::try_from(end - now).unwrap_or(0));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
+        }
+        let mut file = match replay::ReplayFile::read(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "no replayed windows this time");
+                continue;
+            }
+        };
+        for node in &mut nodes {
+            if let Some(w) = file.nodes.remove(node.aggregator.node_name()) {
+                let (metrics, missing) = w.into_parts(samples);
+                let window = node.aggregator.replayed(end, metrics, missing);
+                node.emit(window);
+            }
         }
     }
 }

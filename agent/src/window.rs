@@ -65,6 +65,11 @@ impl WindowAggregator {
         &self.node_name
     }
 
+    /// Samples a full window holds.
+    pub fn samples_expected(&self) -> u32 {
+        self.samples_expected
+    }
+
     pub fn agent_id(&self) -> &str {
         &self.agent_id
     }
@@ -111,6 +116,29 @@ impl WindowAggregator {
             open.missing.entry(m.name.clone()).or_insert_with(|| m.reason.clone());
         }
         closed
+    }
+
+    /// A whole window given rather than folded from samples (replay): the window that
+    /// ends at `end_unix_ms`, with the next sequence number.
+    pub fn replayed(
+        &mut self,
+        end_unix_ms: i64,
+        metrics: BTreeMap<String, MetricSummary>,
+        missing: Vec<Missing>,
+    ) -> NodeWindow {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        NodeWindow {
+            node_name: self.node_name.clone(),
+            sequence,
+            agent_id: self.agent_id.clone(),
+            start_unix_ms: end_unix_ms.saturating_sub(self.window_ms),
+            end_unix_ms,
+            samples: self.samples_expected,
+            samples_expected: self.samples_expected,
+            metrics: metrics.into_iter().collect(),
+            missing,
+        }
     }
 
     /// Closes the open window, if any, regardless of time (used on shutdown and by `push`).

@@ -151,8 +151,9 @@ mod tests {
         assert!(names.contains(&"procs_blocked_per_core_p95".to_owned()), "{names:?}");
         assert!(!names.iter().any(|n| n.contains("cpu_utilization_per_core") || n.contains(':')), "{names:?}");
         assert_eq!(names.len(), 4 * 4 + 2 * 4, "four metrics, two of them per core too: {names:?}");
-        assert_eq!(unmappable(["cpu_utilization_per_core_mean", "procs_blocked_per_core_max"]), vec![
-            "cpu_utilization_per_core_mean"
-        ]);
+        assert_eq!(
+            unmappable(["cpu_utilization_per_core_mean", "procs_blocked_per_core_max"]),
+            vec!["cpu_utilization_per_core_mean"]
+        );
     }
 }

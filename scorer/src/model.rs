@@ -17,6 +17,8 @@ pub struct Description {
     pub source: String,
     pub loaded_at: SystemTime,
     pub summary: String,
+    /// Held-out scores from training, grouped schemes first (empty when unknown).
+    pub validation: Vec<fitsched_proto::Validation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,7 @@ impl Model for Heuristic {
             summary: "no ONNX model loaded: fitness = 0.35 x CPU headroom + 0.35 x memory headroom + \
                       0.30 x calm (1 - 4 x worst PSI some share), each clamped to [0, 1]"
                 .into(),
+            validation: Vec::new(),
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! The model carries what the scorer needs in its `metadata_props`: the ordered feature
 //! names (`fitsched.features`), the training medians used for a feature a node lacks
-//! (`fitsched.fallback_medians`), its version, CV metrics, and parity vectors
+//! (`fitsched.fallback_medians`), its version, its held-out validation
+//! (`fitsched.validation`, reported by `ModelInfo`), and parity vectors
 //! (`fitsched.parity`: inputs and sklearn's outputs) that every load checks, so a model
 //! the runtime computes differently from its training is never swapped in.
 
@@ -13,14 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
+use fitsched_proto::Validation;
 use ndarray::Array2;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde_json::Value;
 
-use fitsched_proto::features;
 use crate::model::{self, Description, Model, ModelError};
+use fitsched_proto::features;
 
 /// How far ONNX Runtime may stray from sklearn on the parity vectors.
 pub const PARITY_TOLERANCE: f64 = 1e-5;
@@ -136,7 +138,12 @@ impl OnnxModel {
         };
         let input = input.name().to_owned();
         let version = meta.custom("fitsched.model_version").unwrap_or_else(|| "unversioned".into());
-        let cv = meta.custom("fitsched.cv").unwrap_or_default();
+        let summary = meta.custom("fitsched.summary").unwrap_or_else(|| "fitness model (ONNX Runtime via ort)".into());
+        let validation = match (json("fitsched.validation"), meta.custom("fitsched.model_kind")) {
+            (Ok(v), Some(kind)) => validation(&v, &kind)
+                .ok_or_else(|| invalid("`fitsched.validation` is not a validation report".into()))?,
+            _ => Vec::new(),
+        };
         let parity = json("fitsched.parity").ok();
         drop(meta);
         let model = Self {
@@ -146,7 +153,8 @@ impl OnnxModel {
                 version,
                 source: path.display().to_string(),
                 loaded_at: SystemTime::now(),
-                summary: format!("RandomForest fitness model (ONNX Runtime via ort); cross-validation: {cv}"),
+                summary,
+                validation,
             },
             features,
             fallbacks,
@@ -176,6 +184,37 @@ impl OnnxModel {
         }
         Ok(())
     }
+}
+
+/// The validation schemes in the order `ModelInfo` lists them: held out by group first.
+const SCHEMES: [&str; 3] = ["leave_one_group_out", "leave_one_session_out", "shuffled_5fold"];
+
+/// `fitsched.validation` (written by `onnx/train.py`) as `ModelInfo` reports it: each
+/// scheme's models, the shipped one (`kind`) first. `None` when it has another shape.
+fn validation(report: &Value, kind: &str) -> Option<Vec<Validation>> {
+    let schemes = report.get("schemes")?.as_object()?;
+    let mut out = Vec::new();
+    let known = SCHEMES.iter().copied();
+    let others = schemes.keys().map(String::as_str).filter(|s| !SCHEMES.contains(s));
+    for scheme in known.chain(others.collect::<Vec<_>>()) {
+        // A scheme the data could not support (one session) is null.
+        let Some(res) = schemes.get(scheme).filter(|r| !r.is_null()) else { continue };
+        let folds = u32::try_from(res.get("folds")?.as_u64()?).ok()?;
+        let mut models: Vec<(&String, &Value)> = res.get("models")?.as_object()?.iter().collect();
+        models.sort_by_key(|(name, _)| name.as_str() != kind);
+        for (name, m) in models {
+            out.push(Validation {
+                scheme: scheme.to_owned(),
+                model: name.clone(),
+                shipped: name == kind,
+                folds,
+                r2: m.get("r2")?.as_f64()?,
+                mae: m.get("mae")?.as_f64()?,
+                spearman: m.get("spearman")?.as_f64(),
+            });
+        }
+    }
+    Some(out)
 }
 
 impl Model for OnnxModel {

@@ -369,6 +369,7 @@ impl Scorer for ScorerService {
             source: d.source,
             loaded_unix_ms: unix_ms(d.loaded_at),
             description: d.summary,
+            validation: d.validation,
         }))
     }
 }

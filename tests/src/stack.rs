@@ -27,6 +27,9 @@ pub struct StackConfig {
     /// Simulated nodes, all in one agent process (0 = none).
     pub simulated: u32,
     pub sim_seed: u64,
+    /// An agent replaying the windows of this file for the nodes it names
+    /// (`fitsched-agent --replay`).
+    pub replay: Option<PathBuf>,
     pub scorer_args: Vec<String>,
     pub shim_args: Vec<String>,
     /// Extra arguments of every agent process.
@@ -91,8 +94,13 @@ impl TlsFiles {
 
 impl StackConfig {
     /// Runs the scorer with the committed ONNX model and the venv's ONNX Runtime.
-    pub fn with_committed_model(mut self, venv: &crate::tools::Venv) -> anyhow::Result<Self> {
-        let model = paths::workspace_root().join("onnx/fitness.onnx");
+    pub fn with_committed_model(self, venv: &crate::tools::Venv) -> anyhow::Result<Self> {
+        self.with_model(venv, &paths::workspace_root().join("onnx/fitness.onnx"))
+    }
+
+    /// Runs the scorer with the ONNX model at `model` (hot-reloaded when the file
+    /// changes) and the venv's ONNX Runtime.
+    pub fn with_model(mut self, venv: &crate::tools::Venv, model: &std::path::Path) -> anyhow::Result<Self> {
         self.scorer_args.extend(["--model".to_owned(), model.display().to_string()]);
         self.env.push(("ORT_DYLIB_PATH".to_owned(), venv.onnxruntime_library()?.display().to_string()));
         Ok(self)
@@ -107,6 +115,7 @@ impl Default for StackConfig {
             real_agents: vec![None],
             simulated: 0,
             sim_seed: 1,
+            replay: None,
             scorer_args: Vec::new(),
             shim_args: Vec::new(),
             agent_args: Vec::new(),
@@ -187,6 +196,11 @@ impl Stack {
                 stack.config.sim_seed.to_string(),
             ]);
             stack.spawn("agent-sim", "fitsched-agent", &args, None)?;
+        }
+        if let Some(file) = stack.config.replay.clone() {
+            let mut args = stack.agent_args()?;
+            args.extend(["--replay".to_owned(), file.display().to_string()]);
+            stack.spawn("agent-replay", "fitsched-agent", &args, None)?;
         }
         for addr in stack.agent_http.clone() {
             stack.procs.wait_healthy(addr)?;

@@ -69,6 +69,19 @@ pub struct TestbedConfig {
     pub agent_args: Vec<String>,
     /// Seed of the simulated nodes' telemetry.
     pub sim_seed: u64,
+    /// Nodes whose windows an agent replays from a file (`fitsched-agent --replay`),
+    /// which must name each of them before the start.
+    pub replay: Option<ReplayNodes>,
+    /// The scorer's model file (default: the committed `onnx/fitness.onnx`); replacing
+    /// the file swaps the model while the scorer runs.
+    pub model: Option<PathBuf>,
+}
+
+/// API nodes and the replay file an agent reports their windows from.
+#[derive(Debug, Clone)]
+pub struct ReplayNodes {
+    pub nodes: Vec<NodeSpec>,
+    pub file: PathBuf,
 }
 
 impl TestbedConfig {
@@ -86,6 +99,8 @@ impl TestbedConfig {
             real_agent: None,
             agent_args: Vec::new(),
             sim_seed: StackConfig::default().sim_seed,
+            replay: None,
+            model: None,
         }
     }
 }
@@ -140,6 +155,8 @@ impl Testbed {
         if let Some(name) = &config.real_agent {
             nodes.push(this_machine(name, ZONES[nodes.len() % ZONES.len()]));
         }
+        let replayed = config.replay.as_ref().map_or(0, |r| r.nodes.len());
+        nodes.extend(config.replay.iter().flat_map(|r| r.nodes.iter().cloned()));
         cluster.create_nodes(&nodes)?;
 
         let access = ClusterAccess {
@@ -154,6 +171,7 @@ impl Testbed {
             real_agents: config.real_agent.iter().map(|n| Some(n.clone())).collect(),
             simulated: config.simulated,
             sim_seed: config.sim_seed,
+            replay: config.replay.as_ref().map(|r| r.file.clone()),
             agent_args: config.agent_args.clone(),
             scorer_args: installed.scorer_args.clone(),
             shim_args: installed.shim_args.clone(),
@@ -162,11 +180,14 @@ impl Testbed {
             log_filter: config.log_filter.clone(),
             cluster: Some(access),
             ..StackConfig::default()
-        }
-        .with_committed_model(&venv)?;
+        };
+        let stack_config = match &config.model {
+            Some(model) => stack_config.with_model(&venv, model)?,
+            None => stack_config.with_committed_model(&venv)?,
+        };
         let mut stack = Stack::start(stack_config)?;
         let real: Vec<&str> = config.real_agent.iter().map(String::as_str).collect();
-        stack.wait_for_nodes(&real, config.simulated as usize + real.len(), Duration::from_secs(120))?;
+        stack.wait_for_nodes(&real, config.simulated as usize + real.len() + replayed, Duration::from_secs(120))?;
         Ok(Testbed { stack, installed, nodes, cluster })
     }
 

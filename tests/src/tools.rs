@@ -111,15 +111,31 @@ pub fn ensure_debian_tools<'a>(tools: &[(&str, &'a str)]) -> anyhow::Result<Vec<
         })
         .map(|(_, pkg)| *pkg)
         .collect();
-    if missing.is_empty() {
-        return Ok(missing);
+    apt_install(&missing)?;
+    Ok(missing)
+}
+
+/// Installs the Debian package that ships `path` when the file is missing (a font, a
+/// library); returns whether it installed it.
+pub fn ensure_debian_file(path: &std::path::Path, package: &str) -> anyhow::Result<bool> {
+    if path.exists() {
+        return Ok(false);
     }
-    progress(format!("apt-get install {}", missing.join(" ")));
+    apt_install(&[package])?;
+    anyhow::ensure!(path.exists(), "{package} is installed but {} is still missing", path.display());
+    Ok(true)
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    progress(format!("apt-get install {}", packages.join(" ")));
     let ok = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
     if !ok(Command::new("apt-get").args(["update", "-qq"]))
-        || !ok(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing))
+        || !ok(Command::new("apt-get").args(["install", "-y", "-qq"]).args(packages))
     {
-        bail!("could not install {} with apt-get (run as root?)", missing.join(" "));
+        bail!("could not install {} with apt-get (run as root?)", packages.join(" "));
     }
-    Ok(missing)
+    Ok(())
 }

@@ -352,3 +352,64 @@ fn the_committed_onnx_model_scores_real_windows() {
     let log = stack.log("scorer");
     assert!(log.contains("RandomForest"), "the scorer says which model it runs:\n{log}");
 }
+
+/// `fitsched-agent --replay`: the scorer receives exactly the windows of the file, through
+/// the real stream and ingest, and a rewritten file is the next window.
+#[test]
+fn a_replaying_agent_streams_the_windows_of_its_file() {
+    let dir = paths::target_dir().join("fitsched-logs").join("replay");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("replay.json");
+    let write = |cpu: f64| {
+        let w = |c: f64| {
+            json!({"metrics": {metric::CPU_UTILIZATION: {"mean": c, "max": c, "p95": c, "last": c},
+                                            metric::CPU_COUNT: {"mean": 2.0, "max": 2.0, "p95": 2.0, "last": 2.0}},
+                                "missing": {metric::PERF_IPC: "no PMU (replayed)"}})
+        };
+        let tmp = dir.join("replay.json.tmp");
+        std::fs::write(&tmp, json!({"nodes": {"replayed-1": w(cpu), "replayed-2": w(1.0 - cpu)}}).to_string()).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    write(0.25);
+    let config = StackConfig {
+        window: "1s".into(),
+        real_agents: vec![],
+        replay: Some(file.clone()),
+        log_dir: dir.join("logs"),
+        ..StackConfig::default()
+    };
+    let mut stack = Stack::start(config).expect("stack starts");
+    stack.wait_for_nodes(&["replayed-1", "replayed-2"], 2, Duration::from_secs(30)).expect("both nodes are scored");
+    let latest = |stack: &Stack| -> Vec<(String, f64, u32, Vec<String>)> {
+        let nodes = block_on(async {
+            let mut c = stack.scorer_client().await.unwrap();
+            c.list_nodes(ListNodesRequest {}).await.unwrap().into_inner().nodes
+        });
+        let mut out: Vec<_> = nodes
+            .into_iter()
+            .filter_map(|n| {
+                let w = n.latest?;
+                let missing = w.missing.iter().map(|m| m.name.clone()).collect();
+                Some((n.name, w.metrics[metric::CPU_UTILIZATION].mean, w.samples, missing))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let first = latest(&stack);
+    assert_eq!(
+        first.iter().map(|n| (n.0.as_str(), n.1)).collect::<Vec<_>>(),
+        [("replayed-1", 0.25), ("replayed-2", 0.75)]
+    );
+    assert!(
+        first.iter().all(|n| n.2 == 5 && n.3 == [metric::PERF_IPC]),
+        "a full window, missing what the file says: {first:?}"
+    );
+    write(0.5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while latest(&stack).iter().any(|n| n.1 != 0.5) {
+        assert!(std::time::Instant::now() < deadline, "the rewritten file never arrived: {:?}", latest(&stack));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stack.check_alive().expect("every process still runs");
+}

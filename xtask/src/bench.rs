@@ -11,7 +11,7 @@ use fitsched_e2e::{paths, progress};
 
 use crate::cargo;
 
-mod scheduler;
+pub(crate) mod scheduler;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {

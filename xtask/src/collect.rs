@@ -71,7 +71,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Cpu,
         Kind::Cache,
         Kind::MemoryBandwidth,
@@ -244,7 +244,17 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         2 * args.window.as_secs()
     ));
     let mut rng = fastrand::Rng::with_seed(args.seed.unwrap_or(session as u64));
+    // Ctrl-C (or SIGTERM) ends the run after the sample being measured, so every row in
+    // the file is whole and the processes this run started are stopped.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
     for (i, n) in (done..args.samples).enumerate() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            progress(format!("stopped after {n} samples; run again to resume"));
+            break;
+        }
         let interference =
             if i % args.baseline_every == 0 { Interference::default() } else { Interference::draw(&mut rng, cpus) };
         let started = Instant::now();
@@ -312,7 +322,8 @@ fn sample(
     let neighbours = &units[1..=interference.benchmark_units().min(units.len() - 1)];
     // Neighbours run through the features' window and, measured again, through the label's.
     let neighbour_seconds = ((SETTLE_MS + w_ms) / 1000) as u64;
-    let before = neighbours.iter().map(|u| Wrk::start(&u.url, neighbour_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
+    let before =
+        neighbours.iter().map(|u| Wrk::start(&u.url, neighbour_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
     sleep_until_unix_ms(boundary + w_ms);
     // The label ends early enough for the next sample's interference to settle before
     // the next boundary, so samples follow each other every two windows.
@@ -445,7 +456,12 @@ fn existing_samples(path: &Path) -> anyhow::Result<usize> {
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let row: Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
         if row["schema"] != json!(SCHEMA) {
-            bail!("{} line {} has schema {}, not {SCHEMA}: collect into another --out", path.display(), i + 1, row["schema"]);
+            bail!(
+                "{} line {} has schema {}, not {SCHEMA}: collect into another --out",
+                path.display(),
+                i + 1,
+                row["schema"]
+            );
         }
         n += 1;
     }

@@ -5,6 +5,7 @@ mod bench;
 mod chart;
 mod collect;
 mod demo;
+mod evaluate;
 mod test;
 mod train;
 
@@ -34,6 +35,9 @@ enum Task {
     Collect(collect::CollectArgs),
     /// Trains the fitness model from the collected data and exports it to ONNX.
     Train(train::TrainArgs),
+    /// fitsched against kube-scheduler's default profile on measured outcomes, through
+    /// the real kube-scheduler; writes docs/evaluation.md and its plots.
+    Evaluate(evaluate::EvaluateArgs),
     /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
     /// --full: a whole KubeSchedulerConfiguration).
     Policy(chart::PolicyArgs),
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::Collect(args) => collect::run(args),
         Task::Train(args) => train::run(args),
+        Task::Evaluate(args) => evaluate::run(args),
         Task::Policy(args) => chart::policy(args),
     }
 }

@@ -263,7 +263,7 @@ pub struct Decision {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ModelInfoRequest {}
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ModelInfoResponse {
     /// `heuristic` or `onnx`.
     #[prost(string, tag = "1")]
@@ -278,9 +278,39 @@ pub struct ModelInfoResponse {
     pub source: ::prost::alloc::string::String,
     #[prost(int64, tag = "5")]
     pub loaded_unix_ms: i64,
-    /// What the model computes, in words.
+    /// What the model computes, in words, held-out quality first.
     #[prost(string, tag = "6")]
     pub description: ::prost::alloc::string::String,
+    /// How the model scored on data it was not trained on, next to baselines scored on the
+    /// same folds: grouped schemes first, the shipped model first within each. Empty for
+    /// the built-in heuristic and for models exported without it.
+    #[prost(message, repeated, tag = "7")]
+    pub validation: ::prost::alloc::vec::Vec<Validation>,
+}
+/// One model's out-of-fold score under one validation scheme.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Validation {
+    /// `leave_one_group_out` (one set of interference kinds held out),
+    /// `leave_one_session_out` (one collection run held out) or `shuffled_5fold` (recall of
+    /// conditions seen in training: not a held-out figure).
+    #[prost(string, tag = "1")]
+    pub scheme: ::prost::alloc::string::String,
+    /// `random_forest`, `cpu_linear`, `mean`, `heuristic`, ...
+    #[prost(string, tag = "2")]
+    pub model: ::prost::alloc::string::String,
+    /// Whether this is the model the scorer runs.
+    #[prost(bool, tag = "3")]
+    pub shipped: bool,
+    #[prost(uint32, tag = "4")]
+    pub folds: u32,
+    /// Of the throughput ratio, over the pooled out-of-fold predictions.
+    #[prost(double, tag = "5")]
+    pub r2: f64,
+    #[prost(double, tag = "6")]
+    pub mae: f64,
+    /// Spearman rank correlation; absent where a ranking means nothing (a constant mean).
+    #[prost(double, optional, tag = "7")]
+    pub spearman: ::core::option::Option<f64>,
 }
 /// Why a node got the score it got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -144,7 +144,7 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
 }
 
 /// kube-scheduler's configuration for a variant, and the profile its pods name.
-fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Result<(Value, String)> {
+pub(crate) fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Result<(Value, String)> {
     let mut config = tb.installed.scheduler_config.clone();
     let main = tb.installed.profiles[0].clone();
     let shim = tb.stack.shim_http;

@@ -1,0 +1,136 @@
+//! Replayed nodes for evaluations: `--replay FILE` reports, for every node the file
+//! names, the window the file holds for it, once per window, through the same stream as
+//! measured windows. The file is read again at every window boundary, so whoever writes
+//! it (`cargo xtask evaluate`) changes a node's condition from one window to the next;
+//! it is replaced atomically (write, then rename), never edited in place.
+//!
+//! ```json
+//! {"nodes": {"node-1": {
+//!     "metrics": {"cpu_utilization": {"mean": 0.5, "max": 0.9, "p95": 0.8, "last": 0.6}},
+//!     "missing": {"perf_ipc": "no PMU"}}}}
+//! ```
+//!
+//! A node missing from the file, or the whole file unreadable, gets no window that time:
+//! the scorer then sees the node go stale, as it would a silent agent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use fitsched_proto::{MetricSummary, Missing};
+use serde::Deserialize;
+
+/// The replay file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFile {
+    pub nodes: BTreeMap<String, ReplayWindow>,
+}
+
+/// What one node reports for one window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayWindow {
+    pub metrics: BTreeMap<String, Stats>,
+    #[serde(default)]
+    pub missing: BTreeMap<String, String>,
+}
+
+/// A metric's window statistics, as `fitsched_proto::MetricSummary` holds them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    pub mean: f64,
+    pub max: f64,
+    pub p95: f64,
+    pub last: f64,
+}
+
+impl ReplayFile {
+    pub fn read(path: &Path) -> anyhow::Result<ReplayFile> {
+        let text = std::fs::read(path).with_context(|| format!("reading the replay file {}", path.display()))?;
+        let file: ReplayFile =
+            serde_json::from_slice(&text).with_context(|| format!("parsing the replay file {}", path.display()))?;
+        for (node, w) in &file.nodes {
+            if node.trim().is_empty() {
+                anyhow::bail!("{}: a node without a name", path.display());
+            }
+            if let Some((m, _)) = w.metrics.iter().find(|(_, s)| !s.is_valid()) {
+                anyhow::bail!(
+                    "{}: node {node}, metric {m}: statistics that are not finite or not ordered",
+                    path.display()
+                );
+            }
+        }
+        Ok(file)
+    }
+}
+
+impl ReplayWindow {
+    /// The window's metrics and missing list as the stream carries them.
+    pub fn into_parts(self, samples: u32) -> (BTreeMap<String, MetricSummary>, Vec<Missing>) {
+        let metrics = self
+            .metrics
+            .into_iter()
+            .map(|(name, s)| (name, MetricSummary { mean: s.mean, max: s.max, p95: s.p95, last: s.last, samples }))
+            .collect();
+        let missing = self.missing.into_iter().map(|(name, reason)| Missing { name, reason }).collect();
+        (metrics, missing)
+    }
+}
+
+impl Stats {
+    /// What the scorer's ingest would accept: finite, with the mean, p95 and last no
+    /// larger than the max.
+    fn is_valid(&self) -> bool {
+        let all = [self.mean, self.max, self.p95, self.last];
+        all.iter().all(|v| v.is_finite()) && self.mean <= self.max && self.p95 <= self.max && self.last <= self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(test: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("fitsched-replay-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+        let p = dir.join("replay.json");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_nodes_windows_and_missing_metrics() {
+        let dir = dir("reads");
+        let p = write(
+            &dir,
+            r#"{"nodes": {"n1": {"metrics": {"cpu_utilization": {"mean": 0.5, "max": 0.9, "p95": 0.8, "last": 0.6}},
+                "missing": {"perf_ipc": "no PMU"}}, "n2": {"metrics": {}}}}"#,
+        );
+        let f = ReplayFile::read(&p).unwrap();
+        assert_eq!(f.nodes.keys().collect::<Vec<_>>(), ["n1", "n2"]);
+        let (metrics, missing) = f.nodes.into_iter().next().unwrap().1.into_parts(20);
+        assert_eq!(metrics["cpu_utilization"], MetricSummary { mean: 0.5, max: 0.9, p95: 0.8, last: 0.6, samples: 20 });
+        assert_eq!(missing, vec![Missing { name: "perf_ipc".into(), reason: "no PMU".into() }]);
+    }
+
+    #[test]
+    fn refuses_what_ingest_would_refuse_and_unknown_fields() {
+        let dir = dir("refuses");
+        for bad in [
+            r#"{"nodes": {"n1": {"metrics": {"x": {"mean": 2.0, "max": 1.0, "p95": 1.0, "last": 1.0}}}}}"#,
+            r#"{"nodes": {"n1": {"metrics": {"x": {"mean": 1.0, "max": 1.0, "p95": 1.0}}}}}"#,
+            r#"{"nodes": {" ": {"metrics": {}}}}"#,
+            r#"{"nodes": {}, "extra": 1}"#,
+            "not json",
+        ] {
+            assert!(ReplayFile::read(&write(&dir, bad)).is_err(), "{bad}");
+        }
+        assert!(ReplayFile::read(&dir.join("absent.json")).is_err());
+    }
+}

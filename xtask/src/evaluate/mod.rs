@@ -1,0 +1,367 @@
+//! `cargo xtask evaluate`: fitsched against kube-scheduler's default profile on measured
+//! outcomes, through the real kube-scheduler with the chart's configuration.
+//!
+//! For every seed, `onnx/train.py --eval-split` trains the model without a third of the
+//! interference groups and hands back the samples it never saw. On a real control plane
+//! with API-only nodes of the measured machine's size, `fitsched-agent --replay` reports
+//! each node's window: the held-out sample nearest to the node's condition (its
+//! background load, which comes and goes, and the pods placed on it). Every scheduler
+//! gets the same timeline of pod arrivals: kube-scheduler's default profile, fitsched's
+//! spread, pack and balanced profiles, and offline a random scheduler and a greedy
+//! oracle that knows the outcomes. A benchmark pod's outcome is the measured throughput
+//! and latency of the held-out sample nearest to its node's condition at placement,
+//! with the benchmark pods already there as its neighbours (see `world`).
+//!
+//! One step of the timeline is one agent window. The measured windows are 20 s; the
+//! emulation runs them at `--window` (1 s by default), so its time runs 20 times faster
+//! than the measurements': the model and the scorer only ever see whole windows, and
+//! nothing in the outcome depends on wall time.
+
+mod plot;
+mod report;
+pub mod world;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use fitsched_e2e::cluster::{NodeSpec, Workload};
+use fitsched_e2e::stack::block_on;
+use fitsched_e2e::testbed::{ReplayNodes, Testbed, TestbedConfig, ZONES};
+use fitsched_e2e::{paths, progress, tools};
+use fitsched_proto::ModelInfoRequest;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::{Value, json};
+
+use crate::bench::scheduler::variant_config;
+use crate::cargo;
+use world::{Metrics, Offline, Params, Pool, Sample, Timeline, World};
+
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// Cluster sizes.
+    #[arg(long, value_delimiter = ',', default_value = "50,500")]
+    nodes: Vec<usize>,
+    /// Seeds per size (each its own model split and timeline).
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// The first seed. The report's seeds are 1..=5; any tuning belongs on others.
+    #[arg(long, default_value_t = 1)]
+    first_seed: u64,
+    /// Steps (agent windows) per run; default 12 at 50 nodes, 8 above.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// The agent's and scorer's window: one step of the timeline.
+    #[arg(long, default_value = "1s")]
+    window: String,
+    /// Where the report (`evaluation.md`) and its plots (`evaluation/`) go.
+    #[arg(long, default_value = "docs")]
+    out: PathBuf,
+    /// The dataset.
+    #[arg(long, default_value = "onnx/data/samples.jsonl")]
+    data: PathBuf,
+    /// kube-apiserver, kube-scheduler and kube-controller-manager (see `cargo xtask test`).
+    #[arg(long)]
+    kube_bin: Option<PathBuf>,
+}
+
+/// The schedulers, in report order.
+pub const SCHEDULERS: [&str; 6] =
+    ["default", "fitsched-spread", "fitsched-pack", "fitsched-balanced", "random", "oracle"];
+
+/// One scheduler's run on one seed at one size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Run {
+    pub nodes: usize,
+    pub seed: u64,
+    pub scheduler: &'static str,
+    pub metrics: Metrics,
+    /// Per benchmark pod, for the distribution plot.
+    pub throughputs: Vec<f64>,
+    pub seconds: f64,
+}
+
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    anyhow::ensure!(args.seeds >= 1 && !args.nodes.is_empty(), "nothing to evaluate");
+    cargo(&["build", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
+    let venv = tools::ensure_venv()?;
+    let work = paths::target_dir().join("evaluate");
+    std::fs::create_dir_all(&work)?;
+    let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
+    let mut splits = BTreeMap::new();
+    for &seed in &seeds {
+        splits.insert(seed, split(&venv, &args.data, seed, &work)?);
+    }
+    let mut runs = Vec::new();
+    for &nodes in &args.nodes {
+        runs.extend(one_size(&args, nodes, &seeds, &splits, &work)?);
+    }
+    let elapsed = started.elapsed();
+    report::write(&args.out, &runs, &splits, &args, elapsed)?;
+    progress(format!("evaluation written to {} in {:.0?}", args.out.join("evaluation.md").display(), elapsed));
+    Ok(())
+}
+
+/// A seed's model and held-out samples.
+pub struct Split {
+    pub model: PathBuf,
+    pub kind: String,
+    pub trained_on: u64,
+    pub held_out_groups: Vec<String>,
+    pub samples: Vec<Sample>,
+}
+
+fn split(venv: &tools::Venv, data: &Path, seed: u64, work: &Path) -> anyhow::Result<Split> {
+    let dir = work.join(format!("split-{seed}"));
+    progress(format!("model split {seed}: training without a third of the interference groups"));
+    let status = Command::new(venv.python())
+        .arg(paths::workspace_root().join("onnx/train.py"))
+        .arg("--data")
+        .arg(paths::workspace_root().join(data))
+        .args(["--eval-split", &seed.to_string(), "--eval-out"])
+        .arg(&dir)
+        .status()?;
+    if !status.success() {
+        bail!("onnx/train.py --eval-split {seed} failed ({status})");
+    }
+    let held: Value = serde_json::from_slice(&std::fs::read(dir.join("heldout.json"))?)?;
+    Ok(Split {
+        model: dir.join("fitness.onnx"),
+        kind: held["kind"].as_str().unwrap_or("?").to_owned(),
+        trained_on: held["trained_on"].as_u64().unwrap_or(0),
+        held_out_groups: serde_json::from_value(held["held_out_groups"].clone())?,
+        samples: serde_json::from_value(held["samples"].clone()).context("heldout.json samples")?,
+    })
+}
+
+fn node_name(i: usize) -> String {
+    format!("eval-node-{:03}", i + 1)
+}
+
+fn one_size(
+    args: &EvaluateArgs,
+    nodes: usize,
+    seeds: &[u64],
+    splits: &BTreeMap<u64, Split>,
+    work: &Path,
+) -> anyhow::Result<Vec<Run>> {
+    let steps = args.steps.unwrap_or(if nodes <= 50 { 12 } else { 8 });
+    let params = Params { steps, ..Params::for_nodes(nodes) };
+    let dir = work.join(format!("nodes-{nodes}"));
+    std::fs::create_dir_all(&dir)?;
+    let replay = dir.join("replay.json");
+    let model = dir.join("fitness.onnx");
+    let first = &splits[&seeds[0]];
+    // The agent learns its nodes from the file it starts with.
+    let pool = Pool::new(first.samples.clone())?;
+    let idle = Timeline::new(Params { idle_share: 1.0, ..params.clone() }, &pool, 0);
+    write_replay(&replay, &World::new(&idle, &pool))?;
+    install_model(&first.model, &model)?;
+    let specs: Vec<NodeSpec> = (0..nodes)
+        .map(|i| NodeSpec {
+            cpu: format!("{}m", params.node_millicores),
+            memory: "24Gi".into(),
+            ..NodeSpec::standard(node_name(i), ZONES[i % params.zones])
+        })
+        .collect();
+    let config = TestbedConfig {
+        window: args.window.clone(),
+        kube_bin: args.kube_bin.clone(),
+        replay: Some(ReplayNodes { nodes: specs, file: replay.clone() }),
+        model: Some(model.clone()),
+        ..TestbedConfig::new(&format!("evaluate-{nodes}"), 0)
+    };
+    progress(format!("{nodes} nodes: starting the control plane and fitsched"));
+    let mut tb = Testbed::start(config)?;
+    let window = humantime::parse_duration(&args.window)?;
+    let mut runs = Vec::new();
+    for &seed in seeds {
+        let split = &splits[&seed];
+        install_model(&split.model, &model)?;
+        wait_model(&tb, &format!("{}-evaluation-split-{seed}", split.kind))?;
+        let pool = Pool::new(split.samples.clone())?;
+        let timeline = Timeline::new(params.clone(), &pool, seed);
+        for scheduler in SCHEDULERS {
+            let t0 = Instant::now();
+            progress(format!("{nodes} nodes, seed {seed}: {scheduler}"));
+            let world = match scheduler {
+                "random" => world::run_offline(&timeline, &pool, Offline::Random),
+                "oracle" => world::run_offline(&timeline, &pool, Offline::Oracle),
+                _ => run_real(&mut tb, scheduler, &timeline, &pool, &replay, window, seed)?,
+            };
+            let metrics = Metrics::of(&world);
+            progress(format!(
+                "  {} benchmark pods: throughput mean {:.3}, p10 {:.3}; co-located replicas {:.0} %",
+                metrics.benchmark_pods,
+                metrics.throughput_mean,
+                metrics.throughput_p10,
+                100.0 * metrics.replicas_colocated_share
+            ));
+            runs.push(Run {
+                nodes,
+                seed,
+                scheduler,
+                throughputs: world.placed.iter().filter_map(|p| p.throughput).collect(),
+                metrics,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    Ok(runs)
+}
+
+/// Replaces the scorer's model file in one rename, as a ConfigMap update would.
+fn install_model(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let tmp = to.with_extension("onnx.tmp");
+    std::fs::copy(from, &tmp).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::rename(&tmp, to)?;
+    Ok(())
+}
+
+fn wait_model(tb: &Testbed, version: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = block_on(async {
+            anyhow::Ok(tb.stack.scorer_client().await?.model_info(ModelInfoRequest {}).await?.into_inner().version)
+        })?;
+        if got == version {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the scorer still runs model {got}, not {version}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes every node's window for this step, replacing the file in one rename.
+fn write_replay(path: &Path, world: &World) -> anyhow::Result<()> {
+    let nodes: serde_json::Map<String, Value> =
+        (0..world.timeline.params.nodes).map(|n| (node_name(n), world.window(n).clone())).collect();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&json!({ "nodes": nodes }))?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs the timeline through the real kube-scheduler: `default` is the chart's
+/// configuration without the extender, the others the chart's profile of that strategy.
+fn run_real<'a>(
+    tb: &mut Testbed,
+    scheduler: &str,
+    timeline: &'a Timeline,
+    pool: &'a Pool,
+    replay: &Path,
+    window: Duration,
+    seed: u64,
+) -> anyhow::Result<World<'a>> {
+    let unused = fitsched_e2e::stack::free_addr()?;
+    let (config, profile) = match scheduler.strip_prefix("fitsched-") {
+        None => variant_config(tb, "default", unused)?,
+        Some(strategy) => (variant_config(tb, "fitsched", unused)?.0, tb.profile(strategy)),
+    };
+    let kubeconfig = tb.installed.scheduler_kubeconfig.clone();
+    tb.cluster.start_scheduler(&config, &kubeconfig)?;
+    let namespace = format!("eval-{scheduler}-{seed}");
+    tb.cluster.create_namespace(&namespace)?;
+    let index: HashMap<String, usize> = (0..timeline.params.nodes).map(|n| (node_name(n), n)).collect();
+    let window_ms = window.as_millis() as i64;
+    let mut world = World::new(timeline, pool);
+    let mut workloads: HashMap<String, Workload> = HashMap::new();
+    let result = (|| -> anyhow::Result<()> {
+        for step in 0..timeline.params.steps {
+            for ended in world.begin_step(step) {
+                if let Some(w) = workloads.remove(&ended) {
+                    tb.cluster.delete_workload(&w)?;
+                }
+            }
+            write_replay(replay, &world)?;
+            // The agent reports at the next boundary; the scorer has the fitness a
+            // moment later. Pods arrive then, scored on this step's windows.
+            let boundary = (now_unix_ms() + 100).div_euclid(window_ms) * window_ms + window_ms;
+            std::thread::sleep(Duration::from_millis((boundary + window_ms / 4 - now_unix_ms()).max(0) as u64));
+            let arrivals = &timeline.arrivals[step];
+            for a in arrivals {
+                let w = Workload {
+                    cpu: format!("{}m", timeline.params.pod_millicores),
+                    ..Workload::new(&namespace, &a.name, a.replicas, &profile)
+                };
+                tb.cluster.create_workload(&w)?;
+                workloads.insert(a.name.clone(), w);
+            }
+            let placed = wait_bound(tb, &namespace, arrivals, Duration::from_secs(120))?;
+            for a in arrivals {
+                for node in &placed[&a.name] {
+                    world.place(a, *index.get(node).with_context(|| format!("pod bound to unknown node {node}"))?);
+                }
+            }
+            world.end_step();
+        }
+        Ok(())
+    })();
+    let cleanup = delete_namespace_pods(tb, &namespace, workloads.values());
+    tb.cluster.stop_scheduler()?;
+    result?;
+    cleanup?;
+    Ok(world)
+}
+
+/// Waits until every pod of `arrivals` is bound; their nodes by arrival, in pod-name
+/// order (kube-scheduler's order within a step is not observable here, and the order
+/// only decides which of a step's pods count the others as neighbours).
+fn wait_bound(
+    tb: &Testbed,
+    namespace: &str,
+    arrivals: &[world::Arrival],
+    timeout: Duration,
+) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let api: Api<Pod> = Api::namespaced(tb.cluster.client(), namespace);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pods = tb.cluster.block_on(api.list(&ListParams::default()))?;
+        let mut bound: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for p in pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+            let app = p.metadata.labels.as_ref().and_then(|l| l.get("app")).cloned().unwrap_or_default();
+            if let (Some(name), Some(node)) = (&p.metadata.name, p.spec.as_ref().and_then(|s| s.node_name.clone())) {
+                bound.entry(app).or_default().push((name.clone(), node));
+            }
+        }
+        let missing: u32 =
+            arrivals.iter().map(|a| a.replicas.saturating_sub(bound.get(&a.name).map_or(0, |b| b.len() as u32))).sum();
+        if missing == 0 {
+            return Ok(arrivals
+                .iter()
+                .map(|a| {
+                    let mut pods = bound.remove(&a.name).unwrap_or_default();
+                    pods.sort();
+                    (a.name.clone(), pods.into_iter().take(a.replicas as usize).map(|(_, n)| n).collect())
+                })
+                .collect());
+        }
+        if Instant::now() > deadline {
+            bail!("{missing} pods in {namespace} not bound after {timeout:?} (logs in {})", tb.cluster.dir().display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn delete_namespace_pods<'w>(
+    tb: &Testbed,
+    namespace: &str,
+    workloads: impl Iterator<Item = &'w Workload>,
+) -> anyhow::Result<()> {
+    for w in workloads {
+        tb.cluster.delete_workload(w)?;
+    }
+    let api: Api<Pod> = Api::namespaced(tb.cluster.client(), namespace);
+    tb.cluster.block_on(api.delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default()))?;
+    Ok(())
+}
