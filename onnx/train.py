@@ -87,28 +87,39 @@ def load(path):
     return rows
 
 
-def labels(rows, min_baselines):
-    """Throughput and p99 ratios against the median baseline of each session.
-
-    A session with fewer than `min_baselines` baseline runs is dropped: one run is one
-    noisy draw, and every label of its session would inherit its error.
-    """
+def baselines_of(rows, min_baselines):
+    """Each session's median baseline run, for sessions with at least `min_baselines` of
+    them (one run is one noisy draw, and every label of its session would inherit its
+    error); and the sessions left out, with their run counts."""
     base, dropped = {}, {}
     for session in sorted({r["session"] for r in rows}):
         runs = [r["benchmark"] for r in rows if r["session"] == session and r["is_baseline"]]
         if len(runs) >= min_baselines:
+            rps = [b["requests_per_second"] for b in runs]
             base[session] = {
-                "rps": statistics.median(b["requests_per_second"] for b in runs),
+                "rps": statistics.median(rps),
                 "p99": statistics.median(b["latency_p99_ms"] for b in runs),
                 "runs": len(runs),
-                "rps_cv": statistics.pstdev([b["requests_per_second"] for b in runs])
-                / statistics.mean(b["requests_per_second"] for b in runs),
+                "rps_cv": statistics.pstdev(rps) / statistics.mean(rps),
             }
         else:
             dropped[session] = len(runs)
+    return base, dropped
+
+
+def label(rows, base):
+    """The rows of sessions in `base`, their throughput ratios (clipped to [0, 1]) and
+    p99-latency ratios against their session's median baseline."""
     kept = [r for r in rows if r["session"] in base]
     thr = np.array([min(1.0, max(0.0, r["benchmark"]["requests_per_second"] / base[r["session"]]["rps"])) for r in kept])
     lat = np.array([r["benchmark"]["latency_p99_ms"] / base[r["session"]]["p99"] for r in kept])
+    return kept, thr, lat
+
+
+def labels(rows, min_baselines):
+    """Throughput and p99 ratios against the median baseline of each session."""
+    base, dropped = baselines_of(rows, min_baselines)
+    kept, thr, lat = label(rows, base)
     return kept, thr, lat, base, dropped
 
 
@@ -180,11 +191,14 @@ def candidates(names, args):
         n_estimators=args.trees, max_depth=args.max_depth, min_samples_leaf=2, random_state=SEED, n_jobs=1
     )
     means = [n for n in names if n.endswith("_mean")]
+    # The heuristic's inputs (CPU, memory, pressure), with weights fitted instead of set.
+    pressure = [f for f, _ in HEURISTIC if f in names]
     return {
         "random_forest": (names, forest),
         # Window means only: fewer, steadier features, less to overfit on few groups.
         "random_forest_means": (means, forest),
         "ridge": (names, lambda: make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))),
+        "pressure_linear": (pressure, LinearRegression),
         "cpu_linear": ([CPU_FEATURE], LinearRegression),
     }
 
@@ -204,8 +218,10 @@ def baselines(names):
 # --- validation --------------------------------------------------------------------
 
 
-def score(y, pred):
-    pred = np.clip(pred, 0, 1)
+def score(y, pred, clip=True):
+    """Pooled out-of-fold scores; `clip` as the scorer clamps a fitness to [0, 1]."""
+    if clip:
+        pred = np.clip(pred, 0, 1)
     rho = spearmanr(pred, y).statistic if np.std(pred) > 0 else 0.0
     return {"r2": float(r2_score(y, pred)), "mae": float(mean_absolute_error(y, pred)), "spearman": float(rho)}
 
@@ -217,7 +233,7 @@ def out_of_fold(x, y, make, splits):
     return pred
 
 
-def validate(x, y, rows, makers):
+def validate(x, y, rows, makers, clip=True):
     """Every maker on the same folds of every scheme."""
     schemes = {
         "leave_one_group_out": list(LeaveOneGroupOut().split(x, groups=[r["group"] for r in rows])),
@@ -229,7 +245,7 @@ def validate(x, y, rows, makers):
         if len(splits) < 2:
             out[scheme] = None  # one session (or group) cannot be held out against itself
             continue
-        models = {m: score(y, out_of_fold(x, y, make, splits)) for m, make in makers.items()}
+        models = {m: score(y, out_of_fold(x, y, make, splits), clip) for m, make in makers.items()}
         if "mean" in models:
             # Each fold's mean is a constant; their ranking across folds is an artefact.
             models["mean"]["spearman"] = None
@@ -322,35 +338,53 @@ def window_of(row):
     return {"metrics": {m: s for m, s in metrics.items() if len(s) == 4}, "missing": row["missing"]}
 
 
-def evaluation_split(args, rows, thr, lat, names, x, cands):
+def evaluation_split(args, rows, names, cands):
     """For `cargo xtask evaluate`: a model trained without a third of the interference
-    groups (and half of the baselines, drawn by `--eval-split`), and the held-out samples
-    with their labels and windows, so every outcome the evaluation assigns comes from a
-    sample the model never saw."""
+    groups and a third of each session's baselines (drawn by `--eval-split`), and the
+    held-out samples with their labels and windows, so every outcome the evaluation
+    assigns comes from a sample the model never saw.
+
+    Groups with benchmark neighbours are drawn apart from the others, so the held-out
+    samples always say what co-located benchmark pods do to each other. Labels are
+    normalised to the training baselines only."""
     rng = np.random.default_rng(args.eval_split)
-    groups = sorted({r["group"] for r in rows if not r["is_baseline"]})
-    held_groups = set(rng.choice(groups, size=max(1, len(groups) // 3), replace=False).tolist())
-    held = np.array([
-        (rng.random() < 0.5) if r["is_baseline"] else (r["group"] in held_groups) for r in rows
-    ])
+    held_groups = set()
+    for with_bench in (True, False):
+        groups = sorted({r["group"] for r in rows if not r["is_baseline"] and ("bench" in r["group"].split("+")) == with_bench})
+        if groups:
+            held_groups |= set(rng.choice(groups, size=max(1, len(groups) // 3), replace=False).tolist())
+    held_baselines = set()
+    for session in sorted({r["session"] for r in rows}):
+        runs = [i for i, r in enumerate(rows) if r["session"] == session and r["is_baseline"]]
+        n = min(len(runs) // 3, max(0, len(runs) - args.min_baselines))
+        held_baselines |= set(rng.choice(runs, size=n, replace=False).tolist()) if n else set()
+    held = np.array([(i in held_baselines) if r["is_baseline"] else (r["group"] in held_groups) for i, r in enumerate(rows)])
+    train_rows = [r for r, h in zip(rows, held) if not h]
+    test_rows = [r for r, h in zip(rows, held) if h]
+    base, _ = baselines_of(train_rows, args.min_baselines)
+    train_rows, thr, _ = label(train_rows, base)
+    test_rows, test_thr, test_lat = label(test_rows, base)
+    x = np.array([[r["features"][n] for n in names] for r in train_rows], dtype=np.float32)
+    # The kind is the committed model's, chosen by grouped validation on all the data:
+    # a choice among four families, not a fit to the held-out samples' labels.
     kind = args.kind or committed_kind()
-    train = ~held
-    result = fit_and_export(kind, cands, names, x[train], thr[train], args.eval_out, {
+    result = fit_and_export(kind, cands, names, x, thr, args.eval_out, {
         "fitsched.model_version": f"{kind}-evaluation-split-{args.eval_split}",
-        "fitsched.summary": f"{kind} trained for an evaluation without {len(held_groups)} of {len(groups)} "
-                            f"interference groups (split {args.eval_split})",
+        "fitsched.summary": f"{kind} trained for an evaluation without {len(held_groups)} interference groups "
+                            f"(split {args.eval_split})",
     })
     samples = [{
-        "sample": r["sample"], "session": r["session"], "group": r["group"], "baseline": r["is_baseline"],
+        "session": r["session"], "group": r["group"], "baseline": r["is_baseline"],
         "components": r["interference"]["components"] if "interference" in r else [],
-        "throughput_ratio": float(thr[i]), "latency_ratio": float(lat[i]),
+        "throughput_ratio": float(test_thr[i]), "latency_ratio": float(test_lat[i]),
         "window": window_of(r),
-    } for i, r in enumerate(rows) if held[i]]
+    } for i, r in enumerate(test_rows)]
     with open(os.path.join(args.eval_out, "heldout.json"), "w") as f:
-        json.dump({"kind": kind, "trained_on": int(train.sum()), "held_out_groups": sorted(held_groups),
+        json.dump({"kind": kind, "trained_on": len(train_rows), "held_out_groups": sorted(held_groups),
                    "samples": samples}, f)
-    print(f"evaluation split {args.eval_split}: {kind} trained on {int(train.sum())} samples; "
-          f"{len(samples)} held out ({len(held_groups)} of {len(groups)} groups); parity {result['worst']:.1e}")
+    print(f"evaluation split {args.eval_split}: {kind} trained on {len(train_rows)} samples; "
+          f"{len(samples)} held out ({len(held_groups)} groups, {len(held_baselines)} baselines); "
+          f"parity {result['worst']:.1e}")
 
 
 def committed_kind():
@@ -387,11 +421,11 @@ def main():
     if args.eval_split is not None:
         if not args.eval_out:
             sys.exit("--eval-split needs --eval-out")
-        return evaluation_split(args, rows, thr, lat, names, x, cands)
+        return evaluation_split(args, rows, names, cands)
 
     makers = {**on_columns(names, cands), **baselines(names)}
     v = validate(x, thr, rows, makers)
-    v_lat = validate(x, np.log(lat), rows, {"random_forest": makers["random_forest"], "mean": makers["mean"]})
+    v_lat = validate(x, np.log(lat), rows, {"random_forest": makers["random_forest"], "mean": makers["mean"]}, clip=False)
     ranking = sorted(cands, key=lambda m: -grouped_r2(v, m))
     kind = ranking[0]
     ceiling = group_mean_ceiling(thr, rows)
@@ -497,9 +531,10 @@ def write_card(out, v):
         lines += ["No grouped scheme could run on this data (one group and one session).", ""]
     lines += [
         "- Candidates: `random_forest` (every feature below), `random_forest_means` (their window means",
-        "  only), `ridge` (every feature, standardised) and `cpu_linear`. The one with the best mean grouped",
-        "  R² ships, whichever it is (each exports to an ONNX file the scorer runs). Choosing among four on",
-        "  the folds that also report them flatters the winner slightly.",
+        "  only), `ridge` (every feature, standardised), `pressure_linear` (a linear model on the heuristic's",
+        "  inputs: CPU utilisation, available memory, the PSI `some` shares) and `cpu_linear`. The one with",
+        "  the best mean grouped R² ships, whichever it is (each exports to an ONNX file the scorer runs).",
+        "  Choosing among five on the folds that also report them flatters the winner slightly.",
         "- `cpu_linear`: a linear model on `cpu_utilization_mean` alone. `mean`: the training mean.",
         "  `heuristic`: the scorer's built-in fallback (`scorer/src/model.rs`), nothing learnt.",
     ]

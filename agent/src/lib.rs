@@ -257,8 +257,10 @@ async fn replay_loop(
         for node in &mut nodes {
             if let Some(w) = file.nodes.remove(node.aggregator.node_name()) {
                 let (metrics, missing) = w.into_parts(samples);
-                let window = node.aggregator.replayed(end, metrics, missing);
-                node.emit(window);
+                match node.aggregator.replayed(end, metrics, missing) {
+                    Ok(window) => node.emit(window),
+                    Err(why) => warn!(node = %node.aggregator.node_name(), %why, "replayed window refused; none sent"),
+                }
             }
         }
     }

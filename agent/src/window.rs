@@ -119,18 +119,17 @@ impl WindowAggregator {
     }
 
     /// A whole window given rather than folded from samples (replay): the window that
-    /// ends at `end_unix_ms`, with the next sequence number.
+    /// ends at `end_unix_ms`, with the next sequence number, or why the scorer would
+    /// refuse it (then no sequence number is used up).
     pub fn replayed(
         &mut self,
         end_unix_ms: i64,
         metrics: BTreeMap<String, MetricSummary>,
         missing: Vec<Missing>,
-    ) -> NodeWindow {
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        NodeWindow {
+    ) -> Result<NodeWindow, String> {
+        let window = NodeWindow {
             node_name: self.node_name.clone(),
-            sequence,
+            sequence: self.next_sequence,
             agent_id: self.agent_id.clone(),
             start_unix_ms: end_unix_ms.saturating_sub(self.window_ms),
             end_unix_ms,
@@ -138,7 +137,10 @@ impl WindowAggregator {
             samples_expected: self.samples_expected,
             metrics: metrics.into_iter().collect(),
             missing,
-        }
+        };
+        fitsched_proto::validate::window(&window)?;
+        self.next_sequence += 1;
+        Ok(window)
     }
 
     /// Closes the open window, if any, regardless of time (used on shutdown and by `push`).
@@ -224,6 +226,17 @@ mod tests {
         assert_eq!((w2.sequence, w2.start_unix_ms, w2.samples), (2, T0 + 20_000, 1));
         assert!(a.flush().is_none());
         assert_eq!(a.last_sequence(), 2);
+    }
+
+    #[test]
+    fn replayed_windows_take_sequences_only_when_the_scorer_would_take_them() {
+        let mut a = agg();
+        let s = |v| MetricSummary { mean: v, max: v, p95: v, last: v, samples: 20 };
+        let w = a.replayed(T0 + 20_000, [("x".to_owned(), s(1.0))].into(), vec![]).unwrap();
+        assert_eq!((w.sequence, w.start_unix_ms, w.end_unix_ms, w.samples), (1, T0, T0 + 20_000, 20));
+        assert!(a.replayed(T0 + 40_000, [("x".to_owned(), s(-1.0))].into(), vec![]).is_err());
+        assert!(a.replayed(T0 + 40_000, [("x".to_owned(), s(f64::NAN))].into(), vec![]).is_err());
+        assert_eq!(a.replayed(T0 + 40_000, BTreeMap::new(), vec![]).unwrap().sequence, 2);
     }
 
     #[test]

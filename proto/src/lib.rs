@@ -17,6 +17,7 @@ mod generated {
 pub use generated::*;
 
 pub mod features;
+pub mod validate;
 
 /// The encoded `FileDescriptorSet` of `fitsched.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/fitsched_v1_descriptor.bin");

@@ -39,6 +39,31 @@ fn ort_matches_sklearn_on_the_parity_vectors() {
     assert_eq!(model.describe().kind, "onnx");
 }
 
+/// `ModelInfo` leads with the held-out figures: grouped schemes first, the shipped model
+/// first within each, baselines scored on the same folds.
+#[test]
+fn the_committed_model_reports_its_grouped_validation_first() {
+    runtime();
+    let d = OnnxModel::load(&repo().join("onnx/fitness.onnx")).expect("the committed model loads").describe();
+    let v = &d.validation;
+    assert!(!v.is_empty(), "no validation in the committed model");
+    assert_eq!((v[0].scheme.as_str(), v[0].shipped), ("leave_one_group_out", true), "{v:?}");
+    assert_eq!(
+        v.iter().filter(|x| x.shipped).count(),
+        v.iter().map(|x| &x.scheme).collect::<std::collections::BTreeSet<_>>().len()
+    );
+    for baseline in ["mean", "cpu_linear", "heuristic"] {
+        assert!(
+            v.iter().any(|x| x.model == baseline && x.scheme == "leave_one_group_out"),
+            "{baseline} missing: {v:?}"
+        );
+    }
+    assert!(v.iter().all(|x| x.r2.is_finite() && x.folds >= 2 && (x.model == "mean") == x.spearman.is_none()), "{v:?}");
+    let grouped = v.iter().position(|x| x.scheme == "shuffled_5fold").unwrap_or(v.len());
+    assert!(v[..grouped].iter().all(|x| x.scheme != "shuffled_5fold"), "shuffled folds come after the grouped ones");
+    assert!(d.summary.contains("leave one interference group out"), "{}", d.summary);
+}
+
 /// Rewrites the committed model's metadata with the venv's `onnx` package.
 fn variant(venv: &fitsched_e2e::tools::Venv, out: &Path, python_edit: &str) {
     let script = format!(

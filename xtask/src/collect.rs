@@ -31,6 +31,9 @@ use crate::cargo;
 /// Version of the row format in `onnx/DATASET.md`.
 pub const SCHEMA: u32 = 2;
 
+/// Benchmark units besides the measured one.
+const MAX_NEIGHBOURS: usize = 4;
+
 /// The start of the interference before the features' window, so the window sees it
 /// settled rather than starting.
 const SETTLE_MS: i64 = 1_500;
@@ -147,8 +150,14 @@ pub struct Interference(pub Vec<Component>);
 
 impl Interference {
     /// Draws one to three distinct kinds (half of the draws one kind: the intensity
-    /// sweeps; the rest random mixes), each at a random intensity scaled to `cpus`.
+    /// sweeps; the rest random mixes), each at a random intensity scaled to `cpus`. A
+    /// fifth of the draws are other benchmark units alone: what pods of one kind stacked
+    /// on a node do to each other is what a scheduler's choices change most.
     pub fn draw(rng: &mut fastrand::Rng, cpus: usize) -> Interference {
+        if rng.u32(0..100) < 20 {
+            let workers = rng.usize(1..=Self::max_workers(Kind::Benchmark, cpus));
+            return Interference(vec![Component { kind: Kind::Benchmark, workers, load: 100, memory_percent: 0 }]);
+        }
         let n = match rng.u32(0..100) {
             0..50 => 1,
             50..85 => 2,
@@ -158,22 +167,24 @@ impl Interference {
         rng.shuffle(&mut kinds);
         let mut parts: Vec<Component> = kinds[..n]
             .iter()
-            .map(|&kind| {
-                let max_workers = match kind {
-                    // Two more benchmark units already load two cores of this size fully.
-                    Kind::Benchmark => 2.min(cpus.max(1)),
-                    _ => cpus.max(1),
-                };
-                Component {
-                    kind,
-                    workers: rng.usize(1..=max_workers),
-                    load: if kind == Kind::Cpu { [10, 25, 50, 75, 100][rng.usize(..5)] } else { 100 },
-                    memory_percent: if kind == Kind::MemoryPressure { [5, 15, 30][rng.usize(..3)] } else { 0 },
-                }
+            .map(|&kind| Component {
+                kind,
+                workers: rng.usize(1..=Self::max_workers(kind, cpus)),
+                load: if kind == Kind::Cpu { [10, 25, 50, 75, 100][rng.usize(..5)] } else { 100 },
+                memory_percent: if kind == Kind::MemoryPressure { [5, 15, 30][rng.usize(..3)] } else { 0 },
             })
             .collect();
         parts.sort_by_key(|c| c.kind);
         Interference(parts)
+    }
+
+    /// stress-ng workers up to the CPU count; benchmark neighbours up to two per CPU (as
+    /// many as a node of pods requesting half a CPU each holds, less the measured one).
+    fn max_workers(kind: Kind, cpus: usize) -> usize {
+        match kind {
+            Kind::Benchmark => MAX_NEIGHBOURS.min(2 * cpus.max(1)),
+            _ => cpus.max(1),
+        }
     }
 
     pub fn is_baseline(&self) -> bool {
@@ -226,7 +237,9 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // The measured unit and the most benchmark neighbours a draw asks for.
-    let units = (0..3).map(|i| Nginx::start(&work.join(format!("nginx-{i}")))).collect::<anyhow::Result<Vec<_>>>()?;
+    let units = (0..=MAX_NEIGHBOURS)
+        .map(|i| Nginx::start(&work.join(format!("nginx-{i}"))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_owned();
     let mut stack = Stack::start(StackConfig {
         window: format!("{}s", args.window.as_secs()),
@@ -320,8 +333,10 @@ fn sample(
     sleep_until_unix_ms(boundary - SETTLE_MS);
     let _stress = Stress::start(&interference.stress_args(), work)?;
     let neighbours = &units[1..=interference.benchmark_units().min(units.len() - 1)];
-    // Neighbours run through the features' window and, measured again, through the label's.
-    let neighbour_seconds = ((SETTLE_MS + w_ms) / 1000) as u64;
+    // Neighbours run through the features' window (from a second before it, to its end)
+    // and, measured again, through the label's.
+    let neighbour_seconds = (w_ms / 1000 + 1) as u64;
+    sleep_until_unix_ms(boundary - 1_000);
     let before =
         neighbours.iter().map(|u| Wrk::start(&u.url, neighbour_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
     sleep_until_unix_ms(boundary + w_ms);
@@ -603,12 +618,16 @@ mod tests {
         }
         for d in &draws {
             assert!((1..=3).contains(&d.0.len()) && !d.is_baseline(), "{d:?}");
-            assert!(d.0.iter().all(|c| (1..=2).contains(&c.workers)), "never more workers than CPUs: {d:?}");
+            let most = |c: &Component| if c.kind == Kind::Benchmark { 4 } else { 2 };
+            assert!(d.0.iter().all(|c| (1..=most(c)).contains(&c.workers)), "never more workers than CPUs: {d:?}");
             let kinds: std::collections::BTreeSet<_> = d.0.iter().map(|c| c.kind).collect();
             assert_eq!(kinds.len(), d.0.len(), "kinds are distinct: {d:?}");
         }
         let mixes = draws.iter().filter(|d| d.0.len() > 1).count();
-        assert!((150..350).contains(&mixes), "about half are mixes: {mixes}");
+        assert!((130..270).contains(&mixes), "about 40 % are mixes: {mixes}");
+        let stacked = draws.iter().filter(|d| d.group() == "bench").count();
+        assert!((70..150).contains(&stacked), "about a fifth are benchmark units alone: {stacked}");
+        assert!(draws.iter().any(|d| d.0.iter().any(|c| c.kind == Kind::Benchmark && c.workers == 4)));
         let loads: std::collections::BTreeSet<u32> =
             draws.iter().flat_map(|d| &d.0).filter(|c| c.kind == Kind::Cpu).map(|c| c.load).collect();
         assert_eq!(loads.len(), 5, "the CPU load is swept: {loads:?}");

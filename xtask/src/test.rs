@@ -40,6 +40,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     ));
     // The chart's tests start the real shim, so they come after the build.
     crate::chart::check()?;
+    crate::train::check()?;
     cargo_with_env(&["test", "--workspace", "--no-fail-fast"], &env)?;
     progress(format!("all checks passed in {:.0?}", started.elapsed()));
     Ok(())

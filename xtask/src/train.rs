@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use fitsched_e2e::{paths, progress, tools};
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +27,23 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("{} failed ({status})", script.display());
+    }
+    Ok(())
+}
+
+/// Runs `onnx/tests` (pytest): labels, features that transfer, grouped validation and the
+/// shipped model's choice, the export, the evaluation split, on synthetic data.
+pub fn check() -> anyhow::Result<()> {
+    let venv = tools::ensure_venv()?;
+    progress("pytest onnx/tests: labels, transferable features, grouped validation, export, evaluation split");
+    let status = Command::new(venv.python())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "onnx/tests"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(paths::workspace_root())
+        .status()
+        .with_context(|| format!("starting {}", venv.python().display()))?;
+    if !status.success() {
+        bail!("onnx tests failed ({status})");
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ use fitsched_e2e::cluster::{NodeSpec, Workload};
 use fitsched_e2e::stack::block_on;
 use fitsched_e2e::testbed::{ReplayNodes, Testbed, TestbedConfig, ZONES};
 use fitsched_e2e::{paths, progress, tools};
-use fitsched_proto::ModelInfoRequest;
+use fitsched_proto::{ListNodesRequest, ModelInfoRequest};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
@@ -101,8 +101,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         runs.extend(one_size(&args, nodes, &seeds, &splits, &work)?);
     }
     let elapsed = started.elapsed();
-    report::write(&args.out, &runs, &splits, &args, elapsed)?;
-    progress(format!("evaluation written to {} in {:.0?}", args.out.join("evaluation.md").display(), elapsed));
+    let out = paths::workspace_root().join(&args.out);
+    report::write(&out, &runs, &splits, &args, elapsed)?;
+    progress(format!("evaluation written to {} in {:.0?}", out.join("evaluation.md").display(), elapsed));
     Ok(())
 }
 
@@ -287,7 +288,7 @@ fn run_real<'a>(
             // The agent reports at the next boundary; the scorer has the fitness a
             // moment later. Pods arrive then, scored on this step's windows.
             let boundary = (now_unix_ms() + 100).div_euclid(window_ms) * window_ms + window_ms;
-            std::thread::sleep(Duration::from_millis((boundary + window_ms / 4 - now_unix_ms()).max(0) as u64));
+            wait_windows(tb, timeline.params.nodes, boundary, Duration::from_secs(30))?;
             let arrivals = &timeline.arrivals[step];
             for a in arrivals {
                 let w = Workload {
@@ -300,7 +301,16 @@ fn run_real<'a>(
             let placed = wait_bound(tb, &namespace, arrivals, Duration::from_secs(120))?;
             for a in arrivals {
                 for node in &placed[&a.name] {
-                    world.place(a, *index.get(node).with_context(|| format!("pod bound to unknown node {node}"))?);
+                    let n = *index.get(node).with_context(|| format!("pod bound to unknown node {node}"))?;
+                    // kube-scheduler and the emulation count the same CPU requests; if
+                    // they ever disagreed, outcomes would be computed for a node fuller
+                    // than the emulation allows.
+                    anyhow::ensure!(
+                        world.fits(n),
+                        "kube-scheduler bound a pod of {} to {node}, full by the emulation's count",
+                        a.name
+                    );
+                    world.place(a, n);
                 }
             }
             world.end_step();
@@ -312,6 +322,28 @@ fn run_real<'a>(
     result?;
     cleanup?;
     Ok(world)
+}
+
+/// Waits until the scorer holds, with a fitness, every node's window that ends at
+/// `boundary`: the pods of a step are scored on that step's windows, never on the last.
+fn wait_windows(tb: &Testbed, nodes: usize, boundary: i64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let listed = block_on(async {
+            anyhow::Ok(tb.stack.scorer_client().await?.list_nodes(ListNodesRequest {}).await?.into_inner().nodes)
+        })?;
+        let current = listed
+            .iter()
+            .filter(|n| n.fitness.is_some() && n.latest.as_ref().is_some_and(|w| w.end_unix_ms >= boundary))
+            .count();
+        if current >= nodes {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{current} of {nodes} nodes have a scored window ending at {boundary} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits until every pod of `arrivals` is bound; their nodes by arrival, in pod-name

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::Context;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -39,6 +40,18 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing: {e:?}")
 }
 
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(draw_err)
+}
+
 /// One metric per scheduler and cluster size: the mean over seeds with its 95 %
 /// confidence interval.
 pub fn estimates(
@@ -57,8 +70,15 @@ pub fn estimates(
         })
         .collect();
     let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-    let top = points.iter().map(|(_, _, e)| e.mean + finite(e.ci95)).fold(0.0, f64::max).max(0.05) * 1.1;
-    let bottom = points.iter().map(|(_, _, e)| e.mean - finite(e.ci95)).fold(f64::INFINITY, f64::min).min(0.0);
+    // Every metric plotted is a share or a ratio of at least 0; the axis starts there and
+    // an interval wider than the data (two seeds) is cut at twice the largest mean.
+    let largest = points.iter().map(|(_, _, e)| finite(e.mean)).fold(0.0, f64::max).max(0.05);
+    let top = points
+        .iter()
+        .map(|(_, _, e)| finite(e.mean) + finite(e.ci95))
+        .fold(0.0, f64::max)
+        .clamp(largest, 2.0 * largest)
+        * 1.1;
     let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -66,7 +86,7 @@ pub fn estimates(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(SCHEDULERS.len() as f64 - 0.5), bottom..top)
+        .build_cartesian_2d(-0.5f64..(SCHEDULERS.len() as f64 - 0.5), 0.0..top)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -98,18 +118,13 @@ pub fn estimates(
             .legend(move |(lx, ly)| Rectangle::new([(lx, ly - 5), (lx + 12, ly + 5)], color.filled()));
         chart
             .draw_series(mine.iter().filter(|(_, e)| e.ci95.is_finite()).map(|(i, e)| {
-                ErrorBar::new_vertical(x(*i), e.mean - e.ci95, e.mean, e.mean + e.ci95, BLACK.stroke_width(1), 8)
+                let (lo, hi) = ((e.mean - e.ci95).max(0.0), (e.mean + e.ci95).min(top));
+                ErrorBar::new_vertical(x(*i), lo, e.mean, hi, BLACK.stroke_width(1), 8)
             }))
             .map_err(draw_err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(draw_err)?;
-    root.present().with_context(|| format!("writing {}", path.display()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    root.present().map_err(draw_err).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -150,13 +165,7 @@ pub fn distribution(path: &Path, runs: &[Run], nodes: usize) -> anyhow::Result<(
             .label(*s)
             .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 14, ly)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(draw_err)?;
-    root.present().with_context(|| format!("writing {}", path.display()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    root.present().map_err(draw_err).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

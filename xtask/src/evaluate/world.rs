@@ -103,6 +103,10 @@ pub struct Match {
 impl Pool {
     pub fn new(samples: Vec<Sample>) -> anyhow::Result<Pool> {
         anyhow::ensure!(samples.iter().any(|s| s.baseline), "no baseline among the held-out samples");
+        anyhow::ensure!(
+            samples.iter().any(|s| !s.baseline && !s.components.is_empty()),
+            "no held-out sample names its interference (schema-1 data cannot be evaluated)"
+        );
         let conditions =
             samples.iter().map(|s| Condition::from_components(&s.components)).collect::<anyhow::Result<_>>()?;
         Ok(Pool { samples, conditions })
@@ -161,7 +165,7 @@ pub struct Params {
     pub bench_per_node_step: f64,
     /// Background pods arriving per node per step, on average.
     pub background_per_node_step: f64,
-    /// Steps a pod runs, drawn uniformly from this range.
+    /// Steps a pod runs (counting its first), drawn uniformly from this range.
     pub lifetime: (usize, usize),
     /// Mean steps a node's background load lasts before it changes.
     pub dwell: f64,
@@ -204,7 +208,7 @@ pub struct Arrival {
     pub name: String,
     pub kind: PodKind,
     pub replicas: u32,
-    /// The step after which its pods are gone.
+    /// The last step its pods run.
     pub ends: usize,
 }
 
@@ -257,7 +261,7 @@ impl Timeline {
                         name: format!("{prefix}-{n:04}"),
                         kind,
                         replicas: replicas as u32,
-                        ends: step + rng.usize(params.lifetime.0..=params.lifetime.1),
+                        ends: step + rng.usize(params.lifetime.0..=params.lifetime.1) - 1,
                     });
                 }
             }
@@ -309,21 +313,45 @@ pub struct World<'a> {
     pub pool: &'a Pool,
     pub step: usize,
     running: Vec<Placed>,
+    /// Benchmark and background pods running on each node.
+    benchmark_on: Vec<u32>,
+    background_on: Vec<u32>,
     pub placed: Vec<Placed>,
+    /// Pods no node had room for (the offline schedulers leave them, as kube-scheduler
+    /// would leave them pending; the real runs wait for every pod instead).
+    pub unplaced: usize,
     /// Share of nodes without any pod, after each step's placements.
     pub empty_share: Vec<f64>,
 }
 
 impl<'a> World<'a> {
     pub fn new(timeline: &'a Timeline, pool: &'a Pool) -> World<'a> {
-        World { timeline, pool, step: 0, running: Vec::new(), placed: Vec::new(), empty_share: Vec::new() }
+        let nodes = timeline.params.nodes;
+        World {
+            timeline,
+            pool,
+            step: 0,
+            running: Vec::new(),
+            benchmark_on: vec![0; nodes],
+            background_on: vec![0; nodes],
+            placed: Vec::new(),
+            unplaced: 0,
+            empty_share: Vec::new(),
+        }
     }
 
     /// Moves to `step`: pods whose lifetime ended are gone. Returns the arrivals that
     /// ended (their workloads are deleted).
     pub fn begin_step(&mut self, step: usize) -> Vec<String> {
         self.step = step;
-        let mut ended: Vec<String> = self.running.iter().filter(|p| p.ends < step).map(|p| p.arrival.clone()).collect();
+        let mut ended = Vec::new();
+        for p in self.running.iter().filter(|p| p.ends < step) {
+            ended.push(p.arrival.clone());
+            match p.kind {
+                PodKind::Benchmark => self.benchmark_on[p.node] -= 1,
+                PodKind::Background => self.background_on[p.node] -= 1,
+            }
+        }
         ended.sort();
         ended.dedup();
         self.running.retain(|p| p.ends >= step);
@@ -333,12 +361,8 @@ impl<'a> World<'a> {
     /// A node's condition now: its background plus the pods on it.
     pub fn condition(&self, node: usize) -> Condition {
         let mut c = self.timeline.background[self.step][node];
-        for p in self.running.iter().filter(|p| p.node == node) {
-            match p.kind {
-                PodKind::Benchmark => c.add(Kind::Benchmark, 1.0),
-                PodKind::Background => c.add(Kind::Cpu, 0.5),
-            }
-        }
+        c.add(Kind::Benchmark, f64::from(self.benchmark_on[node]));
+        c.add(Kind::Cpu, 0.5 * f64::from(self.background_on[node]));
         c
     }
 
@@ -355,7 +379,7 @@ impl<'a> World<'a> {
     }
 
     pub fn used_millicores(&self, node: usize) -> u32 {
-        self.running.iter().filter(|p| p.node == node).count() as u32 * self.timeline.params.pod_millicores
+        (self.benchmark_on[node] + self.background_on[node]) * self.timeline.params.pod_millicores
     }
 
     pub fn fits(&self, node: usize) -> bool {
@@ -382,13 +406,18 @@ impl<'a> World<'a> {
             latency,
             distance,
         };
+        match arrival.kind {
+            PodKind::Benchmark => self.benchmark_on[node] += 1,
+            PodKind::Background => self.background_on[node] += 1,
+        }
         self.running.push(p.clone());
         self.placed.push(p);
     }
 
     pub fn end_step(&mut self) {
-        let busy: std::collections::HashSet<usize> = self.running.iter().map(|p| p.node).collect();
-        self.empty_share.push(1.0 - busy.len() as f64 / self.timeline.params.nodes as f64);
+        let empty =
+            (0..self.timeline.params.nodes).filter(|&n| self.benchmark_on[n] + self.background_on[n] == 0).count();
+        self.empty_share.push(empty as f64 / self.timeline.params.nodes as f64);
     }
 }
 
@@ -414,23 +443,32 @@ pub fn run_offline<'a>(timeline: &'a Timeline, pool: &'a Pool, which: Offline) -
             for _ in 0..arrival.replicas {
                 let fits: Vec<usize> = (0..timeline.params.nodes).filter(|&n| world.fits(n)).collect();
                 if fits.is_empty() {
-                    break; // unschedulable, as kube-scheduler would leave it pending
+                    world.unplaced += 1;
+                    continue;
                 }
                 let node = match which {
                     Offline::Random => fits[rng.usize(..fits.len())],
                     Offline::Oracle => {
                         let pod = world.placed.len() as u64;
-                        let value = |n: usize| world.outcome(n, pod).1.throughput_ratio;
-                        let load = |n: usize| world.used_millicores(n);
-                        let pick = match arrival.kind {
-                            PodKind::Benchmark => fits.iter().copied().max_by(|&a, &b| {
-                                value(a).total_cmp(&value(b)).then(load(b).cmp(&load(a))).then(b.cmp(&a))
-                            }),
-                            PodKind::Background => fits.iter().copied().min_by(|&a, &b| {
-                                value(a).total_cmp(&value(b)).then(load(b).cmp(&load(a))).then(a.cmp(&b))
-                            }),
+                        // (throughput a benchmark pod would get, free millicores, node)
+                        let options: Vec<(f64, u32, usize)> = fits
+                            .iter()
+                            .map(|&n| {
+                                let free = timeline.params.node_millicores - world.used_millicores(n);
+                                (world.outcome(n, pod).1.throughput_ratio, free, n)
+                            })
+                            .collect();
+                        let best = match arrival.kind {
+                            // The most throughput; among equals the emptiest node.
+                            PodKind::Benchmark => options
+                                .iter()
+                                .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2))),
+                            // Where a benchmark pod would fare worst; among equals the fullest.
+                            PodKind::Background => options
+                                .iter()
+                                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))),
                         };
-                        pick.unwrap_or(fits[0])
+                        best.map_or(fits[0], |o| o.2)
                     }
                 };
                 world.place(arrival, node);
@@ -445,11 +483,14 @@ pub fn run_offline<'a>(timeline: &'a Timeline, pool: &'a Pool, which: Offline) -
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Metrics {
     pub benchmark_pods: usize,
+    /// Pods no node had room for (offline schedulers only).
+    pub unplaced: usize,
     pub throughput_mean: f64,
     pub throughput_p10: f64,
     pub throughput_p1: f64,
-    /// Mean over benchmark pods of their p99 latency, as a multiple of the baseline's.
-    pub latency_p99_mean: f64,
+    /// The median benchmark pod's p99 latency, as a multiple of the baseline's (a mean
+    /// would be one pod's: a UDP flood puts a p99 at thousands of times the baseline).
+    pub latency_p99_median: f64,
     /// Mean over ReplicaSets of two or more of the most replicas on one node.
     pub replicas_most_on_one_node: f64,
     /// Share of replicas (of ReplicaSets of two or more) sharing a node with a sibling.
@@ -486,7 +527,7 @@ impl Metrics {
         let dist: Vec<f64> = bench.iter().filter_map(|p| p.distance).collect();
         let mut sets: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for p in &bench {
-            sets.entry(&p.arrival).or_default().push(p.node);
+            sets.entry(p.arrival.as_str()).or_default().push(p.node);
         }
         let (mut most, mut zone_gap, mut colocated, mut in_sets) = (Vec::new(), Vec::new(), 0usize, 0usize);
         for nodes in sets.values().filter(|n| n.len() >= 2) {
@@ -504,10 +545,11 @@ impl Metrics {
         }
         Metrics {
             benchmark_pods: bench.len(),
+            unplaced: world.unplaced,
             throughput_mean: mean(&thr),
             throughput_p10: quantile(&thr, 0.10),
             throughput_p1: quantile(&thr, 0.01),
-            latency_p99_mean: mean(&lat),
+            latency_p99_median: quantile(&lat, 0.5),
             replicas_most_on_one_node: mean(&most),
             replicas_colocated_share: if in_sets == 0 { 0.0 } else { colocated as f64 / in_sets as f64 },
             zone_imbalance: mean(&zone_gap),

@@ -1,0 +1,163 @@
+"""onnx/train.py on synthetic datasets whose answer is known: labels, features that
+transfer, held-out validation, the choice of the shipped model, the export and the
+evaluation split. Run by `cargo xtask test` (pytest in the project venv)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import train  # noqa: E402
+
+GROUPS = ["cpu", "cache", "membw", "hdd", "cpu+cache", "membw+hdd", "udp", "sock", "bench", "cpu+bench"]
+BASELINES = 4
+
+
+def row(session, n, group, cpu, rps, noise_feature, baseline=False):
+    comps = [] if baseline else [{"kind": k, "workers": 1} for k in group.split("+")]
+    feats = {
+        "cpu_utilization_mean": cpu, "cpu_utilization_max": min(1.0, cpu + 0.05),
+        "cpu_utilization_p95": cpu, "cpu_utilization_last": cpu,
+        "memory_available_ratio_mean": 0.8, "psi_cpu_some_mean": cpu / 4, "psi_memory_some_mean": 0.0,
+        "psi_io_some_mean": 0.01, "noise_mean": noise_feature,
+        # Absolute rates and machine facts must not be trained on; their per-core form may.
+        "net_rx_bytes_per_second_mean": 1e6 * cpu, "net_rx_bytes_per_second_per_core_mean": 5e5 * cpu,
+        "cpu_count_mean": 2.0, "memory_total_bytes_mean": 2.0 ** 34,
+    }
+    return {
+        "schema": 2, "session": session, "sample": n, "baseline": baseline,
+        "interference": {"group": "none" if baseline else group, "components": comps, "stress_ng": []},
+        "machine": {"cpu_model": "test", "cpu_vendor": "test", "cpus": 2, "memory_bytes": 2 ** 34, "kernel": "6", "virtualized": True},
+        "window": {"seconds": 20},
+        "features": feats, "missing": {"perf_ipc": "no PMU"},
+        "benchmark": {"requests_per_second": rps, "latency_p99_ms": 1.0 / max(rps / 1000.0, 0.01)},
+        "neighbours": [],
+    }
+
+
+def dataset(path, sessions=3, per_group=3, seed=0):
+    """Throughput falls with CPU utilisation, plus noise; `noise_mean` is unrelated."""
+    rng = np.random.default_rng(seed)
+    rows, n = [], 0
+    for s in range(sessions):
+        for b in range(BASELINES):
+            n += 1
+            rows.append(row(1000 + s, n, "none", 0.01, 1000 * (1 + rng.normal(0, 0.01)), rng.random(), baseline=True))
+        for g in GROUPS:
+            for _ in range(per_group):
+                n += 1
+                cpu = rng.uniform(0.05, 0.95)
+                rows.append(row(1000 + s, n, g, cpu, 1000 * (1 - 0.8 * cpu) * (1 + rng.normal(0, 0.02)), rng.random()))
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return rows
+
+
+def run(*args):
+    return subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "train.py"), *args],
+                          capture_output=True, text=True, check=False)
+
+
+def test_labels_normalise_to_the_median_baseline_and_drop_thin_sessions(tmp_path):
+    rows = train.load(str(_write(tmp_path, dataset(tmp_path / "d.jsonl", sessions=2))))
+    # A session with one baseline run is dropped, not normalised to a single draw.
+    thin = [r for r in rows if r["session"] == 1001 and (not r["is_baseline"] or r["sample"] == min(
+        x["sample"] for x in rows if x["session"] == 1001))]
+    kept, thr, lat, base, dropped = train.labels([r for r in rows if r["session"] == 1000] + thin, 3)
+    assert set(base) == {1000} and dropped == {1001: 1}
+    assert all(0.0 <= t <= 1.0 for t in thr)
+    assert base[1000]["runs"] == BASELINES
+
+
+def _write(tmp_path, rows):
+    p = tmp_path / "d.jsonl"
+    with open(p, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return p
+
+
+def test_only_transferable_features_are_trained_on(tmp_path):
+    rows = dataset(tmp_path / "d.jsonl")
+    for r in rows:
+        r["is_baseline"], r["group"] = r["baseline"], r["interference"]["group"]
+    names = train.feature_names(rows, only_transferable=True)
+    assert "net_rx_bytes_per_second_per_core_mean" in names
+    assert "net_rx_bytes_per_second_mean" not in names
+    assert not any(n.startswith(("cpu_count", "memory_total_bytes")) for n in names)
+
+
+def test_grouped_validation_ships_the_model_that_holds_out_and_says_so(tmp_path):
+    data = tmp_path / "d.jsonl"
+    dataset(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("--data", str(data), "--out", str(out), "--trees", "20", "--max-depth", "4")
+    assert r.returncode == 0, r.stderr
+    import onnx
+    import onnxruntime as ort
+
+    meta = {p.key: p.value for p in onnx.load(str(out / "fitness.onnx")).metadata_props}
+    v = json.loads(meta["fitsched.validation"])
+    kind = meta["fitsched.model_kind"]
+    logo = v["schemes"]["leave_one_group_out"]["models"]
+    loso = v["schemes"]["leave_one_session_out"]["models"]
+    assert v["schemes"]["leave_one_group_out"]["folds"] == len(GROUPS) + 1
+    assert v["schemes"]["leave_one_session_out"]["folds"] == 3
+    # Throughput is linear in CPU here: the CPU-only model explains it, the mean does not.
+    assert logo["cpu_linear"]["r2"] > 0.8 and logo["mean"]["r2"] < 0.1
+    assert logo["mean"]["spearman"] is None
+    best = max(["random_forest", "random_forest_means", "ridge", "pressure_linear", "cpu_linear"],
+               key=lambda m: (logo[m]["r2"] + loso[m]["r2"]) / 2)
+    assert kind == best
+    assert meta["fitsched.summary"].startswith(kind) and "leave one interference group out" in meta["fitsched.summary"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.index("## Held-out quality first") < card.index("## What it predicts")
+    assert "Shuffled 5-fold, for comparison only" in card
+    # The file the scorer loads reproduces sklearn on its parity rows.
+    parity = json.loads((out / "parity.json").read_text())
+    sess = ort.InferenceSession(str(out / "fitness.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: np.array(parity["rows"], dtype=np.float32)})[0].ravel()
+    assert np.max(np.abs(got - np.array(parity["expected"]))) < 1e-5
+    assert json.loads(meta["fitsched.features"]) == parity["features"]
+
+
+def test_an_evaluation_split_holds_out_whole_groups(tmp_path):
+    data = tmp_path / "d.jsonl"
+    dataset(data)
+    out = tmp_path / "split"
+    r = run("--data", str(data), "--eval-split", "3", "--eval-out", str(out), "--kind", "cpu_linear")
+    assert r.returncode == 0, r.stderr
+    held = json.loads((out / "heldout.json").read_text())
+    groups = set(held["held_out_groups"])
+    # A third of the groups with benchmark neighbours (at least one) and of the others.
+    assert len(groups) == 1 + 8 // 3 and sum("bench" in g for g in groups) == 1
+    samples = held["samples"]
+    assert {s["group"] for s in samples if not s["baseline"]} == groups, "every held-out group, and only those"
+    # A third of each session's baselines, leaving the 3 a session needs in training.
+    assert sum(s["baseline"] for s in samples) == 3
+    assert held["trained_on"] + len(samples) == 3 * (BASELINES + len(GROUPS) * 3)
+    assert all(0.0 <= s["throughput_ratio"] <= 1.0 for s in samples)
+    w = samples[0]["window"]
+    assert w["metrics"]["cpu_utilization"].keys() == {"mean", "max", "p95", "last"}
+    assert not any(m.endswith("_per_core") for m in w["metrics"]), "derived features are not replayed"
+    assert w["missing"] == {"perf_ipc": "no PMU"}
+    # Another seed, another split; the same seed, the same split.
+    again = tmp_path / "again"
+    assert run("--data", str(data), "--eval-split", "3", "--eval-out", str(again), "--kind", "cpu_linear").returncode == 0
+    assert json.loads((again / "heldout.json").read_text())["held_out_groups"] == held["held_out_groups"]
+
+
+def test_too_little_data_is_refused(tmp_path):
+    data = tmp_path / "d.jsonl"
+    rows = dataset(data, sessions=1, per_group=1)[:10]
+    _write(tmp_path, rows)
+    r = run("--data", str(data), "--report-only")
+    assert r.returncode != 0 and "collect more first" in r.stderr
