@@ -257,11 +257,12 @@ impl Placements {
     }
 
     /// What one scoring request needs: the siblings of a pod of `owner` (not counting the
-    /// pod `pod` itself: a pod being rescored must not repel itself), zones, and, with
-    /// `with_recent`, recent placements (only occupancy reads them, and counting them
-    /// walks every pod placed in the last two windows: thousands in a burst). Holds the
-    /// read lock until dropped.
-    pub fn view(&self, owner: &str, pod: &str, with_recent: bool) -> View<'_> {
+    /// pod `pod` itself: a pod being rescored must not repel itself), zones, and recent
+    /// placements of any owner. Counting those walks every pod placed in the last two
+    /// windows (thousands in a burst, about a tenth of the scorer's CPU then), and every
+    /// strategy needs them: without them, all pods arriving within one window herd onto
+    /// the node whose last window looked best. Holds the read lock until dropped.
+    pub fn view(&self, owner: &str, pod: &str) -> View<'_> {
         let now = Instant::now();
         let inner = self.read();
         let live = |(key, r): &(&String, &Record)| r.expires > now && key.as_str() != pod;
@@ -269,18 +270,14 @@ impl Placements {
         let mut recorded: Map<String, u32> = Map::default();
         let mut recent: Map<String, u32> = Map::default();
         for (_, r) in inner.records.iter().filter(|e| live(e)) {
-            if with_recent {
-                *recent.entry(r.node.clone()).or_default() += 1;
-            }
+            *recent.entry(r.node.clone()).or_default() += 1;
             if !owner.is_empty() && r.owner == owner {
                 *recorded.entry(r.node.clone()).or_default() += 1;
             }
         }
-        if with_recent {
-            for (node, since) in inner.fresh.values() {
-                if now.saturating_duration_since(*since) < self.recent {
-                    *recent.entry(node.clone()).or_default() += 1;
-                }
+        for (node, since) in inner.fresh.values() {
+            if now.saturating_duration_since(*since) < self.recent {
+                *recent.entry(node.clone()).or_default() += 1;
             }
         }
         let watched = if owner.is_empty() { None } else { inner.owners.get(owner) };
@@ -345,7 +342,7 @@ impl View<'_> {
     }
 
     /// Pods of any owner placed on `node` recently enough that its windows cannot show
-    /// their load yet (0 unless the view was taken `with_recent`).
+    /// their load yet.
     pub fn recent_on(&self, node: &str) -> u32 {
         self.recent.get(node).copied().unwrap_or(0)
     }
@@ -375,11 +372,11 @@ mod tests {
         p.assume("pod-1", "rs-a", "n1");
         p.assume("pod-2", "rs-a", "n2");
         p.assume("pod-3", "rs-b", "n1");
-        let v = p.view("rs-a", "pod-2", true);
+        let v = p.view("rs-a", "pod-2");
         assert_eq!((v.on_node("n1"), v.on_node("n2"), v.in_zone("z1")), (1, 0, 1), "a pod is not its own sibling");
         assert_eq!(v.recent_on("n1"), 2);
         drop(v);
-        let bare = p.view("", "x", true);
+        let bare = p.view("", "x");
         assert_eq!(
             (bare.on_node("n1"), bare.in_zone("z1"), bare.recent_on("n1")),
             (0, 0, 2),
@@ -392,26 +389,26 @@ mod tests {
         let p = placements();
         p.assume("pod-1", "rs-a", "n1");
         assert!(!p.bind("pod-1", "n2"), "no watch yet");
-        let v = p.view("rs-a", "other", true);
+        let v = p.view("rs-a", "other");
         assert_eq!((v.on_node("n1"), v.on_node("n2")), (0, 1));
         drop(v);
         // A later Score for the same pod does not undo the bind.
         p.assume("pod-1", "rs-a", "n3");
-        assert_eq!(p.view("rs-a", "other", true).on_node("n2"), 1);
+        assert_eq!(p.view("rs-a", "other").on_node("n2"), 1);
     }
 
     #[test]
     fn assumed_placements_expire() {
         let p = Placements::new(Duration::ZERO, Duration::from_secs(600), Duration::ZERO);
         p.assume("pod-1", "rs-a", "n1");
-        let v = p.view("rs-a", "other", true);
+        let v = p.view("rs-a", "other");
         assert_eq!((v.on_node("n1"), v.recent_on("n1")), (0, 0));
         drop(v);
         // Expired but not yet pruned: neither counted nor lending its owner to a bind.
         assert_eq!(p.counts(), (0, 0));
         p.bind("pod-1", "n2");
-        assert_eq!(p.view("rs-a", "other", true).on_node("n2"), 0);
-        assert_eq!(p.view("", "other", true).recent_on("n2"), 1);
+        assert_eq!(p.view("rs-a", "other").on_node("n2"), 0);
+        assert_eq!(p.view("", "other").recent_on("n2"), 1);
     }
 
     #[test]
@@ -424,19 +421,19 @@ mod tests {
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.apply_pod(pod("u2", "rs", Some("n2")));
         assert_eq!(p.counts(), (2, 0), "both records forgotten");
-        let v = p.view("rs", "new", true);
+        let v = p.view("rs", "new");
         assert_eq!((v.on_node("n1"), v.on_node("n2")), (1, 1));
         drop(v);
         // Re-applying the same state changes nothing; a later assume of a placed pod is ignored.
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.assume("u1", "rs", "n9");
-        assert_eq!(p.view("rs", "new", true).on_node("n1"), 1);
-        assert_eq!(p.view("rs", "new", true).on_node("n9"), 0);
+        assert_eq!(p.view("rs", "new").on_node("n1"), 1);
+        assert_eq!(p.view("rs", "new").on_node("n9"), 0);
         // Deleted pods are forgotten, and so are their records.
         p.remove_pod("u1");
         p.assume("u3", "rs", "n3");
         p.remove_pod("u3");
-        let v = p.view("rs", "new", true);
+        let v = p.view("rs", "new");
         assert_eq!((v.on_node("n1"), v.on_node("n3")), (0, 0));
     }
 
@@ -444,9 +441,9 @@ mod tests {
     fn a_relist_forgets_pods_deleted_while_the_watch_was_down() {
         let p = placements();
         p.replace_pods(vec![pod("u1", "rs", Some("n1")), pod("u2", "rs", Some("n1")), pod("u3", "rs", None)]);
-        assert_eq!(p.view("rs", "x", true).on_node("n1"), 2);
+        assert_eq!(p.view("rs", "x").on_node("n1"), 2);
         p.replace_pods(vec![pod("u2", "rs", Some("n1"))]);
-        assert_eq!(p.view("rs", "x", true).on_node("n1"), 1);
+        assert_eq!(p.view("rs", "x").on_node("n1"), 1);
         assert_eq!(p.counts(), (1, 0));
     }
 
@@ -456,22 +453,22 @@ mod tests {
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.apply_pod(pod("u1", "rs", Some("n2")));
         p.apply_pod(pod("u1", "other", Some("n2")));
-        assert_eq!((p.view("rs", "x", true).on_node("n1"), p.view("rs", "x", true).on_node("n2")), (0, 0));
-        assert_eq!(p.view("other", "x", true).on_node("n2"), 1);
+        assert_eq!((p.view("rs", "x").on_node("n1"), p.view("rs", "x").on_node("n2")), (0, 0));
+        assert_eq!(p.view("other", "x").on_node("n2"), 1);
     }
 
     #[test]
     fn zones_come_from_the_watch_once_it_runs_and_counts_follow_relabels() {
         let p = placements();
         p.learn_zones([("n1", "z-from-request")].into_iter());
-        assert_eq!(p.view("", "x", true).zone_of("n1"), "z-from-request");
+        assert_eq!(p.view("", "x").zone_of("n1"), "z-from-request");
         p.replace_zones([("n1".into(), "z1".into())].into());
         p.learn_zones([("n1", "z-from-request")].into_iter());
-        assert_eq!(p.view("", "x", true).zone_of("n1"), "z1", "the node watch owns zones");
+        assert_eq!(p.view("", "x").zone_of("n1"), "z1", "the node watch owns zones");
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("rs", "x", true).in_zone("z1"), 1);
+        assert_eq!(p.view("rs", "x").in_zone("z1"), 1);
         p.set_zone("n1", Some("z2"));
-        let v = p.view("rs", "x", true);
+        let v = p.view("rs", "x");
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (0, 1));
     }
 
@@ -479,9 +476,9 @@ mod tests {
     fn recently_placed_pods_add_to_occupancy_for_a_while() {
         let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::ZERO);
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("", "x", true).recent_on("n1"), 0, "older than `recent`");
+        assert_eq!(p.view("", "x").recent_on("n1"), 0, "older than `recent`");
         let p = placements();
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("", "x", true).recent_on("n1"), 1);
+        assert_eq!(p.view("", "x").recent_on("n1"), 1);
     }
 }

@@ -72,7 +72,7 @@ impl ScorerService {
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         let views = self.store.view(&names);
 
-        let placed = self.placements.view(&owner, &pod_key, strategy == Strategy::Pack);
+        let placed = self.placements.view(&owner, &pod_key);
         // The watch's zone when it knows the node, else the request's label.
         fn zone<'a>(placed: &'a crate::placements::View<'_>, n: &'a CandidateNode) -> &'a str {
             match placed.zone_of(&n.name) {
@@ -94,13 +94,18 @@ impl ScorerService {
             .iter()
             .zip(&views)
             .map(|(node, view)| {
-                let (fitness, cpu_utilization) = match *view {
-                    NodeView::Fresh { fitness, cpu_utilization, .. } => (fitness, cpu_utilization),
-                    _ => (median, None),
+                let (fitness, cpu_utilization, cpu_count) = match *view {
+                    NodeView::Fresh { fitness, cpu_utilization, cpu_count, .. } => {
+                        (fitness, cpu_utilization, cpu_count)
+                    }
+                    _ => (median, None, None),
                 };
+                let recent = placed.recent_on(&node.name);
                 Candidate {
                     fitness,
-                    occupancy: strategy::occupancy(cpu_utilization, placed.recent_on(&node.name)),
+                    occupancy: strategy::occupancy(cpu_utilization, recent),
+                    recent,
+                    cores: cpu_count.unwrap_or(strategy::CORES_WHEN_UNKNOWN),
                     siblings_on_node: placed.on_node(&node.name),
                     siblings_in_zone: placed.in_zone(zone(&placed, node)),
                     fewest_in_any_zone,
@@ -597,7 +602,7 @@ mod tests {
         let req =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: "n9".into() };
         assert!(!Scorer::bind(&s, Request::new(req)).await.unwrap().into_inner().watched);
-        assert_eq!(s.placements.view("", "other", true).recent_on("n9"), 1);
+        assert_eq!(s.placements.view("", "other").recent_on("n9"), 1);
         let bad =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: String::new() };
         assert_eq!(Scorer::bind(&s, Request::new(bad)).await.unwrap_err().code(), tonic::Code::InvalidArgument);

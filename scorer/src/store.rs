@@ -36,6 +36,7 @@ struct Entry {
     /// What scoring reads of the window, looked up once when it arrives, not per request.
     cpu_utilization: Option<f64>,
     psi_memory_full: Option<f64>,
+    cpu_count: Option<f64>,
     received: Instant,
     fitness: Option<f64>,
     fallback_features: Vec<String>,
@@ -57,6 +58,8 @@ pub enum NodeView {
         cpu_utilization: Option<f64>,
         /// Mean PSI memory `full` share, when the window has it.
         psi_memory_full: Option<f64>,
+        /// The node's CPUs, when the window has them.
+        cpu_count: Option<f64>,
     },
 }
 
@@ -159,12 +162,14 @@ impl NodeStore {
         let name = window.node_name.clone();
         let mean = |m: &str| window.metrics.get(m).map(|s| s.mean).filter(|v| v.is_finite());
         let (cpu_utilization, psi_memory_full) = (mean(metric::CPU_UTILIZATION), mean(metric::PSI_MEMORY_FULL));
+        let cpu_count = mean(metric::CPU_COUNT).filter(|&c| c >= 1.0);
         let (fitness, fallback_features) =
             nodes.get(&name).map(|e| (e.fitness, e.fallback_features.clone())).unwrap_or_default();
         let entry = Entry {
             window: Box::new(window),
             cpu_utilization,
             psi_memory_full,
+            cpu_count,
             received: now,
             fitness,
             fallback_features,
@@ -269,7 +274,12 @@ impl NodeStore {
             return NodeView::Stale { age };
         }
         let Some(fitness) = e.fitness else { return NodeView::NoFitness };
-        NodeView::Fresh { fitness, cpu_utilization: e.cpu_utilization, psi_memory_full: e.psi_memory_full }
+        NodeView::Fresh {
+            fitness,
+            cpu_utilization: e.cpu_utilization,
+            psi_memory_full: e.psi_memory_full,
+            cpu_count: e.cpu_count,
+        }
     }
 
     /// Every node's status, sorted by name, for `ListNodes`.
@@ -339,7 +349,8 @@ mod tests {
         let s = NodeStore::new(Duration::from_secs(60));
         s.insert(window("a", "x", 1));
         s.set_fitness("a", "x", 1, Some(0.5), vec![]);
-        let fresh = |f: f64| NodeView::Fresh { fitness: f, cpu_utilization: None, psi_memory_full: None };
+        let fresh =
+            |f: f64| NodeView::Fresh { fitness: f, cpu_utilization: None, psi_memory_full: None, cpu_count: None };
         assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5), NodeView::Unknown]);
         // Same list again, after b appeared and a's fitness changed: both are seen.
         s.insert(window("b", "y", 1));

@@ -2,13 +2,22 @@
 //!
 //! Each strategy computes a raw score in [0, 1] per candidate. With `f` the node's
 //! fitness, `n` the pod's siblings on the node, `z` its siblings in the node's zone,
-//! `z_min` the fewest siblings in any candidate zone and `o` the node's occupancy:
+//! `z_min` the fewest siblings in any candidate zone, `o` the node's occupancy, and
+//! `f' = f / (1 + r / c)` the fitness discounted for the `r` pods of any owner placed on
+//! the node since its window (`c` its CPUs, 4 when unknown):
 //!
 //! | strategy | raw score |
 //! |---|---|
-//! | `spread` | `f / (1 + 2n + 0.5z)` |
+//! | `spread` | `f' / (1 + 2n + 0.5z)` |
 //! | `pack` | `0.6·o + 0.4·f` when `f ≥ 0.5`, else `0.3·f` (always below any qualifying node) |
-//! | `balanced` | `f / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
+//! | `balanced` | `f' / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
+//!
+//! **Why `f'`**: a window shows the node before the pods placed since; every pod that
+//! arrives within one window would otherwise be scored against the same picture and
+//! herd onto the node that looked best. Each recent pod is taken to keep one CPU busy
+//! (the scorer does not know its size), so on a 2-CPU node one halves the fitness for
+//! the next pod's benefit, on a 32-CPU node it barely counts. `pack` wants that
+//! crowding and counts recent pods in its occupancy instead.
 //!
 //! Occupancy is the measured CPU utilisation (0.5 when the window has none) plus 0.05
 //! for each pod placed on the node too recently for its windows to show (seen by the pod
@@ -44,6 +53,8 @@ pub use fitsched_proto::{Strategy, UnknownStrategy};
 pub const PACK_MIN_FITNESS: f64 = 0.5;
 /// The occupancy one recorded placement adds until the node's windows show it.
 pub const OCCUPANCY_PER_PLACEMENT: f64 = 0.05;
+/// The CPUs assumed for a node whose window does not say (the discount of `f'`).
+pub const CORES_WHEN_UNKNOWN: f64 = 4.0;
 
 /// What a strategy knows of one candidate node: its fitness, or the neutral (median)
 /// fitness for a node without a usable one.
@@ -52,6 +63,10 @@ pub struct Candidate {
     pub fitness: f64,
     /// 0..1, see the module documentation.
     pub occupancy: f64,
+    /// Pods of any owner placed on the node since its window.
+    pub recent: u32,
+    /// The node's CPUs ([`CORES_WHEN_UNKNOWN`] when its window does not say).
+    pub cores: f64,
     pub siblings_on_node: u32,
     pub siblings_in_zone: u32,
     /// The fewest siblings in any zone among the candidates (0 without zones).
@@ -85,12 +100,23 @@ pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
     let f = c.fitness.clamp(0.0, 1.0);
     let (n, z) = (f64::from(c.siblings_on_node), f64::from(c.siblings_in_zone));
     let raw = match strategy {
-        Strategy::Spread => f / (1.0 + 2.0 * n + 0.5 * z),
+        Strategy::Spread => discounted(c) / (1.0 + 2.0 * n + 0.5 * z),
         Strategy::Pack if f >= PACK_MIN_FITNESS => 0.6 * c.occupancy + 0.4 * f,
         Strategy::Pack => 0.3 * f,
-        Strategy::Balanced => (f / (1.0 + 0.5 * n) - 0.1 * zone_excess(c)).clamp(0.0, 1.0),
+        Strategy::Balanced => (discounted(c) / (1.0 + 0.5 * n) - 0.1 * zone_excess(c)).clamp(0.0, 1.0),
     };
     Scored { raw, score: scale(raw) }
+}
+
+/// `f'`: the fitness less what the pods placed since the window will take.
+fn discounted(c: &Candidate) -> f64 {
+    c.fitness.clamp(0.0, 1.0) * discount(c)
+}
+
+/// The share of its fitness a node keeps for the pods placed since its window.
+fn discount(c: &Candidate) -> f64 {
+    let cores = if c.cores >= 1.0 { c.cores } else { CORES_WHEN_UNKNOWN };
+    1.0 / (1.0 + f64::from(c.recent) / cores)
 }
 
 /// Siblings in the candidate's zone beyond the emptiest zone's.
@@ -130,21 +156,27 @@ pub fn normalise(scored: &mut [Scored]) {
 
 /// The strategy's own terms for `c`, without the fitness.
 fn terms(strategy: Strategy, c: &Candidate) -> String {
-    match strategy {
-        Strategy::Spread => format!(
-            "{} sibling(s) on node, {} in zone: /{:.1}",
-            c.siblings_on_node,
-            c.siblings_in_zone,
-            1.0 + 2.0 * f64::from(c.siblings_on_node) + 0.5 * f64::from(c.siblings_in_zone)
-        ),
-        Strategy::Pack if c.fitness.clamp(0.0, 1.0) >= PACK_MIN_FITNESS => {
-            format!("occupancy {:.2}, fills fuller nodes first", c.occupancy)
+    let recent = if c.recent == 0 || strategy == Strategy::Pack {
+        String::new()
+    } else {
+        format!("{} pod(s) placed since its window: x{:.2}, ", c.recent, discount(c))
+    };
+    recent
+        + &match strategy {
+            Strategy::Spread => format!(
+                "{} sibling(s) on node, {} in zone: /{:.1}",
+                c.siblings_on_node,
+                c.siblings_in_zone,
+                1.0 + 2.0 * f64::from(c.siblings_on_node) + 0.5 * f64::from(c.siblings_in_zone)
+            ),
+            Strategy::Pack if c.fitness.clamp(0.0, 1.0) >= PACK_MIN_FITNESS => {
+                format!("occupancy {:.2}, fills fuller nodes first", c.occupancy)
+            }
+            Strategy::Pack => format!("fitness below {PACK_MIN_FITNESS}: not packed"),
+            Strategy::Balanced => {
+                format!("{} sibling(s) on node, {} more in zone than the emptiest", c.siblings_on_node, zone_excess(c))
+            }
         }
-        Strategy::Pack => format!("fitness below {PACK_MIN_FITNESS}: not packed"),
-        Strategy::Balanced => {
-            format!("{} sibling(s) on node, {} more in zone than the emptiest", c.siblings_on_node, zone_excess(c))
-        }
-    }
 }
 
 /// The words that explain `scored` (the final integer after [`normalise`]) for a node
@@ -172,7 +204,38 @@ mod tests {
     use proptest::{prop_assert, prop_assert_eq, proptest};
 
     fn cand(fitness: f64, occupancy: f64, on_node: u32, in_zone: u32) -> Candidate {
-        Candidate { fitness, occupancy, siblings_on_node: on_node, siblings_in_zone: in_zone, fewest_in_any_zone: 0 }
+        Candidate {
+            fitness,
+            occupancy,
+            recent: 0,
+            cores: 2.0,
+            siblings_on_node: on_node,
+            siblings_in_zone: in_zone,
+            fewest_in_any_zone: 0,
+        }
+    }
+
+    #[test]
+    fn pods_placed_since_the_window_discount_the_fitness_except_for_pack() {
+        let idle = cand(0.9, 0.1, 0, 0);
+        let just_filled = Candidate { recent: 2, ..idle };
+        for strategy in [Strategy::Spread, Strategy::Balanced] {
+            let (a, b) = (score(strategy, &idle), score(strategy, &just_filled));
+            // Two pods on two CPUs since the window: half the fitness.
+            assert!((b.raw - a.raw / 2.0).abs() < 1e-12, "{strategy}: {a:?} {b:?}");
+            assert!(reason(strategy, &just_filled, b).contains("2 pod(s) placed since its window: x0.50"));
+        }
+        let big = Candidate { cores: 32.0, ..just_filled };
+        assert!(
+            score(Strategy::Spread, &big).raw > 0.9 * score(Strategy::Spread, &idle).raw,
+            "a big node barely notices"
+        );
+        let unknown = Candidate { cores: 0.0, ..just_filled };
+        assert!(
+            (score(Strategy::Spread, &unknown).raw - 0.9 / 1.5).abs() < 1e-12,
+            "4 CPUs when the window does not say"
+        );
+        assert_eq!(score(Strategy::Pack, &idle), score(Strategy::Pack, &just_filled), "pack counts them in occupancy");
     }
 
     #[test]

@@ -305,11 +305,11 @@ mod tests {
         // Listed: u1, u2 (rs-a) and u3 (rs-b) placed, u4 pending; the records of u4 (on n3)
         // and u9 (bound on n2) still count.
         eventually("the listing applied", || {
-            let v = placements.view("rs-a", "new", true);
+            let v = placements.view("rs-a", "new");
             (v.on_node("n1"), v.on_node("n2"), v.on_node("n3"), v.in_zone("z1"), v.in_zone("z2")) == (1, 2, 1, 1, 2)
         })
         .await;
-        assert_eq!(placements.view("rs-b", "new", true).on_node("n1"), 1);
+        assert_eq!(placements.view("rs-b", "new").on_node("n1"), 1);
         assert_eq!(placements.counts(), (4, 2));
         let stored = pods.state();
         let u1 = stored.iter().find(|p| p.uid().as_deref() == Some("u1")).unwrap();
@@ -318,11 +318,11 @@ mod tests {
 
         go_tx.send(true).unwrap();
         eventually("the events applied", || {
-            let v = placements.view("rs-a", "new", true);
+            let v = placements.view("rs-a", "new");
             (v.on_node("n1"), v.on_node("n2"), v.on_node("n3"), v.zone_of("n3")) == (1, 1, 0, "z1")
         })
         .await;
-        let v = placements.view("rs-a", "new", true);
+        let v = placements.view("rs-a", "new");
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (1, 1));
         drop(v);
         assert_eq!(placements.counts(), (4, 0), "u3, u4, u5, u9 placed; both records settled by the watch");

@@ -142,7 +142,7 @@ pub fn write(
     writeln!(
         md,
         "Written by `cargo xtask evaluate` (`xtask/src/evaluate/`) in {:.0} s on this machine; run it again to \
-         regenerate this page, its plots and `evaluation/results.json`. Seeds {seeds:?}; nothing was tuned on them.",
+         regenerate this page, its plots and `evaluation/results.json`. Seeds {seeds:?}; nothing was tuned on them (development used seeds 1 and 2).",
         elapsed.as_secs_f64()
     )?;
     writeln!(md)?;
@@ -216,13 +216,13 @@ pub fn write(
         ),
         format!(
             "- **Arrivals**: per step, on average {} benchmark pods (nginx + wrk ReplicaSets of 1 to 8) and {} \
-             background pods per node, each living {} to {} steps; {} steps at 50 nodes, {} above (`--steps`).",
+             background pods per node, each living {} to {} steps; {} steps up to 50 nodes, {} above (`--steps`).",
             p.bench_per_node_step,
             p.background_per_node_step,
             p.lifetime.0,
             p.lifetime.1,
-            args.steps.unwrap_or(12),
-            args.steps.unwrap_or(8)
+            args.steps.unwrap_or(10),
+            args.steps.unwrap_or(6)
         ),
         "- **Outcomes**: a benchmark pod gets the measured throughput ratio and p99-latency ratio of the held-out \
          sample nearest to its node's condition when it is placed, with the benchmark pods already there counted as \
