@@ -53,7 +53,7 @@ pub fn value(window: &NodeWindow, feature: &str) -> Option<f64> {
     let v = match metric.strip_suffix(PER_CORE) {
         Some(base) if scales_with_node(base) => {
             let cores = window.metrics.get(metric::CPU_COUNT)?.mean;
-            if !(cores >= 1.0) {
+            if cores.is_nan() || cores < 1.0 {
                 return None;
             }
             stat_of(window, base, stat)? / cores

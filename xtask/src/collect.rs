@@ -537,7 +537,7 @@ impl Nginx {
                 root = dir.join("html").display(),
             ),
         )?;
-        let status = Command::new("nginx").arg("-c").arg(dir.join("nginx.conf")).arg("-p").arg(&dir).status()?;
+        let status = Command::new("nginx").arg("-c").arg(dir.join("nginx.conf")).arg("-p").arg(dir).status()?;
         if !status.success() {
             bail!("nginx failed to start; see {}", dir.join("error.log").display());
         }
