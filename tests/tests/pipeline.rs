@@ -336,7 +336,11 @@ fn the_committed_onnx_model_scores_real_windows() {
         Command::new(venv.grpcurl()).args(["-plaintext", &addr, "fitsched.v1.Scorer/ModelInfo"]).output().unwrap();
     let info: Value = serde_json::from_slice(&out.stdout).expect("ModelInfo JSON");
     assert_eq!(info["kind"], "onnx", "{info}");
-    assert!(info["version"].as_str().is_some_and(|v| v.starts_with("rf-")), "{info}");
+    // grpcurl shows the held-out validation first: the shipped model under a grouped scheme.
+    let first = &info["validation"][0];
+    assert_eq!((&first["scheme"], &first["shipped"]), (&json!("leave_one_group_out"), &json!(true)), "{info}");
+    let kind = first["model"].as_str().unwrap_or("?");
+    assert!(info["version"].as_str().is_some_and(|v| v.starts_with(kind)), "the version names the {kind}: {info}");
     assert!(info["features"].as_array().is_some_and(|f| !f.is_empty()));
 
     let url = stack.scorer_url();
@@ -350,7 +354,10 @@ fn the_committed_onnx_model_scores_real_windows() {
     let fitness = node.fitness.expect("a fitness");
     assert!((0.0..=1.0).contains(&fitness));
     let log = stack.log("scorer");
-    assert!(log.contains("RandomForest"), "the scorer says which model it runs:\n{log}");
+    assert!(
+        log.contains(&format!("{kind} fitness model")) && log.contains("held-out leave one interference group out"),
+        "the scorer says which model it runs and how it held out:\n{log}"
+    );
 }
 
 /// `fitsched-agent --replay`: the scorer receives exactly the windows of the file, through
