@@ -1,8 +1,8 @@
 """Times sklearn's predict and Python onnxruntime on the same rows the scorer's bench
 uses (`cargo xtask bench model`). Writes the rows for the Rust side and prints JSON.
 
-The sklearn model is retrained exactly as train.py trains it (same data, same seed,
-n_jobs=1: a deterministic forest), so both sides score the committed model.
+The sklearn model is retrained exactly as train.py trains the committed model's kind
+(same data, same candidate definition, same seed), so both sides score the same model.
 """
 
 import argparse
@@ -35,17 +35,17 @@ def main():
     args = ap.parse_args()
 
     import onnxruntime as ort
-    from sklearn.ensemble import RandomForestRegressor
 
-    rows, thr, _, _, _ = train.labels(train.load(os.path.join(train.HERE, "data", "samples.jsonl")))
+    rows, thr, _, _, _ = train.labels(train.load(os.path.join(train.HERE, "data", "samples.jsonl")), 3)
     sess = ort.InferenceSession(os.path.join(train.HERE, "fitness.onnx"), providers=["CPUExecutionProvider"])
-    names = json.loads(sess.get_modelmeta().custom_metadata_map["fitsched.features"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    names = json.loads(meta["fitsched.features"])
     x = np.array([[r["features"][n] for n in names] for r in rows], dtype=np.float32)
-    meta = sess.get_modelmeta().custom_metadata_map["fitsched.model_version"]
-    trees, depth = (int(v) for v in meta.rsplit("-", 1)[1].split("x"))
-    model = RandomForestRegressor(
-        n_estimators=trees, max_depth=depth, min_samples_leaf=2, random_state=train.SEED, n_jobs=1
-    ).fit(x, thr)
+    # The committed kind's candidate over exactly the committed features (train.py's
+    # defaults for the forests' size).
+    defaults = argparse.Namespace(trees=100, max_depth=8)
+    _, make = train.candidates(names, defaults)[meta["fitsched.model_kind"]]
+    model = make().fit(x, thr)
 
     # 10 000 node rows: dataset rows resampled with 5 % noise, so the trees take varied paths.
     rng = np.random.default_rng(7)
@@ -73,7 +73,7 @@ def main():
         "python_onnxruntime_batched_s": best_of(args.repeat, onnxruntime_batched),
         "rows": args.rows,
         "features": len(names),
-        "model": meta,
+        "model": meta["fitsched.model_version"],
         "sklearn_s": best_of(args.repeat, lambda: model.predict(big)),
         "python_onnxruntime_s": best_of(args.repeat, lambda: sess.run(None, {"features": big})),
         "max_abs_diff_sklearn_vs_onnxruntime": float(np.max(np.abs(sk - onx))),

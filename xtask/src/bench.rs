@@ -280,7 +280,7 @@ fn model(rows: usize, repeat: usize, batch: usize) -> anyhow::Result<()> {
     let (sk, sk_b) = (secs(&py, "sklearn_s")?, secs(&py, "sklearn_batched_s")?);
     let (po, po_b) = (secs(&py, "python_onnxruntime_s")?, secs(&py, "python_onnxruntime_batched_s")?);
     line("scorer (Rust, ort)", ours, ours_b);
-    line("sklearn RandomForest.predict", sk, sk_b);
+    line("sklearn predict", sk, sk_b);
     line("Python onnxruntime", po, po_b);
     for (shape, o, s, p) in [("one batch".to_owned(), ours, sk, po), (format!("{batch} per call"), ours_b, sk_b, po_b)]
     {
