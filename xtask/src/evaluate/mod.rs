@@ -53,7 +53,7 @@ pub struct EvaluateArgs {
     /// seeds below 100.
     #[arg(long, default_value_t = 101)]
     first_seed: u64,
-    /// Steps (agent windows) per run; default 10 up to 50 nodes, 6 above.
+    /// Steps (agent windows) per run; default 10 up to 50 nodes, 5 above.
     #[arg(long)]
     steps: Option<usize>,
     /// The agent's and scorer's window: one step of the timeline.
@@ -152,7 +152,7 @@ fn one_size(
     splits: &BTreeMap<u64, Split>,
     work: &Path,
 ) -> anyhow::Result<Vec<Run>> {
-    let steps = args.steps.unwrap_or(if nodes <= 50 { 10 } else { 6 });
+    let steps = args.steps.unwrap_or(if nodes <= 50 { 10 } else { 5 });
     let params = Params { steps, ..Params::for_nodes(nodes) };
     let dir = work.join(format!("nodes-{nodes}"));
     std::fs::create_dir_all(&dir)?;
@@ -344,7 +344,9 @@ fn wait_windows(tb: &Testbed, nodes: usize, boundary: i64, timeout: Duration) ->
         if Instant::now() > deadline {
             bail!("{current} of {nodes} nodes have a scored window ending at {boundary} after {timeout:?}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Not faster: listing 500 nodes' windows from a debug scorer takes CPU that
+        // kube-scheduler, on the same two cores, needs.
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -383,7 +385,7 @@ fn wait_bound(
         if Instant::now() > deadline {
             bail!("{missing} pods in {namespace} not bound after {timeout:?} (logs in {})", tb.cluster.dir().display());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
