@@ -368,8 +368,9 @@ def evaluation_split(args, rows, names, cands):
     # The kind is the committed model's, chosen by grouped validation on all the data:
     # a choice among four families, not a fit to the held-out samples' labels.
     kind = args.kind or committed_kind()
+    version = f"{kind}-evaluation-split-{args.eval_split}"
     result = fit_and_export(kind, cands, names, x, thr, args.eval_out, {
-        "fitsched.model_version": f"{kind}-evaluation-split-{args.eval_split}",
+        "fitsched.model_version": version,
         "fitsched.summary": f"{kind} trained for an evaluation without {len(held_groups)} interference groups "
                             f"(split {args.eval_split})",
     })
@@ -380,7 +381,7 @@ def evaluation_split(args, rows, names, cands):
         "window": window_of(r),
     } for i, r in enumerate(test_rows)]
     with open(os.path.join(args.eval_out, "heldout.json"), "w") as f:
-        json.dump({"kind": kind, "trained_on": len(train_rows), "held_out_groups": sorted(held_groups),
+        json.dump({"kind": kind, "version": version, "trained_on": len(train_rows), "held_out_groups": sorted(held_groups),
                    "samples": samples}, f)
     print(f"evaluation split {args.eval_split}: {kind} trained on {len(train_rows)} samples; "
           f"{len(samples)} held out ({len(held_groups)} groups, {len(held_baselines)} baselines); "

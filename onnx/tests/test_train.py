@@ -136,6 +136,9 @@ def test_an_evaluation_split_holds_out_whole_groups(tmp_path):
     r = run("--data", str(data), "--eval-split", "3", "--eval-out", str(out), "--kind", "cpu_linear")
     assert r.returncode == 0, r.stderr
     held = json.loads((out / "heldout.json").read_text())
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(str(out / "fitness.onnx")).metadata_props}
+    assert held["version"] == meta["fitsched.model_version"] == "cpu_linear-evaluation-split-3"
     groups = set(held["held_out_groups"])
     # A third of the groups with benchmark neighbours (at least one) and of the others.
     assert len(groups) == 1 + 8 // 3 and sum("bench" in g for g in groups) == 1

@@ -46,18 +46,12 @@ pub fn check() -> anyhow::Result<()> {
     if !xtask.exists() {
         bail!("{} is not built: run `cargo build --workspace --bins` first", xtask.display());
     }
-    let status = Command::new(venv.python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "charts/tests"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("FITSCHED_XTASK", &xtask)
-        .env("FITSCHED_BIN_DIR", paths::bin_dir())
-        .current_dir(&root)
-        .status()
-        .with_context(|| format!("starting {}", venv.python().display()))?;
-    if !status.success() {
-        bail!("chart tests failed ({status})");
-    }
-    Ok(())
+    let bin_dir = paths::bin_dir();
+    crate::pytest(
+        "charts/tests",
+        &[("FITSCHED_XTASK", xtask.as_os_str()), ("FITSCHED_BIN_DIR", bin_dir.as_os_str())],
+        "chart tests",
+    )
 }
 
 /// `cargo xtask policy`: fitsched's extender entry for a KubeSchedulerConfiguration.

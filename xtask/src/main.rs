@@ -55,6 +55,23 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Runs the pytest suite in `dir` (relative to the workspace) with the project venv's
+/// Python and `env`; `what` names it in the error.
+pub fn pytest(dir: &str, env: &[(&str, &OsStr)], what: &str) -> anyhow::Result<()> {
+    let venv = fitsched_e2e::tools::ensure_venv()?;
+    let status = Command::new(venv.python())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", dir])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().copied())
+        .current_dir(fitsched_e2e::paths::workspace_root())
+        .status()
+        .with_context(|| format!("starting {}", venv.python().display()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
 /// Runs `cargo <args>` in the workspace, streaming its output.
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     cargo_with_env(args, &[])

@@ -2,6 +2,7 @@
 //! `onnx/train.py` in the project venv and writes `onnx/fitness.onnx`, `onnx/parity.json`
 //! and `onnx/MODEL_CARD.md`.
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -18,13 +19,19 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    progress("training with onnx/train.py");
+    train_py(&["--trees", &args.trees.to_string(), "--max-depth", &args.max_depth.to_string()])
+}
+
+/// Runs `onnx/train.py` with `args` in the project venv.
+pub fn train_py<S: AsRef<OsStr>>(args: &[S]) -> anyhow::Result<()> {
     let venv = tools::ensure_venv()?;
     let script = paths::workspace_root().join("onnx/train.py");
-    progress(format!("training with {}", script.display()));
     let status = Command::new(venv.python())
         .arg(&script)
-        .args(["--trees", &args.trees.to_string(), "--max-depth", &args.max_depth.to_string()])
-        .status()?;
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {}", venv.python().display()))?;
     if !status.success() {
         bail!("{} failed ({status})", script.display());
     }
@@ -34,16 +41,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 /// Runs `onnx/tests` (pytest): labels, features that transfer, grouped validation and the
 /// shipped model's choice, the export, the evaluation split, on synthetic data.
 pub fn check() -> anyhow::Result<()> {
-    let venv = tools::ensure_venv()?;
     progress("pytest onnx/tests: labels, transferable features, grouped validation, export, evaluation split");
-    let status = Command::new(venv.python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "onnx/tests"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(paths::workspace_root())
-        .status()
-        .with_context(|| format!("starting {}", venv.python().display()))?;
-    if !status.success() {
-        bail!("onnx tests failed ({status})");
-    }
-    Ok(())
+    crate::pytest("onnx/tests", &[], "onnx tests")
 }

@@ -22,15 +22,15 @@ mod report;
 pub mod world;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use fitsched_e2e::cluster::{NodeSpec, Workload};
 use fitsched_e2e::stack::block_on;
 use fitsched_e2e::testbed::{ReplayNodes, Testbed, TestbedConfig, ZONES};
-use fitsched_e2e::{paths, progress, tools};
+use fitsched_e2e::{paths, progress};
 use fitsched_proto::{ListNodesRequest, ModelInfoRequest};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -90,13 +90,12 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     anyhow::ensure!(args.seeds >= 1 && !args.nodes.is_empty(), "nothing to evaluate");
     cargo(&["build", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
-    let venv = tools::ensure_venv()?;
     let work = paths::target_dir().join("evaluate");
     std::fs::create_dir_all(&work)?;
     let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
     let mut splits = BTreeMap::new();
     for &seed in &seeds {
-        splits.insert(seed, split(&venv, &args.data, seed, &work)?);
+        splits.insert(seed, split(&args.data, seed, &work)?);
     }
     let mut runs = Vec::new();
     for &nodes in &args.nodes {
@@ -112,33 +111,42 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
 /// A seed's model and held-out samples.
 pub struct Split {
     pub model: PathBuf,
+    /// The version the model reports, so the scorer can be seen to run it.
+    pub version: String,
     pub kind: String,
     pub trained_on: u64,
     pub held_out_groups: Vec<String>,
     pub samples: Vec<Sample>,
 }
 
-fn split(venv: &tools::Venv, data: &Path, seed: u64, work: &Path) -> anyhow::Result<Split> {
+fn split(data: &Path, seed: u64, work: &Path) -> anyhow::Result<Split> {
     let dir = work.join(format!("split-{seed}"));
     progress(format!("model split {seed}: training without a third of the interference groups"));
-    let status = Command::new(venv.python())
-        .arg(paths::workspace_root().join("onnx/train.py"))
-        .arg("--data")
-        .arg(paths::workspace_root().join(data))
-        .args(["--eval-split", &seed.to_string(), "--eval-out"])
-        .arg(&dir)
-        .status()?;
-    if !status.success() {
-        bail!("onnx/train.py --eval-split {seed} failed ({status})");
-    }
+    let data = paths::workspace_root().join(data);
+    let seed_arg = seed.to_string();
+    crate::train::train_py(&[
+        OsStr::new("--data"),
+        data.as_os_str(),
+        OsStr::new("--eval-split"),
+        OsStr::new(&seed_arg),
+        OsStr::new("--eval-out"),
+        dir.as_os_str(),
+    ])?;
     let held: Value = serde_json::from_slice(&std::fs::read(dir.join("heldout.json"))?)?;
     Ok(Split {
         model: dir.join("fitness.onnx"),
+        version: held["version"].as_str().context("heldout.json has no model version")?.to_owned(),
         kind: held["kind"].as_str().unwrap_or("?").to_owned(),
         trained_on: held["trained_on"].as_u64().unwrap_or(0),
         held_out_groups: serde_json::from_value(held["held_out_groups"].clone())?,
         samples: serde_json::from_value(held["samples"].clone()).context("heldout.json samples")?,
     })
+}
+
+/// Steps per run at `nodes`: `--steps`, else 10 up to 50 nodes and 5 above (the
+/// 500-node runs are most of the evaluation's time).
+pub fn steps(args: &EvaluateArgs, nodes: usize) -> usize {
+    args.steps.unwrap_or(if nodes <= 50 { 10 } else { 5 })
 }
 
 fn node_name(i: usize) -> String {
@@ -152,8 +160,7 @@ fn one_size(
     splits: &BTreeMap<u64, Split>,
     work: &Path,
 ) -> anyhow::Result<Vec<Run>> {
-    let steps = args.steps.unwrap_or(if nodes <= 50 { 10 } else { 5 });
-    let params = Params { steps, ..Params::for_nodes(nodes) };
+    let params = Params { steps: steps(args, nodes), ..Params::for_nodes(nodes) };
     let dir = work.join(format!("nodes-{nodes}"));
     std::fs::create_dir_all(&dir)?;
     let replay = dir.join("replay.json");
@@ -185,7 +192,7 @@ fn one_size(
     for &seed in seeds {
         let split = &splits[&seed];
         install_model(&split.model, &model)?;
-        wait_model(&tb, &format!("{}-evaluation-split-{seed}", split.kind))?;
+        wait_model(&tb, &split.version)?;
         let pool = Pool::new(split.samples.clone())?;
         let timeline = Timeline::new(params.clone(), &pool, seed);
         for scheduler in SCHEDULERS {

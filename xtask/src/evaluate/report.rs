@@ -221,8 +221,8 @@ pub fn write(
             p.background_per_node_step,
             p.lifetime.0,
             p.lifetime.1,
-            args.steps.unwrap_or(10),
-            args.steps.unwrap_or(5)
+            super::steps(args, 50),
+            super::steps(args, 51)
         ),
         "- **Outcomes**: a benchmark pod gets the measured throughput ratio and p99-latency ratio of the held-out \
          sample nearest to its node's condition when it is placed, with the benchmark pods already there counted as \
