@@ -204,6 +204,7 @@ impl Cluster {
             .arg(format!("--service-account-signing-key-file={}", pki.join("sa.key").display()))
             .arg("--service-account-issuer=https://kubernetes.default.svc")
             .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--delete-collection-workers=4")
             // No kubelets: nothing mounts tokens into pods, and nodes carry no condition taints.
             .arg("--disable-admission-plugins=ServiceAccount,TaintNodesByCondition");
         procs.spawn("kube-apiserver", apiserver)?;
@@ -297,19 +298,15 @@ impl Cluster {
 
     /// Creates the nodes, 16 requests at a time.
     pub fn create_nodes(&self, nodes: &[NodeSpec]) -> anyhow::Result<()> {
-        use futures::{StreamExt, TryStreamExt};
         let api: Api<Node> = Api::all(self.client());
-        let objects: Vec<Node> = nodes.iter().map(|n| serde_json::from_value(n.to_json())).collect::<Result<_, _>>()?;
-        self.block_on(
-            futures::stream::iter(objects.iter().map(|n| {
-                let api = api.clone();
-                async move { api.create(&PostParams::default(), n).await }
-            }))
-            .buffer_unordered(16)
-            .try_collect::<Vec<_>>(),
-        )
-        .context("creating nodes")?;
-        Ok(())
+        self.concurrently(nodes, |n| {
+            let api = api.clone();
+            async move {
+                let node: Node = serde_json::from_value(n.to_json())?;
+                api.create(&PostParams::default(), &node).await.with_context(|| format!("creating node {}", n.name))?;
+                Ok(())
+            }
+        })
     }
 
     /// Deletes nodes (a node leaving the cluster).
@@ -323,28 +320,30 @@ impl Cluster {
 
     /// Creates a Deployment; the controller manager makes its ReplicaSet and pods.
     pub fn create_workload(&self, w: &Workload) -> anyhow::Result<()> {
-        self.create_namespace(&w.namespace)?;
-        let api: Api<Deployment> = Api::namespaced(self.client(), &w.namespace);
-        self.block_on(api.create(&PostParams::default(), &w.deployment()?))
-            .with_context(|| format!("creating Deployment {}/{}", w.namespace, w.name))?;
-        Ok(())
+        self.create_workloads(std::slice::from_ref(w))
+    }
+
+    /// Creates the workloads' namespaces, then the workloads, 16 requests at a time.
+    pub fn create_workloads(&self, ws: &[Workload]) -> anyhow::Result<()> {
+        let namespaces: std::collections::BTreeSet<&str> = ws.iter().map(|w| w.namespace.as_str()).collect();
+        for ns in namespaces {
+            self.create_namespace(ns)?;
+        }
+        self.concurrently(ws, |w| async move {
+            let api: Api<Deployment> = Api::namespaced(self.client(), &w.namespace);
+            api.create(&PostParams::default(), &w.deployment()?)
+                .await
+                .with_context(|| format!("creating Deployment {}/{}", w.namespace, w.name))?;
+            Ok(())
+        })
     }
 
     /// Waits until `w.replicas` of the workload's pods are bound to nodes.
     pub fn wait_scheduled(&self, w: &Workload, timeout: Duration) -> anyhow::Result<Vec<Placement>> {
-        let api: Api<Pod> = Api::namespaced(self.client(), &w.namespace);
-        let lp = ListParams::default().labels(&format!("app={}", w.name));
         let deadline = Instant::now() + timeout;
         loop {
-            let pods = self.block_on(api.list(&lp))?;
-            let placed: Vec<Placement> = pods
-                .items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter_map(|p| {
-                    Some(Placement { pod: p.metadata.name.clone()?, node: p.spec.as_ref()?.node_name.clone()? })
-                })
-                .collect();
+            let placed: Vec<Placement> =
+                self.bound_pods(&w.namespace, Some(&w.name))?.into_iter().map(|(_, p)| p).collect();
             if placed.len() >= w.replicas as usize {
                 return Ok(placed);
             }
@@ -362,17 +361,69 @@ impl Cluster {
         }
     }
 
-    /// Removes a workload and its pods at once. Without kubelets a deleted pod would stay
-    /// terminating (and keep its node's resources) forever, so pods go with grace 0.
+    /// The pods of `namespace` (of workload `app`, if given) that are bound and not being
+    /// deleted, each with its `app` label.
+    pub fn bound_pods(&self, namespace: &str, app: Option<&str>) -> anyhow::Result<Vec<(String, Placement)>> {
+        let api: Api<Pod> = Api::namespaced(self.client(), namespace);
+        let lp = match app {
+            Some(app) => ListParams::default().labels(&format!("app={app}")),
+            None => ListParams::default(),
+        };
+        let pods = self.block_on(api.list(&lp))?;
+        Ok(pods
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| {
+                let app = p.metadata.labels.as_ref().and_then(|l| l.get("app")).cloned().unwrap_or_default();
+                Some((app, Placement { pod: p.metadata.name?, node: p.spec?.node_name? }))
+            })
+            .collect())
+    }
+
+    /// Deletes a workload and its pods at once: no grace period, no ReplicaSet left to
+    /// replace them.
     pub fn delete_workload(&self, w: &Workload) -> anyhow::Result<()> {
+        self.delete_workloads(std::slice::from_ref(w))
+    }
+
+    /// [`Cluster::delete_workload`] for many, 16 at a time.
+    pub fn delete_workloads(&self, ws: &[Workload]) -> anyhow::Result<()> {
+        self.concurrently(ws, |w| async move {
+            let lp = ListParams::default().labels(&format!("app={}", w.name));
+            self.delete_all(&w.namespace, &w.name, &lp).await
+        })
+    }
+
+    /// Deletes every Deployment, ReplicaSet and pod of `namespace` (three requests, where
+    /// deleting workload by workload takes three each).
+    pub fn clear_namespace(&self, namespace: &str) -> anyhow::Result<()> {
+        self.block_on(self.delete_all(namespace, "every workload", &ListParams::default()))
+    }
+
+    async fn delete_all(&self, namespace: &str, what: &str, lp: &ListParams) -> anyhow::Result<()> {
         let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..DeleteParams::default() };
-        let deployments: Api<Deployment> = Api::namespaced(self.client(), &w.namespace);
-        self.block_on(deployments.delete(&w.name, &orphan))?;
-        let lp = ListParams::default().labels(&format!("app={}", w.name));
-        let replica_sets: Api<ReplicaSet> = Api::namespaced(self.client(), &w.namespace);
-        self.block_on(replica_sets.delete_collection(&orphan, &lp))?;
-        let pods: Api<Pod> = Api::namespaced(self.client(), &w.namespace);
-        self.block_on(pods.delete_collection(&DeleteParams::default().grace_period(0), &lp))?;
+        let context = || format!("deleting {namespace}/{what}");
+        let deployments: Api<Deployment> = Api::namespaced(self.client(), namespace);
+        deployments.delete_collection(&orphan, lp).await.with_context(context)?;
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(self.client(), namespace);
+        replica_sets.delete_collection(&orphan, lp).await.with_context(context)?;
+        let pods: Api<Pod> = Api::namespaced(self.client(), namespace);
+        pods.delete_collection(&DeleteParams::default().grace_period(0), lp).await.with_context(context)?;
+        Ok(())
+    }
+
+    /// Runs `f` on every item, 16 at a time, stopping at the first error.
+    fn concurrently<'a, T: 'a, F>(
+        &'a self,
+        items: &'a [T],
+        f: impl Fn(&'a T) -> F,
+    ) -> anyhow::Result<()>
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + 'a,
+    {
+        use futures::{StreamExt, TryStreamExt};
+        self.block_on(futures::stream::iter(items.iter().map(f)).buffer_unordered(16).try_collect::<Vec<()>>())?;
         Ok(())
     }
 

@@ -211,9 +211,7 @@ fn one_variant(
         .map(|i| Workload::new("bench", &format!("rs-{i:02}"), 100.min(pods - i * 100), profile))
         .collect();
     progress(format!("{variant}: creating {pods} pods while kube-scheduler is down"));
-    for w in &workloads {
-        tb.cluster.create_workload(w)?;
-    }
+    tb.cluster.create_workloads(&workloads)?;
     wait_pods(&tb.cluster, pods as usize, false, Duration::from_secs(300))?;
 
     let pids = |tb: &Testbed| -> BTreeMap<&'static str, u32> {
@@ -274,9 +272,7 @@ fn one_variant(
     progress(format!("{variant}: {pods_per_second:.0} pods/s, scheduling algorithm {algorithm_ms:.2} ms a pod"));
 
     tb.cluster.stop_scheduler()?;
-    for w in &workloads {
-        tb.cluster.delete_workload(w)?;
-    }
+    tb.cluster.delete_workloads(&workloads)?;
     wait_pods(&tb.cluster, 0, false, Duration::from_secs(120))?;
     Ok(Run {
         variant: variant.to_owned(),

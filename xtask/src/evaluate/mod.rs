@@ -27,13 +27,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use fitsched_e2e::cluster::{NodeSpec, Workload};
+use fitsched_e2e::cluster::{NodeSpec, Placement, Workload};
 use fitsched_e2e::stack::block_on;
 use fitsched_e2e::testbed::{ReplayNodes, Testbed, TestbedConfig, ZONES};
 use fitsched_e2e::{paths, progress};
 use fitsched_proto::{ListNodesRequest, ModelInfoRequest};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 
 use crate::bench::scheduler::variant_config;
@@ -286,28 +284,30 @@ fn run_real<'a>(
     let window_ms = window.as_millis() as i64;
     let mut world = World::new(timeline, pool);
     let mut workloads: HashMap<String, Workload> = HashMap::new();
+    // Pods this kube-scheduler has bound, once the step's are.
+    let mut scheduled = 0;
     let result = (|| -> anyhow::Result<()> {
         for step in 0..timeline.params.steps {
-            for ended in world.begin_step(step) {
-                if let Some(w) = workloads.remove(&ended) {
-                    tb.cluster.delete_workload(&w)?;
-                }
-            }
+            let ended: Vec<Workload> =
+                world.begin_step(step).into_iter().filter_map(|name| workloads.remove(&name)).collect();
+            tb.cluster.delete_workloads(&ended)?;
             write_replay(replay, &world)?;
             // The agent reports at the next boundary; the scorer has the fitness a
             // moment later. Pods arrive then, scored on this step's windows.
             let boundary = (now_unix_ms() + 100).div_euclid(window_ms) * window_ms + window_ms;
             wait_windows(tb, timeline.params.nodes, boundary, Duration::from_secs(30))?;
             let arrivals = &timeline.arrivals[step];
-            for a in arrivals {
-                let w = Workload {
+            let created: Vec<Workload> = arrivals
+                .iter()
+                .map(|a| Workload {
                     cpu: format!("{}m", timeline.params.pod_millicores),
                     ..Workload::new(&namespace, &a.name, a.replicas, &profile)
-                };
-                tb.cluster.create_workload(&w)?;
-                workloads.insert(a.name.clone(), w);
-            }
-            let placed = wait_bound(tb, &namespace, arrivals, Duration::from_secs(120))?;
+                })
+                .collect();
+            tb.cluster.create_workloads(&created)?;
+            workloads.extend(created.into_iter().map(|w| (w.name.clone(), w)));
+            scheduled += arrivals.iter().map(|a| u64::from(a.replicas)).sum::<u64>();
+            let placed = wait_bound(tb, &namespace, arrivals, scheduled, Duration::from_secs(120))?;
             for a in arrivals {
                 for node in &placed[&a.name] {
                     let n = *index.get(node).with_context(|| format!("pod bound to unknown node {node}"))?;
@@ -326,8 +326,9 @@ fn run_real<'a>(
         }
         Ok(())
     })();
-    let cleanup = delete_namespace_pods(tb, &namespace, workloads.values());
+    // Stopped first, kube-scheduler does not spend the two cores on the deletions' events.
     tb.cluster.stop_scheduler()?;
+    let cleanup = tb.cluster.clear_namespace(&namespace);
     result?;
     cleanup?;
     Ok(world)
@@ -337,6 +338,9 @@ fn run_real<'a>(
 /// `boundary`: the pods of a step are scored on that step's windows, never on the last.
 fn wait_windows(tb: &Testbed, nodes: usize, boundary: i64, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    // No window ends at the boundary before the boundary.
+    let until = boundary - now_unix_ms();
+    std::thread::sleep(Duration::from_millis(until.clamp(0, 60_000) as u64));
     loop {
         let listed = block_on(async {
             anyhow::Ok(tb.stack.scorer_client().await?.list_nodes(ListNodesRequest {}).await?.into_inner().nodes)
@@ -359,23 +363,25 @@ fn wait_windows(tb: &Testbed, nodes: usize, boundary: i64, timeout: Duration) ->
 
 /// Waits until every pod of `arrivals` is bound; their nodes by arrival, in pod-name
 /// order (kube-scheduler's order within a step is not observable here, and the order
-/// only decides which of a step's pods count the others as neighbours).
+/// only decides which of a step's pods count the others as neighbours). Pods are listed
+/// only once kube-scheduler counts `scheduled` pods: listing a namespace of a thousand
+/// pods four times a second took CPU from kube-scheduler and the API server.
 fn wait_bound(
     tb: &Testbed,
     namespace: &str,
     arrivals: &[world::Arrival],
+    scheduled: u64,
     timeout: Duration,
 ) -> anyhow::Result<HashMap<String, Vec<String>>> {
-    let api: Api<Pod> = Api::namespaced(tb.cluster.client(), namespace);
     let deadline = Instant::now() + timeout;
     loop {
-        let pods = tb.cluster.block_on(api.list(&ListParams::default()))?;
-        let mut bound: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for p in pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-            let app = p.metadata.labels.as_ref().and_then(|l| l.get("app")).cloned().unwrap_or_default();
-            if let (Some(name), Some(node)) = (&p.metadata.name, p.spec.as_ref().and_then(|s| s.node_name.clone())) {
-                bound.entry(app).or_default().push((name.clone(), node));
-            }
+        if tb.cluster.scheduled_attempts()? < scheduled && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let mut bound: HashMap<String, Vec<Placement>> = HashMap::new();
+        for (app, p) in tb.cluster.bound_pods(namespace, None)? {
+            bound.entry(app).or_default().push(p);
         }
         let missing: u32 =
             arrivals.iter().map(|a| a.replicas.saturating_sub(bound.get(&a.name).map_or(0, |b| b.len() as u32))).sum();
@@ -384,8 +390,8 @@ fn wait_bound(
                 .iter()
                 .map(|a| {
                     let mut pods = bound.remove(&a.name).unwrap_or_default();
-                    pods.sort();
-                    (a.name.clone(), pods.into_iter().take(a.replicas as usize).map(|(_, n)| n).collect())
+                    pods.sort_by(|x, y| x.pod.cmp(&y.pod));
+                    (a.name.clone(), pods.into_iter().take(a.replicas as usize).map(|p| p.node).collect())
                 })
                 .collect());
         }
@@ -394,17 +400,4 @@ fn wait_bound(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn delete_namespace_pods<'w>(
-    tb: &Testbed,
-    namespace: &str,
-    workloads: impl Iterator<Item = &'w Workload>,
-) -> anyhow::Result<()> {
-    for w in workloads {
-        tb.cluster.delete_workload(w)?;
-    }
-    let api: Api<Pod> = Api::namespaced(tb.cluster.client(), namespace);
-    tb.cluster.block_on(api.delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default()))?;
-    Ok(())
 }
