@@ -17,9 +17,9 @@ pub mod stream;
 pub mod telemetry;
 pub mod window;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use fitsched_proto::NodeWindow;
@@ -142,10 +142,14 @@ pub async fn run_with(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_state = http::HttpState { node: host, nodes: statuses, prometheus: prometheus.clone() };
-    let mut http_task = tokio::spawn(
-        axum::serve(listener, http::router(http_state)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
-    );
-    let upkeep = prometheus.map(|handle| tokio::spawn(upkeep_loop(handle, stop_rx.clone())));
+    let mut http_task = tokio::spawn(fitsched_runtime::http::serve(
+        "http",
+        listener,
+        http::router(http_state),
+        None,
+        fitsched_runtime::http::ServeLimits::default(),
+        stopped(stop_rx.clone()),
+    ));
     let ticker = match &args.replay {
         Some(path) => tokio::spawn(replay_loop(replayed, path.clone(), args.window, stop_rx)),
         None => tokio::spawn(tick_loop(nodes, args.tick, stop_rx)),
@@ -157,7 +161,7 @@ pub async fn run_with(
         res = &mut http_task => {
             result = match res {
                 Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
-                Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
+                Ok(Err(e)) => Err(e.context("HTTP server failed")),
                 Err(e) => Err(anyhow::Error::new(e).context("HTTP server task failed")),
             };
         }
@@ -175,9 +179,6 @@ pub async fn run_with(
     }
     if !http_task.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    }
-    if let Some(upkeep) = upkeep {
-        upkeep.abort();
     }
     result
 }
@@ -240,7 +241,7 @@ async fn replay_loop(
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
     let samples = nodes.first().map_or(1, |n| n.aggregator.samples_expected());
     loop {
-        let now = unix_ms();
+        let now = fitsched_proto::now_unix_ms();
         let end = now.div_euclid(window_ms) * window_ms + window_ms;
         let wait = Duration::from_millis(u64::try_from(end - now).unwrap_or(0));
         tokio::select! {
@@ -268,7 +269,10 @@ async fn replay_loop(
 
 /// Samples every node once per tick until `stop`.
 async fn tick_loop(mut nodes: Vec<NodeLoop>, tick: Duration, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + first_tick_delay(tick, unix_ms()), tick);
+    let mut interval = tokio::time::interval_at(
+        tokio::time::Instant::now() + first_tick_delay(tick, fitsched_proto::now_unix_ms()),
+        tick,
+    );
     // After a stall, sample once and carry on rather than firing a burst of catch-up
     // samples with the same content.
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -278,7 +282,7 @@ async fn tick_loop(mut nodes: Vec<NodeLoop>, tick: Duration, mut stop: watch::Re
             _ = stop.changed() => break,
         }
         let now = std::time::Instant::now();
-        let now_ms = unix_ms();
+        let now_ms = fitsched_proto::now_unix_ms();
         for node in &mut nodes {
             node.tick(now, now_ms);
         }
@@ -293,26 +297,8 @@ pub fn first_tick_delay(tick: Duration, now_unix_ms: i64) -> Duration {
     Duration::from_millis(delay.unsigned_abs())
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
-/// The recorder leaves periodic maintenance (histogram draining) to its owner.
-async fn upkeep_loop(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = interval.tick() => handle.run_upkeep(),
-            _ = stop.changed() => break,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -139,7 +139,8 @@ def test_monitoring_objects_only_with_the_prometheus_operator():
     agent = container(objs, "DaemonSet", f"{fullname()}-agent", "agent")
     assert "http" in [p["name"] for p in agent["ports"]]
     shim = container(objs, "Deployment", f"{fullname()}-scheduler", "shim")
-    assert "extender" in [p["name"] for p in shim["ports"]]
+    assert "shim-metrics" in [p["name"] for p in shim["ports"]]
+    assert monitors[f"{fullname()}-scheduler"]["spec"]["podMetricsEndpoints"][0]["port"] == "shim-metrics"
     off = dict(full, monitoring={"enabled": False})
     assert not find(objects(render(off, api_versions=PROMETHEUS_OPERATOR_APIS)), "ServiceMonitor")
 
@@ -231,7 +232,9 @@ def test_agent_mounts_the_node_read_only_and_needs_no_api_access(values):
         assert flag(agent, "tls-ca") == "/etc/fitsched/tls/ca.crt"
         secret_vol = next(vol for vol in pod["volumes"] if vol["name"] == "scorer-ca")
         assert secret_vol["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "agents get the CA only"
-    if v["ingestToken"]["enabled"]:
+    if v["auth"]["tokenReview"]:
+        assert flag(agent, "token-file") == "/var/run/secrets/fitsched/token"
+    elif v["ingestToken"]["enabled"]:
         assert flag(agent, "token-file") == "/etc/fitsched/token/token"
 
 
@@ -260,8 +263,11 @@ def test_rbac_grants_only_what_each_part_uses():
             for rule in role["rules"]:
                 assert "*" not in rule["verbs"] and "*" not in rule["resources"], role["metadata"]["name"]
         scorer_rules = one(objs, "ClusterRole", f"{fullname()}-scorer")["rules"]
-        # The scorer only watches; the shim binds with the scheduler's account.
-        assert scorer_rules == [{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}]
+        # The scorer only watches, and checks its callers' tokens; the shim binds with the
+        # scheduler's account.
+        assert scorer_rules[0] == {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}
+        review = {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+        assert scorer_rules[1:] == ([review] if v["auth"]["tokenReview"] else [])
         bindings = {
             b["roleRef"]["name"]: b for b in find(objs, "ClusterRoleBinding") if b["metadata"]["name"].endswith(("kube-scheduler", "volume-scheduler"))
         }
@@ -384,6 +390,47 @@ def test_notes_print_the_grpcurl_commands():
     assert "-cacert ca.crt" in tls_notes and "-plaintext" not in tls_notes
     no_scheduler = render(VARIANTS["extend-default-scheduler"])["fitsched/templates/NOTES.txt"]
     assert "cargo xtask policy --full" in no_scheduler
+
+
+def test_closed_by_default():
+    """Nothing reaches the shim's verbs but the kube-scheduler beside it, scrapers get a
+    port of their own, and the scorer checks every caller's service account token with
+    the API server, an agent's bound to its pod and so to its node."""
+    objs = objects(render())
+    shim = container(objs, "Deployment", f"{fullname()}-scheduler", "shim")
+    assert flag(shim, "listen") == "127.0.0.1:8080"
+    assert flag(shim, "metrics-listen") == "127.0.0.1:9091"
+    exposed = container(objects(render({"shim": {"exposeMetrics": True}})), "Deployment", f"{fullname()}-scheduler", "shim")
+    assert flag(exposed, "listen") == "127.0.0.1:8080", "exposing metrics never exposes the verbs"
+    assert flag(exposed, "metrics-listen") == "0.0.0.0:9091"
+    assert exposed["readinessProbe"]["httpGet"]["port"] == "shim-metrics"
+
+    scorer = container(objs, "Deployment", f"{fullname()}-scorer", "scorer")
+    assert "--token-review" in scorer["args"] and "--allow-unauthenticated" not in scorer["args"]
+    assert flag(scorer, "token-audience") == "fitsched-scorer"
+    accounts = [a.split("=", 1)[1] for a in scorer["args"] if a.startswith("--service-account=")]
+    roles = [a.split("=", 2)[1] for a in scorer["args"] if a.startswith("--service-account=")]
+    agent_sa = one(objs, "DaemonSet", f"{fullname()}-agent")["spec"]["template"]["spec"]["serviceAccountName"]
+    shim_sa = one(objs, "Deployment", f"{fullname()}-scheduler")["spec"]["template"]["spec"]["serviceAccountName"]
+    assert roles == ["agent", "scheduler"]
+    assert accounts == [f"agent={NAMESPACE}/{agent_sa}", f"scheduler={NAMESPACE}/{shim_sa}"]
+    for kind, name, c in (("DaemonSet", "agent", "agent"), ("Deployment", "scheduler", "shim")):
+        pod = one(objs, kind, f"{fullname()}-{name}")["spec"]["template"]["spec"]
+        vol = next(v for v in pod["volumes"] if v["name"] == "scorer-token")
+        source = vol["projected"]["sources"][0]["serviceAccountToken"]
+        assert source == {"audience": "fitsched-scorer", "expirationSeconds": 3600, "path": "token"}
+        assert flag(container(objs, kind, f"{fullname()}-{name}", c), "token-file") == "/var/run/secrets/fitsched/token"
+    ops = container(objects(render({"auth": {"operators": ["ops/grpcurl"]}})), "Deployment", f"{fullname()}-scorer", "scorer")
+    assert "--service-account=operator=ops/grpcurl" in ops["args"]
+    assert "create token grpcurl --audience fitsched-scorer" in render({"auth": {"operators": ["ops/grpcurl"]}})["fitsched/templates/NOTES.txt"]
+    from helm_python import HelmRenderError
+
+    with pytest.raises(HelmRenderError, match="let no one in"):
+        render({"auth": {"tokenReview": False}})
+    open_scorer = container(
+        objects(render({"auth": {"tokenReview": False, "allowUnauthenticated": True}})), "Deployment", f"{fullname()}-scorer", "scorer"
+    )
+    assert "--allow-unauthenticated" in open_scorer["args"] and "--token-review" not in open_scorer["args"]
 
 
 def test_ingest_token_is_generated_once_and_shared():

@@ -120,7 +120,7 @@ def test_rendered_configuration_is_valid_and_wired(name):
     shim = container(objs, "Deployment", scheduler["metadata"]["name"], "shim")
     host, port = flag(shim, "listen").rsplit(":", 1)
     assert ext["urlPrefix"] == f"http://127.0.0.1:{port}"
-    assert host in ("127.0.0.1", "0.0.0.0")
+    assert host == "127.0.0.1", "only the kube-scheduler beside the shim may call its verbs"
     assert shim["ports"][0]["containerPort"] == int(port)
     assert flag(shim, "scorer").endswith(f"{fullname()}-scorer.{NAMESPACE}.svc:{v['scorer']['grpcPort']}")
     # The shim answers (neutrally if need be) well before kube-scheduler stops waiting.
@@ -326,7 +326,7 @@ def shim():
     profile_args = [a for a in rendered if a.startswith("--profile-strategy=")]
     assert profile_args
     proc = subprocess.Popen(
-        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms", "--binder", "scorer-only", *profile_args],
+        [str(bin_path("fitsched-shim")), "--listen", f"127.0.0.1:{port}", "--scorer", f"http://127.0.0.1:{dead}", "--deadline", "200ms", "--bind-deadline", "200ms", "--binder", "scorer-only", "--metrics-listen", "127.0.0.1:0", *profile_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -372,7 +372,7 @@ def test_extender_verbs_are_served_by_the_shim(shim, name):
     ext = cfg["extenders"][0]
     # The shim's own default port is the chart's.
     help_text = subprocess.run([str(bin_path("fitsched-shim")), "--help"], capture_output=True, text=True).stdout
-    assert "[default: 0.0.0.0:8080]" in help_text and ext["urlPrefix"].endswith(":8080")
+    assert "[default: 127.0.0.1:8080]" in help_text and ext["urlPrefix"].endswith(":8080")
     mode = "names" if ext["nodeCacheCapable"] else "full"
     verbs = {k: ext[k] for k in ("filterVerb", "prioritizeVerb", "bindVerb") if ext.get(k)}
     assert verbs, "at least one verb"

@@ -1,5 +1,5 @@
-//! The extender's HTTP API: `POST /filter`, `/prioritize`, `/bind`; `GET /health`,
-//! `/metrics`.
+//! The extender's HTTP API: `POST /filter`, `/prioritize`, `/bind`; `GET /health`. On a
+//! listener of their own ([`metrics_router`]): `GET /metrics`, `/health`.
 //!
 //! The promise to kube-scheduler is that scheduling never stops because of fitsched:
 //! when the scorer gives no usable answer to Filter or Score, the shim still answers 200
@@ -57,7 +57,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -66,14 +66,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fitsched_proto::{CandidateNode, FilterRequest, FilterResponse, ScoreRequest, ScoreResponse, score};
+use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::binder::Binder;
 use crate::client::{CallError, Scorer};
-use crate::config::{ProfileStrategies, ShimConfig};
+use crate::config::{BodyLimits, ProfileStrategies, ShimConfig};
 use crate::wire::{
     self, BadRequest, ErrorBody, ExtenderBindingResult, ExtenderFilterResult, FailedNodes, HostPriority, SchedulingArgs,
 };
@@ -86,7 +88,7 @@ pub mod metric {
     pub const REQUEST_DURATION: &str = "fitsched_shim_request_duration_seconds";
     /// Counter `{verb, reason}`: neutral answers given because the scorer gave no usable one.
     pub const FALLBACKS: &str = "fitsched_shim_fallbacks_total";
-    /// Counter `{verb}`: requests refused with 400 or 413.
+    /// Counter `{verb, code}`: requests refused (400, 408, 413, 503).
     pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
     /// Counter `{reason}`: binds reported failed to kube-scheduler.
     pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
@@ -128,20 +130,20 @@ impl Verb {
 struct AppState {
     scorer: Scorer,
     binder: Binder,
-    metrics: Option<PrometheusHandle>,
-    max_body_bytes: usize,
+    limits: BodyLimits,
+    /// Request-body bytes being read or held, in KiB: the shim's memory bound.
+    in_flight: Arc<Semaphore>,
     profiles: Arc<ProfileStrategies>,
 }
 
-/// The shim's HTTP router. `metrics` renders `/metrics`; without it (tests, where no
-/// global recorder is installed) `/metrics` answers an empty exposition. Must be called
-/// inside a Tokio runtime, because the scorer channel is created here (lazily).
-pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> anyhow::Result<Router> {
+/// The extender's HTTP router. Must be called inside a Tokio runtime, because the scorer
+/// channel is created here (lazily).
+pub fn router(config: &ShimConfig) -> anyhow::Result<Router> {
     let state = AppState {
         scorer: Scorer::connect_lazy(&config.client)?,
         binder: config.binder.clone(),
-        metrics,
-        max_body_bytes: config.max_body_bytes,
+        limits: config.limits,
+        in_flight: Arc::new(Semaphore::new(kib(config.limits.max_in_flight_bytes) as usize)),
         profiles: Arc::new(config.profiles.clone()),
     };
     Ok(Router::new()
@@ -149,31 +151,99 @@ pub fn router(config: &ShimConfig, metrics: Option<PrometheusHandle>) -> anyhow:
         .route("/prioritize", post(prioritize))
         .route("/bind", post(bind))
         .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_declared_oversize))
+        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state))
 }
 
-/// Answers 413 from the `Content-Length` header alone, before reading any of the body:
-/// the client learns at once, and the shim never buffers what it will refuse.
-/// (`DefaultBodyLimit` still guards bodies of undeclared length while they stream.)
-async fn refuse_declared_oversize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// `/metrics` (Prometheus text rendered by `metrics`; without it, as in tests where no
+/// global recorder is installed, an empty exposition) and `/health`, for the shim's
+/// metrics listener: scrapers and probes reach these and nothing else.
+pub fn metrics_router(metrics: Option<PrometheusHandle>) -> Router {
+    let text = move || {
+        let text = metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+        async move { ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text) }
+    };
+    Router::new().route("/metrics", get(text)).route("/health", get(|| async { r#"{"status":"ok"}"# }))
+}
+
+/// KiB, rounded up: the unit of the in-flight budget (a `Semaphore` counts in `u32`).
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).min(Semaphore::MAX_PERMITS as u32)
+}
+
+/// Reads a verb's body before the handler runs, within [`BodyLimits`]:
+///
+/// - declared larger than `max_body_bytes`: 413 at once, from the header; what the client
+///   sends meanwhile is read and dropped for up to the read timeout, so a client that
+///   writes its whole body before reading sees the 413, not a reset connection;
+/// - no room in the in-flight budget for the declared size (for the largest body when
+///   undeclared): 503 at once, nothing read;
+/// - not received within `read_timeout`: 408 (a client declaring 100 bytes and sending
+///   2 no longer holds a connection and its budget);
+/// - larger than declared or than the limit while streaming: 413.
+///
+/// Refusals close the connection: the rest of the body may still be in flight.
+async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(verb) = Verb::from_path(req.uri().path()) else { return next.run(req).await };
+    let start = Instant::now();
+    let limits = state.limits;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    match (declared, Verb::from_path(req.uri().path())) {
-        (Some(len), Some(verb)) if len > state.max_body_bytes as u64 => {
-            metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str()).increment(1);
-            let message = format!(
-                "request body of {len} bytes is larger than the limit of {} bytes (--max-body-bytes)",
-                state.max_body_bytes
-            );
-            warn!(verb = verb.as_str(), status = 413, message, "request refused");
-            error(StatusCode::PAYLOAD_TOO_LARGE, message)
-        }
-        _ => next.run(req).await,
+    let (parts, mut body) = req.into_parts();
+    let refused = |status, message| {
+        let response = refuse(verb, status, message);
+        record(verb, start, &response);
+        response
+    };
+    if let Some(len) = declared.filter(|&len| len > limits.max_body_bytes as u64) {
+        // Answered at once; the body is read and dropped for up to the read time
+        // meanwhile, so a client that writes its whole body before reading gets this
+        // answer and not a reset connection. None of it is kept.
+        tokio::spawn(async move {
+            let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(limits.read_timeout, drain).await;
+        });
+        let message = format!(
+            "request body of {len} bytes is larger than the limit of {} bytes (--max-body-bytes)",
+            limits.max_body_bytes
+        );
+        return refused(StatusCode::PAYLOAD_TOO_LARGE, message);
     }
+    let reserve = declared.map_or(limits.max_body_bytes, |len| len as usize);
+    let Ok(_permit) = state.in_flight.clone().try_acquire_many_owned(kib(reserve)) else {
+        let message = format!(
+            "the shim holds its limit of {} bytes of request bodies (--max-body-bytes-in-flight); retry",
+            limits.max_in_flight_bytes
+        );
+        return refused(StatusCode::SERVICE_UNAVAILABLE, message);
+    };
+    let read = http_body_util::Limited::new(body, limits.max_body_bytes).collect();
+    let bytes = match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            let message =
+                format!("request body is larger than the limit of {} bytes (--max-body-bytes)", limits.max_body_bytes);
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        Ok(Err(e)) => return refused(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+        Err(_) => {
+            let message = format!("request body not received within {:?} (--body-read-timeout)", limits.read_timeout);
+            return refused(StatusCode::REQUEST_TIMEOUT, message);
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// A request refused before it was understood: counted, logged, answered with a JSON
+/// error, connection closed (the rest of its body may still be on the way).
+fn refuse(verb: Verb, status: StatusCode, message: String) -> Response {
+    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str(), "code" => status.as_str().to_owned()).increment(1);
+    warn!(verb = verb.as_str(), status = status.as_u16(), message, "request refused");
+    let mut response = error(status, message);
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn filter(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -212,7 +282,7 @@ async fn filter_body(state: &AppState, body: &[u8]) -> Response {
         Ok(args) => args,
         Err(e) => return bad_request(verb, &e),
     };
-    let pod = args.pod_key();
+    let pod = args.pod_display();
     let candidates = args.nodes.len();
     if candidates == 0 {
         info!(pod, verb = verb.as_str(), candidates, failed = 0, "no candidates: empty answer");
@@ -243,7 +313,7 @@ async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
         Ok(args) => args,
         Err(e) => return bad_request(verb, &e),
     };
-    let pod = args.pod_key();
+    let pod = args.pod_display();
     let candidates = args.nodes.len();
     if candidates == 0 {
         info!(pod, verb = verb.as_str(), candidates, "no candidates: empty answer");
@@ -388,16 +458,11 @@ async fn health(State(state): State<AppState>) -> Response {
     json(0, StatusCode::OK, &Health { status: "ok", scorer: state.scorer.state() })
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    let text = state.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
-}
-
 async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {}: the extender serves POST /filter, /prioritize, /bind and GET /health, /metrics",
+            "no route for {method} {}: the extender serves POST /filter, /prioritize, /bind and GET /health",
             uri.path()
         ),
     )
@@ -408,19 +473,17 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 }
 
 fn refuse_body(verb: Verb, state: &AppState, rejection: &BytesRejection) -> Response {
-    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str()).increment(1);
     let status = rejection.status();
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!("request body is larger than the limit of {} bytes (--max-body-bytes)", state.max_body_bytes)
+        format!("request body is larger than the limit of {} bytes (--max-body-bytes)", state.limits.max_body_bytes)
     } else {
         format!("could not read the request body: {}", rejection.body_text())
     };
-    warn!(verb = verb.as_str(), status = status.as_u16(), message, "request refused");
-    error(status, message)
+    refuse(verb, status, message)
 }
 
 fn bad_request(verb: Verb, e: &BadRequest) -> Response {
-    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str()).increment(1);
+    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str(), "code" => "400").increment(1);
     warn!(verb = verb.as_str(), error = %e, "bad request");
     error(StatusCode::BAD_REQUEST, e.0.clone())
 }

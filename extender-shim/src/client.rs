@@ -28,6 +28,8 @@ pub struct ClientConfig {
     pub tls_ca: Option<std::path::PathBuf>,
     /// Name to check in the scorer's certificate instead of the url's host.
     pub tls_domain: Option<String>,
+    /// File with the bearer token the scorer knows the shim by.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -41,6 +43,7 @@ impl ClientConfig {
             keep_alive_interval: Duration::from_secs(10),
             tls_ca: None,
             tls_domain: None,
+            token_file: None,
         }
     }
 }
@@ -63,6 +66,11 @@ impl CallError {
                 Code::DeadlineExceeded | Code::Cancelled => "timeout",
                 Code::Unavailable => "unavailable",
                 Code::InvalidArgument => "invalid_argument",
+                // The shim's token is missing, wrong or of the wrong role: a
+                // configuration error, counted apart so it is not mistaken for load.
+                Code::Unauthenticated | Code::PermissionDenied => "unauthorized",
+                // Past a message or resource limit of the scorer's.
+                Code::OutOfRange | Code::ResourceExhausted => "limit",
                 _ => "other",
             },
         }
@@ -81,9 +89,7 @@ const UNKNOWN: u8 = 0;
 const REACHABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
 
-// Far above the 4 MiB default: a Filter answer for tens of thousands of nodes with
-// reasons must not fail on size.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+const MAX_MESSAGE_BYTES: usize = fitsched_runtime::MAX_GRPC_MESSAGE;
 
 /// A cheap-to-clone handle on the scorer.
 #[derive(Debug, Clone)]
@@ -92,6 +98,8 @@ pub struct Scorer {
     deadline: Duration,
     bind_deadline: Duration,
     last: Arc<AtomicU8>,
+    /// The shim's credential at the scorer (`--token-file`).
+    token: Option<Arc<fitsched_runtime::BearerToken>>,
 }
 
 impl Scorer {
@@ -102,10 +110,8 @@ impl Scorer {
             fitsched_runtime::scorer_endpoint(&config.url, config.tls_ca.as_deref(), config.tls_domain.as_deref())?
                 .connect_timeout(config.connect_timeout)
                 .tcp_nodelay(true)
-                // A 5 000-node request is ~80 KB: beyond HTTP/2's default 64 KiB window it
-                // would wait a round trip for a WINDOW_UPDATE.
-                .initial_stream_window_size(4 << 20)
-                .initial_connection_window_size(16 << 20)
+                .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
+                .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW)
                 .http2_keep_alive_interval(config.keep_alive_interval)
                 .keep_alive_while_idle(true)
                 .connect_lazy();
@@ -117,6 +123,7 @@ impl Scorer {
             deadline: config.deadline,
             bind_deadline: config.bind_deadline,
             last: Arc::new(AtomicU8::new(UNKNOWN)),
+            token: config.token_file.as_ref().map(|p| Arc::new(fitsched_runtime::BearerToken::new(p))),
         })
     }
 
@@ -161,6 +168,11 @@ impl Scorer {
         // Sent as grpc-timeout so the scorer can give up too; the local timeout below is
         // what actually bounds the wait, including connecting.
         request.set_timeout(deadline);
+        if let Some(token) = &self.token
+            && let Err(e) = token.authorize(&mut request)
+        {
+            tracing::error!(error = %format!("{e:#}"), "no token for the scorer; calling without one");
+        }
         let outcome = match tokio::time::timeout(deadline, f(self.client.clone(), request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(CallError::Status(status)),

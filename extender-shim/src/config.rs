@@ -14,9 +14,36 @@ use crate::quantity;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fitsched-shim", version, about)]
 pub struct Args {
-    /// HTTP address kube-scheduler posts to.
-    #[arg(long, env = "FITSCHED_SHIM_LISTEN", default_value = "0.0.0.0:8080")]
+    /// HTTP address kube-scheduler posts to. Loopback by default: whoever reaches this
+    /// port can have pods bound with kube-scheduler's identity (`--binder kubernetes`), so
+    /// only the kube-scheduler beside the shim should. Widen it only behind a
+    /// NetworkPolicy, with HTTPS.
+    #[arg(long, env = "FITSCHED_SHIM_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// HTTP address of `/metrics` and `/health`, apart from the verbs so that scrapers
+    /// and probes can be let in without letting them bind pods.
+    #[arg(long, env = "FITSCHED_SHIM_METRICS_LISTEN", default_value = "127.0.0.1:9091")]
+    pub metrics_listen: SocketAddr,
+
+    /// Longest time a client may take to send a request head; then the connection is
+    /// closed.
+    #[arg(long, env = "FITSCHED_SHIM_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_deadline)]
+    pub header_read_timeout: Duration,
+
+    /// Longest time a client may take to send a request body; then it is answered 408.
+    #[arg(long, env = "FITSCHED_SHIM_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_deadline)]
+    pub body_read_timeout: Duration,
+
+    /// Most open connections per listener; more wait in the listen backlog.
+    #[arg(long, env = "FITSCHED_SHIM_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+
+    /// Most request-body bytes held at once, over all requests (bytes or a quantity). A
+    /// request whose body would exceed it is answered 503 at once; with the default, two
+    /// largest bodies fit, and any number of the usual few-KB ones.
+    #[arg(long, env = "FITSCHED_SHIM_MAX_BODY_BYTES_IN_FLIGHT", default_value = "128Mi", value_parser = parse_body_limit)]
+    pub max_body_bytes_in_flight: usize,
 
     /// gRPC URL of the scorer.
     #[arg(long, env = "FITSCHED_SCORER", default_value = "http://127.0.0.1:50051")]
@@ -36,6 +63,11 @@ pub struct Args {
     /// PEM CA that signed the scorer's certificate; needed for an `https://` --scorer.
     #[arg(long, env = "FITSCHED_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+
+    /// File with the bearer token the scorer knows the shim by (role `scheduler`): a
+    /// projected service account token or a Secret; re-read every 10 s.
+    #[arg(long, env = "FITSCHED_SHIM_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 
     /// Name to check in the scorer's certificate, when it differs from --scorer's host.
     #[arg(long, env = "FITSCHED_TLS_DOMAIN")]
@@ -84,8 +116,45 @@ impl Args {
         client.bind_deadline = self.bind_deadline;
         client.tls_ca = self.tls_ca.clone();
         client.tls_domain = self.tls_domain.clone();
+        client.token_file = self.token_file.clone();
         let profiles = ProfileStrategies::new(self.profile_strategy.iter().cloned())?;
-        Ok(ShimConfig { client, max_body_bytes: self.max_body_bytes, binder: Binder::ScorerOnly, profiles })
+        if self.max_body_bytes > self.max_body_bytes_in_flight {
+            return Err(format!(
+                "--max-body-bytes ({}) is larger than --max-body-bytes-in-flight ({}): no such body could ever be read",
+                self.max_body_bytes, self.max_body_bytes_in_flight
+            ));
+        }
+        let limits = BodyLimits {
+            max_body_bytes: self.max_body_bytes,
+            read_timeout: self.body_read_timeout,
+            max_in_flight_bytes: self.max_body_bytes_in_flight,
+        };
+        Ok(ShimConfig { client, limits, binder: Binder::ScorerOnly, profiles })
+    }
+
+    /// The connection limits of both listeners.
+    pub fn serve_limits(&self) -> fitsched_runtime::http::ServeLimits {
+        fitsched_runtime::http::ServeLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a request body may be: its size, the time to read it, and the bytes all bodies
+/// being read may hold together (the shim's memory bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    pub max_body_bytes: usize,
+    pub read_timeout: Duration,
+    pub max_in_flight_bytes: usize,
+}
+
+impl Default for BodyLimits {
+    /// 64 MiB a body, 10 s to read it, 128 MiB in flight.
+    fn default() -> Self {
+        Self { max_body_bytes: 64 << 20, read_timeout: Duration::from_secs(10), max_in_flight_bytes: 128 << 20 }
     }
 }
 
@@ -137,7 +206,7 @@ impl ProfileStrategies {
 #[derive(Debug, Clone)]
 pub struct ShimConfig {
     pub client: ClientConfig,
-    pub max_body_bytes: usize,
+    pub limits: BodyLimits,
     /// Who creates Bindings; [`Args::shim_config`] leaves `ScorerOnly`, [`crate::run`]
     /// sets what `--binder` asks for (it needs a Kubernetes client, built async).
     pub binder: Binder,
@@ -146,12 +215,12 @@ pub struct ShimConfig {
 }
 
 impl ShimConfig {
-    /// Defaults (300 ms deadline, 64 MiB body limit, no Binding created) against the
-    /// scorer at `url`.
+    /// Defaults (300 ms deadline, [`BodyLimits::default`], no Binding created) against
+    /// the scorer at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             client: ClientConfig::new(url),
-            max_body_bytes: 64 << 20,
+            limits: BodyLimits::default(),
             binder: Binder::ScorerOnly,
             profiles: ProfileStrategies::default(),
         }
@@ -189,7 +258,8 @@ mod tests {
     #[test]
     fn defaults() {
         let a = Args::try_parse_from(["fitsched-shim"]).unwrap();
-        assert_eq!(a.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap(), "the verbs are closed to the network by default");
+        assert_eq!(a.metrics_listen, "127.0.0.1:9091".parse().unwrap());
         assert_eq!(a.deadline, Duration::from_millis(300));
         assert_eq!(a.bind_deadline, Duration::from_secs(2));
         assert_eq!(a.max_body_bytes, 64 << 20);
@@ -199,7 +269,7 @@ mod tests {
         let c = a.shim_config().unwrap();
         assert!(c.profiles.is_empty());
         assert_eq!(c.client.deadline, Duration::from_millis(300));
-        assert_eq!(c.max_body_bytes, 64 << 20);
+        assert_eq!(c.limits, BodyLimits::default());
     }
 
     #[test]

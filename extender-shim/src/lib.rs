@@ -10,14 +10,14 @@ pub mod binder;
 pub mod client;
 pub mod config;
 pub mod quantity;
-pub mod tls;
 pub mod wire;
 
 use anyhow::Context;
+use fitsched_runtime::http;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::info;
 
-pub use api::router;
+pub use api::{metrics_router, router};
 pub use config::{Args, ShimConfig};
 
 // Extender answers should take milliseconds; the upper buckets show deadline-bound
@@ -29,48 +29,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
     let mut config = args.shim_config().map_err(anyhow::Error::msg)?;
     config.binder = binder::Binder::new(args.binder).await?;
-    let app = router(&config, Some(metrics)).with_context(|| format!("invalid --scorer URL {:?}", args.scorer))?;
+    let app = router(&config).with_context(|| format!("invalid --scorer URL {:?}", args.scorer))?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bind = |addr, flag| async move {
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({flag})"))
+    };
+    let listener = bind(args.listen, "--listen").await?;
+    let metrics_listener = bind(args.metrics_listen, "--metrics-listen").await?;
     info!(
         listen = %listener.local_addr().unwrap_or(args.listen),
+        metrics_listen = %metrics_listener.local_addr().unwrap_or(args.metrics_listen),
         scorer = %args.scorer,
         deadline = ?args.deadline,
         bind_deadline = ?args.bind_deadline,
-        max_body_bytes = args.max_body_bytes,
+        limits = ?config.limits,
         binder = ?config.binder,
         profiles = ?config.profiles,
         https = tls.is_some(),
         "fitsched-shim serving"
     );
-    if let Some(acceptor) = tls {
-        tls::serve(listener, app, acceptor, fitsched_runtime::shutdown_signal())
-            .await
-            .context("HTTPS server failed")?;
-        info!("fitsched-shim stopped");
-        return Ok(());
+    if !args.listen.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the extender verbs are reachable beyond loopback over plain HTTP: whoever reaches them can bind pods"
+        );
     }
-    // kube-scheduler's client waits on every answer; Nagle would hold its tail back.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |conn: &mut tokio::net::TcpStream| {
-        if let Err(e) = conn.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        fitsched_runtime::shutdown_signal().await;
+        let _ = stop_tx.send(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(fitsched_runtime::shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    let limits = args.serve_limits();
+    let (served, metrics_served) = tokio::join!(
+        http::serve("extender", listener, app, tls, limits, stopped(stop_rx.clone())),
+        http::serve("metrics", metrics_listener, metrics_router(Some(metrics)), None, limits, stopped(stop_rx)),
+    );
+    served.context("extender HTTP server failed")?;
+    metrics_served.context("metrics HTTP server failed")?;
     info!("fitsched-shim stopped");
     Ok(())
 }
 
-/// Installs the global Prometheus recorder (once per process) and its upkeep task;
-/// must be called inside a Tokio runtime.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = fitsched_runtime::install_prometheus(&[(api::metric::REQUEST_DURATION, DURATION_BUCKETS)])?;
     metrics::describe_counter!(api::metric::REQUESTS, "Extender requests answered, by verb and HTTP status code.");
@@ -83,15 +88,15 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         api::metric::FALLBACKS,
         "Neutral answers given because the scorer was unreachable, too slow or refused the request."
     );
-    metrics::describe_counter!(api::metric::BAD_REQUESTS, "Requests refused as malformed (400) or too large (413).");
+    metrics::describe_counter!(
+        api::metric::BAD_REQUESTS,
+        "Requests refused: malformed (400), body too slow (408), too large (413), no room for the body (503)."
+    );
     metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
     metrics::describe_counter!(
         api::metric::BIND_NOTICE_FAILURES,
         "Bindings created whose notice to the scorer failed (its pod watch catches up)."
     );
-    metrics::describe_counter!(
-        tls::HANDSHAKE_FAILURES,
-        "HTTPS connections dropped because their TLS handshake failed or timed out."
-    );
+    http::describe_metrics();
     Ok(handle)
 }

@@ -118,7 +118,7 @@ impl StrVisitor {
 
 impl<'de> Visitor<'de> for StrVisitor {
     type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.expecting)
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
@@ -234,14 +234,9 @@ pub struct SchedulingArgs<'a> {
 
 impl SchedulingArgs<'_> {
     /// `namespace/name`, for logs.
-    pub fn pod_key(&self) -> String {
-        pod_key(&self.pod)
+    pub fn pod_display(&self) -> String {
+        self.pod.display()
     }
-}
-
-/// `namespace/name` of a pod, for logs.
-pub fn pod_key(pod: &PodFacts) -> String {
-    format!("{}/{}", pod.namespace, pod.name)
 }
 
 /// Decodes an `ExtenderArgs` body with no `--profile-strategy` mapping; see
@@ -324,7 +319,7 @@ pub fn pod_facts(pod: &Pod<'_>, profiles: &ProfileStrategies) -> Result<PodFacts
     }
     let owner = meta
         .and_then(|m| m.owner_references.as_ref())
-        .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
+        .and_then(|refs| fitsched_proto::pod::controller(refs, |r| r.controller))
         .map(|r| Owner {
             kind: r.kind.clone().unwrap_or_default(),
             name: r.name.clone().unwrap_or_default(),

@@ -44,7 +44,8 @@ async fn metrics_name_verbs_codes_and_fallback_reasons() {
     drop(closed);
     let mut config = ShimConfig::new(url);
     config.client.deadline = Duration::from_millis(300);
-    let app = fitsched_shim::router(&config, Some(handle)).unwrap();
+    let app = fitsched_shim::router(&config).unwrap();
+    let metrics = fitsched_shim::metrics_router(Some(handle));
 
     let filter = r#"{"Pod": {"metadata": {"name": "p", "namespace": "ns"}}, "NodeNames": ["a", "b"]}"#;
     assert_eq!(call(&app, "POST", "/filter", filter).await.0, StatusCode::OK);
@@ -56,18 +57,20 @@ async fn metrics_name_verbs_codes_and_fallback_reasons() {
     for code in [409, 201] {
         let mut config = config.clone();
         config.binder = api(code);
-        let (status, answer) = call(&fitsched_shim::router(&config, None).unwrap(), "POST", "/bind", bind).await;
+        let (status, answer) = call(&fitsched_shim::router(&config).unwrap(), "POST", "/bind", bind).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(answer.contains("409"), code == 409, "{answer}");
     }
 
-    let (status, text) = call(&app, "GET", "/metrics", "").await;
+    // Not on the extender's port, where whoever may scrape could also bind.
+    assert_eq!(call(&app, "GET", "/metrics", "").await.0, StatusCode::NOT_FOUND);
+    let (status, text) = call(&metrics, "GET", "/metrics", "").await;
     assert_eq!(status, StatusCode::OK);
     for needle in [
         r#"fitsched_shim_requests_total{verb="filter",code="200"} 1"#,
         r#"fitsched_shim_requests_total{verb="prioritize",code="400"} 1"#,
         r#"fitsched_shim_fallbacks_total{verb="filter",reason="unavailable"} 1"#,
-        r#"fitsched_shim_bad_requests_total{verb="prioritize"} 1"#,
+        r#"fitsched_shim_bad_requests_total{verb="prioritize",code="400"} 1"#,
         r#"fitsched_shim_bind_errors_total{reason="conflict"} 1"#,
         "fitsched_shim_bind_notice_failures_total 1",
         r#"fitsched_shim_requests_total{verb="bind",code="200"} 2"#,

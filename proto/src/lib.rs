@@ -17,6 +17,9 @@ mod generated {
 pub use generated::*;
 
 pub mod features;
+pub mod pod;
+pub mod time;
+pub use time::{now_unix_ms, unix_ms};
 pub mod validate;
 
 /// The encoded `FileDescriptorSet` of `fitsched.v1`, for gRPC server reflection.

@@ -1,8 +1,10 @@
 //! What every fitsched binary does at start and stop, in one place so the three behave
-//! alike: structured logs on stderr, the process-wide Prometheus recorder, and a clean
-//! stop on SIGINT or SIGTERM.
+//! alike: structured logs on stderr, the process-wide Prometheus recorder, a clean stop
+//! on SIGINT or SIGTERM, and the HTTP server loop ([`http`]).
 //!
 //! This crate holds process plumbing only; no fitsched concept lives here.
+
+pub mod http;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -112,6 +114,58 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// A bearer token kept in a file (a Secret, or a projected service account token the
+/// kubelet rotates), as the `authorization` metadata of gRPC calls. The file is read
+/// again when the last read is older than [`BearerToken::RELOAD`], so a rotated token
+/// is picked up without a restart and without a file read per call.
+#[derive(Debug)]
+pub struct BearerToken {
+    path: std::path::PathBuf,
+    current: std::sync::Mutex<Option<(tonic::metadata::AsciiMetadataValue, std::time::Instant)>>,
+}
+
+impl BearerToken {
+    pub const RELOAD: Duration = Duration::from_secs(10);
+
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self { path: path.into(), current: std::sync::Mutex::new(None) }
+    }
+
+    /// `Bearer <token>`, or why the file gives none.
+    pub fn header(&self) -> anyhow::Result<tonic::metadata::AsciiMetadataValue> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((value, at)) = current.as_ref()
+            && at.elapsed() < Self::RELOAD
+        {
+            return Ok(value.clone());
+        }
+        let token = read_token(&self.path)?;
+        let value: tonic::metadata::AsciiMetadataValue = format!("Bearer {token}")
+            .parse()
+            .with_context(|| format!("the token in {} is not a valid header value", self.path.display()))?;
+        *current = Some((value.clone(), std::time::Instant::now()));
+        Ok(value)
+    }
+
+    /// Adds the token to `request`'s metadata.
+    pub fn authorize<T>(&self, request: &mut tonic::Request<T>) -> anyhow::Result<()> {
+        request.metadata_mut().insert("authorization", self.header()?);
+        Ok(())
+    }
+}
+
+/// HTTP/2 flow-control windows of every fitsched gRPC connection, client and server
+/// (bytes). A 5 000-node Score request is ~80 KB, above HTTP/2's default 64 KiB window:
+/// with the default every such request waits a round trip for a WINDOW_UPDATE.
+pub const H2_STREAM_WINDOW: u32 = 4 << 20;
+pub const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// The largest gRPC message any fitsched process sends or accepts, on both ends of every
+/// call (tonic's default is 4 MiB): the shim's largest extender body (`--max-body-bytes`,
+/// 64 MiB) must fit into one scorer request, and a Filter answer with reasons for tens
+/// of thousands of nodes into one response.
+pub const MAX_GRPC_MESSAGE: usize = 64 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +179,16 @@ mod tests {
         assert!(err.to_string().contains("not https"), "{err}");
         let err = scorer_endpoint("https://scorer:50051", Some(Path::new("/nonexistent/ca.pem")), None).unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/ca.pem"), "{err:#}");
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_from_its_file_and_refused_when_missing() {
+        let dir = std::env::temp_dir().join(format!("fitsched-bearer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("t"), "abc\n").unwrap();
+        assert_eq!(BearerToken::new(dir.join("t")).header().unwrap(), "Bearer abc");
+        assert!(BearerToken::new(dir.join("absent")).header().is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth;
 use crate::strategy::Strategy;
 
 /// Whether the scorer watches the cluster's Pods and Nodes.
@@ -73,11 +74,46 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// File holding the bearer token agents must present on `Ingest/Stream`; re-read
-    /// for every new stream, so a rotated Secret takes effect without a restart. Without
-    /// it any client may stream windows (rely on a NetworkPolicy then).
+    /// `ROLE=PATH`: callers presenting the bearer token held in PATH have ROLE (agent,
+    /// scheduler or operator; see `auth`). Repeatable; the environment variable takes a
+    /// comma-separated list. Re-read every 10 s, so a rotated Secret needs no restart. An
+    /// agent with a token file may stream windows for any node.
+    #[arg(long = "token-file", env = "FITSCHED_TOKEN_FILES", value_name = "ROLE=PATH", value_delimiter = ',', value_parser = auth::parse_token_file)]
+    pub token_files: Vec<auth::TokenFile>,
+
+    /// The same as `--token-file agent=PATH` (kept for existing installs).
     #[arg(long, env = "FITSCHED_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
+
+    /// Check bearer tokens with the API server's TokenReview (needs RBAC to create
+    /// tokenreviews): service account tokens of the accounts named by
+    /// --service-account, for the audience --token-audience.
+    #[arg(long, env = "FITSCHED_TOKEN_REVIEW")]
+    pub token_review: bool,
+
+    /// The audience a reviewed token must be issued for.
+    #[arg(long, env = "FITSCHED_TOKEN_AUDIENCE", default_value = "fitsched-scorer")]
+    pub token_audience: String,
+
+    /// `ROLE=NAMESPACE/NAME`: tokens of this service account have ROLE. An agent's
+    /// token must be bound to its pod (projected), and it may stream its node's windows
+    /// only. Repeatable; the environment variable takes a comma-separated list.
+    #[arg(long = "service-account", env = "FITSCHED_SERVICE_ACCOUNTS", value_name = "ROLE=NAMESPACE/NAME", value_delimiter = ',', value_parser = auth::parse_service_account)]
+    pub service_accounts: Vec<auth::ServiceAccountRole>,
+
+    /// Serve callers without any token (the demo, tests). Without it the scorer refuses
+    /// to start unless --token-file or --token-review says whom to let in.
+    #[arg(long, env = "FITSCHED_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// Most nodes tracked; windows of further nodes are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "FITSCHED_MAX_NODES", default_value_t = crate::store::DEFAULT_MAX_NODES)]
+    pub max_nodes: usize,
+
+    /// A node not heard from for this long is forgotten (it was stale long before);
+    /// a node deleted from the cluster is forgotten at once when the watch runs.
+    #[arg(long, env = "FITSCHED_FORGET_AFTER", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub forget_after: Duration,
 
     /// ONNX fitness model (exported by `onnx/train.py`); needs ORT_DYLIB_PATH. Watched
     /// for changes and hot-reloaded. Without it the documented heuristic is used.
@@ -132,6 +168,25 @@ impl Args {
             }
         }
         anyhow::ensure!(!self.window.is_zero(), "--window must be longer than zero");
+        anyhow::ensure!(
+            self.allow_unauthenticated
+                || !self.token_files.is_empty()
+                || self.ingest_token_file.is_some()
+                || self.token_review,
+            "no caller could be authenticated: give --token-file ROLE=PATH or --token-review (with --service-account), \
+             or --allow-unauthenticated to serve anyone who reaches the port"
+        );
+        anyhow::ensure!(
+            !self.token_review || !self.service_accounts.is_empty(),
+            "--token-review needs at least one --service-account ROLE=NAMESPACE/NAME"
+        );
         Ok(())
+    }
+
+    /// Every static token file, `--ingest-token-file` included.
+    pub fn all_token_files(&self) -> Vec<auth::TokenFile> {
+        let ingest =
+            self.ingest_token_file.iter().map(|path| auth::TokenFile { role: auth::Role::Agent, path: path.clone() });
+        self.token_files.iter().cloned().chain(ingest).collect()
     }
 }

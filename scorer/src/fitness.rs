@@ -1,5 +1,5 @@
-//! Fitness is computed when windows arrive, in batches, and cached in the store, so a
-//! scoring request never runs the model.
+//! Fitness is computed when windows arrive, in batches on a blocking thread, and cached
+//! in the store, so a scoring request never runs the model and never waits for it.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -66,7 +66,13 @@ async fn worker(mut rx: mpsc::Receiver<String>, store: Arc<NodeStore>, model: Mo
                 () = &mut deadline => break,
             }
         }
-        compute(&store, model.get().as_ref(), batch);
+        // Off the async runtime: a 4 096-row ONNX run takes milliseconds of CPU that
+        // ingest and scoring must not wait behind. One batch at a time: the queue
+        // (bounded at MAX_BATCH) holds the rest, and slows ingest when it is full.
+        let (store, model) = (store.clone(), model.get());
+        if let Err(e) = tokio::task::spawn_blocking(move || compute(&store, model.as_ref(), batch)).await {
+            tracing::error!(error = %e, "fitness batch failed");
+        }
     }
 }
 
@@ -86,16 +92,16 @@ pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<It
     }
     let started = Instant::now();
     let result = model.predict(&rows);
-    metrics::histogram!("inference_prediction_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::telemetry::metric::INFERENCE_DURATION).record(started.elapsed().as_secs_f64());
     let landed =
         |(node, agent_id, sequence, fallbacks), fitness| Landed { node, agent_id, sequence, fitness, fallbacks };
     match result {
         Ok(fitness) => {
-            metrics::counter!("inference_predictions_total").increment(fitness.len() as u64);
+            metrics::counter!(crate::telemetry::metric::INFERENCE_PREDICTIONS).increment(fitness.len() as u64);
             store.land(keys.into_iter().zip(fitness).map(|(k, f)| landed(k, Some(f))));
         }
         Err(e) => {
-            metrics::counter!("fitsched_scorer_model_errors_total").increment(1);
+            metrics::counter!(crate::telemetry::metric::MODEL_ERRORS).increment(1);
             tracing::warn!(error = %e, nodes = keys.len(), "model failed on a batch; those nodes get the median fitness");
             // The previous window's fitness no longer describes them.
             store.land(keys.into_iter().map(|k| landed(k, None)));
@@ -109,6 +115,55 @@ mod tests {
     use crate::model::Heuristic;
     use crate::store::NodeView;
     use fitsched_proto::NodeWindow;
+
+    /// A model that blocks in `predict` until released, and says when it is inside.
+    struct Gate {
+        inside: std::sync::mpsc::SyncSender<()>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        inner: Heuristic,
+    }
+
+    impl Model for Gate {
+        fn describe(&self) -> model::Description {
+            self.inner.describe()
+        }
+        fn features(&self) -> &[String] {
+            self.inner.features()
+        }
+        fn fallback(&self, i: usize) -> f64 {
+            self.inner.fallback(i)
+        }
+        fn predict(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, model::ModelError> {
+            let _ = self.inside.send(());
+            let _ = self.release.lock().unwrap().recv();
+            self.inner.predict(rows)
+        }
+    }
+
+    /// On a single-threaded runtime, inference on the runtime would stop every other
+    /// task until it ends: here the store is read, and the runtime's timer fires, while
+    /// a batch is held inside the model.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_running_batch_does_not_hold_up_the_runtime() {
+        let store = Arc::new(NodeStore::new(Duration::from_secs(60)));
+        let (inside_tx, inside) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let gate = Gate { inside: inside_tx, release: std::sync::Mutex::new(release_rx), inner: Heuristic::new() };
+        let queue = FitnessQueue::spawn(store.clone(), ModelSlot::new(Arc::new(gate)), Duration::from_millis(1));
+        // One full batch (the queue would make a larger burst wait for this one).
+        for i in 0..MAX_BATCH {
+            let n = format!("n{i}");
+            store.insert(NodeWindow { node_name: n.clone(), agent_id: "x".into(), sequence: 1, ..Default::default() });
+            queue.push(n).await;
+        }
+        // Wait (on the runtime, yielding) until the batch is inside the model.
+        while inside.try_recv().is_err() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(matches!(store.view(&["n1"])[0], NodeView::NoFitness), "the batch is still running");
+        release.send(()).unwrap();
+    }
 
     #[tokio::test]
     async fn arriving_windows_get_a_cached_fitness() {

@@ -14,38 +14,6 @@ use crate::store::{NodeStore, Stored};
 
 pub use fitsched_proto::validate::{MAX_NODE_NAME, node_name, window as validate};
 
-/// Checks the bearer token of a new ingest stream against the token file, when one is
-/// configured. The file is read per stream (streams are long-lived), so rotation needs
-/// no restart; an unreadable file refuses everyone rather than admitting everyone.
-#[derive(Clone)]
-pub struct TokenCheck(pub Option<std::path::PathBuf>);
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(path) = &self.0 else { return Ok(req) };
-        let expected = fitsched_runtime::read_token(path).map_err(|e| {
-            tracing::error!(error = %format!("{e:#}"), "cannot check ingest tokens");
-            Status::unavailable("the scorer cannot check tokens right now")
-        })?;
-        let presented = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                metrics::counter!("fitsched_scorer_ingest_unauthenticated_total").increment(1);
-                Status::unauthenticated("ingest needs an `authorization: Bearer <token>` header")
-            })?;
-        if bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes())) {
-            Ok(req)
-        } else {
-            metrics::counter!("fitsched_scorer_ingest_unauthenticated_total").increment(1);
-            tracing::warn!(peer = ?req.remote_addr(), "ingest stream with a wrong token refused");
-            Err(Status::unauthenticated("wrong ingest token"))
-        }
-    }
-}
-
 pub struct IngestService {
     store: Arc<NodeStore>,
     fitness: FitnessQueue,
@@ -65,6 +33,7 @@ impl Ingest for IngestService {
 
     async fn stream(&self, request: Request<Streaming<NodeWindow>>) -> Result<Response<AckStream>, Status> {
         let peer = request.remote_addr();
+        let caller = crate::auth::caller(&request).cloned();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let (store, fitness) = (self.store.clone(), self.fitness.clone());
@@ -78,22 +47,34 @@ impl Ingest for IngestService {
                     }
                 };
                 if let Err(why) = validate(&window) {
-                    metrics::counter!("fitsched_scorer_windows_rejected_total").increment(1);
+                    metrics::counter!(crate::telemetry::metric::WINDOWS_REJECTED).increment(1);
                     tracing::warn!(?peer, node = %window.node_name, sequence = window.sequence, %why, "window refused");
                     let _ = tx.send(Err(Status::invalid_argument(format!("window refused: {why}")))).await;
+                    break;
+                }
+                if let Some(Err(status)) = caller.as_ref().map(|c| c.check_node(&window.node_name)) {
+                    tracing::warn!(?peer, node = %window.node_name, why = status.message(), "window refused");
+                    let _ = tx.send(Err(status)).await;
                     break;
                 }
                 let (node, agent_id) = (window.node_name.clone(), window.agent_id.clone());
                 let acked_sequence = match store.insert(window) {
                     Stored::New { sequence } => {
-                        metrics::counter!("fitsched_scorer_windows_total").increment(1);
+                        metrics::counter!(crate::telemetry::metric::WINDOWS).increment(1);
                         tracing::debug!(%node, sequence, "window stored");
                         fitness.push(node.clone()).await;
                         sequence
                     }
                     Stored::Duplicate { acked } => {
-                        metrics::counter!("fitsched_scorer_windows_duplicate_total").increment(1);
+                        metrics::counter!(crate::telemetry::metric::WINDOWS_DUPLICATE).increment(1);
                         acked
+                    }
+                    Stored::Full { max_nodes } => {
+                        metrics::counter!(crate::telemetry::metric::WINDOWS_REJECTED).increment(1);
+                        tracing::warn!(?peer, %node, max_nodes, "window of a new node refused: the store is full");
+                        let message = format!("the scorer tracks its limit of {max_nodes} nodes (--max-nodes)");
+                        let _ = tx.send(Err(Status::resource_exhausted(message))).await;
+                        break;
                     }
                 };
                 if tx.send(Ok(IngestAck { node_name: node, agent_id, acked_sequence })).await.is_err() {

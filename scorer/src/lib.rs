@@ -6,6 +6,7 @@
 //! from the cluster). `http` serves
 //! `/health` and `/metrics`.
 
+pub mod auth;
 pub mod config;
 pub mod decisions;
 pub mod fitness;
@@ -18,17 +19,18 @@ pub mod reload;
 pub mod service;
 pub mod store;
 pub mod strategy;
+pub mod telemetry;
 pub mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use fitsched_proto::ingest_server::IngestServer;
 use fitsched_proto::scorer_server::ScorerServer;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::Args;
 
@@ -42,15 +44,12 @@ use crate::store::NodeStore;
 pub const DURATION_BUCKETS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-/// HTTP/2 flow-control windows of the gRPC server (bytes).
-const H2_STREAM_WINDOW: u32 = 4 << 20;
-const H2_CONNECTION_WINDOW: u32 = 16 << 20;
-
 /// Binds the configured addresses and serves until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     args.validate()?;
     let prometheus =
-        fitsched_runtime::install_prometheus(&[("inference_prediction_duration_seconds", DURATION_BUCKETS)])?;
+        fitsched_runtime::install_prometheus(&[(crate::telemetry::metric::INFERENCE_DURATION, DURATION_BUCKETS)])?;
+    telemetry::describe();
     let grpc =
         TcpListener::bind(args.grpc_listen).await.with_context(|| format!("binding gRPC {}", args.grpc_listen))?;
     let http =
@@ -66,12 +65,13 @@ pub async fn serve(
     prometheus: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(NodeStore::new(args.stale_after()));
+    let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), args.max_nodes));
+    tokio::spawn(forget_silent_nodes(store.clone(), args.forget_after));
     // A new pod's load shows in its node's windows after about two windows.
     let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.window * 2));
     match args.cluster_client().await? {
         Some(client) => {
-            watch::spawn(client, placements.clone());
+            watch::spawn(client, placements.clone(), store.clone());
             tracing::info!("watching pods and nodes for replica and zone awareness");
         }
         None => tracing::info!(
@@ -116,11 +116,9 @@ pub async fn serve(
 
     let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
-    // A 5 000-node Score request is ~80 KB, above HTTP/2's default 64 KiB window: without
-    // larger windows every such request waits a round trip for a WINDOW_UPDATE.
     let mut builder = tonic::transport::Server::builder()
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW);
+        .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
+        .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
@@ -128,18 +126,28 @@ pub async fn serve(
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).context("TLS settings")?;
         tracing::info!(cert = %cert.display(), "gRPC over TLS");
     }
-    if args.ingest_token_file.is_none() {
-        tracing::warn!("no --ingest-token-file: any client may stream windows");
-    }
+    let auth = authenticator(&args).await?;
     let grpc_server = builder
+        .layer(auth::AuthLayer(Arc::new(auth)))
         .add_service(health)
         .add_service(reflection().build_v1().context("reflection v1")?)
         .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
-        .add_service(ScorerServer::new(scorer))
-        .add_service(IngestServer::with_interceptor(ingest, ingest::TokenCheck(args.ingest_token_file.clone())))
-        .serve_with_incoming_shutdown(nodelay(grpc), stopped(stop_rx.clone()));
-    let http_server = axum::serve(http, http::router(http::HttpState { store, model, placements, prometheus }))
-        .with_graceful_shutdown(stopped(stop_rx));
+        .add_service(
+            ScorerServer::new(scorer)
+                .max_decoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE),
+        )
+        // A window is a few KB; MAX_METRICS bounds it far below the default 4 MiB.
+        .add_service(IngestServer::new(ingest))
+        .serve_with_incoming_shutdown(fitsched_runtime::http::nodelay_incoming(grpc), stopped(stop_rx.clone()));
+    let http_server = fitsched_runtime::http::serve(
+        "http",
+        http,
+        http::router(http::HttpState { store, model, placements, prometheus }),
+        None,
+        fitsched_runtime::http::ServeLimits::default(),
+        stopped(stop_rx),
+    );
     let (g, h) = tokio::join!(grpc_server, http_server);
     g.context("gRPC server")?;
     h.context("HTTP server")?;
@@ -147,14 +155,37 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepted connections with Nagle's algorithm off. A unary gRPC answer is several
-/// HTTP/2 frames; with Nagle on, the later ones wait for the client's delayed ACK, which
-/// added 40 ms to every shim call in `cargo xtask bench shim`.
-fn nodelay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
+/// Whom the scorer lets in (see [`auth`]).
+async fn authenticator(args: &Args) -> anyhow::Result<auth::Authenticator> {
+    let mut auth = auth::Authenticator::new(args.all_token_files());
+    if args.token_review {
+        let config = kube::Config::infer().await.context("--token-review: no Kubernetes configuration")?;
+        let client = kube::Client::try_from(config).context("building the Kubernetes client for TokenReview")?;
+        auth = auth.with_review(client, args.token_audience.clone(), args.service_accounts.clone());
+    }
+    if auth.is_configured() {
+        tracing::info!(
+            token_files = args.all_token_files().len(),
+            token_review = args.token_review,
+            service_accounts = ?args.service_accounts.iter().map(|a| format!("{}={}", a.role.as_str(), a.user)).collect::<Vec<_>>(),
+            "every call but health needs a bearer token"
+        );
+    } else {
+        tracing::warn!("--allow-unauthenticated: anyone who reaches the gRPC port may call every RPC");
+    }
+    Ok(auth)
+}
+
+/// Forgets nodes silent for `after`, checking a tenth as often.
+async fn forget_silent_nodes(store: Arc<NodeStore>, after: Duration) {
+    let mut tick = tokio::time::interval((after / 10).max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        let gone = store.forget_silent(after);
+        if !gone.is_empty() {
+            metrics::counter!(crate::telemetry::metric::NODES_FORGOTTEN, "reason" => "silent")
+                .increment(gone.len() as u64);
+            tracing::info!(nodes = ?gone, silent_for = ?after, "nodes forgotten");
+        }
+    }
 }

@@ -165,7 +165,7 @@ impl Placements {
         };
         if let Some(r) = inner.records.remove(&pod.uid).filter(|r| r.expires > now) {
             let outcome = if r.node == node { "confirmed" } else { "contradicted" };
-            metrics::counter!("fitsched_scorer_recorded_placements_total", "outcome" => outcome).increment(1);
+            metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => outcome).increment(1);
         }
         let current = inner.placed.get(&pod.uid).map(|p| (p.node == node, p.owner.clone()));
         match current {

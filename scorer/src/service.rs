@@ -3,15 +3,13 @@
 //! Every request is validated before it touches state: a bad request is answered with
 //! `INVALID_ARGUMENT` naming the problem and changes nothing.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use fitsched_proto::scorer_server::Scorer;
 use fitsched_proto::{
     BindRequest, BindResponse, CandidateNode, Decision, ExplainRequest, FilterRequest, FilterResponse,
     ListNodesRequest, ListNodesResponse, ModelInfoRequest, ModelInfoResponse, NodeScore, PodFacts, PredictRequest,
-    PredictResponse, ScoreBasis, ScoreRequest, ScoreResponse,
+    PredictResponse, ScoreBasis, ScoreRequest, ScoreResponse, unix_ms,
 };
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::decisions::{self, Decisions};
@@ -41,7 +39,12 @@ pub struct ScorerService {
     default_strategy: Strategy,
     filter: FilterRules,
     decisions: Decisions,
+    /// `Predict` calls running; more are refused, each holds a blocking thread.
+    predicting: Arc<tokio::sync::Semaphore>,
 }
+
+/// `Predict` calls run at once (each on a blocking thread, off the async runtime).
+pub const MAX_CONCURRENT_PREDICTS: usize = 2;
 
 impl ScorerService {
     pub fn new(
@@ -51,7 +54,15 @@ impl ScorerService {
         default_strategy: Strategy,
         filter: FilterRules,
     ) -> Self {
-        Self { store, placements, model, default_strategy, filter, decisions: Decisions::default() }
+        Self {
+            store,
+            placements,
+            model,
+            default_strategy,
+            filter,
+            decisions: Decisions::default(),
+            predicting: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PREDICTS)),
+        }
     }
 
     /// Scores `nodes` for `pod`: every candidate's score in request order, and the best
@@ -66,8 +77,8 @@ impl ScorerService {
     /// explained nodes, and a partial selection instead of a sort.
     pub fn score(&self, pod: &PodFacts, nodes: &[CandidateNode], explain_all: bool) -> Result<Scoring, Status> {
         let strategy = self.strategy_of(pod)?;
-        let pod_key = pod_key(pod);
-        let owner = owner_key(pod);
+        let pod_key = pod.key();
+        let owner = pod.owner_key();
         self.placements.learn_zones(nodes.iter().map(|n| (n.name.as_str(), n.zone.as_str())));
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         let views = self.store.view(&names);
@@ -122,7 +133,7 @@ impl ScorerService {
         let top: Vec<NodeScore> = best(&scores, fitness, decisions::TOP).into_iter().map(detail).collect();
         let stale = views.iter().filter(|v| matches!(v, NodeView::Stale { .. })).count();
         if stale > 0 {
-            metrics::counter!("fitsched_scorer_stale_scores_total").increment(stale as u64);
+            metrics::counter!(crate::telemetry::metric::STALE_SCORES).increment(stale as u64);
         }
         let all = if explain_all { (0..nodes.len()).map(detail).collect() } else { Vec::new() };
         if let Some(first) = top.first() {
@@ -135,7 +146,7 @@ impl ScorerService {
         if pod.strategy.is_empty() {
             return Ok(self.default_strategy);
         }
-        pod.strategy.parse().map_err(|e| Status::invalid_argument(format!("pod {}: {e}", pod_name(pod))))
+        pod.strategy.parse().map_err(|e| Status::invalid_argument(format!("pod {}: {e}", pod.display())))
     }
 
     /// The filter verdict for one node: `None` passes, `Some(reason)` drops it.
@@ -212,30 +223,13 @@ pub struct Scoring {
     pub all: Vec<NodeScore>,
 }
 
-/// Identifies a pod across Score and Bind: its UID, or namespace/name without one.
-fn pod_key(pod: &PodFacts) -> String {
-    if pod.uid.is_empty() { format!("{}/{}", pod.namespace, pod.name) } else { pod.uid.clone() }
-}
-
-fn owner_key(pod: &PodFacts) -> String {
-    match &pod.owner {
-        Some(o) if !o.uid.is_empty() => o.uid.clone(),
-        Some(o) if !o.name.is_empty() => format!("{}/{}/{}", o.kind, pod.namespace, o.name),
-        _ => String::new(),
-    }
-}
-
-fn pod_name(pod: &PodFacts) -> String {
-    format!("{}/{}", pod.namespace, pod.name)
-}
-
 fn check_pod(pod: Option<&PodFacts>) -> Result<&PodFacts, Status> {
     let pod = pod.ok_or_else(|| Status::invalid_argument("pod is missing"))?;
     if pod.name.is_empty() {
         return Err(Status::invalid_argument("pod.name is empty"));
     }
     if pod.cpu_request_millis < 0 || pod.memory_request_bytes < 0 {
-        return Err(Status::invalid_argument(format!("pod {}: resource requests must not be negative", pod_name(pod))));
+        return Err(Status::invalid_argument(format!("pod {}: resource requests must not be negative", pod.display())));
     }
     Ok(pod)
 }
@@ -250,10 +244,6 @@ fn check_nodes(nodes: &[CandidateNode]) -> Result<(), Status> {
     Ok(())
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
-}
-
 #[tonic::async_trait]
 impl Scorer for ScorerService {
     async fn score(&self, request: Request<ScoreRequest>) -> Result<Response<ScoreResponse>, Status> {
@@ -262,9 +252,9 @@ impl Scorer for ScorerService {
         check_nodes(&req.nodes)?;
         let scoring = self.score(pod, &req.nodes, !req.scores_only)?;
         let strategy = scoring.strategy;
-        metrics::counter!("fitsched_scorer_decisions_total", "strategy" => strategy.as_str()).increment(1);
+        metrics::counter!(crate::telemetry::metric::DECISIONS, "strategy" => strategy.as_str()).increment(1);
         tracing::info!(
-            pod = %pod_name(pod),
+            pod = %pod.display(),
             %strategy,
             candidates = req.nodes.len(),
             top = %scoring.top.iter().take(3).map(|s| format!("{}={} ({})", s.node, s.score, s.reason)).collect::<Vec<_>>().join("; "),
@@ -275,7 +265,7 @@ impl Scorer for ScorerService {
             pod_namespace: pod.namespace.clone(),
             pod_name: pod.name.clone(),
             strategy: strategy.to_string(),
-            decided_unix_ms: unix_ms(SystemTime::now()),
+            decided_unix_ms: fitsched_proto::now_unix_ms(),
             candidates: u32::try_from(req.nodes.len()).unwrap_or(u32::MAX),
             top: scoring.top,
         });
@@ -301,8 +291,8 @@ impl Scorer for ScorerService {
                 }
             }
         }
-        metrics::counter!("fitsched_scorer_filtered_nodes_total").increment(out.failed.len() as u64);
-        tracing::info!(pod = %pod_name(pod), candidates = names.len(), failed = out.failed.len(), "filter");
+        metrics::counter!(crate::telemetry::metric::FILTERED_NODES).increment(out.failed.len() as u64);
+        tracing::info!(pod = %pod.display(), candidates = names.len(), failed = out.failed.len(), "filter");
         Ok(Response::new(out))
     }
 
@@ -312,10 +302,9 @@ impl Scorer for ScorerService {
             return Err(Status::invalid_argument("pod_name and pod_namespace are required"));
         }
         node_name(&req.node).map_err(|e| Status::invalid_argument(format!("node: {e}")))?;
-        let key = if req.pod_uid.is_empty() { format!("{}/{}", req.pod_namespace, req.pod_name) } else { req.pod_uid };
-        let watched = self.placements.bind(&key, &req.node);
-        metrics::counter!("fitsched_scorer_binds_total").increment(1);
-        tracing::info!(pod = %format!("{}/{}", req.pod_namespace, req.pod_name), node = %req.node, watched,
+        let watched = self.placements.bind(&req.pod_key(), &req.node);
+        metrics::counter!(crate::telemetry::metric::BINDS).increment(1);
+        tracing::info!(pod = %req.pod_display(), node = %req.node, watched,
             "bind recorded");
         Ok(Response::new(BindResponse { watched }))
     }
@@ -346,11 +335,20 @@ impl Scorer for ScorerService {
             );
         }
         model::check_rows(model.as_ref(), &rows).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let _permit = self.predicting.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("{MAX_CONCURRENT_PREDICTS} Predict calls are running; retry"))
+        })?;
         let started = std::time::Instant::now();
-        let fitness = model.predict(&rows).map_err(|e| Status::internal(e.to_string()))?;
-        metrics::histogram!("inference_prediction_duration_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("inference_predictions_total").increment(fitness.len() as u64);
-        Ok(Response::new(PredictResponse { fitness, model: model.describe().version }))
+        let version = model.describe().version;
+        // Off the async runtime: 10 000 rows through the model would stall ingest and
+        // scoring on this worker thread.
+        let fitness = tokio::task::spawn_blocking(move || model.predict(&rows))
+            .await
+            .map_err(|e| Status::internal(format!("prediction failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        metrics::histogram!(crate::telemetry::metric::INFERENCE_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::counter!(crate::telemetry::metric::INFERENCE_PREDICTIONS).increment(fitness.len() as u64);
+        Ok(Response::new(PredictResponse { fitness, model: version }))
     }
 
     async fn list_nodes(&self, _: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {

@@ -26,6 +26,8 @@ pub enum Stored {
     New { sequence: u64 },
     /// Already seen (a resend after a reconnect); acknowledge the highest stored one.
     Duplicate { acked: u64 },
+    /// A new node while the store holds its limit of nodes: not stored.
+    Full { max_nodes: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -67,13 +69,16 @@ pub enum NodeView {
 /// from authenticated agents, so HashDoS resistance beyond a random seed buys nothing.
 type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
-/// Nodes in slots that never move: a node, once heard of, keeps its slot (a node that
-/// stops sending goes stale, it is not removed), so a resolved candidate list stays valid.
+/// Nodes in slots. A node keeps its slot while it is known; removing one (deleted from
+/// the cluster, or silent past `forget_after`) moves the last slot into its place and
+/// bumps `generation`, which invalidates resolved candidate lists.
 #[derive(Default)]
 struct Nodes {
     index: Map<u32>,
     slots: Vec<(String, Entry)>,
     median: Median,
+    /// Bumped whenever a name's slot changes: a node added or removed.
+    generation: u64,
 }
 
 /// The median fitness of the nodes that were fresh when the last batch landed.
@@ -116,8 +121,20 @@ impl Nodes {
             None => {
                 self.index.insert(name.clone(), u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
                 self.slots.push((name, entry));
+                self.generation += 1;
             }
         }
+    }
+
+    fn remove(&mut self, name: &str) -> bool {
+        let Some(i) = self.index.remove(name) else { return false };
+        let i = i as usize;
+        self.slots.swap_remove(i);
+        if let Some((moved, _)) = self.slots.get(i) {
+            self.index.insert(moved.clone(), i as u32);
+        }
+        self.generation += 1;
+        true
     }
 }
 
@@ -128,8 +145,9 @@ impl Nodes {
 struct Resolved {
     /// The names, each followed by a NUL (which node names cannot contain).
     key: Vec<u8>,
-    /// How many slots existed when resolved: a new node may be one that was unknown.
-    known: usize,
+    /// The store's generation when resolved: a node added may be one that was unknown,
+    /// a node removed moves another's slot.
+    generation: u64,
     slots: Vec<Option<u32>>,
 }
 
@@ -137,11 +155,43 @@ pub struct NodeStore {
     nodes: RwLock<Nodes>,
     resolved: std::sync::Mutex<Resolved>,
     stale_after: Duration,
+    max_nodes: usize,
 }
+
+/// The default limit of tracked nodes: Kubernetes supports clusters of 5 000 nodes; ten
+/// times that leaves room for churn, and bounds the store near 100 MB.
+pub const DEFAULT_MAX_NODES: usize = 50_000;
 
 impl NodeStore {
     pub fn new(stale_after: Duration) -> Self {
-        Self { nodes: RwLock::default(), resolved: Default::default(), stale_after }
+        Self::with_max_nodes(stale_after, DEFAULT_MAX_NODES)
+    }
+
+    /// A store that refuses windows of new nodes once it holds `max_nodes`.
+    pub fn with_max_nodes(stale_after: Duration, max_nodes: usize) -> Self {
+        Self { nodes: RwLock::default(), resolved: Default::default(), stale_after, max_nodes }
+    }
+
+    /// Forgets `node` (deleted from the cluster); whether it was known.
+    pub fn remove(&self, node: &str) -> bool {
+        self.nodes.write().unwrap_or_else(|e| e.into_inner()).remove(node)
+    }
+
+    /// Forgets every node not heard from for `silent` (agents gone, nodes renamed or
+    /// invented); their names, for the log.
+    pub fn forget_silent(&self, silent: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = nodes
+            .slots
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.received) > silent)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            nodes.remove(name);
+        }
+        gone
     }
 
     /// Stores `window` as its node's latest unless it is a duplicate of (or older than)
@@ -157,6 +207,9 @@ impl NodeStore {
             && window.sequence <= e.window.sequence
         {
             return Stored::Duplicate { acked: e.window.sequence };
+        }
+        if nodes.slots.len() >= self.max_nodes && nodes.get(&window.node_name).is_none() {
+            return Stored::Full { max_nodes: self.max_nodes };
         }
         let sequence = window.sequence;
         let name = window.node_name.clone();
@@ -259,10 +312,10 @@ impl NodeStore {
             key.extend_from_slice(n.as_bytes());
             key.push(0);
         }
-        if resolved.key != key || resolved.known != nodes.slots.len() {
+        if resolved.key != key || resolved.generation != nodes.generation {
             resolved.slots = names.iter().map(|n| nodes.index.get(*n).copied()).collect();
             resolved.key = key;
-            resolved.known = nodes.slots.len();
+            resolved.generation = nodes.generation;
         }
         resolved.slots.iter().map(|&slot| view(slot)).collect()
     }
@@ -328,6 +381,34 @@ impl NodeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removed_and_silent_nodes_leave_and_resolved_lists_follow() {
+        let store = NodeStore::with_max_nodes(Duration::from_secs(60), 3);
+        // n1, n2, n3 last heard from 10, 9 and 8 s ago.
+        let t0 = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
+        for (i, n) in ["n1", "n2", "n3"].into_iter().enumerate() {
+            assert!(matches!(
+                store.insert_at(window(n, "a", 1), t0 + Duration::from_secs(i as u64)),
+                Stored::New { .. }
+            ));
+        }
+        assert_eq!(store.insert(window("n4", "a", 1)), Stored::Full { max_nodes: 3 }, "a new node past the limit");
+        assert!(matches!(store.insert(window("n1", "a", 2)), Stored::New { .. }), "known nodes still report");
+        store.set_fitness("n3", "a", 1, Some(0.9), vec![]);
+        assert!(matches!(store.view(&["n1", "n3"])[1], NodeView::Fresh { fitness: 0.9, .. }));
+        // n1's removal moves n3 into its slot: the same candidate list resolves again.
+        assert!(store.remove("n1"));
+        assert!(!store.remove("n1"));
+        let view = store.view(&["n1", "n3"]);
+        assert_eq!(view[0], NodeView::Unknown);
+        assert!(matches!(view[1], NodeView::Fresh { fitness: 0.9, .. }), "{view:?}");
+        assert!(matches!(store.insert(window("n4", "a", 1)), Stored::New { .. }), "room again");
+        // Silent for longer than 8.5 s: n2, not n3 or the n1 and n4 just heard from.
+        let gone = store.forget_silent(Duration::from_millis(8500));
+        assert_eq!(gone, vec!["n2".to_owned()]);
+        assert_eq!(store.names().len(), 2);
+    }
 
     fn window(node: &str, agent: &str, seq: u64) -> NodeWindow {
         NodeWindow { node_name: node.into(), agent_id: agent.into(), sequence: seq, ..Default::default() }

@@ -31,9 +31,13 @@ pub const POD_FIELD_SELECTOR: &str = "spec.nodeName!=,status.phase!=Succeeded,st
 
 /// Starts the pod and node watches; they run (and reconnect with backoff) until the
 /// process ends. Returns the stores, e.g. to wait until both have listed once.
-pub fn spawn(client: Client, placements: Arc<Placements>) -> (Store<Pod>, Store<PartialObjectMeta<Node>>) {
+pub fn spawn(
+    client: Client,
+    placements: Arc<Placements>,
+    windows: Arc<crate::store::NodeStore>,
+) -> (Store<Pod>, Store<PartialObjectMeta<Node>>) {
     let pods = spawn_pods(client.clone(), placements.clone());
-    let nodes = spawn_nodes(client, placements);
+    let nodes = spawn_nodes(client, placements, windows);
     (pods, nodes)
 }
 
@@ -56,7 +60,7 @@ fn spawn_pods(client: Client, placements: Arc<Placements>) -> Store<Pod> {
                     let pods: Vec<WatchedPod> = reader.state().iter().filter_map(|p| watched_pod(p)).collect();
                     tracing::info!(pods = pods.len(), "pod watch listed the cluster");
                     placements.replace_pods(pods);
-                    metrics::gauge!("fitsched_scorer_watch_synced", "resource" => "pods").set(1.0);
+                    metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => "pods").set(1.0);
                 }
                 Err(e) => watch_error("pods", &e),
             }
@@ -65,7 +69,11 @@ fn spawn_pods(client: Client, placements: Arc<Placements>) -> Store<Pod> {
     store
 }
 
-fn spawn_nodes(client: Client, placements: Arc<Placements>) -> Store<PartialObjectMeta<Node>> {
+fn spawn_nodes(
+    client: Client,
+    placements: Arc<Placements>,
+    windows: Arc<crate::store::NodeStore>,
+) -> Store<PartialObjectMeta<Node>> {
     let (store, writer) = reflector::store();
     let reader = store.clone();
     let stream = watcher(Api::<PartialObjectMeta<Node>>::all(client), watcher::Config::default())
@@ -77,14 +85,23 @@ fn spawn_nodes(client: Client, placements: Arc<Placements>) -> Store<PartialObje
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Apply(node)) => placements.set_zone(&node.name_any(), zone(&node)),
-                Ok(watcher::Event::Delete(node)) => placements.set_zone(&node.name_any(), None),
+                Ok(watcher::Event::Delete(node)) => {
+                    let name = node.name_any();
+                    placements.set_zone(&name, None);
+                    // Its windows are of no use now, and its name may never come back.
+                    if windows.remove(&name) {
+                        metrics::counter!(crate::telemetry::metric::NODES_FORGOTTEN, "reason" => "deleted")
+                            .increment(1);
+                        tracing::info!(node = %name, "node deleted from the cluster: forgotten");
+                    }
+                }
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Ok(watcher::Event::InitDone) => {
                     let zones: HashMap<String, String> =
                         reader.state().iter().filter_map(|n| Some((n.name_any(), zone(n)?.to_owned()))).collect();
                     tracing::info!(nodes = reader.state().len(), zoned = zones.len(), "node watch listed the cluster");
                     placements.replace_zones(zones);
-                    metrics::gauge!("fitsched_scorer_watch_synced", "resource" => "nodes").set(1.0);
+                    metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => "nodes").set(1.0);
                 }
                 Err(e) => watch_error("nodes", &e),
             }
@@ -95,8 +112,8 @@ fn spawn_nodes(client: Client, placements: Arc<Placements>) -> Store<PartialObje
 
 fn watch_error(resource: &'static str, e: &watcher::Error) {
     // The stream goes on with backoff; the placements keep their last state meanwhile.
-    metrics::counter!("fitsched_scorer_watch_errors_total", "resource" => resource).increment(1);
-    metrics::gauge!("fitsched_scorer_watch_synced", "resource" => resource).set(0.0);
+    metrics::counter!(crate::telemetry::metric::WATCH_ERRORS, "resource" => resource).increment(1);
+    metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => resource).set(0.0);
     tracing::warn!(resource, error = %e, "watch failed; retrying with backoff");
 }
 
@@ -108,10 +125,7 @@ pub fn watched_pod(pod: &Pod) -> Option<WatchedPod> {
     }
     Some(WatchedPod {
         uid: pod.uid()?,
-        owner: pod
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true))
+        owner: fitsched_proto::pod::controller(pod.owner_references(), |o| o.controller)
             .map(|o| o.uid.clone())
             .unwrap_or_default(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
@@ -131,8 +145,10 @@ fn slim_pod(pod: &mut Pod) {
     m.labels = None;
     m.managed_fields = None;
     m.finalizers = None;
-    m.owner_references =
-        m.owner_references.take().map(|refs| refs.into_iter().filter(|o| o.controller == Some(true)).collect());
+    m.owner_references = m
+        .owner_references
+        .take()
+        .map(|refs| fitsched_proto::pod::controller(&refs, |o| o.controller).cloned().into_iter().collect());
     pod.spec = Some(PodSpec { node_name: pod.spec.take().and_then(|s| s.node_name), ..PodSpec::default() });
     pod.status = Some(PodStatus { phase: pod.status.take().and_then(|s| s.phase), ..PodStatus::default() });
 }
@@ -286,7 +302,7 @@ mod tests {
             ("MODIFIED", pod("u2", Some("rs-a"), Some("n2"), "Succeeded")),
             ("ADDED", pod("u9", Some("rs-a"), Some("n2"), "Pending")),
         ]);
-        let node_events = events(&[("MODIFIED", node("n3", Some("z1")))]);
+        let node_events = events(&[("MODIFIED", node("n3", Some("z1"))), ("DELETED", node("gone", None))]);
         tokio::spawn(api_server(handle, pod_events, node_events, go));
 
         let placements =
@@ -294,7 +310,16 @@ mod tests {
         placements.assume("u4", "rs-a", "n3");
         placements.assume("u9", "rs-a", "n2");
         placements.bind("u9", "n2");
-        let (pods, nodes) = spawn(Client::new(service, "default"), placements.clone());
+        let windows = Arc::new(crate::store::NodeStore::new(Duration::from_secs(60)));
+        for n in ["n1", "gone"] {
+            windows.insert(fitsched_proto::NodeWindow {
+                node_name: n.into(),
+                agent_id: "a".into(),
+                sequence: 1,
+                ..Default::default()
+            });
+        }
+        let (pods, nodes) = spawn(Client::new(service, "default"), placements.clone(), windows.clone());
         tokio::time::timeout(Duration::from_secs(5), async {
             pods.wait_until_ready().await.unwrap();
             nodes.wait_until_ready().await.unwrap();
@@ -326,6 +351,7 @@ mod tests {
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (1, 1));
         drop(v);
         assert_eq!(placements.counts(), (4, 0), "u3, u4, u5, u9 placed; both records settled by the watch");
+        eventually("the deleted node's windows forgotten", || windows.names() == ["n1"]).await;
     }
 
     #[test]

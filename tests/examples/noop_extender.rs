@@ -20,7 +20,7 @@ struct Args<'a> {
 }
 
 fn names(body: &[u8]) -> Result<Vec<Cow<'_, str>>, serde_json::Error> {
-    serde_json::from_slice::<Args>(body).map(|a| a.node_names.unwrap_or_default())
+    serde_json::from_slice::<Args<'_>>(body).map(|a| a.node_names.unwrap_or_default())
 }
 
 fn bad_request(e: serde_json::Error) -> Response {

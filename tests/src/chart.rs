@@ -55,9 +55,9 @@ impl Installed {
 }
 
 /// Flags the stack sets for every scorer and shim it starts (ports, window, TLS, the
-/// model file, the ingest token, whether to watch or bind): the chart's values for them
+/// model file, the token files, whether to watch or bind): the chart's values for them
 /// are paths and addresses inside its containers.
-const STACK_OWNED_FLAGS: [&str; 12] = [
+const STACK_OWNED_FLAGS: [&str; 14] = [
     "--grpc-listen",
     "--http-listen",
     "--listen",
@@ -70,6 +70,8 @@ const STACK_OWNED_FLAGS: [&str; 12] = [
     "--tls-key",
     "--model",
     "--ingest-token-file",
+    "--token-file",
+    "--metrics-listen",
 ];
 
 /// Renders the chart with `values` and installs it into `cluster`.

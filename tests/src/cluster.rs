@@ -276,9 +276,14 @@ impl Cluster {
     /// A token of a ServiceAccount, from the API server's TokenRequest API, valid for a
     /// day: longer than any benchmark, which would otherwise go on with refused calls.
     pub fn service_account_token(&self, namespace: &str, name: &str) -> anyhow::Result<String> {
+        self.token_request(namespace, name, json!({"expirationSeconds": 86_400}))
+    }
+
+    /// A token of ServiceAccount `namespace/name` from a TokenRequest with `spec`
+    /// (audiences, a bound pod, as the kubelet asks for a projected token).
+    pub fn token_request(&self, namespace: &str, name: &str, spec: Value) -> anyhow::Result<String> {
         let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client(), namespace);
-        let req: k8s_openapi::api::authentication::v1::TokenRequest =
-            serde_json::from_value(json!({"spec": {"expirationSeconds": 86_400}}))?;
+        let req: k8s_openapi::api::authentication::v1::TokenRequest = serde_json::from_value(json!({"spec": spec}))?;
         let out = self
             .block_on(api.create_token_request(name, &PostParams::default(), &req))
             .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?;
@@ -391,21 +396,28 @@ impl Cluster {
     pub fn delete_workloads(&self, ws: &[Workload]) -> anyhow::Result<()> {
         self.concurrently(ws, |w| async move {
             let lp = ListParams::default().labels(&format!("app={}", w.name));
-            self.delete_all(&w.namespace, &w.name, &lp).await
+            self.delete_all(&w.namespace, Some(&w.name), &lp).await
         })
     }
 
     /// Deletes every Deployment, ReplicaSet and pod of `namespace` (three requests, where
     /// deleting workload by workload takes three each).
     pub fn clear_namespace(&self, namespace: &str) -> anyhow::Result<()> {
-        self.block_on(self.delete_all(namespace, "every workload", &ListParams::default()))
+        self.block_on(self.delete_all(namespace, None, &ListParams::default()))
     }
 
-    async fn delete_all(&self, namespace: &str, what: &str, lp: &ListParams) -> anyhow::Result<()> {
+    /// Deletes the Deployment `deployment` (every Deployment when `None`: a Deployment
+    /// carries no `app` label, only its template does), then the ReplicaSets and pods
+    /// `lp` selects, orphaning so no controller replaces what is being deleted.
+    async fn delete_all(&self, namespace: &str, deployment: Option<&str>, lp: &ListParams) -> anyhow::Result<()> {
         let orphan = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..DeleteParams::default() };
-        let context = || format!("deleting {namespace}/{what}");
+        let context = || format!("deleting {namespace}/{}", deployment.unwrap_or("every workload"));
         let deployments: Api<Deployment> = Api::namespaced(self.client(), namespace);
-        deployments.delete_collection(&orphan, lp).await.with_context(context)?;
+        match deployment {
+            Some(name) => deployments.delete(name, &orphan).await.map(|_| ()),
+            None => deployments.delete_collection(&orphan, &ListParams::default()).await.map(|_| ()),
+        }
+        .with_context(context)?;
         let replica_sets: Api<ReplicaSet> = Api::namespaced(self.client(), namespace);
         replica_sets.delete_collection(&orphan, lp).await.with_context(context)?;
         let pods: Api<Pod> = Api::namespaced(self.client(), namespace);
@@ -414,11 +426,7 @@ impl Cluster {
     }
 
     /// Runs `f` on every item, 16 at a time, stopping at the first error.
-    fn concurrently<'a, T: 'a, F>(
-        &'a self,
-        items: &'a [T],
-        f: impl Fn(&'a T) -> F,
-    ) -> anyhow::Result<()>
+    fn concurrently<'a, T: 'a, F>(&'a self, items: &'a [T], f: impl Fn(&'a T) -> F) -> anyhow::Result<()>
     where
         F: std::future::Future<Output = anyhow::Result<()>> + 'a,
     {

@@ -46,8 +46,10 @@ pub struct StackConfig {
     pub log_filter: String,
     /// Serve the scorer's gRPC over TLS with these files; agents and shim verify it.
     pub tls: Option<TlsFiles>,
-    /// Agents must present the token in this file on the ingest stream.
-    pub token_file: Option<PathBuf>,
+    /// Serve every caller without a token (`--allow-unauthenticated`). Without it, as
+    /// installed, the stack writes a token per role ([`Stack::token`]) and every process
+    /// presents its own.
+    pub open: bool,
     /// A real API server: the scorer watches it and the shim creates Bindings in it.
     /// Without one the shim only tells the scorer (`--binder scorer-only`).
     pub cluster: Option<ClusterAccess>,
@@ -124,7 +126,7 @@ impl Default for StackConfig {
             log_dir: paths::target_dir().join("fitsched-logs"),
             log_filter: "info".into(),
             tls: None,
-            token_file: None,
+            open: false,
             cluster: None,
         }
     }
@@ -135,9 +137,30 @@ pub struct Stack {
     pub scorer_grpc: SocketAddr,
     pub scorer_http: SocketAddr,
     pub shim_http: SocketAddr,
+    /// The shim's `/metrics` and `/health` (`--metrics-listen`).
+    pub shim_metrics: SocketAddr,
     pub agent_http: Vec<SocketAddr>,
     procs: Processes,
     config: StackConfig,
+}
+
+/// The scorer's roles (see `fitsched_scorer::auth`).
+const ROLES: [&str; 3] = ["agent", "scheduler", "operator"];
+
+/// A channel whose calls carry a bearer token.
+pub type AuthChannel = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerInterceptor>;
+
+/// Adds `authorization: Bearer …` to every call, when there is a token.
+#[derive(Clone)]
+pub struct BearerInterceptor(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for BearerInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    }
 }
 
 /// A free TCP port on loopback. The port is released before use, so another process
@@ -154,10 +177,18 @@ impl Stack {
             scorer_grpc: free_addr()?,
             scorer_http: free_addr()?,
             shim_http: free_addr()?,
+            shim_metrics: free_addr()?,
             agent_http: Vec::new(),
             procs: Processes::new(&config.log_dir)?,
             config,
         };
+        if !stack.config.open {
+            for role in ROLES {
+                let token = format!("{role}-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                std::fs::create_dir_all(stack.config.log_dir.join("tokens"))?;
+                std::fs::write(stack.token_path(role), token)?;
+            }
+        }
         stack.start_scorer()?;
         let scorer_url = stack.scorer_url();
         let shim_http = stack.shim_http.to_string();
@@ -174,6 +205,10 @@ impl Stack {
         if let Some(tls) = &stack.config.tls {
             shim_args.extend(["--tls-ca".to_owned(), tls.ca.display().to_string()]);
         }
+        if !stack.config.open {
+            shim_args.extend(["--token-file".to_owned(), stack.token_path("scheduler").display().to_string()]);
+        }
+        shim_args.extend(["--metrics-listen".to_owned(), stack.shim_metrics.to_string()]);
         shim_args.extend(stack.config.shim_args.clone());
         let kubeconfig = stack.config.cluster.as_ref().map(|c| c.shim_kubeconfig.clone());
         stack.spawn("shim", "fitsched-shim", &shim_args, kubeconfig)?;
@@ -217,11 +252,43 @@ impl Stack {
         }
     }
 
-    /// A client of the scorer, over TLS when the stack uses it.
-    pub async fn scorer_client(&self) -> anyhow::Result<ScorerClient<tonic::transport::Channel>> {
+    /// A client of the scorer as an operator (`ListNodes`, `Predict`, `Explain`,
+    /// `ModelInfo`), over TLS when the stack uses it.
+    pub async fn scorer_client(&self) -> anyhow::Result<ScorerClient<AuthChannel>> {
+        self.scorer_client_as("operator").await
+    }
+
+    /// A client of the scorer presenting the token of `role` (`agent`, `scheduler`,
+    /// `operator`); no token when the stack is open.
+    pub async fn scorer_client_as(&self, role: &str) -> anyhow::Result<ScorerClient<AuthChannel>> {
+        let channel = self.scorer_endpoint()?.connect().await?;
+        let token: Option<tonic::metadata::AsciiMetadataValue> =
+            self.token(role).map(|t| format!("Bearer {t}").parse()).transpose()?;
+        let channel = tonic::service::interceptor::InterceptedService::new(channel, BearerInterceptor(token));
         // ListNodes carries every node's latest window: 11 MB at 5 000 simulated nodes,
         // past tonic's default 4 MiB.
-        Ok(ScorerClient::new(self.scorer_endpoint()?.connect().await?).max_decoding_message_size(256 << 20))
+        Ok(ScorerClient::new(channel).max_decoding_message_size(256 << 20))
+    }
+
+    /// An ingest client presenting the agents' token.
+    pub async fn ingest_client(&self) -> anyhow::Result<fitsched_proto::ingest_client::IngestClient<AuthChannel>> {
+        let channel = self.scorer_endpoint()?.connect().await?;
+        let token = self.token("agent").map(|t| format!("Bearer {t}").parse()).transpose()?;
+        Ok(fitsched_proto::ingest_client::IngestClient::new(tonic::service::interceptor::InterceptedService::new(
+            channel,
+            BearerInterceptor(token),
+        )))
+    }
+
+    /// The token of `role` (`agent`, `scheduler`, `operator`), or `None` when the stack
+    /// is open.
+    pub fn token(&self, role: &str) -> Option<String> {
+        (!self.config.open).then(|| std::fs::read_to_string(self.token_path(role)).ok()).flatten()
+    }
+
+    /// The file holding the token of `role` (written whether or not the stack is open).
+    pub fn token_path(&self, role: &str) -> PathBuf {
+        self.config.log_dir.join("tokens").join(role)
     }
 
     /// The scorer's endpoint, with the stack's TLS settings.
@@ -255,8 +322,13 @@ impl Stack {
                 tls.key.display().to_string(),
             ]);
         }
-        if let Some(token) = &self.config.token_file {
-            args.extend(["--ingest-token-file".into(), token.display().to_string()]);
+        match self.config.open {
+            true => args.push("--allow-unauthenticated".into()),
+            false => {
+                for role in ROLES {
+                    args.extend(["--token-file".into(), format!("{role}={}", self.token_path(role).display())]);
+                }
+            }
         }
         args.extend(self.config.scorer_args.clone());
         let kubeconfig = self.config.cluster.as_ref().map(|c| c.scorer_kubeconfig.clone());
@@ -271,8 +343,8 @@ impl Stack {
         if let Some(tls) = &self.config.tls {
             extra.extend(["--tls-ca".to_owned(), tls.ca.display().to_string()]);
         }
-        if let Some(token) = &self.config.token_file {
-            extra.extend(["--token-file".to_owned(), token.display().to_string()]);
+        if !self.config.open {
+            extra.extend(["--token-file".to_owned(), self.token_path("agent").display().to_string()]);
         }
         Ok(extra
             .into_iter()

@@ -8,8 +8,6 @@ use std::time::Duration;
 use fitsched_e2e::paths;
 use fitsched_e2e::stack::{Stack, StackConfig, block_on, http_agent};
 use fitsched_e2e::tools;
-use fitsched_proto::ingest_client::IngestClient;
-use fitsched_proto::scorer_client::ScorerClient;
 use fitsched_proto::{ExplainRequest, ListNodesRequest, MetricSummary, NodeWindow, metric};
 use serde_json::{Value, json};
 
@@ -149,8 +147,7 @@ fn shim_answers_every_captured_request_with_the_captured_shape() {
                         pod_namespace: pod["namespace"].as_str().unwrap().into(),
                         pod_name: pod["name"].as_str().unwrap().into(),
                     };
-                    let url = stack.scorer_url();
-                    let d = block_on(async move { ScorerClient::connect(url).await.unwrap().explain(ask).await })
+                    let d = block_on(async { stack.scorer_client().await.unwrap().explain(ask).await })
                         .expect("the scorer explains its decision")
                         .into_inner();
                     assert_eq!(d.candidates as usize, hosts.len());
@@ -175,11 +172,15 @@ fn shim_answers_every_captured_request_with_the_captured_shape() {
 fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     let venv = tools::ensure_venv().expect("grpcurl venv");
     let stack = stack("grpcurl", &["--max-body-bytes", "1048576"]);
-    let grpcurl = |args: &[&str]| -> String {
-        let out = Command::new(venv.grpcurl()).arg("-plaintext").args(args).output().expect("grpcurl runs");
+    // As an operator would call it; the shim's credential for Score.
+    let as_role = |role: &str, args: &[&str]| -> String {
+        let auth = format!("authorization: Bearer {}", stack.token(role).expect("the stack is closed"));
+        let out =
+            Command::new(venv.grpcurl()).args(["-plaintext", "-H", &auth]).args(args).output().expect("grpcurl runs");
         assert!(out.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let grpcurl = |args: &[&str]| as_role("operator", args);
     let addr = stack.scorer_grpc.to_string();
 
     let services = grpcurl(&[&addr, "list"]);
@@ -197,7 +198,7 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
                       "nodes": [{"name": "worker-1"}, {"name": "never-seen"}]})
     .to_string();
     let scored: Value =
-        serde_json::from_str(&grpcurl(&["-d", &body, &addr, "fitsched.v1.Scorer/Score"])).expect("JSON");
+        serde_json::from_str(&as_role("scheduler", &["-d", &body, &addr, "fitsched.v1.Scorer/Score"])).expect("JSON");
     assert_eq!(scored["strategy"], "spread");
     assert_eq!(scored["scores"][0]["basis"], "SCORE_BASIS_FITNESS", "{scored}");
     assert_eq!(scored["scores"][1]["basis"], "SCORE_BASIS_UNKNOWN_NODE", "{scored}");
@@ -210,15 +211,12 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     // The real agents' windows carry this machine's procfs metrics. The very first
     // window may hold only the first tick, which has no rates yet (absent, not zero), so
     // wait for one that has them.
-    let url = stack.scorer_url();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let w1 = loop {
-        let url = url.clone();
-        let nodes =
-            block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
-                .unwrap()
-                .into_inner()
-                .nodes;
+        let nodes = block_on(async { stack.scorer_client().await.unwrap().list_nodes(ListNodesRequest {}).await })
+            .unwrap()
+            .into_inner()
+            .nodes;
         let w1 = nodes.iter().find(|n| n.name == "worker-1").and_then(|n| n.latest.clone()).expect("worker-1 window");
         if w1.metrics.contains_key(metric::CPU_UTILIZATION) || std::time::Instant::now() > deadline {
             break w1;
@@ -260,21 +258,19 @@ fn grpcurl_reflection_health_score_metrics_and_bad_input() {
     assert_eq!(status, 200);
     assert_eq!(answer[1]["Host"], "ghost", "{answer}");
     assert!(answer[1]["Score"].as_i64().is_some_and(|s| (0..=10).contains(&s)), "{answer}");
-    assert!(get(&format!("{shim}/metrics")).contains("fitsched_shim_bad_requests_total"));
+    assert!(get(&format!("http://{}/metrics", stack.shim_metrics)).contains("fitsched_shim_bad_requests_total"));
 
     // A window with NaN is refused with INVALID_ARGUMENT and stores nothing.
-    let url = stack.scorer_url();
-    let (status, after) = block_on(async move {
+    let (status, after) = block_on(async {
         let mut w =
             NodeWindow { node_name: "worker-1".into(), agent_id: "intruder".into(), sequence: 1, ..Default::default() };
         w.metrics.insert(metric::CPU_UTILIZATION.into(), MetricSummary { mean: f64::NAN, ..Default::default() });
-        let mut ingest = IngestClient::connect(url.clone()).await.unwrap();
+        let mut ingest = stack.ingest_client().await.unwrap();
         let status = match ingest.stream(tokio_stream_once(w)).await {
             Ok(resp) => resp.into_inner().message().await.expect_err("the window must be refused"),
             Err(status) => status,
         };
-        let nodes =
-            ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await.unwrap().into_inner();
+        let nodes = stack.scorer_client().await.unwrap().list_nodes(ListNodesRequest {}).await.unwrap().into_inner();
         (status, nodes.nodes)
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -301,7 +297,7 @@ fn scheduling_goes_on_while_the_scorer_is_down_and_agents_come_back() {
     let (status, filtered) = post(&format!("{shim}/filter"), args.to_string());
     assert_eq!(status, 200);
     assert_eq!(filtered["NodeNames"], json!(WORKERS), "every node passes while the scorer is down");
-    assert!(get(&format!("{shim}/metrics")).contains("fitsched_shim_fallbacks_total"));
+    assert!(get(&format!("http://{}/metrics", stack.shim_metrics)).contains("fitsched_shim_fallbacks_total"));
 
     // The agents reconnect to a restarted scorer on their own.
     stack.start_scorer().unwrap();
@@ -332,8 +328,11 @@ fn the_committed_onnx_model_scores_real_windows() {
     stack.wait_for_nodes(&["model-node"], 1, Duration::from_secs(60)).expect("fitness from the model");
 
     let addr = stack.scorer_grpc.to_string();
-    let out =
-        Command::new(venv.grpcurl()).args(["-plaintext", &addr, "fitsched.v1.Scorer/ModelInfo"]).output().unwrap();
+    let auth = format!("authorization: Bearer {}", stack.token("operator").unwrap());
+    let out = Command::new(venv.grpcurl())
+        .args(["-plaintext", "-H", &auth, &addr, "fitsched.v1.Scorer/ModelInfo"])
+        .output()
+        .unwrap();
     let info: Value = serde_json::from_slice(&out.stdout).expect("ModelInfo JSON");
     assert_eq!(info["kind"], "onnx", "{info}");
     // grpcurl shows the held-out validation first: the shipped model under a grouped scheme.
@@ -343,8 +342,7 @@ fn the_committed_onnx_model_scores_real_windows() {
     assert!(info["version"].as_str().is_some_and(|v| v.starts_with(kind)), "the version names the {kind}: {info}");
     assert!(info["features"].as_array().is_some_and(|f| !f.is_empty()));
 
-    let url = stack.scorer_url();
-    let node = block_on(async move { ScorerClient::connect(url).await.unwrap().list_nodes(ListNodesRequest {}).await })
+    let node = block_on(async { stack.scorer_client().await.unwrap().list_nodes(ListNodesRequest {}).await })
         .unwrap()
         .into_inner()
         .nodes

@@ -2,7 +2,6 @@
 //! window and stores none twice; TLS and the ingest token keep strangers out.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fitsched_e2e::paths;
@@ -69,18 +68,15 @@ fn a_scorer_crash_loses_no_window_and_stores_none_twice() {
 }
 
 #[test]
-fn tls_and_the_ingest_token_keep_strangers_out() {
+fn tls_and_tokens_keep_strangers_out() {
     let dir = paths::target_dir().join("fitsched-logs/tls");
     let tls = TlsFiles::generate(&dir.join("pki")).unwrap();
-    let token: PathBuf = dir.join("token");
-    std::fs::write(&token, "agents-only\n").unwrap();
     let config = StackConfig {
         window: "1s".into(),
         tick: "100ms".into(),
         real_agents: vec![Some("tls-node".into())],
         log_dir: dir.clone(),
         tls: Some(tls.clone()),
-        token_file: Some(token.clone()),
         ..StackConfig::default()
     };
     let mut stack = Stack::start(config).expect("stack starts with TLS and a token");
@@ -99,10 +95,15 @@ fn tls_and_the_ingest_token_keep_strangers_out() {
     });
     assert!(decision.expect("the shim's call reached the scorer").into_inner().top[0].fitness.is_some());
 
-    // Strangers: no token, a wrong token, plaintext.
+    // Strangers: no token, a wrong token, another role's token, plaintext.
     let window = NodeWindow { node_name: "intruder".into(), agent_id: "x".into(), sequence: 1, ..Default::default() };
     let endpoint = stack.scorer_endpoint().unwrap();
-    for token in [None, Some("guess")] {
+    let shim_token = stack.token("scheduler").unwrap();
+    for (token, code) in [
+        (None, tonic::Code::Unauthenticated),
+        (Some("guess"), tonic::Code::Unauthenticated),
+        (Some(shim_token.as_str()), tonic::Code::PermissionDenied),
+    ] {
         let w = window.clone();
         let endpoint = endpoint.clone();
         let status = block_on(async move {
@@ -116,7 +117,7 @@ fn tls_and_the_ingest_token_keep_strangers_out() {
                 Err(status) => status,
             }
         });
-        assert_eq!(status.code(), tonic::Code::Unauthenticated, "token {token:?}: {status:?}");
+        assert_eq!(status.code(), code, "token {token:?}: {status:?}");
     }
     let plaintext = format!("http://{}", stack.scorer_grpc);
     let refused = block_on(async move {
@@ -132,5 +133,12 @@ fn tls_and_the_ingest_token_keep_strangers_out() {
     });
     assert!(refused.is_err(), "plaintext reached a TLS scorer");
     assert!(!stack.scored_nodes().unwrap().contains(&"intruder".to_owned()), "no stranger's window was stored");
-    assert!(stack.log("scorer").contains("wrong token refused"), "refusals are logged");
+    // The agent's token does not open the shim's RPCs either.
+    let bind = block_on(async {
+        let req = fitsched_proto::BindRequest { node: "tls-node".into(), ..Default::default() };
+        stack.scorer_client_as("agent").await.unwrap().bind(req).await
+    });
+    assert_eq!(bind.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let log = stack.log("scorer");
+    assert!(log.contains("call refused") && log.contains("unauthenticated"), "refusals are logged: {log}");
 }

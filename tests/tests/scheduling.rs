@@ -11,7 +11,8 @@ use std::time::Duration;
 use fitsched_e2e::cluster::{Placement, Workload, sum_metric};
 use fitsched_e2e::process::http_agent;
 use fitsched_e2e::testbed::{Spread, Testbed, TestbedConfig, is_idle, is_without_telemetry};
-use fitsched_proto::{CandidateNode, Owner, PodFacts, ScoreRequest};
+use fitsched_proto::ingest_client::IngestClient;
+use fitsched_proto::{CandidateNode, MetricSummary, NodeWindow, Owner, PodFacts, ScoreRequest};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
@@ -75,7 +76,7 @@ fn strategies_hold_among_kube_schedulers_plugins() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(metric(tb.stack.scorer_http, "fitsched_scorer_binds_total", ""), 38, "binds through the shim");
-    assert_eq!(metric(tb.stack.shim_http, "fitsched_shim_bind_errors_total", ""), 0);
+    assert_eq!(metric(tb.stack.shim_metrics, "fitsched_shim_bind_errors_total", ""), 0);
     // And kube-scheduler reports each as scheduled by the profile the pod asked for.
     let profiles = [tb.profile("pack"), tb.profile("spread"), tb.profile("balanced")];
     let events: Api<Event> = Api::namespaced(tb.cluster.client(), "apps");
@@ -152,7 +153,7 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
     tb.stack.start_scorer().expect("scorer restarts");
     let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(120)).expect("every pod bound");
     assert_eq!(placed.len(), 300);
-    let fallbacks = metric(tb.stack.shim_http, "fitsched_shim_fallbacks_total", "");
+    let fallbacks = metric(tb.stack.shim_metrics, "fitsched_shim_fallbacks_total", "");
     assert!(fallbacks > 0, "the shim never answered neutrally while the scorer was down");
 
     // The restarted scorer has no records of its own: what it knows of the siblings comes
@@ -181,7 +182,7 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let scores = fitsched_e2e::stack::block_on(async {
-            let mut c = tb.stack.scorer_client().await.unwrap();
+            let mut c = tb.stack.scorer_client_as("scheduler").await.unwrap();
             c.score(ScoreRequest { pod: Some(pod.clone()), nodes: nodes.clone(), ..Default::default() })
                 .await
                 .unwrap()
@@ -218,7 +219,7 @@ fn a_refused_bind_binds_nothing_and_the_pod_is_bound_once_by_kube_scheduler() {
     let w = Workload::new("apps", "refused", 8, &tb.profile("balanced"));
     let placed = run(&tb, &w);
     assert_eq!(placed.len(), 8);
-    let forbidden = metric(tb.stack.shim_http, "fitsched_shim_bind_errors_total", "reason=\"forbidden\"");
+    let forbidden = metric(tb.stack.shim_metrics, "fitsched_shim_bind_errors_total", "reason=\"forbidden\"");
     assert!(forbidden >= 8, "{forbidden} forbidden binds counted");
     assert_eq!(
         metric(tb.stack.scorer_http, "fitsched_scorer_binds_total", ""),
@@ -251,4 +252,104 @@ fn a_refused_bind_binds_nothing_and_the_pod_is_bound_once_by_kube_scheduler() {
     assert!(answer["Error"].as_str().is_some_and(|e| !e.is_empty()), "a bind of a replaced pod succeeded: {answer}");
     let now = tb.cluster.block_on(pods.get("ghost")).unwrap();
     assert_eq!(now.spec.unwrap().node_name, None, "the re-created pod was bound by a bind meant for its predecessor");
+}
+
+/// The chart's scorer checks tokens with the real API server's TokenReview: an agent's
+/// token bound to a pod speaks for that pod's node only, an unbound one for none, the
+/// scheduler's account may score but not stream, and a token for another audience is no
+/// token at all.
+#[test]
+fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
+    let _turn = take_turn();
+    let tb = Testbed::start(TestbedConfig::new("token-review", 2)).expect("testbed starts");
+    let ns = tb.installed.namespace.clone();
+    let account = |kind: &str, suffix: &str| -> String {
+        let o = tb
+            .installed
+            .objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"].as_str().is_some_and(|n| n.ends_with(suffix)));
+        o.expect("the chart's workload")["spec"]["template"]["spec"]["serviceAccountName"].as_str().unwrap().to_owned()
+    };
+    let (agent_sa, scheduler_sa) = (account("DaemonSet", "-agent"), account("Deployment", "-scheduler"));
+    let (own, other) = (tb.nodes[0].name.clone(), tb.nodes[1].name.clone());
+
+    // The agent pod on `own`, as the DaemonSet would make it (API only: no kubelet runs it).
+    let pods: Api<Pod> = Api::namespaced(tb.cluster.client(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "agent-on-own"},
+        "spec": {"serviceAccountName": agent_sa, "nodeName": own, "containers": [{"name": "agent", "image": "fitsched-agent"}]},
+    }))
+    .unwrap();
+    let pod = tb.cluster.block_on(pods.create(&PostParams::default(), &pod)).expect("agent pod created");
+    let audience = json!(["fitsched-scorer"]);
+    let bound = tb
+        .cluster
+        .token_request(
+            &ns,
+            &agent_sa,
+            json!({"audiences": audience, "expirationSeconds": 3600,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "agent-on-own", "uid": pod.metadata.uid}}),
+        )
+        .expect("a projected agent token");
+    let unbound = tb.cluster.token_request(&ns, &agent_sa, json!({"audiences": audience})).unwrap();
+    let scheduler = tb.cluster.token_request(&ns, &scheduler_sa, json!({"audiences": audience})).unwrap();
+    let other_audience = tb.cluster.token_request(&ns, &scheduler_sa, json!({"audiences": ["api"]})).unwrap();
+
+    let stream = |token: &str, node: &str| -> Result<u64, tonic::Status> {
+        let endpoint = tb.stack.scorer_endpoint().unwrap();
+        let header: tonic::metadata::AsciiMetadataValue = format!("Bearer {token}").parse().unwrap();
+        let mut window = NodeWindow {
+            node_name: node.into(),
+            agent_id: format!("test-{}", fastrand::u64(..)),
+            sequence: 1,
+            start_unix_ms: 0,
+            end_unix_ms: 20_000,
+            ..Default::default()
+        };
+        window
+            .metrics
+            .insert("cpu_utilization".into(), MetricSummary { mean: 0.2, max: 0.3, p95: 0.3, last: 0.2, samples: 20 });
+        fitsched_e2e::stack::block_on(async move {
+            let mut client = IngestClient::new(endpoint.connect().await.unwrap());
+            let mut req = tonic::Request::new(tonic::codegen::tokio_stream::iter(vec![window]));
+            req.metadata_mut().insert("authorization", header);
+            let mut acks = client.stream(req).await?.into_inner();
+            match acks.message().await? {
+                Some(ack) => Ok(ack.acked_sequence),
+                None => Err(tonic::Status::unknown("stream ended without an ack")),
+            }
+        })
+    };
+    assert_eq!(stream(&bound, &own).expect("the agent reports its own node"), 1);
+    let refused = stream(&bound, &other).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains(&own), "the refusal names the node the token is bound to: {refused:?}");
+    assert_eq!(stream(&unbound, &own).unwrap_err().code(), tonic::Code::Unauthenticated, "no node, no windows");
+    assert_eq!(stream(&scheduler, &own).unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(stream(&other_audience, &own).unwrap_err().code(), tonic::Code::Unauthenticated);
+
+    // The scheduler's account scores.
+    let endpoint = tb.stack.scorer_endpoint().unwrap();
+    let header: tonic::metadata::AsciiMetadataValue = format!("Bearer {scheduler}").parse().unwrap();
+    let scored = fitsched_e2e::stack::block_on(async move {
+        let mut client = fitsched_proto::scorer_client::ScorerClient::new(endpoint.connect().await.unwrap());
+        let pod = PodFacts { name: "p".into(), namespace: "apps".into(), ..Default::default() };
+        let mut req = tonic::Request::new(ScoreRequest {
+            pod: Some(pod),
+            nodes: vec![CandidateNode { name: "any-node".into(), ..Default::default() }],
+            ..Default::default()
+        });
+        req.metadata_mut().insert("authorization", header);
+        client.score(req).await
+    });
+    assert_eq!(scored.expect("the scheduler's account may score").into_inner().scores.len(), 1);
+    let scorer_metrics = http_agent(Duration::from_secs(5))
+        .get(&format!("http://{}/metrics", tb.stack.scorer_http))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(sum_metric(&scorer_metrics, "fitsched_scorer_token_reviews_total", "result=\"accepted\"") >= 2);
 }

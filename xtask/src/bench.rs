@@ -171,7 +171,14 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
     let (grpc, http, agent_http) = (free_addr()?, free_addr()?, free_addr()?);
     let _scorer = spawn(
         &release.join("fitsched-scorer"),
-        &["--grpc-listen".into(), grpc.to_string(), "--http-listen".into(), http.to_string()],
+        &[
+            "--grpc-listen".into(),
+            grpc.to_string(),
+            "--http-listen".into(),
+            http.to_string(),
+            // Only the agent being measured calls it, on loopback.
+            "--allow-unauthenticated".into(),
+        ],
         &logs.join("scorer.log"),
     )?;
     let agent = spawn(

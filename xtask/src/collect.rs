@@ -18,7 +18,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fitsched_e2e::stack::{Stack, StackConfig, block_on, free_addr};
@@ -248,7 +248,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         log_dir: work.join("logs"),
         ..StackConfig::default()
     })?;
-    let session = now_unix_ms();
+    let session = fitsched_proto::now_unix_ms();
     let machine = machine_facts();
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&out)?;
     progress(format!(
@@ -329,7 +329,7 @@ fn sample(
 ) -> anyhow::Result<Measured> {
     let w_ms = window.as_millis() as i64;
     // The first window boundary that leaves time to start the interference.
-    let boundary = (now_unix_ms() + SETTLE_MS + 200 + w_ms - 1).div_euclid(w_ms) * w_ms;
+    let boundary = (fitsched_proto::now_unix_ms() + SETTLE_MS + 200 + w_ms - 1).div_euclid(w_ms) * w_ms;
     sleep_until_unix_ms(boundary - SETTLE_MS);
     let _stress = Stress::start(&interference.stress_args(), work)?;
     let neighbours = &units[1..=interference.benchmark_units().min(units.len() - 1)];
@@ -582,12 +582,8 @@ fn machine_facts() -> Value {
     })
 }
 
-fn now_unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 fn sleep_until_unix_ms(t: i64) {
-    let wait = t - now_unix_ms();
+    let wait = t - fitsched_proto::now_unix_ms();
     if wait > 0 {
         std::thread::sleep(Duration::from_millis(wait as u64));
     }

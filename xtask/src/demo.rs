@@ -157,21 +157,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let g = venv.grpcurl();
     let a = tb.stack.scorer_grpc;
     let example = pods.first().map_or("web", String::as_str);
-    println!("\nTry the scorer (reflection: no .proto needed):");
-    println!("  {} -plaintext {a} list", g.display());
+    // The scorer lets no one in without a token, as installed: the commands read the
+    // operator's and the shim's from the files the stack wrote.
+    let bearer = |role: &str| format!("-H \"authorization: Bearer $(cat {})\"", tb.stack.token_path(role).display());
+    let (op, shim) = (bearer("operator"), bearer("scheduler"));
+    println!("\nTry the scorer (reflection: no .proto needed; every call but health needs a token):");
+    println!("  {} -plaintext {op} {a} list", g.display());
     println!("  {} -plaintext {a} grpc.health.v1.Health/Check", g.display());
-    println!("  {} -plaintext {a} fitsched.v1.Scorer/ModelInfo", g.display());
-    println!("  {} -plaintext {a} fitsched.v1.Scorer/ListNodes", g.display());
+    println!("  {} -plaintext {op} {a} fitsched.v1.Scorer/ModelInfo", g.display());
+    println!("  {} -plaintext {op} {a} fitsched.v1.Scorer/ListNodes", g.display());
     println!(
-        "  {} -plaintext -d '{{\"pod\":{{\"name\":\"p\",\"namespace\":\"default\",\"strategy\":\"spread\"}},\"nodes\":[{{\"name\":\"{host}\"}},{{\"name\":\"sim-node-01\"}}]}}' {a} fitsched.v1.Scorer/Score",
+        "  {} -plaintext {shim} -d '{{\"pod\":{{\"name\":\"p\",\"namespace\":\"default\",\"strategy\":\"spread\"}},\"nodes\":[{{\"name\":\"{host}\"}},{{\"name\":\"sim-node-01\"}}]}}' {a} fitsched.v1.Scorer/Score",
         g.display()
     );
     println!(
-        "  {} -plaintext -d '{{\"pod_namespace\":\"{NAMESPACE}\",\"pod_name\":\"{example}\"}}' {a} fitsched.v1.Scorer/Explain",
+        "  {} -plaintext {op} -d '{{\"pod_namespace\":\"{NAMESPACE}\",\"pod_name\":\"{example}\"}}' {a} fitsched.v1.Scorer/Explain",
         g.display()
     );
     println!("  curl -s http://{}/metrics | grep -E '^(inference|fitsched)_'", tb.stack.scorer_http);
-    println!("  curl -s http://{}/metrics | grep -E '^fitsched_shim_'", tb.stack.shim_http);
+    println!("  curl -s http://{}/metrics | grep -E '^fitsched_shim_'", tb.stack.shim_metrics);
     println!(
         "API server: {} (admin kubeconfig {})",
         tb.cluster.api_url(),

@@ -140,6 +140,9 @@ workload template, so a bad combination fails the render with a message.
 {{- if and .Values.extender.prioritizeVerb (lt (int64 .Values.extender.weight) 1) }}
 {{- fail "extender.weight must be a positive integer when extender.prioritizeVerb is set" }}
 {{- end }}
+{{- if not (or .Values.auth.tokenReview .Values.auth.allowUnauthenticated) }}
+{{- fail "the scorer would let no one in: set auth.tokenReview (the default), or auth.allowUnauthenticated to serve anyone who reaches it" }}
+{{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.secretName must name a Secret with tls.crt, tls.key and ca.crt when tls.enabled is true" }}
 {{- end }}

@@ -68,8 +68,8 @@ async fn empty_candidate_lists_get_empty_answers_without_a_scorer_call() {
 #[tokio::test]
 async fn oversized_bodies_get_413_with_json() {
     let mut config = config(&closed_port_url().await, Duration::from_millis(100));
-    config.max_body_bytes = 1024;
-    let app = fitsched_shim::router(&config, None).unwrap();
+    config.limits.max_body_bytes = 1024;
+    let app = fitsched_shim::router(&config).unwrap();
     let big = format!("{{\"Pod\": {{\"metadata\": {{\"name\": \"{}\"}}}}, \"NodeNames\": []}}", "x".repeat(2000));
     for path in ["/filter", "/prioritize", "/bind"] {
         let (status, answer) = post(&app, path, big.clone()).await;
@@ -103,6 +103,9 @@ async fn unknown_paths_and_wrong_methods_get_json_errors() {
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(answer["error"].as_str().unwrap().contains("GET"), "{answer}");
 
+    // Scrapers have a listener of their own: the verbs' port does not serve /metrics.
     let (status, ..) = send(&app, Method::GET, "/metrics", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, ..) = send(&fitsched_shim::metrics_router(None), Method::GET, "/metrics", "").await;
     assert_eq!(status, StatusCode::OK, "/metrics answers even without a recorder");
 }

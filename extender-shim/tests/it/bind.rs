@@ -37,7 +37,7 @@ fn api(code: u16) -> (Binder, tokio::sync::mpsc::UnboundedReceiver<(String, Valu
 fn app_with(url: &str, binder: Binder) -> axum::Router {
     let mut config = config(url, Duration::from_secs(2));
     config.binder = binder;
-    fitsched_shim::router(&config, None).unwrap()
+    fitsched_shim::router(&config).unwrap()
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn a_silent_api_server_fails_the_bind_within_the_deadline() {
     let url = start_fake(fake.clone()).await;
     let mut config = config(&url, Duration::from_millis(300));
     config.binder = silent_api();
-    let app = fitsched_shim::router(&config, None).unwrap();
+    let app = fitsched_shim::router(&config).unwrap();
     let started = std::time::Instant::now();
     let (status, answer) = post(&app, "/bind", fixture("names", "003-bind-request.json")).await;
     let took = started.elapsed();
@@ -124,7 +124,7 @@ async fn a_slow_scorer_does_not_stretch_the_bind_past_its_deadline() {
     let mut config = config(&url, Duration::from_secs(5));
     config.client.bind_deadline = Duration::from_millis(300);
     config.binder = binder;
-    let app = fitsched_shim::router(&config, None).unwrap();
+    let app = fitsched_shim::router(&config).unwrap();
     let started = std::time::Instant::now();
     let (status, answer) = post(&app, "/bind", fixture("names", "003-bind-request.json")).await;
     let took = started.elapsed();

@@ -162,7 +162,7 @@ pub fn config(url: &str, deadline: Duration) -> ShimConfig {
 }
 
 pub fn app(url: &str) -> Router {
-    fitsched_shim::router(&config(url, Duration::from_secs(5)), None).unwrap()
+    fitsched_shim::router(&config(url, Duration::from_secs(5))).unwrap()
 }
 
 /// Sends one request through the router: status, content type and body.

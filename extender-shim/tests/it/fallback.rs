@@ -45,7 +45,7 @@ async fn assert_neutral(app: &Router) {
 
 #[tokio::test]
 async fn scorer_down_gives_neutral_answers() {
-    let app = fitsched_shim::router(&config(&closed_port_url().await, Duration::from_millis(300)), None).unwrap();
+    let app = fitsched_shim::router(&config(&closed_port_url().await, Duration::from_millis(300))).unwrap();
     assert_eq!(health(&app).await, json!({"status": "ok", "scorer": "unknown"}));
     assert_neutral(&app).await;
     assert_eq!(health(&app).await, json!({"status": "ok", "scorer": "unreachable"}));
@@ -60,8 +60,7 @@ async fn scorer_down_gives_neutral_answers() {
 #[tokio::test]
 async fn slow_scorer_gives_neutral_answers() {
     let fake = FakeScorer { delay: Duration::from_secs(5), ..Default::default() };
-    let app =
-        fitsched_shim::router(&config(&start_fake(fake.clone()).await, Duration::from_millis(100)), None).unwrap();
+    let app = fitsched_shim::router(&config(&start_fake(fake.clone()).await, Duration::from_millis(100))).unwrap();
     assert_neutral(&app).await;
     assert_eq!(fake.calls(), 4, "one scorer call per request");
     assert_eq!(health(&app).await["scorer"], "unreachable");
@@ -71,8 +70,7 @@ async fn slow_scorer_gives_neutral_answers() {
 async fn scorer_refusal_gives_neutral_answers() {
     for code in [Code::InvalidArgument, Code::Internal, Code::Unavailable] {
         let fake = FakeScorer { fail_with: Some(code), ..Default::default() };
-        let app =
-            fitsched_shim::router(&config(&start_fake(fake.clone()).await, Duration::from_secs(5)), None).unwrap();
+        let app = fitsched_shim::router(&config(&start_fake(fake.clone()).await, Duration::from_secs(5))).unwrap();
         assert_neutral(&app).await;
         let expected = if code == Code::Unavailable { "unreachable" } else { "reachable" };
         assert_eq!(health(&app).await["scorer"], expected, "{code:?}");

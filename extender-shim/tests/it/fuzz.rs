@@ -15,8 +15,8 @@ static RT: LazyLock<Runtime> =
 static APP: LazyLock<Router> = LazyLock::new(|| {
     RT.block_on(async {
         let mut config = config(&closed_port_url().await, Duration::from_millis(50));
-        config.max_body_bytes = 16 << 10;
-        fitsched_shim::router(&config, None).unwrap()
+        config.limits.max_body_bytes = 16 << 10;
+        fitsched_shim::router(&config).unwrap()
     })
 });
 

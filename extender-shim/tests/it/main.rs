@@ -7,4 +7,6 @@ mod fallback;
 mod fixtures;
 mod fuzz;
 mod large;
+mod limits;
 mod startup;
+mod tls;
