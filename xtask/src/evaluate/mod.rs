@@ -24,7 +24,7 @@ pub mod world;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fitsched_e2e::cluster::{NodeSpec, Placement, Workload};
@@ -51,7 +51,7 @@ pub struct EvaluateArgs {
     /// seeds below 100.
     #[arg(long, default_value_t = 101)]
     first_seed: u64,
-    /// Steps (agent windows) per run; default 10 up to 50 nodes, 5 above.
+    /// Steps (agent windows) per run; default 10 up to 50 nodes, 4 above.
     #[arg(long)]
     steps: Option<usize>,
     /// The agent's and scorer's window: one step of the timeline.
@@ -141,10 +141,11 @@ fn split(data: &Path, seed: u64, work: &Path) -> anyhow::Result<Split> {
     })
 }
 
-/// Steps per run at `nodes`: `--steps`, else 10 up to 50 nodes and 5 above (the
-/// 500-node runs are most of the evaluation's time).
+/// Steps per run at `nodes`: `--steps`, else 10 up to 50 nodes and 4 above (the
+/// 500-node runs are most of the evaluation's time, which must stay under 20 minutes
+/// from a fresh clone on two cores, build included).
 pub fn steps(args: &EvaluateArgs, nodes: usize) -> usize {
-    args.steps.unwrap_or(if nodes <= 50 { 10 } else { 5 })
+    args.steps.unwrap_or(if nodes <= 50 { 10 } else { 4 })
 }
 
 fn node_name(i: usize) -> String {
@@ -247,17 +248,13 @@ fn wait_model(tb: &Testbed, version: &str) -> anyhow::Result<()> {
 }
 
 /// Writes every node's window for this step, replacing the file in one rename.
-fn write_replay(path: &Path, world: &World) -> anyhow::Result<()> {
+fn write_replay(path: &Path, world: &World<'_>) -> anyhow::Result<()> {
     let nodes: serde_json::Map<String, Value> =
         (0..world.timeline.params.nodes).map(|n| (node_name(n), world.window(n).clone())).collect();
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&json!({ "nodes": nodes }))?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
-}
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Runs the timeline through the real kube-scheduler: `default` is the chart's
@@ -272,6 +269,7 @@ fn run_real<'a>(
     seed: u64,
 ) -> anyhow::Result<World<'a>> {
     let unused = fitsched_e2e::stack::free_addr()?;
+    let profile_uses_scorer = scheduler.starts_with("fitsched-");
     let (config, profile) = match scheduler.strip_prefix("fitsched-") {
         None => variant_config(tb, "default", unused)?,
         Some(strategy) => (variant_config(tb, "fitsched", unused)?.0, tb.profile(strategy)),
@@ -293,9 +291,12 @@ fn run_real<'a>(
             tb.cluster.delete_workloads(&ended)?;
             write_replay(replay, &world)?;
             // The agent reports at the next boundary; the scorer has the fitness a
-            // moment later. Pods arrive then, scored on this step's windows.
-            let boundary = (now_unix_ms() + 100).div_euclid(window_ms) * window_ms + window_ms;
-            wait_windows(tb, timeline.params.nodes, boundary, Duration::from_secs(30))?;
+            // moment later. Pods arrive then, scored on this step's windows. The
+            // default profile never asks the scorer: its pods need not wait.
+            if profile_uses_scorer {
+                let boundary = (fitsched_proto::now_unix_ms() + 100).div_euclid(window_ms) * window_ms + window_ms;
+                wait_windows(tb, timeline.params.nodes, boundary, Duration::from_secs(30))?;
+            }
             let arrivals = &timeline.arrivals[step];
             let created: Vec<Workload> = arrivals
                 .iter()
@@ -339,7 +340,7 @@ fn run_real<'a>(
 fn wait_windows(tb: &Testbed, nodes: usize, boundary: i64, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     // No window ends at the boundary before the boundary.
-    let until = boundary - now_unix_ms();
+    let until = boundary - fitsched_proto::now_unix_ms();
     std::thread::sleep(Duration::from_millis(until.clamp(0, 60_000) as u64));
     loop {
         let listed = block_on(async {

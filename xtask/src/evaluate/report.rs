@@ -216,7 +216,10 @@ pub fn write(
         ),
         format!(
             "- **Arrivals**: per step, on average {} benchmark pods (nginx + wrk ReplicaSets of 1 to 8) and {} \
-             background pods per node, each living {} to {} steps; {} steps up to 50 nodes, {} above (`--steps`).",
+             background pods per node, each living {} to {} steps; {} steps up to 50 nodes, {} above (`--steps`). \
+             A step's ReplicaSets are created together, 16 requests at a time, once the scorer holds every node's \
+             window of that step (the default profile, which never asks the scorer, does not wait for windows), so \
+             kube-scheduler sees them as a burst.",
             p.bench_per_node_step,
             p.background_per_node_step,
             p.lifetime.0,

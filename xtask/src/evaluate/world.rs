@@ -520,7 +520,7 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 impl Metrics {
-    pub fn of(world: &World) -> Metrics {
+    pub fn of(world: &World<'_>) -> Metrics {
         let bench: Vec<&Placed> = world.placed.iter().filter(|p| p.kind == PodKind::Benchmark).collect();
         let thr: Vec<f64> = bench.iter().filter_map(|p| p.throughput).collect();
         let lat: Vec<f64> = bench.iter().filter_map(|p| p.latency).collect();
