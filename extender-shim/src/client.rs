@@ -171,7 +171,8 @@ impl Scorer {
         if let Some(token) = &self.token
             && let Err(e) = token.authorize(&mut request)
         {
-            tracing::error!(error = %format!("{e:#}"), "no token for the scorer; calling without one");
+            // Logged by the token itself, once per reload.
+            tracing::debug!(error = %format!("{e:#}"), "no token for the scorer; calling without one");
         }
         let outcome = match tokio::time::timeout(deadline, f(self.client.clone(), request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),

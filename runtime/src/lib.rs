@@ -121,7 +121,9 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
 #[derive(Debug)]
 pub struct BearerToken {
     path: std::path::PathBuf,
-    current: std::sync::Mutex<Option<(tonic::metadata::AsciiMetadataValue, std::time::Instant)>>,
+    /// The last read, successful or not, and when: a missing file is read (and logged)
+    /// once per [`BearerToken::RELOAD`], not once per call.
+    current: std::sync::Mutex<Option<(Result<tonic::metadata::AsciiMetadataValue, String>, std::time::Instant)>>,
 }
 
 impl BearerToken {
@@ -137,14 +139,19 @@ impl BearerToken {
         if let Some((value, at)) = current.as_ref()
             && at.elapsed() < Self::RELOAD
         {
-            return Ok(value.clone());
+            return value.clone().map_err(anyhow::Error::msg);
         }
-        let token = read_token(&self.path)?;
-        let value: tonic::metadata::AsciiMetadataValue = format!("Bearer {token}")
-            .parse()
-            .with_context(|| format!("the token in {} is not a valid header value", self.path.display()))?;
-        *current = Some((value.clone(), std::time::Instant::now()));
-        Ok(value)
+        let read = read_token(&self.path).and_then(|token| {
+            format!("Bearer {token}")
+                .parse::<tonic::metadata::AsciiMetadataValue>()
+                .with_context(|| format!("the token in {} is not a valid header value", self.path.display()))
+        });
+        let read = read.map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "no bearer token for the scorer");
+            format!("{e:#}")
+        });
+        *current = Some((read.clone(), std::time::Instant::now()));
+        read.map_err(anyhow::Error::msg)
     }
 
     /// Adds the token to `request`'s metadata.

@@ -261,23 +261,21 @@ impl Stack {
     /// A client of the scorer presenting the token of `role` (`agent`, `scheduler`,
     /// `operator`); no token when the stack is open.
     pub async fn scorer_client_as(&self, role: &str) -> anyhow::Result<ScorerClient<AuthChannel>> {
-        let channel = self.scorer_endpoint()?.connect().await?;
-        let token: Option<tonic::metadata::AsciiMetadataValue> =
-            self.token(role).map(|t| format!("Bearer {t}").parse()).transpose()?;
-        let channel = tonic::service::interceptor::InterceptedService::new(channel, BearerInterceptor(token));
         // ListNodes carries every node's latest window: 11 MB at 5 000 simulated nodes,
         // past tonic's default 4 MiB.
-        Ok(ScorerClient::new(channel).max_decoding_message_size(256 << 20))
+        Ok(ScorerClient::new(self.channel_as(role).await?).max_decoding_message_size(256 << 20))
     }
 
     /// An ingest client presenting the agents' token.
     pub async fn ingest_client(&self) -> anyhow::Result<fitsched_proto::ingest_client::IngestClient<AuthChannel>> {
+        Ok(fitsched_proto::ingest_client::IngestClient::new(self.channel_as("agent").await?))
+    }
+
+    /// A channel to the scorer whose calls carry the token of `role`.
+    async fn channel_as(&self, role: &str) -> anyhow::Result<AuthChannel> {
         let channel = self.scorer_endpoint()?.connect().await?;
-        let token = self.token("agent").map(|t| format!("Bearer {t}").parse()).transpose()?;
-        Ok(fitsched_proto::ingest_client::IngestClient::new(tonic::service::interceptor::InterceptedService::new(
-            channel,
-            BearerInterceptor(token),
-        )))
+        let token = self.token(role).map(|t| format!("Bearer {t}").parse()).transpose()?;
+        Ok(tonic::service::interceptor::InterceptedService::new(channel, BearerInterceptor(token)))
     }
 
     /// The token of `role` (`agent`, `scheduler`, `operator`), or `None` when the stack
