@@ -16,9 +16,11 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod drill;
 pub mod kube_bins;
 pub mod paths;
 pub mod process;
+pub mod proxy;
 pub mod sim;
 pub mod stack;
 pub mod testbed;

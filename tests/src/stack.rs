@@ -46,6 +46,10 @@ pub struct StackConfig {
     pub log_filter: String,
     /// Serve the scorer's gRPC over TLS with these files; agents and shim verify it.
     pub tls: Option<TlsFiles>,
+    /// The scorer's gRPC address (default: a free port), e.g. for a proxy set up first.
+    pub scorer_grpc: Option<SocketAddr>,
+    /// The URL agents dial instead of the scorer's (e.g. a [`crate::proxy::Proxy`]).
+    pub agent_scorer: Option<String>,
     /// Serve every caller without a token (`--allow-unauthenticated`). Without it, as
     /// installed, the stack writes a token per role ([`Stack::token`]) and every process
     /// presents its own.
@@ -126,6 +130,8 @@ impl Default for StackConfig {
             log_dir: paths::target_dir().join("fitsched-logs"),
             log_filter: "info".into(),
             tls: None,
+            scorer_grpc: None,
+            agent_scorer: None,
             open: false,
             cluster: None,
         }
@@ -174,7 +180,10 @@ impl Stack {
     /// `/health`.
     pub fn start(config: StackConfig) -> anyhow::Result<Stack> {
         let mut stack = Stack {
-            scorer_grpc: free_addr()?,
+            scorer_grpc: match config.scorer_grpc {
+                Some(addr) => addr,
+                None => free_addr()?,
+            },
             scorer_http: free_addr()?,
             shim_http: free_addr()?,
             shim_metrics: free_addr()?,
@@ -348,7 +357,7 @@ impl Stack {
             .into_iter()
             .chain([
                 "--scorer".to_owned(),
-                self.scorer_url(),
+                self.config.agent_scorer.clone().unwrap_or_else(|| self.scorer_url()),
                 "--listen".to_owned(),
                 http.to_string(),
                 "--window".to_owned(),

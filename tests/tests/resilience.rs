@@ -1,28 +1,17 @@
-//! End to end: what the stream promises when things go wrong. A scorer crash loses no
-//! window and stores none twice; TLS and the ingest token keep strangers out.
+//! End to end: what the stream promises when things go wrong. A scorer crash and a cut
+//! network lose no window and store none twice; TLS and tokens keep strangers out.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fitsched_e2e::drill::{self, stored};
 use fitsched_e2e::paths;
 use fitsched_e2e::stack::{Stack, StackConfig, TlsFiles, block_on};
 use fitsched_proto::ingest_client::IngestClient;
 use fitsched_proto::{ExplainRequest, NodeWindow};
 
-/// Sequences the scorer's logs say it stored for `node` (debug line "window stored").
-fn stored(log: &str, node: &str) -> Vec<u64> {
-    log.lines()
-        .filter(|l| l.contains("window stored") && l.contains(&format!("node={node} ")))
-        .filter_map(|l| l.split("sequence=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    drill::wait_until(what, timeout, done).unwrap();
 }
 
 #[test]
@@ -65,6 +54,13 @@ fn a_scorer_crash_loses_no_window_and_stores_none_twice() {
     let expected: BTreeSet<u64> = (1..=max).collect();
     assert_eq!(unique, expected, "windows were lost: before {before:?}, after {after:?}");
     assert!(after.len() >= 5, "the outage's windows were resent: {after:?}");
+}
+
+#[test]
+fn a_network_cut_loses_no_window_stores_none_twice_and_keeps_order() {
+    let cut = drill::network_cut("cut", Duration::from_secs(8)).expect("the drill runs");
+    assert!(cut.resent >= 8, "the cut's windows were resent: {cut:?}");
+    assert_eq!((cut.lost, cut.duplicates, cut.out_of_order), (0, 0, 0), "{cut:?}");
 }
 
 #[test]

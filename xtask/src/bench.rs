@@ -60,6 +60,16 @@ enum What {
     /// next to kube-scheduler alone and with a no-op extender, on 500 and 5 000 nodes;
     /// and the CPU each process spends per scheduled pod.
     Scheduler(scheduler::SchedulerArgs),
+    /// The scorer's memory per tracked node and its ingest rate: one real window (from
+    /// the dataset) for each of `--nodes` nodes streamed into a release scorer over real
+    /// gRPC, next to protobuf's encode + decode of the same windows and their size.
+    Store {
+        #[arg(long, default_value_t = 50_000)]
+        nodes: usize,
+        /// Concurrent ingest streams.
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+    },
     /// Where ReplicaSets of 100 small pods go through the real kube-scheduler: each
     /// strategy's profile, kube-scheduler alone, and the pack choices the chart did not
     /// make, on 500 nodes with known simulated profiles and 20 without telemetry.
@@ -73,7 +83,101 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         What::Shim { requests, mode } => shim(requests, mode.as_deref()),
         What::Scheduler(args) => scheduler::run(args),
         What::Placement(args) => scheduler::placement(args),
+        What::Store { nodes, streams } => store(nodes, streams),
     }
+}
+
+/// Resident memory of a process now, KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
+}
+
+/// The first dataset sample's window, as a replay window (metrics by name, missing).
+fn template_window() -> anyhow::Result<serde_json::Value> {
+    let data = paths::workspace_root().join("onnx/data/samples.jsonl");
+    let first = std::fs::read_to_string(&data)?.lines().next().context("empty dataset")?.to_owned();
+    let sample: serde_json::Value = serde_json::from_str(&first)?;
+    let mut metrics = serde_json::Map::new();
+    for (key, value) in sample["features"].as_object().context("sample without features")? {
+        // Derived per-core features are computed by the scorer, not sent.
+        if key.contains("_per_core_") {
+            continue;
+        }
+        let Some((metric, stat)) = key.rsplit_once('_') else { continue };
+        if matches!(stat, "mean" | "max" | "p95" | "last") {
+            let entry = metrics.entry(metric.to_owned()).or_insert_with(|| serde_json::json!({}));
+            entry[stat] = value.clone();
+        }
+    }
+    metrics.retain(|_, v| ["mean", "max", "p95", "last"].iter().all(|k| v.get(k).is_some()));
+    Ok(serde_json::json!({"metrics": metrics, "missing": sample["missing"]}))
+}
+
+fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "fitsched-scorer", "--bins"])?;
+    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "ingest_load"])?;
+    let release = paths::target_dir().join("release");
+    let logs = paths::state_dir().join("bench-logs");
+    std::fs::create_dir_all(&logs)?;
+    let template = logs.join("window.json");
+    std::fs::write(&template, serde_json::to_vec(&template_window()?)?)?;
+    let (grpc, http) = (free_addr()?, free_addr()?);
+    let max_nodes = (nodes + 1000).to_string();
+    let scorer = spawn(
+        &release.join("fitsched-scorer"),
+        &[
+            "--grpc-listen".into(),
+            grpc.to_string(),
+            "--http-listen".into(),
+            http.to_string(),
+            "--max-nodes".into(),
+            max_nodes,
+            // Only this benchmark's client calls it, on loopback.
+            "--allow-unauthenticated".into(),
+        ],
+        &logs.join("store-scorer.log"),
+    )?;
+    let pid = scorer.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(grpc).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the scorer did not listen within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = rss_kib(pid)?;
+    progress(format!("streaming a window for each of {nodes} nodes over {streams} streams"));
+    let out = Command::new(release.join("examples/ingest_load"))
+        .args([format!("http://{grpc}"), template.display().to_string(), nodes.to_string(), streams.to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ingest_load failed: {}", String::from_utf8_lossy(&out.stderr));
+    let load: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    // Fitness batches land shortly after the last ack.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kib(pid)?;
+    let per_node = (after.saturating_sub(before) * 1024) as f64 / nodes as f64;
+    let rate = load["per_second"].as_f64().unwrap_or(0.0);
+    let codec = load["codec_per_second"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\nscorer store, {nodes} nodes, windows of {} metrics and {} missing ({} bytes encoded), release build:",
+        load["metrics"], load["missing"], load["encoded_bytes"]
+    );
+    println!(
+        "  memory: {:.0} bytes per node ({:.1} KiB; RSS {} -> {} KiB), {:.1}x the encoded window (goal: <= 4 KiB)",
+        per_node,
+        per_node / 1024.0,
+        before,
+        after,
+        per_node / load["encoded_bytes"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  ingest: {rate:.0} windows/s over real gRPC ({:.2}x protobuf encode+decode alone, {codec:.0}/s) (goal: >= 50 000/s)",
+        rate / codec
+    );
+    Ok(())
 }
 
 /// CPU time and peak memory of a process, from procfs. CPU time is read two ways:

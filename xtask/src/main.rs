@@ -38,6 +38,9 @@ enum Task {
     /// fitsched against kube-scheduler's default profile on measured outcomes, through
     /// the real kube-scheduler; writes docs/evaluation.md and its plots.
     Evaluate(evaluate::EvaluateArgs),
+    /// Outage drills with real processes, each printing its figures (the short versions
+    /// run in `cargo xtask test`).
+    Drill(DrillArgs),
     /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
     /// --full: a whole KubeSchedulerConfiguration).
     Policy(chart::PolicyArgs),
@@ -52,7 +55,32 @@ fn main() -> anyhow::Result<()> {
         Task::Train(args) => train::run(args),
         Task::Evaluate(args) => evaluate::run(args),
         Task::Policy(args) => chart::policy(args),
+        Task::Drill(args) => drill(args),
     }
+}
+
+#[derive(clap::Args)]
+struct DrillArgs {
+    /// How long the agent's connection to the scorer is cut.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    cut: std::time::Duration,
+}
+
+fn drill(args: DrillArgs) -> anyhow::Result<()> {
+    cargo(&["build", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
+    let f = fitsched_e2e::drill::network_cut("drill-cut", args.cut)?;
+    println!(
+        "\nagent <-> scorer cut for {:?} (1-s windows): {} windows resent after it, {} lost, {} stored twice, \
+         {} out of order; caught up {:.1} s after the restore",
+        f.cut,
+        f.resent,
+        f.lost,
+        f.duplicates,
+        f.out_of_order,
+        f.caught_up.as_secs_f64()
+    );
+    anyhow::ensure!(f.lost == 0 && f.duplicates == 0 && f.out_of_order == 0, "the stream broke its promise: {f:?}");
+    Ok(())
 }
 
 /// Runs the pytest suite in `dir` (relative to the workspace) with the project venv's
