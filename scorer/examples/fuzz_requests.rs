@@ -102,46 +102,23 @@ fn main() {
     ];
     let requests = fuzz::run("scorer-requests", &seeds, duration, 4, &crashes, |input| {
         let Some((&tag, body)) = input.split_first() else { return };
-        rt.block_on(async {
-            // Answers are dropped: an error status is a fine answer, a panic is not.
-            match tag % 7 {
-                0 => {
-                    if let Ok(m) = ScoreRequest::decode(body) {
-                        let _ = Scorer::score(&svc, tonic::Request::new(m)).await;
-                    }
+        // Answers are dropped: an error status is a fine answer, a panic is not.
+        macro_rules! call {
+            ($request:ty, $method:path) => {
+                if let Ok(m) = <$request>::decode(body) {
+                    let _ = rt.block_on($method(&svc, tonic::Request::new(m)));
                 }
-                1 => {
-                    if let Ok(m) = FilterRequest::decode(body) {
-                        let _ = Scorer::filter(&svc, tonic::Request::new(m)).await;
-                    }
-                }
-                2 => {
-                    if let Ok(m) = BindRequest::decode(body) {
-                        let _ = Scorer::bind(&svc, tonic::Request::new(m)).await;
-                    }
-                }
-                3 => {
-                    if let Ok(m) = PredictRequest::decode(body) {
-                        let _ = Scorer::predict(&svc, tonic::Request::new(m)).await;
-                    }
-                }
-                4 => {
-                    if let Ok(m) = ExplainRequest::decode(body) {
-                        let _ = Scorer::explain(&svc, tonic::Request::new(m)).await;
-                    }
-                }
-                5 => {
-                    if let Ok(m) = ListNodesRequest::decode(body) {
-                        let _ = Scorer::list_nodes(&svc, tonic::Request::new(m)).await;
-                    }
-                }
-                _ => {
-                    if let Ok(m) = ModelInfoRequest::decode(body) {
-                        let _ = Scorer::model_info(&svc, tonic::Request::new(m)).await;
-                    }
-                }
-            }
-        });
+            };
+        }
+        match tag % 7 {
+            0 => call!(ScoreRequest, Scorer::score),
+            1 => call!(FilterRequest, Scorer::filter),
+            2 => call!(BindRequest, Scorer::bind),
+            3 => call!(PredictRequest, Scorer::predict),
+            4 => call!(ExplainRequest, Scorer::explain),
+            5 => call!(ListNodesRequest, Scorer::list_nodes),
+            _ => call!(ModelInfoRequest, Scorer::model_info),
+        }
     });
     for r in [ingest, requests] {
         println!(
