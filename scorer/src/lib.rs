@@ -7,6 +7,7 @@
 //! `/health` and `/metrics`.
 
 pub mod auth;
+pub mod compact;
 pub mod config;
 pub mod decisions;
 pub mod fitness;

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use fitsched_proto::{NodeStatus, NodeWindow, metric};
 
+use crate::compact::{CompactWindow, Interner};
+
 /// What happened to an incoming window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -34,7 +36,7 @@ pub enum Stored {
 struct Entry {
     /// Boxed: a 5 000-node request looks up 5 000 entries, and small buckets keep those
     /// lookups in cache; the window itself is read only when fitness is computed.
-    window: Box<NodeWindow>,
+    window: Box<CompactWindow>,
     /// What scoring reads of the window, looked up once when it arrives, not per request.
     cpu_utilization: Option<f64>,
     psi_memory_full: Option<f64>,
@@ -156,7 +158,13 @@ pub struct NodeStore {
     resolved: std::sync::Mutex<Resolved>,
     stale_after: Duration,
     max_nodes: usize,
+    /// Metric names and missing-metric reasons, shared by every node's window.
+    strings: Interner,
 }
+
+/// Distinct metric names and missing reasons the store shares; a cluster has a few
+/// hundred.
+const MAX_SHARED_STRINGS: usize = 65_536;
 
 /// The default limit of tracked nodes: Kubernetes supports clusters of 5 000 nodes; ten
 /// times that leaves room for churn, and bounds the store near 100 MB.
@@ -169,7 +177,13 @@ impl NodeStore {
 
     /// A store that refuses windows of new nodes once it holds `max_nodes`.
     pub fn with_max_nodes(stale_after: Duration, max_nodes: usize) -> Self {
-        Self { nodes: RwLock::default(), resolved: Default::default(), stale_after, max_nodes }
+        Self {
+            nodes: RwLock::default(),
+            resolved: Default::default(),
+            stale_after,
+            max_nodes,
+            strings: Interner::new(MAX_SHARED_STRINGS),
+        }
     }
 
     /// Forgets `node` (deleted from the cluster); whether it was known.
@@ -201,25 +215,26 @@ impl NodeStore {
     }
 
     fn insert_at(&self, window: NodeWindow, now: Instant) -> Stored {
+        // Built before the lock: interning takes a lock of its own.
+        let compact = CompactWindow::new(&window, &self.strings);
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = nodes.get(&window.node_name)
-            && e.window.agent_id == window.agent_id
-            && window.sequence <= e.window.sequence
+            && e.window.agent_id() == window.agent_id
+            && window.sequence <= e.window.sequence()
         {
-            return Stored::Duplicate { acked: e.window.sequence };
+            return Stored::Duplicate { acked: e.window.sequence() };
         }
         if nodes.slots.len() >= self.max_nodes && nodes.get(&window.node_name).is_none() {
             return Stored::Full { max_nodes: self.max_nodes };
         }
         let sequence = window.sequence;
-        let name = window.node_name.clone();
-        let mean = |m: &str| window.metrics.get(m).map(|s| s.mean).filter(|v| v.is_finite());
+        let mean = |m: &str| compact.mean(m).filter(|v| v.is_finite());
         let (cpu_utilization, psi_memory_full) = (mean(metric::CPU_UTILIZATION), mean(metric::PSI_MEMORY_FULL));
         let cpu_count = mean(metric::CPU_COUNT).filter(|&c| c >= 1.0);
         let (fitness, fallback_features) =
-            nodes.get(&name).map(|e| (e.fitness, e.fallback_features.clone())).unwrap_or_default();
+            nodes.get(&window.node_name).map(|e| (e.fitness, e.fallback_features.clone())).unwrap_or_default();
         let entry = Entry {
-            window: Box::new(window),
+            window: Box::new(compact),
             cpu_utilization,
             psi_memory_full,
             cpu_count,
@@ -227,13 +242,13 @@ impl NodeStore {
             fitness,
             fallback_features,
         };
-        nodes.put(name, entry);
+        nodes.put(window.node_name, entry);
         Stored::New { sequence }
     }
 
     /// The latest window of `node`, for fitness computation.
     pub fn window(&self, node: &str) -> Option<NodeWindow> {
-        self.read().get(node).map(|e| NodeWindow::clone(&e.window))
+        self.read().get(node).map(|e| e.window.to_window(node))
     }
 
     /// Records the fitness computed for `node`'s window `sequence` of agent `agent_id`;
@@ -250,8 +265,8 @@ impl NodeStore {
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         for l in batch {
             if let Some(e) = nodes.get_mut(&l.node)
-                && e.window.sequence == l.sequence
-                && e.window.agent_id == l.agent_id
+                && e.window.sequence() == l.sequence
+                && e.window.agent_id() == l.agent_id
             {
                 e.fitness = l.fitness;
                 e.fallback_features = l.fallbacks;
@@ -346,7 +361,7 @@ impl NodeStore {
                 let age = now.saturating_duration_since(e.received);
                 NodeStatus {
                     name: name.clone(),
-                    latest: Some(NodeWindow::clone(&e.window)),
+                    latest: Some(e.window.to_window(name)),
                     fitness: e.fitness,
                     stale: age > self.stale_after,
                     age_ms: i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
