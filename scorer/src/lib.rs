@@ -45,6 +45,12 @@ use crate::store::NodeStore;
 pub const DURATION_BUCKETS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
+/// HTTP/2 streams one gRPC connection may have open (agents multiplex one stream per
+/// reported node: a replaying or simulating agent reports hundreds).
+pub const MAX_STREAMS: u32 = 1024;
+/// Calls a connection's handlers serve at once.
+pub const MAX_CONCURRENT_CALLS: usize = 256;
+
 /// Binds the configured addresses and serves until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     args.validate()?;
@@ -117,9 +123,13 @@ pub async fn serve(
 
     let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
+    // Bounded work per connection: at most MAX_STREAMS calls open on one, and a handler
+    // runs for at most MAX_CONCURRENT_CALLS of them at once; the rest wait for a slot.
     let mut builder = tonic::transport::Server::builder()
         .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
-        .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW);
+        .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
+        .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);

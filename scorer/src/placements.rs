@@ -22,6 +22,9 @@ use std::sync::{RwLock, RwLockReadGuard};
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
+/// Most node zones learnt from requests (without a node watch): the store's node limit.
+pub const MAX_LEARNT_ZONES: usize = crate::store::DEFAULT_MAX_NODES;
+
 /// How often expired records and old fresh placements are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
@@ -252,7 +255,11 @@ impl Placements {
             return;
         }
         for (n, z) in nodes.filter(|(_, z)| !z.is_empty()) {
-            inner.zones.insert(n.to_owned(), z.to_owned());
+            // Names sent in requests are not checked against a cluster: past the limit
+            // only known nodes' zones change, so made-up names cannot grow the map.
+            if inner.zones.len() < MAX_LEARNT_ZONES || inner.zones.contains_key(n) {
+                inner.zones.insert(n.to_owned(), z.to_owned());
+            }
         }
     }
 
@@ -470,6 +477,19 @@ mod tests {
         p.set_zone("n1", Some("z2"));
         let v = p.view("rs", "x");
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (0, 1));
+    }
+
+    #[test]
+    fn zones_learnt_from_requests_stop_at_the_limit_for_new_names_only() {
+        let p = placements();
+        let names: Vec<String> = (0..MAX_LEARNT_ZONES + 10).map(|i| format!("n{i}")).collect();
+        p.learn_zones(names.iter().map(|n| (n.as_str(), "z1")));
+        let v = p.view("", "x");
+        assert_eq!(v.zone_of("n0"), "z1");
+        assert_eq!(v.zone_of(&names[MAX_LEARNT_ZONES]), "", "past the limit: not learnt");
+        drop(v);
+        p.learn_zones([("n0", "z2")].into_iter());
+        assert_eq!(p.view("", "x").zone_of("n0"), "z2", "a known node's zone still changes");
     }
 
     #[test]
