@@ -87,3 +87,80 @@ pub fn network_cut(name: &str, cut: Duration) -> anyhow::Result<CutFigures> {
         caught_up,
     })
 }
+
+/// What a scorer slowed past the shim's deadline did to the answers kube-scheduler got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowFigures {
+    pub deadline: Duration,
+    pub delay: Duration,
+    pub requests: usize,
+    /// Answers that were 200 with every node at the neutral score.
+    pub neutral: usize,
+    pub p50: Duration,
+    pub max: Duration,
+    /// The shim's resident memory before and after the requests, KiB.
+    pub rss_kib: (u64, u64),
+}
+
+/// The shim reaches the scorer through a [`Proxy`] that holds every chunk `delay`;
+/// `requests` `/prioritize` calls follow one another, as kube-scheduler sends them.
+pub fn slow_scorer(name: &str, delay: Duration, requests: usize) -> anyhow::Result<SlowFigures> {
+    let deadline = Duration::from_millis(300);
+    let scorer = free_addr()?;
+    let proxy = Proxy::start(scorer)?;
+    let config = StackConfig {
+        window: "1s".into(),
+        tick: "100ms".into(),
+        real_agents: vec![Some(format!("{name}-node"))],
+        scorer_grpc: Some(scorer),
+        shim_scorer: Some(format!("http://{}", proxy.addr)),
+        shim_args: vec!["--deadline".into(), format!("{}ms", deadline.as_millis())],
+        log_dir: paths::target_dir().join("fitsched-logs").join(name),
+        ..StackConfig::default()
+    };
+    let mut stack = Stack::start(config)?;
+    let node = format!("{name}-node");
+    stack.wait_for_nodes(&[node.as_str()], 1, Duration::from_secs(60))?;
+    let body = serde_json::json!({"Pod": {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}},
+        "NodeNames": [node, "other-node"]})
+    .to_string();
+    let agent = crate::process::http_agent(Duration::from_secs(10));
+    let url = format!("{}/prioritize", stack.shim_url());
+    let rss = || -> anyhow::Result<u64> {
+        let pid = stack.pid("shim").ok_or_else(|| anyhow::anyhow!("the shim is not running"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no VmRSS"))
+    };
+    progress(format!("{name}: the scorer slowed by {delay:?}, past the shim's {deadline:?} deadline"));
+    proxy.slow(delay);
+    let before = rss()?;
+    let mut latencies = Vec::with_capacity(requests);
+    let mut neutral = 0;
+    for _ in 0..requests {
+        let t = Instant::now();
+        let mut r = agent.post(&url).send(body.as_str())?;
+        latencies.push(t.elapsed());
+        let answer: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
+        let all_neutral =
+            answer.as_array().is_some_and(|a| a.iter().all(|h| h["Score"] == fitsched_proto::score::NEUTRAL));
+        if r.status() == 200 && all_neutral {
+            neutral += 1;
+        }
+    }
+    let after = rss()?;
+    proxy.restore();
+    latencies.sort();
+    Ok(SlowFigures {
+        deadline,
+        delay,
+        requests,
+        neutral,
+        p50: latencies[latencies.len() / 2],
+        max: *latencies.last().unwrap_or(&Duration::ZERO),
+        rss_kib: (before, after),
+    })
+}

@@ -50,6 +50,8 @@ pub struct StackConfig {
     pub scorer_grpc: Option<SocketAddr>,
     /// The URL agents dial instead of the scorer's (e.g. a [`crate::proxy::Proxy`]).
     pub agent_scorer: Option<String>,
+    /// The URL the shim dials instead of the scorer's.
+    pub shim_scorer: Option<String>,
     /// Serve every caller without a token (`--allow-unauthenticated`). Without it, as
     /// installed, the stack writes a token per role ([`Stack::token`]) and every process
     /// presents its own.
@@ -132,6 +134,7 @@ impl Default for StackConfig {
             tls: None,
             scorer_grpc: None,
             agent_scorer: None,
+            shim_scorer: None,
             open: false,
             cluster: None,
         }
@@ -199,7 +202,7 @@ impl Stack {
             }
         }
         stack.start_scorer()?;
-        let scorer_url = stack.scorer_url();
+        let scorer_url = stack.config.shim_scorer.clone().unwrap_or_else(|| stack.scorer_url());
         let shim_http = stack.shim_http.to_string();
         // Without an API server there is nothing to create Bindings in.
         let binder = if stack.config.cluster.is_some() { "kubernetes" } else { "scorer-only" };

@@ -64,6 +64,15 @@ fn a_network_cut_loses_no_window_stores_none_twice_and_keeps_order() {
 }
 
 #[test]
+fn a_scorer_slowed_past_the_deadline_gets_neutral_answers_before_it_would_have() {
+    let slow = drill::slow_scorer("slow", Duration::from_secs(2), 10).expect("the drill runs");
+    assert_eq!(slow.neutral, slow.requests, "{slow:?}");
+    // Every answer came from the shim's deadline, not from the slowed scorer.
+    assert!(slow.max < slow.delay, "{slow:?}");
+    assert!(slow.rss_kib.1 < slow.rss_kib.0 + 16 * 1024, "the shim's memory grew: {slow:?}");
+}
+
+#[test]
 fn tls_and_tokens_keep_strangers_out() {
     let dir = paths::target_dir().join("fitsched-logs/tls");
     let tls = TlsFiles::generate(&dir.join("pki")).unwrap();

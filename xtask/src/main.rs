@@ -68,6 +68,12 @@ struct DrillArgs {
     /// How long the agent's connection to the scorer is cut.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     cut: std::time::Duration,
+    /// How long the slowed scorer holds every chunk of bytes.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    slow: std::time::Duration,
+    /// `/prioritize` calls against the slowed scorer.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
 }
 
 #[derive(clap::Args)]
@@ -123,6 +129,20 @@ fn drill(args: DrillArgs) -> anyhow::Result<()> {
         f.caught_up.as_secs_f64()
     );
     anyhow::ensure!(f.lost == 0 && f.duplicates == 0 && f.out_of_order == 0, "the stream broke its promise: {f:?}");
+    let s = fitsched_e2e::drill::slow_scorer("drill-slow", args.slow, args.requests)?;
+    println!(
+        "scorer slowed by {:?} behind a {:?} deadline, {} /prioritize calls one after another: {} neutral, \
+         p50 {:.0} ms, max {:.0} ms; shim RSS {} -> {} KiB",
+        s.delay,
+        s.deadline,
+        s.requests,
+        s.neutral,
+        s.p50.as_secs_f64() * 1e3,
+        s.max.as_secs_f64() * 1e3,
+        s.rss_kib.0,
+        s.rss_kib.1
+    );
+    anyhow::ensure!(s.neutral == s.requests && s.max < s.delay, "the shim waited on a slow scorer: {s:?}");
     Ok(())
 }
 
