@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// Most node zones learnt from requests (without a node watch): the store's node limit.
 pub const MAX_LEARNT_ZONES: usize = crate::store::DEFAULT_MAX_NODES;
 
+/// Most placement records kept (pods scored or bound that the watch has not shown yet):
+/// kube-scheduler binds a few hundred pods a second at most.
+pub const MAX_RECORDS: usize = 100_000;
+
 /// How often expired records and old fresh placements are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
@@ -77,6 +81,18 @@ struct Inner {
 }
 
 impl Inner {
+    /// Keeps `record` for `pod`, unless the records are at their limit and `pod` has
+    /// none: a bound record lives until the watch shows the pod or `bound_ttl` passes,
+    /// so binds for pods no watch will show (made up, or with no watch running) would
+    /// otherwise grow the map for that long.
+    fn keep(&mut self, pod: &str, record: Record) {
+        if self.records.len() >= MAX_RECORDS && !self.records.contains_key(pod) {
+            metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => "dropped_full").increment(1);
+            return;
+        }
+        self.records.insert(pod.to_owned(), record);
+    }
+
     /// The live record of `pod`.
     fn record(&self, pod: &str, now: Instant) -> Option<&Record> {
         self.records.get(pod).filter(|r| r.expires > now)
@@ -132,7 +148,7 @@ impl Placements {
         }
         let record =
             Record { owner: owner.to_owned(), node: node.to_owned(), bound: false, expires: now + self.assume_ttl };
-        inner.records.insert(pod.to_owned(), record);
+        inner.keep(pod, record);
     }
 
     /// Records that `pod` has been bound to `node` (the shim created the Binding). The
@@ -147,7 +163,7 @@ impl Placements {
         }
         let owner = inner.record(pod, now).map(|r| r.owner.clone()).unwrap_or_default();
         let record = Record { owner, node: node.to_owned(), bound: true, expires: now + self.bound_ttl };
-        inner.records.insert(pod.to_owned(), record);
+        inner.keep(pod, record);
         watched
     }
 
@@ -490,6 +506,17 @@ mod tests {
         drop(v);
         p.learn_zones([("n0", "z2")].into_iter());
         assert_eq!(p.view("", "x").zone_of("n0"), "z2", "a known node's zone still changes");
+    }
+
+    #[test]
+    fn records_stop_at_their_limit_but_known_pods_still_update() {
+        let p = placements();
+        for i in 0..MAX_RECORDS + 5 {
+            p.bind(&format!("p{i}"), "n1");
+        }
+        assert_eq!(p.counts().1, MAX_RECORDS);
+        p.bind("p0", "n2");
+        assert_eq!(p.view("", "x").recent_on("n2"), 1, "a known pod's record moved");
     }
 
     #[test]
