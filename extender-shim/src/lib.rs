@@ -57,18 +57,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "the extender verbs are reachable beyond loopback over plain HTTP: whoever reaches them can bind pods"
         );
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    tokio::spawn(async move {
-        fitsched_runtime::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let stop = fitsched_runtime::Stop::on(fitsched_runtime::shutdown_signal());
     let limits = args.serve_limits();
     let (served, metrics_served) = tokio::join!(
-        http::serve("extender", listener, app, tls, limits, stopped(stop_rx.clone())),
-        http::serve("metrics", metrics_listener, metrics_router(Some(metrics)), None, limits, stopped(stop_rx)),
+        http::serve("extender", listener, app, tls, limits, stop.stopped()),
+        http::serve("metrics", metrics_listener, metrics_router(Some(metrics)), None, limits, stop.stopped()),
     );
     served.context("extender HTTP server failed")?;
     metrics_served.context("metrics HTTP server failed")?;

@@ -77,6 +77,31 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// One shutdown for several servers: [`Stop::on`] watches a future (a signal), and each
+/// server waits on its own [`Stop::stopped`].
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Stops when `shutdown` completes. Call inside a Tokio runtime.
+    pub fn on(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Stop {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    /// Completes once stopped.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
 /// A gRPC endpoint for the scorer at `url` (`http://host:port`, `https://host:port`, or
 /// a bare `host:port` meaning `http://`). `https://` needs `tls_ca`, the PEM file of the
 /// CA that signed the scorer's certificate; `tls_domain` overrides the name checked in
@@ -147,7 +172,7 @@ impl BearerToken {
                 .with_context(|| format!("the token in {} is not a valid header value", self.path.display()))
         });
         let read = read.map_err(|e| {
-            tracing::error!(error = %format!("{e:#}"), "no bearer token for the scorer");
+            tracing::error!(error = %format!("{e:#}"), "cannot read a bearer token file");
             format!("{e:#}")
         });
         *current = Some((read.clone(), std::time::Instant::now()));

@@ -50,7 +50,7 @@ pub mod metric {
 }
 
 /// How long a static token file is trusted before it is read again.
-pub const STATIC_RELOAD: Duration = Duration::from_secs(10);
+pub const STATIC_RELOAD: Duration = fitsched_runtime::BearerToken::RELOAD;
 /// How long a TokenReview's answer is reused.
 pub const REVIEW_TTL: Duration = Duration::from_secs(60);
 /// TokenReviews running at once; a caller past it is answered `UNAVAILABLE`.
@@ -161,8 +161,8 @@ fn allowed(path: &str) -> Option<&'static [Role]> {
 
 struct StaticToken {
     file: TokenFile,
-    /// The token and when it was read; `None` after a failed read.
-    current: Mutex<(Option<String>, Instant)>,
+    /// Read again every [`STATIC_RELOAD`], as the clients read theirs.
+    token: fitsched_runtime::BearerToken,
 }
 
 /// Checks callers; see the module docs.
@@ -182,8 +182,10 @@ struct Reviewer {
 impl Authenticator {
     /// Static tokens only; with none (and no review) nobody is checked.
     pub fn new(tokens: Vec<TokenFile>) -> Self {
-        let stale = Instant::now().checked_sub(STATIC_RELOAD * 2).unwrap_or_else(Instant::now);
-        let tokens = tokens.into_iter().map(|file| StaticToken { file, current: Mutex::new((None, stale)) }).collect();
+        let tokens = tokens
+            .into_iter()
+            .map(|file| StaticToken { token: fitsched_runtime::BearerToken::new(&file.path), file })
+            .collect();
         Self { tokens, review: None }
     }
 
@@ -249,15 +251,10 @@ impl Authenticator {
 
     fn static_caller(&self, presented: &str) -> Option<Caller> {
         self.tokens.iter().find_map(|t| {
-            let mut current = t.current.lock().unwrap_or_else(|e| e.into_inner());
-            if current.1.elapsed() >= STATIC_RELOAD {
-                let read = fitsched_runtime::read_token(&t.file.path)
-                    .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "cannot read a token file"))
-                    .ok();
-                *current = (read, Instant::now());
-            }
-            let expected = current.0.as_deref()?;
-            bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes())).then(|| Caller {
+            // An unreadable file is logged by the token itself, once per reload.
+            let header = t.token.header().ok()?;
+            let expected = header.as_bytes().strip_prefix(b"Bearer ")?;
+            bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected)).then(|| Caller {
                 role: t.file.role,
                 subject: format!("token file {}", t.file.path.display()),
                 node: None,

@@ -112,14 +112,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stop = fitsched_runtime::Stop::on(shutdown);
 
     let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
     tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
@@ -150,14 +143,14 @@ pub async fn serve(
         )
         // A window is a few KB; MAX_METRICS bounds it far below the default 4 MiB.
         .add_service(IngestServer::new(ingest))
-        .serve_with_incoming_shutdown(fitsched_runtime::http::nodelay_incoming(grpc), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(fitsched_runtime::http::nodelay_incoming(grpc), stop.stopped());
     let http_server = fitsched_runtime::http::serve(
         "http",
         http,
         http::router(http::HttpState { store, model, placements, prometheus }),
         None,
         fitsched_runtime::http::ServeLimits::default(),
-        stopped(stop_rx),
+        stop.stopped(),
     );
     let (g, h) = tokio::join!(grpc_server, http_server);
     g.context("gRPC server")?;
@@ -168,7 +161,9 @@ pub async fn serve(
 
 /// Whom the scorer lets in (see [`auth`]).
 async fn authenticator(args: &Args) -> anyhow::Result<auth::Authenticator> {
-    let mut auth = auth::Authenticator::new(args.all_token_files());
+    let files = args.all_token_files();
+    let token_files = files.len();
+    let mut auth = auth::Authenticator::new(files);
     if args.token_review {
         let config = kube::Config::infer().await.context("--token-review: no Kubernetes configuration")?;
         let client = kube::Client::try_from(config).context("building the Kubernetes client for TokenReview")?;
@@ -176,7 +171,7 @@ async fn authenticator(args: &Args) -> anyhow::Result<auth::Authenticator> {
     }
     if auth.is_configured() {
         tracing::info!(
-            token_files = args.all_token_files().len(),
+            token_files,
             token_review = args.token_review,
             service_accounts = ?args.service_accounts.iter().map(|a| format!("{}={}", a.role.as_str(), a.user)).collect::<Vec<_>>(),
             "every call but health needs a bearer token"

@@ -3,13 +3,14 @@
 //! Every request is validated before it touches state: a bad request is answered with
 //! `INVALID_ARGUMENT` naming the problem and changes nothing.
 
+use std::sync::Arc;
+
 use fitsched_proto::scorer_server::Scorer;
 use fitsched_proto::{
     BindRequest, BindResponse, CandidateNode, Decision, ExplainRequest, FilterRequest, FilterResponse,
     ListNodesRequest, ListNodesResponse, ModelInfoRequest, ModelInfoResponse, NodeScore, PodFacts, PredictRequest,
     PredictResponse, ScoreBasis, ScoreRequest, ScoreResponse, unix_ms,
 };
-use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::decisions::{self, Decisions};

@@ -128,12 +128,7 @@ pub fn slow_scorer(name: &str, delay: Duration, requests: usize) -> anyhow::Resu
     let url = format!("{}/prioritize", stack.shim_url());
     let rss = || -> anyhow::Result<u64> {
         let pid = stack.pid("shim").ok_or_else(|| anyhow::anyhow!("the shim is not running"))?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no VmRSS"))
+        crate::process::status_kib(pid, "VmRSS")
     };
     progress(format!("{name}: the scorer slowed by {delay:?}, past the shim's {deadline:?} deadline"));
     proxy.slow(delay);

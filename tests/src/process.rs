@@ -130,6 +130,17 @@ impl Drop for Processes {
     }
 }
 
+/// A memory figure of a running process from `/proc/<pid>/status`, in KiB: `VmRSS`
+/// (resident now) or `VmHWM` (peak resident).
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
 /// An HTTP client that returns 4xx/5xx as responses, not errors.
 pub fn http_agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()

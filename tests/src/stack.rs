@@ -285,8 +285,13 @@ impl Stack {
 
     /// A channel to the scorer whose calls carry the token of `role`.
     async fn channel_as(&self, role: &str) -> anyhow::Result<AuthChannel> {
+        self.channel_with(self.token(role).as_deref()).await
+    }
+
+    /// A channel to the scorer whose calls carry `token` (e.g. a service account's).
+    pub async fn channel_with(&self, token: Option<&str>) -> anyhow::Result<AuthChannel> {
         let channel = self.scorer_endpoint()?.connect().await?;
-        let token = self.token(role).map(|t| format!("Bearer {t}").parse()).transpose()?;
+        let token = token.map(|t| format!("Bearer {t}").parse()).transpose()?;
         Ok(tonic::service::interceptor::InterceptedService::new(channel, BearerInterceptor(token)))
     }
 

@@ -102,7 +102,6 @@ fn tls_and_tokens_keep_strangers_out() {
 
     // Strangers: no token, a wrong token, another role's token, plaintext.
     let window = NodeWindow { node_name: "intruder".into(), agent_id: "x".into(), sequence: 1, ..Default::default() };
-    let endpoint = stack.scorer_endpoint().unwrap();
     let shim_token = stack.token("scheduler").unwrap();
     for (token, code) in [
         (None, tonic::Code::Unauthenticated),
@@ -110,14 +109,9 @@ fn tls_and_tokens_keep_strangers_out() {
         (Some(shim_token.as_str()), tonic::Code::PermissionDenied),
     ] {
         let w = window.clone();
-        let endpoint = endpoint.clone();
-        let status = block_on(async move {
-            let mut client = IngestClient::new(endpoint.connect().await.unwrap());
-            let mut req = tonic::Request::new(tonic::codegen::tokio_stream::iter(vec![w]));
-            if let Some(t) = token {
-                req.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
-            }
-            match client.stream(req).await {
+        let status = block_on(async {
+            let mut client = IngestClient::new(stack.channel_with(token).await.unwrap());
+            match client.stream(tonic::codegen::tokio_stream::iter(vec![w])).await {
                 Ok(resp) => resp.into_inner().message().await.expect_err("a stranger's window must be refused"),
                 Err(status) => status,
             }

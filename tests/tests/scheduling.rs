@@ -297,8 +297,6 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
     let other_audience = tb.cluster.token_request(&ns, &scheduler_sa, json!({"audiences": ["api"]})).unwrap();
 
     let stream = |token: &str, node: &str| -> Result<u64, tonic::Status> {
-        let endpoint = tb.stack.scorer_endpoint().unwrap();
-        let header: tonic::metadata::AsciiMetadataValue = format!("Bearer {token}").parse().unwrap();
         let mut window = NodeWindow {
             node_name: node.into(),
             agent_id: format!("test-{}", fastrand::u64(..)),
@@ -310,11 +308,9 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
         window
             .metrics
             .insert("cpu_utilization".into(), MetricSummary { mean: 0.2, max: 0.3, p95: 0.3, last: 0.2, samples: 20 });
-        fitsched_e2e::stack::block_on(async move {
-            let mut client = IngestClient::new(endpoint.connect().await.unwrap());
-            let mut req = tonic::Request::new(tonic::codegen::tokio_stream::iter(vec![window]));
-            req.metadata_mut().insert("authorization", header);
-            let mut acks = client.stream(req).await?.into_inner();
+        fitsched_e2e::stack::block_on(async {
+            let mut client = IngestClient::new(tb.stack.channel_with(Some(token)).await.unwrap());
+            let mut acks = client.stream(tonic::codegen::tokio_stream::iter(vec![window])).await?.into_inner();
             match acks.message().await? {
                 Some(ack) => Ok(ack.acked_sequence),
                 None => Err(tonic::Status::unknown("stream ended without an ack")),
@@ -330,18 +326,16 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
     assert_eq!(stream(&other_audience, &own).unwrap_err().code(), tonic::Code::Unauthenticated);
 
     // The scheduler's account scores.
-    let endpoint = tb.stack.scorer_endpoint().unwrap();
-    let header: tonic::metadata::AsciiMetadataValue = format!("Bearer {scheduler}").parse().unwrap();
-    let scored = fitsched_e2e::stack::block_on(async move {
-        let mut client = fitsched_proto::scorer_client::ScorerClient::new(endpoint.connect().await.unwrap());
+    let scored = fitsched_e2e::stack::block_on(async {
+        let channel = tb.stack.channel_with(Some(&scheduler)).await.unwrap();
         let pod = PodFacts { name: "p".into(), namespace: "apps".into(), ..Default::default() };
-        let mut req = tonic::Request::new(ScoreRequest {
-            pod: Some(pod),
-            nodes: vec![CandidateNode { name: "any-node".into(), ..Default::default() }],
-            ..Default::default()
-        });
-        req.metadata_mut().insert("authorization", header);
-        client.score(req).await
+        fitsched_proto::scorer_client::ScorerClient::new(channel)
+            .score(ScoreRequest {
+                pod: Some(pod),
+                nodes: vec![CandidateNode { name: "any-node".into(), ..Default::default() }],
+                ..Default::default()
+            })
+            .await
     });
     assert_eq!(scored.expect("the scheduler's account may score").into_inner().scores.len(), 1);
     let scorer_metrics = http_agent(Duration::from_secs(5))

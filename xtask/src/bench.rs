@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fitsched_e2e::process::status_kib;
 use fitsched_e2e::stack::free_addr;
 use fitsched_e2e::{paths, progress};
 
@@ -87,16 +88,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Resident memory of a process now, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
-}
-
 /// The first dataset sample's window, as a replay window (metrics by name, missing).
 fn template_window() -> anyhow::Result<serde_json::Value> {
     let data = paths::workspace_root().join("onnx/data/samples.jsonl");
@@ -148,7 +139,7 @@ fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "the scorer did not listen within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let before = rss_kib(pid)?;
+    let before = status_kib(pid, "VmRSS")?;
     progress(format!("streaming a window for each of {nodes} nodes over {streams} streams"));
     let out = Command::new(release.join("examples/ingest_load"))
         .args([format!("http://{grpc}"), template.display().to_string(), nodes.to_string(), streams.to_string()])
@@ -157,7 +148,7 @@ fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
     let load: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     // Fitness batches land shortly after the last ack.
     std::thread::sleep(Duration::from_secs(2));
-    let after = rss_kib(pid)?;
+    let after = status_kib(pid, "VmRSS")?;
     let per_node = (after.saturating_sub(before) * 1024) as f64 / nodes as f64;
     let rate = load["per_second"].as_f64().unwrap_or(0.0);
     let codec = load["codec_per_second"].as_f64().unwrap_or(f64::NAN);
@@ -202,12 +193,7 @@ impl Usage {
 }
 
 fn usage(pid: u32) -> anyhow::Result<Usage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let peak_rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmHWM")?;
+    let peak_rss_kib = status_kib(pid, "VmHWM")?;
     // The main thread of an async process is mostly asleep: sum every thread's.
     let mut threads_ns = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
