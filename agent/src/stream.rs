@@ -1,7 +1,11 @@
 //! The streaming client to the scorer's `fitsched.v1.Ingest/Stream`.
 //!
 //! Windows wait in a bounded [`Outbox`] until the scorer acknowledges them; every
-//! (re)connection starts by resending what is still unacknowledged, in order. The
+//! (re)connection starts by resending the newest acknowledged window, then what is
+//! still unacknowledged, in order. The newest acknowledged one is sent again because the
+//! scorer at the other end may be a restarted process that holds nothing: it scores from
+//! its first connection instead of one window later (a scorer that still has it counts a
+//! duplicate and stores nothing). The
 //! client never gives up: while the scorer is away it keeps accepting windows (dropping
 //! the oldest beyond the buffer) and retries with capped, jittered exponential backoff.
 
@@ -23,17 +27,19 @@ use crate::rng::SplitMix64;
 use crate::status::NodeStatus;
 use crate::telemetry;
 
-/// Unacknowledged windows, oldest first, at most `capacity` of them.
+/// Unacknowledged windows, oldest first, at most `capacity` of them, and the newest
+/// acknowledged one.
 #[derive(Debug)]
 pub struct Outbox {
     windows: VecDeque<NodeWindow>,
     capacity: usize,
+    acked: Option<NodeWindow>,
 }
 
 impl Outbox {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { windows: VecDeque::with_capacity(capacity), capacity }
+        Self { windows: VecDeque::with_capacity(capacity), capacity, acked: None }
     }
 
     /// Queues a window; returns the oldest one if it had to make room.
@@ -48,7 +54,7 @@ impl Outbox {
         let before = self.windows.len();
         // Sequences only grow, so acknowledged windows form a prefix.
         while self.windows.front().is_some_and(|w| w.sequence <= sequence) {
-            self.windows.pop_front();
+            self.acked = self.windows.pop_front();
         }
         before - self.windows.len()
     }
@@ -60,9 +66,10 @@ impl Outbox {
     }
 
     /// Windows with a sequence above `sequence`, oldest first: what a stream that already
-    /// carried everything up to `sequence` still has to send.
+    /// carried everything up to `sequence` still has to send. From 0 (a new stream) that
+    /// starts with the newest acknowledged window.
     pub fn after(&self, sequence: u64) -> impl Iterator<Item = &NodeWindow> {
-        self.windows.iter().filter(move |w| w.sequence > sequence)
+        self.acked.iter().chain(&self.windows).filter(move |w| w.sequence > sequence)
     }
 
     pub fn oldest_sequence(&self) -> Option<u64> {
@@ -462,10 +469,13 @@ mod tests {
         assert_eq!(seqs(o.after(2)), [3, 4]);
         assert_eq!(o.ack(2), 2);
         assert_eq!(o.ack(1), 0, "an old ack is harmless");
-        assert_eq!(seqs(o.after(0)), [3, 4]);
+        assert_eq!(seqs(o.after(0)), [2, 3, 4], "a new stream starts with the newest acknowledged window");
+        assert_eq!(seqs(o.after(2)), [3, 4]);
         assert_eq!(o.ack(10), 2, "an ack beyond what was sent clears everything up to it");
         assert!(o.is_empty());
         assert_eq!(o.oldest_sequence(), None);
+        assert_eq!(seqs(o.after(0)), [4]);
+        assert_eq!(seqs(o.after(4)), Vec::<u64>::new());
     }
 
     #[test]

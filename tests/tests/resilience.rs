@@ -1,5 +1,6 @@
 //! End to end: what the stream promises when things go wrong. A scorer crash and a cut
-//! network lose no window and store none twice; TLS and tokens keep strangers out.
+//! network lose no window, and no scorer process stores one twice; TLS and tokens keep
+//! strangers out.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,7 +16,7 @@ fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn a_scorer_crash_loses_no_window_and_stores_none_twice() {
+fn a_scorer_crash_loses_no_window_and_no_process_stores_one_twice() {
     let node = "restart-node";
     let config = StackConfig {
         window: "1s".into(),
@@ -29,9 +30,10 @@ fn a_scorer_crash_loses_no_window_and_stores_none_twice() {
     wait_until("three stored windows", Duration::from_secs(30), || stored(&stack.log("scorer"), node).len() >= 3);
 
     // Windows close on whole seconds and are acknowledged within a tick or two; kill in
-    // the middle of a window so none is in flight, which is the case this test pins down
-    // (a window the scorer stored but whose ack was lost would be sent again: the stream
-    // is at-least-once, and the scorer's dedupe does not survive its own restart).
+    // the middle of a window so none is in flight: then the only window both processes
+    // store is the newest acknowledged one, which the agent sends first on every new
+    // connection (a window stored but not yet acknowledged at the kill would be stored
+    // by both too: the scorer keeps windows in memory only).
     wait_until("mid-window", Duration::from_secs(2), || {
         let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 1000;
         (400..600).contains(&ms)
@@ -48,12 +50,16 @@ fn a_scorer_crash_loses_no_window_and_stores_none_twice() {
 
     let all = stored(&stack.log("scorer"), node);
     let after = &all[before.len()..];
+    for (process, stored) in [("the first scorer", &before[..]), ("the restarted scorer", after)] {
+        assert!(stored.windows(2).all(|w| w[0] < w[1]), "{process} stored a window twice or out of order: {stored:?}");
+    }
+    let both: Vec<u64> = after.iter().copied().filter(|s| before.contains(s)).collect();
+    assert_eq!(both, [last_before], "both processes stored {both:?}: before {before:?}, after {after:?}");
     let unique: BTreeSet<u64> = all.iter().copied().collect();
-    assert_eq!(unique.len(), all.len(), "a window was stored twice: before {before:?}, after {after:?}");
     let max = *unique.iter().max().unwrap();
     let expected: BTreeSet<u64> = (1..=max).collect();
     assert_eq!(unique, expected, "windows were lost: before {before:?}, after {after:?}");
-    assert!(after.len() >= 5, "the outage's windows were resent: {after:?}");
+    assert!(after.len() >= 6, "the outage's windows were resent: {after:?}");
 }
 
 #[test]
@@ -140,4 +146,16 @@ fn tls_and_tokens_keep_strangers_out() {
     assert_eq!(bind.unwrap_err().code(), tonic::Code::PermissionDenied);
     let log = stack.log("scorer");
     assert!(log.contains("call refused") && log.contains("unauthenticated"), "refusals are logged: {log}");
+}
+
+#[test]
+fn a_bad_model_pushed_under_load_leaves_the_old_one_serving() {
+    let venv = fitsched_e2e::tools::ensure_venv().expect("venv");
+    let f = drill::bad_model("bad-model", &venv, 2).expect("the drill runs");
+    assert_eq!((f.failed, f.neutral), (0, 0), "every call was answered from the model: {f:?}");
+    assert_eq!(f.refused, 2, "{f:?}");
+    assert_eq!(f.reasons.len(), 2, "the log says why: {f:?}");
+    assert_eq!(f.version.0, f.version.1, "the old model kept serving: {f:?}");
+    assert!(f.scored_on_fitness_after > 0, "scores rested on the old model's fitness after the refusals: {f:?}");
+    assert!(f.good_reloaded, "{f:?}");
 }
