@@ -132,10 +132,7 @@ impl ScorerService {
         let fitness = |i: usize| candidates[i].fitness;
         let detail = |i: usize| explain(strategy, &nodes[i].name, &views[i], &candidates[i], scored[i]);
         let top: Vec<NodeScore> = best(&scores, fitness, decisions::TOP).into_iter().map(detail).collect();
-        let stale = views.iter().filter(|v| matches!(v, NodeView::Stale { .. })).count();
-        if stale > 0 {
-            metrics::counter!(crate::telemetry::metric::STALE_SCORES).increment(stale as u64);
-        }
+        count_bases(&views);
         let all = if explain_all { (0..nodes.len()).map(detail).collect() } else { Vec::new() };
         if let Some(first) = top.first() {
             self.placements.assume(&pod_key, &owner, &first.node);
@@ -172,27 +169,46 @@ impl ScorerService {
     }
 }
 
+/// What the candidates' scores rest on, counted per call so a batch costs at most four
+/// counter updates.
+fn count_bases(views: &[NodeView]) {
+    const BASES: [(ScoreBasis, &str); 4] = [
+        (ScoreBasis::Fitness, "fitness"),
+        (ScoreBasis::Stale, "stale"),
+        (ScoreBasis::UnknownNode, "unknown_node"),
+        (ScoreBasis::NoFitness, "no_fitness"),
+    ];
+    for (b, label) in BASES {
+        let n = views.iter().filter(|v| basis(v) == b).count();
+        if n > 0 {
+            metrics::counter!(crate::telemetry::metric::SCORED_NODES, "basis" => label).increment(n as u64);
+        }
+    }
+}
+
+fn basis(view: &NodeView) -> ScoreBasis {
+    match view {
+        NodeView::Fresh { .. } => ScoreBasis::Fitness,
+        NodeView::Stale { .. } => ScoreBasis::Stale,
+        NodeView::NoFitness => ScoreBasis::NoFitness,
+        NodeView::Unknown => ScoreBasis::UnknownNode,
+    }
+}
+
 /// One candidate's score explained; `fitness` is set only for a node's own fitness.
 fn explain(strategy: Strategy, node: &str, view: &NodeView, c: &Candidate, s: strategy::Scored) -> NodeScore {
-    let without = |basis: ScoreBasis, why: &str| NodeScore {
-        node: node.to_owned(),
-        score: s.score,
-        fitness: None,
-        basis: basis as i32,
-        reason: strategy::reason_without_fitness(strategy, why, c, s),
+    let (fitness, reason) = match view {
+        NodeView::Fresh { .. } => (Some(c.fitness), strategy::reason(strategy, c, s)),
+        NodeView::Stale { age } => (
+            None,
+            strategy::reason_without_fitness(strategy, &format!("stale: last window {}s ago", age.as_secs()), c, s),
+        ),
+        NodeView::NoFitness => {
+            (None, strategy::reason_without_fitness(strategy, "window stored, fitness not computed yet", c, s))
+        }
+        NodeView::Unknown => (None, strategy::reason_without_fitness(strategy, "no window from this node yet", c, s)),
     };
-    match view {
-        NodeView::Fresh { .. } => NodeScore {
-            node: node.to_owned(),
-            score: s.score,
-            fitness: Some(c.fitness),
-            basis: ScoreBasis::Fitness as i32,
-            reason: strategy::reason(strategy, c, s),
-        },
-        NodeView::Stale { age } => without(ScoreBasis::Stale, &format!("stale: last window {}s ago", age.as_secs())),
-        NodeView::NoFitness => without(ScoreBasis::NoFitness, "window stored, fitness not computed yet"),
-        NodeView::Unknown => without(ScoreBasis::UnknownNode, "no window from this node yet"),
-    }
+    NodeScore { node: node.to_owned(), score: s.score, fitness, basis: basis(view) as i32, reason }
 }
 
 /// The indices of the `k` best candidates, best first: by score, then fitness, then

@@ -23,8 +23,9 @@ pub mod metric {
     pub const WATCH_SYNCED: &str = "fitsched_scorer_watch_synced";
     /// Counter: Errors of the cluster watch, by resource.
     pub const WATCH_ERRORS: &str = "fitsched_scorer_watch_errors_total";
-    /// Counter: Candidates scored on a stale window (neutral fitness).
-    pub const STALE_SCORES: &str = "fitsched_scorer_stale_scores_total";
+    /// Counter: Candidates scored, by what the score rests on: `fitness` (a fresh
+    /// window's), `stale`, `unknown_node` or `no_fitness` (these three with the median).
+    pub const SCORED_NODES: &str = "fitsched_scorer_scored_nodes_total";
     /// Gauge: Known nodes whose last window is stale.
     pub const STALE_NODES: &str = "fitsched_scorer_stale_nodes";
     /// Counter: Placements recorded from binds and the watch, by outcome.
@@ -74,7 +75,10 @@ pub fn describe() {
     metrics::describe_gauge!(metric::WATCHED_PODS, "Bound pods the cluster watch holds.");
     metrics::describe_gauge!(metric::WATCH_SYNCED, "1 when the watch of a resource has listed the cluster.");
     metrics::describe_counter!(metric::WATCH_ERRORS, "Errors of the cluster watch, by resource.");
-    metrics::describe_counter!(metric::STALE_SCORES, "Candidates scored on a stale window (neutral fitness).");
+    metrics::describe_counter!(
+        metric::SCORED_NODES,
+        "Candidates scored, by basis: fitness (a fresh window), or the median fitness for a stale, unknown_node or no_fitness one."
+    );
     metrics::describe_gauge!(metric::STALE_NODES, "Known nodes whose last window is stale.");
     metrics::describe_counter!(
         metric::RECORDED_PLACEMENTS,
