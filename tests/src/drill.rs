@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use crate::cluster::Workload;
 use crate::proxy::Proxy;
 use crate::stack::{Stack, StackConfig, free_addr};
+use crate::testbed::Testbed;
 use crate::{paths, progress};
 
 /// Sequences the scorer's log says it stored for `node` (debug line "window stored"), in
@@ -157,5 +159,315 @@ pub fn slow_scorer(name: &str, delay: Duration, requests: usize) -> anyhow::Resu
         p50: latencies[latencies.len() / 2],
         max: *latencies.last().unwrap_or(&Duration::ZERO),
         rss_kib: (before, after),
+    })
+}
+
+/// A binary's `/metrics` text.
+pub fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let mut r = crate::process::http_agent(Duration::from_secs(5)).get(&format!("http://{addr}/metrics")).call()?;
+    Ok(r.body_mut().read_to_string()?)
+}
+
+/// What killing the scorer during a burst did to scheduling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartFigures {
+    pub pods: usize,
+    /// How long the scorer stayed down each time.
+    pub down: Duration,
+    /// The agents' (and scorer's) window.
+    pub window: Duration,
+    /// Pods kube-scheduler had counted as scheduled at each kill.
+    pub scheduled_at_kill: Vec<u64>,
+    /// Per restart: from the restarted scorer answering health to a fresh fitness for
+    /// every node with telemetry again.
+    pub recovered: Vec<Duration>,
+    /// From the Deployment's creation to its last pod bound.
+    pub burst: Duration,
+    pub placed: usize,
+    /// Extender calls the shim answered, and how many took longer than 0.5 s (the
+    /// histogram bound above the chart's 300 ms deadline; kube-scheduler waits 2 s).
+    pub calls: u64,
+    pub slower_than_half_a_second: u64,
+    /// Calls the shim answered neutrally because the scorer was unreachable or late.
+    pub fallbacks: u64,
+    /// What the last scorer process scored its candidates on: a fresh window's fitness,
+    /// or the median for nodes it had no (fresh) window from yet.
+    pub scored_on_fitness: u64,
+    pub scored_on_median: u64,
+}
+
+/// Creates `workload` (its pods kube-scheduler's burst) and kills the scorer `kills`
+/// times while kube-scheduler places them, each time for `down`: first once a tenth of
+/// the pods are scheduled, then as soon as the restarted scorer scores every node on a
+/// fresh window again (kube-scheduler places a few hundred pods a second here, so a burst
+/// is over in seconds). Waits for every pod to be bound.
+pub fn scorer_restarts(
+    tb: &mut Testbed,
+    workload: &Workload,
+    kills: usize,
+    down: Duration,
+) -> anyhow::Result<RestartFigures> {
+    let pods = workload.replicas as usize;
+    let telemetry: usize = tb.nodes.iter().filter(|n| !crate::testbed::is_without_telemetry(&n.name)).count();
+    let window = tb.stack.window()?;
+    let start = Instant::now();
+    let scheduled_before = tb.cluster.scheduled_attempts()?;
+    tb.cluster.create_workload(workload)?;
+    let mut scheduled_at_kill = Vec::new();
+    let mut recovered = Vec::new();
+    wait_until("a tenth of the burst scheduled", Duration::from_secs(120), || {
+        tb.cluster.scheduled_attempts().is_ok_and(|n| n >= scheduled_before + (pods / 10) as u64)
+    })?;
+    for k in 1..=kills {
+        let scheduled = tb.cluster.scheduled_attempts()? - scheduled_before;
+        if scheduled as usize >= pods {
+            bail!("the burst of {pods} pods was over before kill {k}: use more pods");
+        }
+        progress(format!(
+            "killing the scorer ({k} of {kills}) with {scheduled} of {pods} pods scheduled, for {down:?}"
+        ));
+        tb.stack.kill("scorer")?;
+        scheduled_at_kill.push(scheduled);
+        std::thread::sleep(down);
+        tb.stack.start_scorer()?;
+        let up = Instant::now();
+        wait_until("a fresh fitness for every node again", window * 4, || {
+            tb.stack.scored_nodes().is_ok_and(|n| n.len() >= telemetry)
+        })?;
+        recovered.push(up.elapsed());
+    }
+    let placed = tb.cluster.wait_scheduled(workload, Duration::from_secs(300))?.len();
+    let burst = start.elapsed();
+    let shim = scrape(tb.stack.shim_metrics)?;
+    let duration = "fitsched_shim_request_duration_seconds";
+    let calls = crate::cluster::sum_metric(&shim, &format!("{duration}_count"), "");
+    let within = crate::cluster::sum_metric(&shim, &format!("{duration}_bucket"), "le=\"0.5\"");
+    let scorer = scrape(tb.stack.scorer_http)?;
+    let scored = |basis: &str| {
+        crate::cluster::sum_metric(&scorer, "fitsched_scorer_scored_nodes_total", &format!("basis=\"{basis}\""))
+    };
+    Ok(RestartFigures {
+        pods,
+        down,
+        window,
+        scheduled_at_kill,
+        recovered,
+        burst,
+        placed,
+        calls,
+        slower_than_half_a_second: calls - within,
+        fallbacks: crate::cluster::sum_metric(&shim, "fitsched_shim_fallbacks_total", ""),
+        scored_on_fitness: scored("fitness"),
+        scored_on_median: scored("stale") + scored("unknown_node") + scored("no_fitness"),
+    })
+}
+
+/// What pushing broken model files under load did to the answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFigures {
+    /// `/prioritize` calls made while the bad files were pushed, and how many were not
+    /// 200 or came back all neutral (a fallback).
+    pub calls: usize,
+    pub failed: usize,
+    pub neutral: usize,
+    /// Refusals the scorer counted (`fitsched_scorer_model_reloads_total{outcome="refused"}`)
+    /// and the reasons its log gave.
+    pub refused: u64,
+    pub reasons: Vec<String>,
+    /// The model version before the pushes and after them.
+    pub version: (String, String),
+    /// Candidates scored on a fitness (not the median) after the refusals.
+    pub scored_on_fitness_after: u64,
+    /// Whether the good file pushed last was loaded again.
+    pub good_reloaded: bool,
+}
+
+/// Scores under load from `clients` kube-scheduler-like callers (each call's next starts
+/// when it is answered) while two broken model files replace the scorer's model: bytes
+/// that are not ONNX, and the real model cut in half. Then puts the good file back.
+pub fn bad_model(name: &str, venv: &crate::tools::Venv, clients: usize) -> anyhow::Result<ModelFigures> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let log_dir = paths::target_dir().join("fitsched-logs").join(name);
+    std::fs::create_dir_all(&log_dir)?;
+    let model = log_dir.join("fitness.onnx");
+    let good = std::fs::read(paths::workspace_root().join("onnx/fitness.onnx"))?;
+    std::fs::write(&model, &good)?;
+    let nodes = 20;
+    let config = StackConfig {
+        window: "1s".into(),
+        tick: "100ms".into(),
+        simulated: nodes,
+        real_agents: Vec::new(),
+        scorer_args: vec!["--model-poll".into(), "200ms".into()],
+        log_dir,
+        ..StackConfig::default()
+    }
+    .with_model(venv, &model)?;
+    let mut stack = Stack::start(config)?;
+    stack.wait_for_nodes(&[], nodes as usize, Duration::from_secs(60))?;
+    let info = |stack: &Stack| -> anyhow::Result<String> {
+        crate::stack::block_on(async {
+            let mut c = stack.scorer_client().await?;
+            anyhow::Ok(c.model_info(fitsched_proto::ModelInfoRequest {}).await?.into_inner().version)
+        })
+    };
+    let reloads = |outcome: &str| -> anyhow::Result<u64> {
+        let text = scrape(stack.scorer_http)?;
+        Ok(crate::cluster::sum_metric(&text, "fitsched_scorer_model_reloads_total", &format!("outcome=\"{outcome}\"")))
+    };
+    let before = info(&stack)?;
+    let body = serde_json::json!({
+        "Pod": {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}},
+        "NodeNames": (1..=nodes).map(|i| format!("sim-node-{i:02}")).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let url = format!("{}/prioritize", stack.shim_url());
+    let stop = AtomicBool::new(false);
+    let (calls, failed, neutral) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let pushed = std::thread::scope(|s| -> anyhow::Result<(u64, u64)> {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let agent = crate::process::http_agent(Duration::from_secs(10));
+                while !stop.load(Relaxed) {
+                    calls.fetch_add(1, Relaxed);
+                    let answer = agent.post(&url).send(body.as_str()).ok().and_then(|mut r| {
+                        let ok = r.status() == 200;
+                        let v: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+                        ok.then_some(v)
+                    });
+                    match answer {
+                        None => _ = failed.fetch_add(1, Relaxed),
+                        Some(v)
+                            if v.as_array()
+                                .is_some_and(|a| a.iter().all(|h| h["Score"] == fitsched_proto::score::NEUTRAL)) =>
+                        {
+                            _ = neutral.fetch_add(1, Relaxed)
+                        }
+                        Some(_) => {}
+                    }
+                }
+            });
+        }
+        let run = || -> anyhow::Result<(u64, u64)> {
+            std::thread::sleep(Duration::from_secs(2));
+            progress(format!("{name}: pushing a file that is not ONNX, then half the model, under load"));
+            let broken: [&[u8]; 2] = [b"this is not an ONNX model", &good[..good.len() / 2]];
+            for (i, bytes) in broken.iter().enumerate() {
+                // Replaced as a ConfigMap update replaces it: a new file renamed over.
+                let tmp = model.with_extension("tmp");
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &model)?;
+                wait_until("the scorer to refuse it", Duration::from_secs(30), || {
+                    reloads("refused").is_ok_and(|n| n > i as u64)
+                })?;
+            }
+            let fitness_at_refusal = scored_on_fitness(&scrape(stack.scorer_http)?);
+            std::thread::sleep(Duration::from_secs(2));
+            let after = scored_on_fitness(&scrape(stack.scorer_http)?) - fitness_at_refusal;
+            std::fs::write(&model, &good)?;
+            wait_until("the good model to load again", Duration::from_secs(30), || {
+                reloads("loaded").is_ok_and(|n| n >= 1)
+            })?;
+            Ok((reloads("refused")?, after))
+        };
+        let result = run();
+        stop.store(true, Relaxed);
+        result
+    })?;
+    let reasons = stack
+        .log("scorer")
+        .lines()
+        .filter(|l| l.contains("new model file refused"))
+        .map(|l| l.split("error=").nth(1).unwrap_or(l).split(" keeping=").next().unwrap_or_default().to_owned())
+        .collect();
+    Ok(ModelFigures {
+        calls: calls.into_inner(),
+        failed: failed.into_inner(),
+        neutral: neutral.into_inner(),
+        refused: pushed.0,
+        reasons,
+        version: (before, info(&stack)?),
+        scored_on_fitness_after: pushed.1,
+        good_reloaded: reloads("loaded")? >= 1,
+    })
+}
+
+fn scored_on_fitness(scorer_metrics: &str) -> u64 {
+    crate::cluster::sum_metric(scorer_metrics, "fitsched_scorer_scored_nodes_total", "basis=\"fitness\"")
+}
+
+/// What a refused bind did, as kube-scheduler and the API server saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindFigures {
+    pub pods: usize,
+    /// Binds the API server refused (`fitsched_shim_bind_errors_total{reason="forbidden"}`).
+    pub refused: u64,
+    /// kube-scheduler log lines reporting the extender's bind error, with the API server's words.
+    pub reported_to_scheduler: usize,
+    /// Pods bound in the end (by kube-scheduler's own binder, the extender being ignorable).
+    pub placed: usize,
+    /// Binds the scorer was told of (none of them happened).
+    pub scorer_told: u64,
+}
+
+/// Runs `workload` through a testbed whose shim may not create Bindings (RBAC).
+pub fn refused_bind(tb: &Testbed, workload: &Workload) -> anyhow::Result<BindFigures> {
+    tb.cluster.create_workload(workload)?;
+    let placed = tb.cluster.wait_scheduled(workload, Duration::from_secs(120))?.len();
+    let shim = scrape(tb.stack.shim_metrics)?;
+    let scorer = scrape(tb.stack.scorer_http)?;
+    let reported_to_scheduler = tb
+        .cluster
+        .log("kube-scheduler")
+        .lines()
+        .filter(|l| l.contains("Skipping extender in bind as it returned error") && l.contains("403 Forbidden"))
+        .count();
+    Ok(BindFigures {
+        pods: workload.replicas as usize,
+        refused: crate::cluster::sum_metric(&shim, "fitsched_shim_bind_errors_total", "reason=\"forbidden\""),
+        reported_to_scheduler,
+        placed,
+        scorer_told: crate::cluster::sum_metric(&scorer, "fitsched_scorer_binds_total", ""),
+    })
+}
+
+/// A bind for a pod that was deleted and re-created under its name between scheduling
+/// and binding, sent to the shim as kube-scheduler sends it (with the old pod's UID).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplacedPodFigures {
+    /// The `Error` kube-scheduler got back.
+    pub error: String,
+    /// Whether the re-created pod got bound by it.
+    pub bound: bool,
+    /// Binds the scorer was told of.
+    pub scorer_told: u64,
+}
+
+pub fn replaced_pod_bind(tb: &Testbed, namespace: &str) -> anyhow::Result<ReplacedPodFigures> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+    tb.cluster.create_namespace(namespace)?;
+    let pods: Api<Pod> = Api::namespaced(tb.cluster.client(), namespace);
+    let ghost: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ghost"},
+        "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "nginx:1.27"}]},
+    }))?;
+    let old = tb.cluster.block_on(pods.create(&PostParams::default(), &ghost))?;
+    tb.cluster.block_on(pods.delete("ghost", &DeleteParams::default().grace_period(0)))?;
+    tb.cluster.block_on(pods.create(&PostParams::default(), &ghost))?;
+    let told_before = crate::cluster::sum_metric(&scrape(tb.stack.scorer_http)?, "fitsched_scorer_binds_total", "");
+    let args = serde_json::json!({"PodName": "ghost", "PodNamespace": namespace,
+        "PodUID": old.metadata.uid.unwrap_or_default(), "Node": tb.nodes[0].name});
+    let mut r = crate::process::http_agent(Duration::from_secs(10))
+        .post(&format!("{}/bind", tb.stack.shim_url()))
+        .send_json(&args)?;
+    anyhow::ensure!(r.status() == 200, "/bind answered {}", r.status());
+    let answer: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
+    let now = tb.cluster.block_on(pods.get("ghost"))?;
+    let told = crate::cluster::sum_metric(&scrape(tb.stack.scorer_http)?, "fitsched_scorer_binds_total", "");
+    Ok(ReplacedPodFigures {
+        error: answer["Error"].as_str().unwrap_or_default().to_owned(),
+        bound: now.spec.and_then(|s| s.node_name).is_some(),
+        scorer_told: told - told_before,
     })
 }

@@ -438,6 +438,11 @@ impl Stack {
         }
     }
 
+    /// The agents' and the scorer's window.
+    pub fn window(&self) -> anyhow::Result<Duration> {
+        Ok(humantime::parse_duration(&self.config.window)?)
+    }
+
     /// Nodes the scorer holds a fitness for.
     pub fn scored_nodes(&self) -> anyhow::Result<Vec<String>> {
         let nodes = block_on(async {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use fitsched_e2e::cluster::{Placement, Workload, sum_metric};
+use fitsched_e2e::drill;
 use fitsched_e2e::process::http_agent;
 use fitsched_e2e::testbed::{Spread, Testbed, TestbedConfig, is_idle, is_without_telemetry};
 use fitsched_proto::ingest_client::IngestClient;
@@ -16,7 +17,7 @@ use fitsched_proto::{CandidateNode, MetricSummary, NodeWindow, Owner, PodFacts, 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -130,31 +131,14 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
     let _turn = take_turn();
     let mut tb = Testbed::start(TestbedConfig::new("scorer-restart", 12)).expect("testbed starts");
     tb.start_scheduler().expect("kube-scheduler starts");
-    // The scorer down for 10 s in a burst of 300 pods.
-    let w = Workload::new("apps", "burst", 300, &tb.profile("spread"));
-    tb.cluster.create_workload(&w).unwrap();
-    let api: Api<Pod> = Api::namespaced(tb.cluster.client(), "apps");
-    let bound = || {
-        tb.cluster
-            .block_on(api.list(&ListParams::default()))
-            .unwrap()
-            .items
-            .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
-            .count()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while bound() < 5 {
-        assert!(std::time::Instant::now() < deadline, "no pod bound within 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    tb.stack.kill("scorer").unwrap();
-    std::thread::sleep(Duration::from_secs(10));
-    tb.stack.start_scorer().expect("scorer restarts");
-    let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(120)).expect("every pod bound");
-    assert_eq!(placed.len(), 300);
-    let fallbacks = metric(tb.stack.shim_metrics, "fitsched_shim_fallbacks_total", "");
-    assert!(fallbacks > 0, "the shim never answered neutrally while the scorer was down");
+    // The scorer killed twice, down half a second each time, in a burst of 1 000 pods
+    // (`cargo xtask drill` runs it on 20 nodes and prints the figures).
+    let w = Workload::new("apps", "burst", 1000, &tb.profile("spread"));
+    let figures = drill::scorer_restarts(&mut tb, &w, 2, Duration::from_millis(500)).expect("the drill runs");
+    assert_eq!(figures.placed, 1000, "{figures:?}");
+    assert!(figures.fallbacks > 0, "the shim never answered neutrally while the scorer was down: {figures:?}");
+    assert!(figures.scored_on_fitness > 0, "the restarted scorer never scored on fitness: {figures:?}");
+    let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(10)).unwrap();
 
     // The restarted scorer has no records of its own: what it knows of the siblings comes
     // from its pod watch, and must match the API server.
@@ -217,41 +201,23 @@ fn a_refused_bind_binds_nothing_and_the_pod_is_bound_once_by_kube_scheduler() {
     let mut tb = Testbed::start(config).expect("testbed starts");
     tb.start_scheduler().expect("kube-scheduler starts");
     let w = Workload::new("apps", "refused", 8, &tb.profile("balanced"));
-    let placed = run(&tb, &w);
-    assert_eq!(placed.len(), 8);
-    let forbidden = metric(tb.stack.shim_metrics, "fitsched_shim_bind_errors_total", "reason=\"forbidden\"");
-    assert!(forbidden >= 8, "{forbidden} forbidden binds counted");
-    assert_eq!(
-        metric(tb.stack.scorer_http, "fitsched_scorer_binds_total", ""),
-        0,
-        "the scorer was told of a bind that failed"
-    );
+    let f = drill::refused_bind(&tb, &w).expect("the drill runs");
+    assert_eq!(f.placed, 8, "{f:?}");
+    assert!(f.refused >= 8, "forbidden binds counted: {f:?}");
+    assert!(f.reported_to_scheduler >= 8, "kube-scheduler was told why: {f:?}");
+    assert_eq!(f.scorer_told, 0, "the scorer was told of a bind that failed: {f:?}");
+}
 
-    // A pod deleted and re-created under the same name between scheduling and binding:
-    // the bind names the old UID, the API server refuses it, nothing is bound.
-    let pods: Api<Pod> = Api::namespaced(tb.cluster.client(), "apps");
-    let ghost = |uid: &str| -> Pod {
-        let mut meta = json!({"name": "ghost"});
-        if !uid.is_empty() {
-            meta["uid"] = json!(uid);
-        }
-        serde_json::from_value(json!({
-            "metadata": meta,
-            "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "nginx:1.27"}]},
-        }))
-        .unwrap()
-    };
-    let old = tb.cluster.block_on(pods.create(&PostParams::default(), &ghost(""))).unwrap();
-    tb.cluster.block_on(pods.delete("ghost", &DeleteParams::default().grace_period(0))).unwrap();
-    tb.cluster.block_on(pods.create(&PostParams::default(), &ghost(""))).unwrap();
-    let args = json!({"PodName": "ghost", "PodNamespace": "apps", "PodUID": old.metadata.uid.unwrap(), "Node": tb.nodes[0].name});
-    let mut r =
-        http_agent(Duration::from_secs(10)).post(&format!("{}/bind", tb.stack.shim_url())).send_json(&args).unwrap();
-    let answer: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(answer["Error"].as_str().is_some_and(|e| !e.is_empty()), "a bind of a replaced pod succeeded: {answer}");
-    let now = tb.cluster.block_on(pods.get("ghost")).unwrap();
-    assert_eq!(now.spec.unwrap().node_name, None, "the re-created pod was bound by a bind meant for its predecessor");
+/// A pod deleted and re-created under the same name between scheduling and binding: the
+/// bind names the old UID, the API server refuses it, nothing is bound.
+#[test]
+fn a_bind_meant_for_a_replaced_pod_binds_nothing() {
+    let _turn = take_turn();
+    let tb = Testbed::start(TestbedConfig::new("replaced-pod", 3)).expect("testbed starts");
+    let f = drill::replaced_pod_bind(&tb, "apps").expect("the drill runs");
+    assert!(f.error.contains("409") || f.error.to_lowercase().contains("uid"), "{f:?}");
+    assert!(!f.bound, "the re-created pod was bound by a bind meant for its predecessor: {f:?}");
+    assert_eq!(f.scorer_told, 0, "{f:?}");
 }
 
 /// The chart's scorer checks tokens with the real API server's TokenReview: an agent's

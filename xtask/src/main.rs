@@ -5,6 +5,7 @@ mod bench;
 mod chart;
 mod collect;
 mod demo;
+mod drill;
 mod evaluate;
 mod test;
 mod train;
@@ -40,7 +41,7 @@ enum Task {
     Evaluate(evaluate::EvaluateArgs),
     /// Outage drills with real processes, each printing its figures (the short versions
     /// run in `cargo xtask test`).
-    Drill(DrillArgs),
+    Drill(drill::DrillArgs),
     /// Fuzzes what fitsched accepts from the network (extender JSON in both modes,
     /// bindings, windows, every scorer request) for a set time per target.
     Fuzz(FuzzArgs),
@@ -58,22 +59,9 @@ fn main() -> anyhow::Result<()> {
         Task::Train(args) => train::run(args),
         Task::Evaluate(args) => evaluate::run(args),
         Task::Policy(args) => chart::policy(args),
-        Task::Drill(args) => drill(args),
+        Task::Drill(args) => drill::run(args),
         Task::Fuzz(args) => fuzz(args),
     }
-}
-
-#[derive(clap::Args)]
-struct DrillArgs {
-    /// How long the agent's connection to the scorer is cut.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    cut: std::time::Duration,
-    /// How long the slowed scorer holds every chunk of bytes.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    slow: std::time::Duration,
-    /// `/prioritize` calls against the slowed scorer.
-    #[arg(long, default_value_t = 200)]
-    requests: usize,
 }
 
 #[derive(clap::Args)]
@@ -112,37 +100,6 @@ fn fuzz(args: FuzzArgs) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(crashed.is_empty(), "crashes: {}", crashed.join(", "));
-    Ok(())
-}
-
-fn drill(args: DrillArgs) -> anyhow::Result<()> {
-    cargo(&["build", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
-    let f = fitsched_e2e::drill::network_cut("drill-cut", args.cut)?;
-    println!(
-        "\nagent <-> scorer cut for {:?} (1-s windows): {} windows resent after it, {} lost, {} stored twice, \
-         {} out of order; caught up {:.1} s after the restore",
-        f.cut,
-        f.resent,
-        f.lost,
-        f.duplicates,
-        f.out_of_order,
-        f.caught_up.as_secs_f64()
-    );
-    anyhow::ensure!(f.lost == 0 && f.duplicates == 0 && f.out_of_order == 0, "the stream broke its promise: {f:?}");
-    let s = fitsched_e2e::drill::slow_scorer("drill-slow", args.slow, args.requests)?;
-    println!(
-        "scorer slowed by {:?} behind a {:?} deadline, {} /prioritize calls one after another: {} neutral, \
-         p50 {:.0} ms, max {:.0} ms; shim RSS {} -> {} KiB",
-        s.delay,
-        s.deadline,
-        s.requests,
-        s.neutral,
-        s.p50.as_secs_f64() * 1e3,
-        s.max.as_secs_f64() * 1e3,
-        s.rss_kib.0,
-        s.rss_kib.1
-    );
-    anyhow::ensure!(s.neutral == s.requests && s.max < s.delay, "the shim waited on a slow scorer: {s:?}");
     Ok(())
 }
 
