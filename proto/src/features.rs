@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{NodeWindow, metric};
+use crate::{MetricSummary, NodeWindow, metric};
 
 /// The window statistics a feature can name.
 pub const STATS: [&str; 4] = ["mean", "max", "p95", "last"];
@@ -49,28 +49,33 @@ pub fn scales_with_node(metric: &str) -> bool {
 /// The value of `feature` in `window`, or `None` when the window lacks it (the agent
 /// reported it missing, never measured it, or a per-core feature lacks the CPU count).
 pub fn value(window: &NodeWindow, feature: &str) -> Option<f64> {
-    let (metric, stat) = split(feature)?;
-    let v = match metric.strip_suffix(PER_CORE) {
+    value_in(|m| window.metrics.get(m), feature)
+}
+
+/// [`value`] over any store of a window's metrics, by name (the scorer keeps them in a
+/// compact form of its own).
+pub fn value_in<'a>(metrics: impl Fn(&str) -> Option<&'a MetricSummary>, feature: &str) -> Option<f64> {
+    let (name, stat) = split(feature)?;
+    let v = match name.strip_suffix(PER_CORE) {
         Some(base) if scales_with_node(base) => {
-            let cores = window.metrics.get(metric::CPU_COUNT)?.mean;
+            let cores = metrics(metric::CPU_COUNT)?.mean;
             if cores.is_nan() || cores < 1.0 {
                 return None;
             }
-            stat_of(window, base, stat)? / cores
+            stat_of(metrics(base)?, stat) / cores
         }
-        _ => stat_of(window, metric, stat)?,
+        _ => stat_of(metrics(name)?, stat),
     };
     v.is_finite().then_some(v)
 }
 
-fn stat_of(window: &NodeWindow, metric: &str, stat: &str) -> Option<f64> {
-    let summary = window.metrics.get(metric)?;
-    Some(match stat {
+fn stat_of(summary: &MetricSummary, stat: &str) -> f64 {
+    match stat {
         "mean" => summary.mean,
         "max" => summary.max,
         "p95" => summary.p95,
         _ => summary.last,
-    })
+    }
 }
 
 /// Every node-level feature `window` holds, by name: each metric's statistics, and the

@@ -82,9 +82,12 @@ pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<It
     let mut keys = Vec::new();
     let mut rows = Vec::new();
     for node in nodes {
-        let Some(window) = store.window(&node) else { continue };
-        let (row, fallbacks) = model::row_for(model, &window);
-        keys.push((node, window.agent_id, window.sequence, fallbacks));
+        let read = store.with_window(&node, |w| {
+            let (row, fallbacks) = model::row_from(model, |m| w.metric(m));
+            (row, fallbacks, w.agent_id().to_owned(), w.sequence())
+        });
+        let Some((row, fallbacks, agent_id, sequence)) = read else { continue };
+        keys.push((node, agent_id, sequence, fallbacks));
         rows.push(row);
     }
     if rows.is_empty() {

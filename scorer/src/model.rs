@@ -46,13 +46,21 @@ pub trait Model: Send + Sync {
 /// A model's input row for one window, and the features that fell back because the
 /// window lacked them.
 pub fn row_for(model: &dyn Model, window: &NodeWindow) -> (Vec<f64>, Vec<String>) {
+    row_from(model, |m| window.metrics.get(m))
+}
+
+/// [`row_for`] over a window's metrics by name, in whatever form they are kept.
+pub fn row_from<'a>(
+    model: &dyn Model,
+    metrics: impl Fn(&str) -> Option<&'a fitsched_proto::MetricSummary>,
+) -> (Vec<f64>, Vec<String>) {
     let mut fallbacks = Vec::new();
     let row = model
         .features()
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            features::value(window, f).unwrap_or_else(|| {
+            features::value_in(&metrics, f).unwrap_or_else(|| {
                 fallbacks.push(f.clone());
                 model.fallback(i)
             })

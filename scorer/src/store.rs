@@ -246,9 +246,11 @@ impl NodeStore {
         Stored::New { sequence }
     }
 
-    /// The latest window of `node`, for fitness computation.
-    pub fn window(&self, node: &str) -> Option<NodeWindow> {
-        self.read().get(node).map(|e| e.window.to_window(node))
+    /// `f` of the latest window of `node`, read in place (fitness computation reads a
+    /// few metrics of every window; rebuilding each as a `NodeWindow` cost more than the
+    /// model).
+    pub fn with_window<T>(&self, node: &str, f: impl FnOnce(&CompactWindow) -> T) -> Option<T> {
+        self.read().get(node).map(|e| f(&e.window))
     }
 
     /// Records the fitness computed for `node`'s window `sequence` of agent `agent_id`;
