@@ -1,11 +1,13 @@
 //! `cargo xtask bench <what>`: performance figures, always next to a baseline measured
 //! in the same run, because the machines are shared and noisy.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fitsched_e2e::cluster::{sum_metric, sum_samples};
 use fitsched_e2e::process::status_kib;
 use fitsched_e2e::stack::free_addr;
 use fitsched_e2e::{paths, progress};
@@ -71,6 +73,16 @@ enum What {
         #[arg(long, default_value_t = 4)]
         streams: usize,
     },
+    /// Score latency (500 candidates, one call after another) alone and while the
+    /// scorer recomputes every node's fitness with the committed ONNX model, batch after
+    /// batch (the model file replaced every 200 ms), on `--nodes` nodes.
+    Batch {
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        /// Seconds of scoring in each phase.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Where ReplicaSets of 100 small pods go through the real kube-scheduler: each
     /// strategy's profile, kube-scheduler alone, and the pack choices the chart did not
     /// make, on 500 nodes with known simulated profiles and 20 without telemetry.
@@ -85,6 +97,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         What::Scheduler(args) => scheduler::run(args),
         What::Placement(args) => scheduler::placement(args),
         What::Store { nodes, streams } => store(nodes, streams),
+        What::Batch { nodes, seconds } => batch(nodes, seconds),
     }
 }
 
@@ -109,43 +122,85 @@ fn template_window() -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::json!({"metrics": metrics, "missing": sample["missing"]}))
 }
 
-fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "fitsched-scorer", "--bins"])?;
-    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "ingest_load"])?;
-    let release = paths::target_dir().join("release");
-    let logs = paths::state_dir().join("bench-logs");
-    std::fs::create_dir_all(&logs)?;
-    let template = logs.join("window.json");
-    std::fs::write(&template, serde_json::to_vec(&template_window()?)?)?;
-    let (grpc, http) = (free_addr()?, free_addr()?);
-    let max_nodes = (nodes + 1000).to_string();
-    let scorer = spawn(
-        &release.join("fitsched-scorer"),
-        &[
+/// A release scorer on loopback (no authentication: only the benchmark calls it).
+struct BenchScorer {
+    process: Killed,
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+}
+
+impl BenchScorer {
+    fn start(nodes: usize, extra: &[String], env: &[(&str, &OsStr)], log: &str) -> anyhow::Result<BenchScorer> {
+        let logs = paths::state_dir().join("bench-logs");
+        std::fs::create_dir_all(&logs)?;
+        let (grpc, http) = (free_addr()?, free_addr()?);
+        let mut args = vec![
             "--grpc-listen".into(),
             grpc.to_string(),
             "--http-listen".into(),
             http.to_string(),
             "--max-nodes".into(),
-            max_nodes,
-            // Only this benchmark's client calls it, on loopback.
+            (nodes + 1000).to_string(),
             "--allow-unauthenticated".into(),
-        ],
-        &logs.join("store-scorer.log"),
-    )?;
-    let pid = scorer.0.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(grpc).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "the scorer did not listen within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
+        ];
+        args.extend_from_slice(extra);
+        let out = std::fs::File::create(logs.join(log))?;
+        let binary = paths::target_dir().join("release/fitsched-scorer");
+        let child = Command::new(&binary)
+            .args(&args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let process = Killed(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(grpc).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the scorer did not listen within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(BenchScorer { process, grpc, http })
     }
+
+    fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// One real window for each of `nodes` nodes over `streams` streams
+    /// (examples/ingest_load); its JSON line.
+    fn load(&self, nodes: usize, streams: usize) -> anyhow::Result<serde_json::Value> {
+        let logs = paths::state_dir().join("bench-logs");
+        let template = logs.join("window.json");
+        std::fs::write(&template, serde_json::to_vec(&template_window()?)?)?;
+        progress(format!("streaming a window for each of {nodes} nodes over {streams} streams"));
+        let out = Command::new(paths::target_dir().join("release/examples/ingest_load"))
+            .args([
+                format!("http://{}", self.grpc),
+                template.display().to_string(),
+                nodes.to_string(),
+                streams.to_string(),
+            ])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "ingest_load failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    fn metrics(&self) -> anyhow::Result<String> {
+        let mut r = fitsched_e2e::process::http_agent(Duration::from_secs(5))
+            .get(&format!("http://{}/metrics", self.http))
+            .call()?;
+        Ok(r.body_mut().read_to_string()?)
+    }
+}
+
+fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "fitsched-scorer", "--bins"])?;
+    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "ingest_load"])?;
+    let scorer = BenchScorer::start(nodes, &[], &[], "store-scorer.log")?;
+    let pid = scorer.pid();
     let before = status_kib(pid, "VmRSS")?;
-    progress(format!("streaming a window for each of {nodes} nodes over {streams} streams"));
-    let out = Command::new(release.join("examples/ingest_load"))
-        .args([format!("http://{grpc}"), template.display().to_string(), nodes.to_string(), streams.to_string()])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "ingest_load failed: {}", String::from_utf8_lossy(&out.stderr));
-    let load: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let load = scorer.load(nodes, streams)?;
     // Fitness batches land shortly after the last ack.
     std::thread::sleep(Duration::from_secs(2));
     let after = status_kib(pid, "VmRSS")?;
@@ -168,6 +223,65 @@ fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
         "  ingest: {rate:.0} windows/s over real gRPC ({:.2}x protobuf encode+decode alone, {codec:.0}/s) (goal: >= 50 000/s)",
         rate / codec
     );
+    Ok(())
+}
+
+fn batch(nodes: usize, seconds: f64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "fitsched-scorer", "--bins"])?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "fitsched-e2e",
+        "--example",
+        "ingest_load",
+        "--example",
+        "score_during_batch",
+    ])?;
+    let venv = fitsched_e2e::tools::ensure_venv()?;
+    let model = paths::state_dir().join("bench-logs/batch-model.onnx");
+    std::fs::create_dir_all(model.parent().context("no parent")?)?;
+    std::fs::copy(paths::workspace_root().join("onnx/fitness.onnx"), &model)?;
+    let ort = venv.onnxruntime_library()?;
+    let extra = ["--model".into(), model.display().to_string(), "--model-poll".into(), "100ms".into()];
+    let scorer = BenchScorer::start(nodes, &extra, &[("ORT_DYLIB_PATH", ort.as_os_str())], "batch-scorer.log")?;
+    scorer.load(nodes, 2)?;
+    let predictions = || scorer.metrics().map(|m| sum_metric(&m, "inference_predictions_total", ""));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while predictions()? < nodes as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "the scorer computed no fitness for {nodes} nodes within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = scorer.metrics()?;
+    progress(format!("scoring {seconds} s alone, then {seconds} s while every node's fitness is recomputed"));
+    let out = Command::new(paths::target_dir().join("release/examples/score_during_batch"))
+        .args([format!("http://{}", scorer.grpc), model.display().to_string(), nodes.to_string(), seconds.to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "score_during_batch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let after = scorer.metrics()?;
+    let delta = |name: &str, label: &str| sum_samples(&after, name, label) - sum_samples(&before, name, label);
+    let batches = delta("fitsched_scorer_model_reloads_total", "outcome=\"loaded\"");
+    let rows = delta("inference_predictions_total", "");
+    let inference = delta("inference_prediction_duration_seconds_sum", "");
+    let phase = |p: &str| {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} calls",
+            r[p]["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            r[p]["p99_ms"].as_f64().unwrap_or(f64::NAN),
+            r[p]["max_ms"].as_f64().unwrap_or(f64::NAN),
+            r[p]["calls"]
+        )
+    };
+    let ratio = |q: &str| r["during"][q].as_f64().unwrap_or(f64::NAN) / r["idle"][q].as_f64().unwrap_or(f64::NAN);
+    println!("\nScore of {} candidates among {nodes} nodes, release scorer with the committed model:", r["candidates"]);
+    println!("  alone:                 {}", phase("idle"));
+    println!(
+        "  during fitness batches: {} ({batches:.0} batches of every node, {rows:.0} rows, {:.0} ms of inference)",
+        phase("during"),
+        inference * 1e3
+    );
+    println!("  ratio during / alone: p50 {:.2}x, p99 {:.2}x", ratio("p50_ms"), ratio("p99_ms"));
     Ok(())
 }
 
