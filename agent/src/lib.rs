@@ -5,17 +5,22 @@
 //! folds the samples into wall-clock-aligned windows and streams each window to the
 //! scorer over `fitsched.v1.Ingest/Stream`, buffering and resending whatever the scorer
 //! has not acknowledged. `/health` and `/metrics` are served over HTTP.
+//!
+//! The public API: [`run`] (or [`run_with`]) the binary from [`Args`]; the stream client
+//! to the scorer ([`StreamClient`], [`StreamConfig`], reporting into a [`NodeStatus`]);
+//! the metrics a simulated node reports ([`SIMULATED_METRICS`]). Everything else is
+//! internal.
 
-pub mod collect;
-pub mod config;
-pub mod http;
-pub mod replay;
-pub mod rng;
-pub mod simulate;
-pub mod status;
-pub mod stream;
-pub mod telemetry;
-pub mod window;
+mod collect;
+mod config;
+mod http;
+mod replay;
+mod rng;
+mod simulate;
+mod status;
+mod stream;
+mod telemetry;
+mod window;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,13 +34,14 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
 pub use config::Args;
+pub use simulate::METRICS as SIMULATED_METRICS;
+pub use status::NodeStatus;
+pub use stream::{StreamClient, StreamConfig};
 
 use collect::{
     CgroupCollector, Collector, Composite, DiskCollector, NetCollector, PcmCollector, PerfCollector, ProcfsCollector,
 };
 use simulate::SimNode;
-use status::NodeStatus;
-use stream::{StreamClient, StreamConfig};
 use telemetry::MissingGauge;
 use window::WindowAggregator;
 

@@ -133,10 +133,6 @@ impl SimNode {
         &self.name
     }
 
-    pub fn profile(&self) -> Profile {
-        self.profile
-    }
-
     /// Advances one tick and returns the node's metrics.
     pub fn step(&mut self) -> Sample {
         let means = self.profile.means();
@@ -226,7 +222,7 @@ mod tests {
         let nodes: Vec<_> = (0..5).map(|i| SimNode::new("sim-node-", i, 1)).collect();
         assert_eq!(nodes[0].name(), "sim-node-01");
         assert_eq!(nodes[4].name(), "sim-node-05");
-        let profiles: Vec<_> = nodes.iter().map(SimNode::profile).collect();
+        let profiles: Vec<_> = nodes.iter().map(|n| n.profile).collect();
         assert_eq!(
             profiles,
             [Profile::Idle, Profile::Busy, Profile::MemoryPressure, Profile::IoPressure, Profile::Idle]

@@ -70,21 +70,19 @@ impl WindowAggregator {
         self.samples_expected
     }
 
-    pub fn agent_id(&self) -> &str {
-        &self.agent_id
-    }
-
     /// Start of the window containing `at_ms`: the previous multiple of the window length.
     pub fn window_start(&self, at_ms: i64) -> i64 {
         at_ms.div_euclid(self.window_ms) * self.window_ms
     }
 
     /// Non-finite values dropped so far.
+    #[cfg(test)]
     pub fn invalid_values(&self) -> u64 {
         self.invalid_values
     }
 
     /// Sequence of the last window handed out (0 before the first).
+    #[cfg(test)]
     pub fn last_sequence(&self) -> u64 {
         self.next_sequence - 1
     }

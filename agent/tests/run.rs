@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use common::{Behaviour, FakeScorer, free_addr, wait_until};
 use fitsched_agent::Args;
-use fitsched_agent::simulate::METRICS;
+use fitsched_agent::SIMULATED_METRICS as METRICS;
 use fitsched_proto::{NodeWindow, metric};
 use tokio::sync::oneshot;
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fitsched_e2e::fuzz;
-use fitsched_shim::config::{ProfileStrategies, ProfileStrategy};
 use fitsched_shim::wire;
+use fitsched_shim::{ProfileStrategies, ProfileStrategy};
 
 fn seeds(verbs: &[&str]) -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/kube-scheduler-extender");

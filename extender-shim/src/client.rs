@@ -127,11 +127,6 @@ impl Scorer {
         })
     }
 
-    /// The Filter/Score deadline.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
-    }
-
     /// `reachable`, `unreachable` or `unknown` (no call yet), from the last call.
     pub fn state(&self) -> &'static str {
         match self.last.load(Ordering::Relaxed) {

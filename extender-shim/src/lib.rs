@@ -4,12 +4,16 @@
 //! `/bind` ([`api`]); the shim turns each call into one gRPC request to the scorer
 //! ([`client`]) and maps the answer back. When the scorer cannot answer within the
 //! deadline the shim answers neutrally, so scheduling never stops because of fitsched.
+//!
+//! The public API: [`run`] the binary from [`Args`], or build its HTTP service with
+//! [`router`] and [`metrics_router`] from a [`ShimConfig`] (with a [`Binder`] and
+//! [`BodyLimits`]); the extender wire types in [`wire`]. Everything else is internal.
 
-pub mod api;
-pub mod binder;
-pub mod client;
-pub mod config;
-pub mod quantity;
+mod api;
+mod binder;
+mod client;
+mod config;
+mod quantity;
 pub mod wire;
 
 use anyhow::Context;
@@ -18,7 +22,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::info;
 
 pub use api::{metrics_router, router};
-pub use config::{Args, ShimConfig};
+pub use binder::{Binder, BinderKind};
+pub use config::{Args, BodyLimits, ProfileStrategies, ProfileStrategy, ShimConfig};
 
 // Extender answers should take milliseconds; the upper buckets show deadline-bound
 // fallbacks and slow decoding of very large full-mode bodies.

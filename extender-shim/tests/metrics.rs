@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use fitsched_shim::Binder;
 use fitsched_shim::ShimConfig;
-use fitsched_shim::binder::Binder;
 use kube::client::Body as KubeBody;
 use tower::ServiceExt;
 use tower_test::mock;

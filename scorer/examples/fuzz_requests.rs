@@ -15,12 +15,12 @@ use fitsched_proto::{
     BindRequest, CandidateNode, ExplainRequest, FeatureRow, FilterRequest, ListNodesRequest, MetricSummary, Missing,
     ModelInfoRequest, NodeWindow, Owner, PodFacts, PredictRequest, ScoreRequest, metric,
 };
+use fitsched_scorer::NodeStore;
+use fitsched_scorer::Placements;
+use fitsched_scorer::Strategy;
 use fitsched_scorer::fitness::{self, ModelSlot};
 use fitsched_scorer::model::Heuristic;
-use fitsched_scorer::placements::Placements;
-use fitsched_scorer::service::{FilterRules, ScorerService};
-use fitsched_scorer::store::NodeStore;
-use fitsched_scorer::strategy::Strategy;
+use fitsched_scorer::{FilterRules, ScorerService};
 use prost::Message;
 
 fn window(node: &str) -> NodeWindow {

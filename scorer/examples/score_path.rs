@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use fitsched_proto::scorer_server::Scorer;
 use fitsched_proto::{CandidateNode, MetricSummary, NodeWindow, Owner, PodFacts, ScoreRequest, metric};
+use fitsched_scorer::NodeStore;
+use fitsched_scorer::Placements;
+use fitsched_scorer::Strategy;
 use fitsched_scorer::fitness::ModelSlot;
 use fitsched_scorer::model::Heuristic;
-use fitsched_scorer::placements::Placements;
-use fitsched_scorer::service::{FilterRules, ScorerService};
-use fitsched_scorer::store::NodeStore;
-use fitsched_scorer::strategy::Strategy;
+use fitsched_scorer::{FilterRules, ScorerService};
 use prost::Message;
 
 #[tokio::main(flavor = "current_thread")]

@@ -14,7 +14,7 @@
 //! Reflection is open to every authenticated caller. A token is accepted when either
 //!
 //! - it equals the content of a `--token-file ROLE=PATH` (read again every
-//!   [`STATIC_RELOAD`], so a rotated Secret needs no restart). Such a caller speaks for
+//!   [`fitsched_runtime::BearerToken::RELOAD`], so a rotated Secret needs no restart). Such a caller speaks for
 //!   any node: it is for agents that report several nodes (simulators, replays), and for
 //!   clusters without TokenReview; or
 //! - the API server's TokenReview (`--token-review`) says it is a service account token
@@ -49,8 +49,6 @@ pub mod metric {
     pub const REVIEWS: &str = "fitsched_scorer_token_reviews_total";
 }
 
-/// How long a static token file is trusted before it is read again.
-pub const STATIC_RELOAD: Duration = fitsched_runtime::BearerToken::RELOAD;
 /// How long a TokenReview's answer is reused.
 pub const REVIEW_TTL: Duration = Duration::from_secs(60);
 /// TokenReviews running at once; a caller past it is answered `UNAVAILABLE`.
@@ -161,7 +159,7 @@ fn allowed(path: &str) -> Option<&'static [Role]> {
 
 struct StaticToken {
     file: TokenFile,
-    /// Read again every [`STATIC_RELOAD`], as the clients read theirs.
+    /// Read again every [`fitsched_runtime::BearerToken::RELOAD`], as the clients read theirs.
     token: fitsched_runtime::BearerToken,
 }
 

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::fitness::FitnessQueue;
 use crate::store::{NodeStore, Stored};
 
-pub use fitsched_proto::validate::{MAX_NODE_NAME, node_name, window as validate};
+pub use fitsched_proto::validate::{node_name, window as validate};
 
 pub struct IngestService {
     store: Arc<NodeStore>,

@@ -5,23 +5,29 @@
 //! (`strategy` arithmetic over cached fitness and `placements`, which `watch` feeds
 //! from the cluster). `http` serves
 //! `/health` and `/metrics`.
+//!
+//! The public API: [`run`] / [`serve`] the binary's servers from [`Args`]; the gRPC
+//! service itself ([`ScorerService`] over a [`NodeStore`], [`Placements`] and a
+//! [`fitness::ModelSlot`]) for embedding and benchmarks; the [`model`] trait with its
+//! [`onnx`] and heuristic implementations and [`fitness::compute`] that batches them;
+//! the metric names ([`metric`]). Everything else is internal.
 
-pub mod auth;
-pub mod compact;
-pub mod config;
-pub mod decisions;
+mod auth;
+mod compact;
+mod config;
+mod decisions;
 pub mod fitness;
-pub mod http;
-pub mod ingest;
+mod http;
+mod ingest;
 pub mod model;
 pub mod onnx;
-pub mod placements;
-pub mod reload;
-pub mod service;
-pub mod store;
-pub mod strategy;
-pub mod telemetry;
-pub mod watch;
+mod placements;
+mod reload;
+mod service;
+mod store;
+mod strategy;
+mod telemetry;
+mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,12 +40,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use config::Args;
+pub use placements::Placements;
+pub use service::{FilterRules, ScorerService, Scoring};
+pub use store::{NodeStore, NodeView, Stored};
+pub use strategy::Strategy;
+pub use telemetry::metric;
 
 use crate::fitness::{FitnessQueue, ModelSlot};
 use crate::model::Heuristic;
-use crate::placements::Placements;
-use crate::service::{FilterRules, ScorerService};
-use crate::store::NodeStore;
 
 /// Histogram buckets (seconds) for inference and request durations: 10 µs to 1 s.
 pub const DURATION_BUCKETS: &[f64] =

@@ -46,8 +46,8 @@
 //! for the nodes a decision log shows, so a 5 000-node request formats a handful.
 //! `pack` ignores siblings: filling a node with one owner's replicas is its purpose.
 
+pub use fitsched_proto::Strategy;
 use fitsched_proto::score;
-pub use fitsched_proto::{Strategy, UnknownStrategy};
 
 /// The fitness a node needs before `pack` considers filling it.
 pub const PACK_MIN_FITNESS: f64 = 0.5;

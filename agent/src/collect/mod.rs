@@ -121,22 +121,6 @@ impl Collector for Composite {
     }
 }
 
-/// Every metric the procfs collector produces (and the simulation imitates).
-pub const METRICS: [&str; 12] = [
-    fitsched_proto::metric::CPU_UTILIZATION,
-    fitsched_proto::metric::CPU_IOWAIT,
-    fitsched_proto::metric::CPU_COUNT,
-    fitsched_proto::metric::LOAD1_PER_CPU,
-    fitsched_proto::metric::MEMORY_TOTAL_BYTES,
-    fitsched_proto::metric::MEMORY_AVAILABLE_BYTES,
-    fitsched_proto::metric::MEMORY_AVAILABLE_RATIO,
-    fitsched_proto::metric::PSI_CPU_SOME,
-    fitsched_proto::metric::PSI_MEMORY_SOME,
-    fitsched_proto::metric::PSI_MEMORY_FULL,
-    fitsched_proto::metric::PSI_IO_SOME,
-    fitsched_proto::metric::PSI_IO_FULL,
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ pub const PERF_EVENT_PARANOID: &str = "/proc/sys/kernel/perf_event_paranoid";
 pub const MAX_EVENTS_PER_CPU_SECOND: f64 = 1e11;
 
 /// Every metric this collector produces.
+#[cfg(test)]
 pub const METRICS: [&str; 15] = [
     metric::PERF_CYCLES_PER_SECOND,
     metric::PERF_INSTRUCTIONS_PER_SECOND,
@@ -425,6 +426,8 @@ pub fn read_paranoid() -> Option<i64> {
 
 enum CpuSource {
     Sysfs(PathBuf),
+    /// A CPU set the tests choose.
+    #[cfg(test)]
     Fixed(Vec<u32>),
 }
 
@@ -474,6 +477,7 @@ impl PerfCollector {
     /// Counters on `cpus` through `opener`, with `paranoid` as the sysctl's value for
     /// explaining permission failures. The CPU set stays `cpus` unless ticks go through
     /// [`PerfCollector::sample_cpus`].
+    #[cfg(test)]
     pub fn with_opener(cpus: Vec<u32>, opener: Box<dyn PerfOpener>, paranoid: Option<i64>) -> Self {
         let mut c = Self::build(CpuSource::Fixed(cpus), opener, paranoid);
         let online = c.online_cpus();
@@ -491,6 +495,7 @@ impl PerfCollector {
 
     fn online_cpus(&self) -> Result<Vec<u32>, String> {
         match &self.cpus {
+            #[cfg(test)]
             CpuSource::Fixed(cpus) => {
                 let mut cpus = cpus.clone();
                 cpus.sort_unstable();
@@ -569,6 +574,7 @@ impl PerfCollector {
 
     /// Takes one tick's sample with `online` as the online CPUs (tests simulate hot-plug
     /// with it; [`Collector::sample`] reads the list from sysfs).
+    #[cfg(test)]
     pub fn sample_cpus(&mut self, online: &[u32], now: Instant) -> Sample {
         let mut cpus = online.to_vec();
         cpus.sort_unstable();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use fitsched_shim::binder::Binder;
+use fitsched_shim::Binder;
 use kube::client::Body as KubeBody;
 use serde_json::{Value, json};
 use tower_test::mock;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fitsched_runtime::http::{ServeLimits, serve};
+use fitsched_shim::BodyLimits;
 use fitsched_shim::ShimConfig;
-use fitsched_shim::config::BodyLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
