@@ -17,7 +17,6 @@
 pub mod chart;
 pub mod cluster;
 pub mod drill;
-pub mod fuzz;
 pub mod kube_bins;
 pub mod paths;
 pub mod process;

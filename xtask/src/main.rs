@@ -7,6 +7,7 @@ mod collect;
 mod demo;
 mod drill;
 mod evaluate;
+mod fuzz;
 mod test;
 mod train;
 
@@ -44,7 +45,7 @@ enum Task {
     Drill(drill::DrillArgs),
     /// Fuzzes what fitsched accepts from the network (extender JSON in both modes,
     /// bindings, windows, every scorer request) for a set time per target.
-    Fuzz(FuzzArgs),
+    Fuzz(fuzz::FuzzArgs),
     /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
     /// --full: a whole KubeSchedulerConfiguration).
     Policy(chart::PolicyArgs),
@@ -60,47 +61,8 @@ fn main() -> anyhow::Result<()> {
         Task::Evaluate(args) => evaluate::run(args),
         Task::Policy(args) => chart::policy(args),
         Task::Drill(args) => drill::run(args),
-        Task::Fuzz(args) => fuzz(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
-}
-
-#[derive(clap::Args)]
-struct FuzzArgs {
-    /// Time per target.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    time: std::time::Duration,
-}
-
-/// Runs the fuzz targets (release builds) and prints executions and crashes per target;
-/// fails when any crashed, naming the kept inputs.
-fn fuzz(args: FuzzArgs) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "fitsched-shim", "--example", "fuzz_wire"])?;
-    cargo(&["build", "--release", "-p", "fitsched-scorer", "--example", "fuzz_requests"])?;
-    let examples = fitsched_e2e::paths::target_dir().join("release/examples");
-    let crashes = fitsched_e2e::paths::target_dir().join("fuzz-crashes");
-    let mut crashed = Vec::new();
-    for example in ["fuzz_wire", "fuzz_requests"] {
-        fitsched_e2e::progress(format!("{example}: {:?} per target", args.time));
-        let out = Command::new(examples.join(example))
-            .args([args.time.as_secs().max(1).to_string(), crashes.display().to_string()])
-            .output()
-            .with_context(|| format!("running {example}"))?;
-        anyhow::ensure!(out.status.success(), "{example} failed: {}", String::from_utf8_lossy(&out.stderr));
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let r: serde_json::Value = serde_json::from_str(line)?;
-            println!(
-                "  {:<16} {:>12} executions, {} crashes",
-                r["target"].as_str().unwrap_or("?"),
-                r["executions"],
-                r["crashes"]
-            );
-            if r["crashes"].as_u64() != Some(0) {
-                crashed.push(format!("{} ({})", r["target"], r["crash_file"]));
-            }
-        }
-    }
-    anyhow::ensure!(crashed.is_empty(), "crashes: {}", crashed.join(", "));
-    Ok(())
 }
 
 /// Runs the pytest suite in `dir` (relative to the workspace) with the project venv's

@@ -1,9 +1,9 @@
-//! A mutation fuzzer for `cargo xtask fuzz` that runs on the stable toolchain: inputs
-//! are seeds (captured fixtures, encoded valid requests) changed by random bit flips,
-//! byte and token insertions, deletions, truncations and splices of two seeds, fed to a
-//! target for a set time. A panic is a crash: it is caught, counted, and its input kept.
-//! Not coverage-guided (that needs a nightly toolchain's sanitizer coverage); what it
-//! finds is what random edits of real inputs reach.
+//! A mutation engine that needs nothing but the stable toolchain: inputs are seeds
+//! (captured fixtures, encoded valid requests) changed by random bit flips, byte and
+//! token insertions, deletions, truncations and splices of two seeds, fed to a target for
+//! a set time. A panic is a crash: it is caught, counted, and its input kept. Not
+//! coverage-guided: what it finds is what random edits of real inputs reach (AFL++,
+//! `fuzz-afl`, is the coverage-guided engine).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ pub fn run(
     duration: Duration,
     seed: u64,
     crash_dir: &Path,
-    target: impl Fn(&[u8]),
+    mut target: impl FnMut(&[u8]),
 ) -> Report {
     assert!(!seeds.is_empty(), "{name}: no seed inputs");
     let mut rng = fastrand::Rng::with_seed(seed);
