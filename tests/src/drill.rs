@@ -181,7 +181,8 @@ pub struct RestartFigures {
     /// Per restart: from the restarted scorer answering health to a fresh fitness for
     /// every node with telemetry again.
     pub recovered: Vec<Duration>,
-    /// From the Deployment's creation to its last pod bound.
+    /// From the Deployment's creation until the drill saw every pod bound (after its
+    /// last recovery wait, so at most that much late).
     pub burst: Duration,
     pub placed: usize,
     /// Extender calls the shim answered, and how many took longer than 0.5 s (the
@@ -255,7 +256,7 @@ pub fn scorer_restarts(
         burst,
         placed,
         calls,
-        slower_than_half_a_second: calls - within,
+        slower_than_half_a_second: calls.saturating_sub(within),
         fallbacks: crate::cluster::sum_metric(&shim, "fitsched_shim_fallbacks_total", ""),
         scored_on_fitness: scored("fitness"),
         scored_on_median: scored("stale") + scored("unknown_node") + scored("no_fitness"),
