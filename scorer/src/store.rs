@@ -215,24 +215,22 @@ impl NodeStore {
     }
 
     fn insert_at(&self, window: NodeWindow, now: Instant) -> Stored {
-        // Built before the lock: interning takes a lock of its own.
+        // Built before the lock: interning takes a lock of its own, and what scoring
+        // reads of the window needs no lock at all.
         let compact = CompactWindow::new(&window, &self.strings);
-        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = nodes.get(&window.node_name)
-            && e.window.agent_id() == window.agent_id
-            && window.sequence <= e.window.sequence()
-        {
-            return Stored::Duplicate { acked: e.window.sequence() };
-        }
-        if nodes.slots.len() >= self.max_nodes && nodes.get(&window.node_name).is_none() {
-            return Stored::Full { max_nodes: self.max_nodes };
-        }
-        let sequence = window.sequence;
         let mean = |m: &str| compact.mean(m).filter(|v| v.is_finite());
         let (cpu_utilization, psi_memory_full) = (mean(metric::CPU_UTILIZATION), mean(metric::PSI_MEMORY_FULL));
         let cpu_count = mean(metric::CPU_COUNT).filter(|&c| c >= 1.0);
-        let (fitness, fallback_features) =
-            nodes.get(&window.node_name).map(|e| (e.fitness, e.fallback_features.clone())).unwrap_or_default();
+        let sequence = window.sequence;
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let (fitness, fallback_features) = match nodes.get(&window.node_name) {
+            Some(e) if e.window.agent_id() == window.agent_id && sequence <= e.window.sequence() => {
+                return Stored::Duplicate { acked: e.window.sequence() };
+            }
+            Some(e) => (e.fitness, e.fallback_features.clone()),
+            None if nodes.slots.len() >= self.max_nodes => return Stored::Full { max_nodes: self.max_nodes },
+            None => Default::default(),
+        };
         let entry = Entry {
             window: Box::new(compact),
             cpu_utilization,
