@@ -146,6 +146,12 @@ pub fn http_agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
 }
 
+/// A fitsched binary's `/metrics` text (Prometheus), from its HTTP address.
+pub fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let mut r = http_agent(Duration::from_secs(5)).get(&format!("http://{addr}/metrics")).call()?;
+    Ok(r.body_mut().read_to_string()?)
+}
+
 /// The last `lines` lines of a file.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fitsched_e2e::cluster::{Placement, Workload, sum_metric};
 use fitsched_e2e::drill;
-use fitsched_e2e::process::http_agent;
+use fitsched_e2e::process::scrape;
 use fitsched_e2e::testbed::{Spread, Testbed, TestbedConfig, is_idle, is_without_telemetry};
 use fitsched_proto::ingest_client::IngestClient;
 use fitsched_proto::{CandidateNode, MetricSummary, NodeWindow, Owner, PodFacts, ScoreRequest};
@@ -28,8 +28,7 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 
 /// A counter's value (summed over series with `label`) on a fitsched binary's /metrics.
 fn metric(addr: std::net::SocketAddr, name: &str, label: &str) -> u64 {
-    let mut r = http_agent(Duration::from_secs(5)).get(&format!("http://{addr}/metrics")).call().expect("/metrics");
-    sum_metric(&r.body_mut().read_to_string().unwrap(), name, label)
+    sum_metric(&scrape(addr).expect("/metrics"), name, label)
 }
 
 fn run(tb: &Testbed, w: &Workload) -> Vec<Placement> {
@@ -304,12 +303,5 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
             .await
     });
     assert_eq!(scored.expect("the scheduler's account may score").into_inner().scores.len(), 1);
-    let scorer_metrics = http_agent(Duration::from_secs(5))
-        .get(&format!("http://{}/metrics", tb.stack.scorer_http))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    assert!(sum_metric(&scorer_metrics, "fitsched_scorer_token_reviews_total", "result=\"accepted\"") >= 2);
+    assert!(metric(tb.stack.scorer_http, "fitsched_scorer_token_reviews_total", "result=\"accepted\"") >= 2);
 }

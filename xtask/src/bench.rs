@@ -144,17 +144,7 @@ impl BenchScorer {
             "--allow-unauthenticated".into(),
         ];
         args.extend_from_slice(extra);
-        let out = std::fs::File::create(logs.join(log))?;
-        let binary = paths::target_dir().join("release/fitsched-scorer");
-        let child = Command::new(&binary)
-            .args(&args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let process = Killed(child);
+        let process = spawn(&paths::target_dir().join("release/fitsched-scorer"), &args, env, &logs.join(log))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(grpc).is_err() {
             anyhow::ensure!(Instant::now() < deadline, "the scorer did not listen within 30 s");
@@ -187,10 +177,7 @@ impl BenchScorer {
     }
 
     fn metrics(&self) -> anyhow::Result<String> {
-        let mut r = fitsched_e2e::process::http_agent(Duration::from_secs(5))
-            .get(&format!("http://{}/metrics", self.http))
-            .call()?;
-        Ok(r.body_mut().read_to_string()?)
+        fitsched_e2e::process::scrape(self.http)
     }
 }
 
@@ -345,10 +332,11 @@ impl Drop for Killed {
     }
 }
 
-fn spawn(path: &Path, args: &[String], log: &Path) -> anyhow::Result<Killed> {
+fn spawn(path: &Path, args: &[String], env: &[(&str, &OsStr)], log: &Path) -> anyhow::Result<Killed> {
     let out = std::fs::File::create(log)?;
     let child = Command::new(path)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -372,24 +360,13 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
     let release = paths::target_dir().join("release");
     let logs = paths::state_dir().join("bench-logs");
     std::fs::create_dir_all(&logs)?;
-    let (grpc, http, agent_http) = (free_addr()?, free_addr()?, free_addr()?);
-    let _scorer = spawn(
-        &release.join("fitsched-scorer"),
-        &[
-            "--grpc-listen".into(),
-            grpc.to_string(),
-            "--http-listen".into(),
-            http.to_string(),
-            // Only the agent being measured calls it, on loopback.
-            "--allow-unauthenticated".into(),
-        ],
-        &logs.join("scorer.log"),
-    )?;
+    let agent_http = free_addr()?;
+    let scorer = BenchScorer::start(1, &[], &[], "scorer.log")?;
     let agent = spawn(
         &release.join("fitsched-agent"),
         &[
             "--scorer".into(),
-            format!("http://{grpc}"),
+            format!("http://{}", scorer.grpc),
             "--listen".into(),
             agent_http.to_string(),
             "--tick".into(),
@@ -397,9 +374,10 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
             "--window".into(),
             "20s".into(),
         ],
+        &[],
         &logs.join("agent.log"),
     )?;
-    let floor = spawn(&release.join("examples/procfs_floor"), &["1000".into()], &logs.join("floor.log"))?;
+    let floor = spawn(&release.join("examples/procfs_floor"), &["1000".into()], &[], &logs.join("floor.log"))?;
 
     // Start-up (connecting, first reads) is not the steady state being measured.
     let warmup = Duration::from_secs(20);
