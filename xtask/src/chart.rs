@@ -47,7 +47,7 @@ pub fn check() -> anyhow::Result<()> {
         bail!("{} is not built: run `cargo build --workspace --bins` first", xtask.display());
     }
     let bin_dir = paths::bin_dir();
-    crate::pytest(
+    tools::pytest(
         "charts/tests",
         &[("FITSCHED_XTASK", xtask.as_os_str()), ("FITSCHED_BIN_DIR", bin_dir.as_os_str())],
         "chart tests",

@@ -19,7 +19,7 @@ use fitsched_e2e::{progress, tools};
 use fitsched_proto::{CandidateNode, Decision, ExplainRequest, FilterRequest, PodFacts};
 use serde_json::json;
 
-use crate::cargo;
+use fitsched_e2e::tools::cargo;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {

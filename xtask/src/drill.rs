@@ -44,7 +44,16 @@ pub struct DrillArgs {
 }
 
 pub fn run(args: DrillArgs) -> anyhow::Result<()> {
-    crate::cargo(&["build", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
+    fitsched_e2e::tools::cargo(&[
+        "build",
+        "-p",
+        "fitsched-scorer",
+        "-p",
+        "fitsched-shim",
+        "-p",
+        "fitsched-agent",
+        "--bins",
+    ])?;
     let wanted = |d: Drill| args.only.is_empty() || args.only.contains(&d);
     if wanted(Drill::Cut) {
         cut(args.cut)?;

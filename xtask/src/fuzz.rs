@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fitsched_e2e::{paths, progress};
 
-use crate::cargo;
+use fitsched_e2e::tools::cargo;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Engine {

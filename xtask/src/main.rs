@@ -1,24 +1,22 @@
-//! `cargo xtask <task>`: every developer and CI chore of fitsched, in Rust so that it
-//! runs wherever cargo does.
+//! `cargo xtask <task>`: fitsched's chores, in Rust so that they run wherever cargo does.
+//! The lab's tasks (`fitsched-lab`: collect, train, evaluate, bench) are forwarded to it
+//! unchanged, so one command line reaches every task.
 
-mod bench;
 mod chart;
-mod collect;
 mod demo;
 mod drill;
-mod evaluate;
 mod fuzz;
 mod test;
-mod train;
 
-use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fitsched_e2e::paths;
 
 #[derive(Parser)]
-#[command(about = "fitsched's developer and CI tasks")]
+#[command(about = "fitsched's developer and CI chores")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -30,16 +28,6 @@ enum Task {
     Demo(demo::DemoArgs),
     /// Runs every check: fmt, clippy -D warnings, unit, integration and end-to-end tests.
     Test(test::TestArgs),
-    /// Performance figures next to a baseline measured in the same run.
-    Bench(bench::BenchArgs),
-    /// Measures nginx + wrk under stress-ng interference next to the agent's windows
-    /// (the model's training data); resumable.
-    Collect(collect::CollectArgs),
-    /// Trains the fitness model from the collected data and exports it to ONNX.
-    Train(train::TrainArgs),
-    /// fitsched against kube-scheduler's default profile on measured outcomes, through
-    /// the real kube-scheduler; writes docs/evaluation.md and its plots.
-    Evaluate(evaluate::EvaluateArgs),
     /// Outage drills with real processes, each printing its figures (the short versions
     /// run in `cargo xtask test`).
     Drill(drill::DrillArgs),
@@ -49,56 +37,52 @@ enum Task {
     /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
     /// --full: a whole KubeSchedulerConfiguration).
     Policy(chart::PolicyArgs),
+    /// The lab: measures the model's training data (`fitsched-lab collect --help`).
+    #[command(disable_help_flag = true)]
+    Collect(Forwarded),
+    /// The lab: trains the fitness model and exports it to ONNX (`fitsched-lab train --help`).
+    #[command(disable_help_flag = true)]
+    Train(Forwarded),
+    /// The lab: fitsched against kube-scheduler's default profile on measured outcomes
+    /// (`fitsched-lab evaluate --help`).
+    #[command(disable_help_flag = true)]
+    Evaluate(Forwarded),
+    /// The lab: performance figures next to a baseline measured in the same run
+    /// (`fitsched-lab bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench(Forwarded),
+}
+
+/// A lab task's arguments, passed on as they are (`--help` included).
+#[derive(clap::Args)]
+struct Forwarded {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Demo(args) => demo::run(args),
         Task::Test(args) => test::run(args),
-        Task::Bench(args) => bench::run(args),
-        Task::Collect(args) => collect::run(args),
-        Task::Train(args) => train::run(args),
-        Task::Evaluate(args) => evaluate::run(args),
         Task::Policy(args) => chart::policy(args),
         Task::Drill(args) => drill::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Collect(f) => lab("collect", f),
+        Task::Train(f) => lab("train", f),
+        Task::Evaluate(f) => lab("evaluate", f),
+        Task::Bench(f) => lab("bench", f),
     }
 }
 
-/// Runs the pytest suite in `dir` (relative to the workspace) with the project venv's
-/// Python and `env`; `what` names it in the error.
-pub fn pytest(dir: &str, env: &[(&str, &OsStr)], what: &str) -> anyhow::Result<()> {
-    let venv = fitsched_e2e::tools::ensure_venv()?;
-    let status = Command::new(venv.python())
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", dir])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .envs(env.iter().copied())
-        .current_dir(fitsched_e2e::paths::workspace_root())
-        .status()
-        .with_context(|| format!("starting {}", venv.python().display()))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
-}
-
-/// Runs `cargo <args>` in the workspace, streaming its output.
-pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    cargo_with_env(args, &[])
-}
-
-/// [`cargo`] with these environment variables set for it (and what it runs).
-pub fn cargo_with_env(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
+/// Becomes `cargo run -p fitsched-lab -- <task> <args>`: replacing this process, not
+/// waiting on a child, so Ctrl-C and SIGTERM reach the lab itself (collect stops
+/// cleanly on them) and its exit status is the command's.
+fn lab(task: &str, f: Forwarded) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    fitsched_e2e::progress(format!("cargo {}", args.join(" ")));
-    let status = Command::new(&cargo)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(fitsched_e2e::paths::workspace_root())
-        .status()
-        .with_context(|| format!("starting {cargo}"))?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
+    let err = Command::new(&cargo)
+        .args(["run", "--quiet", "--package", "fitsched-lab", "--", task])
+        .args(&f.args)
+        .current_dir(paths::workspace_root())
+        .exec();
+    Err(err).with_context(|| format!("starting {cargo} run --package fitsched-lab"))
 }

@@ -22,17 +22,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fitsched_e2e::stack::{Stack, StackConfig, block_on, free_addr};
+use fitsched_e2e::tools::cargo;
 use fitsched_e2e::{paths, progress};
 use fitsched_proto::{ListNodesRequest, NodeWindow, features};
 use serde_json::{Value, json};
 
-use crate::cargo;
+use crate::interference::{Component, Interference, MAX_NEIGHBOURS};
 
 /// Version of the row format in `onnx/DATASET.md`.
 pub const SCHEMA: u32 = 2;
-
-/// Benchmark units besides the measured one.
-const MAX_NEIGHBOURS: usize = 4;
 
 /// The start of the interference before the features' window, so the window sees it
 /// settled rather than starting.
@@ -55,170 +53,6 @@ pub struct CollectArgs {
     /// Seed of the interference draws (default: the session's start time).
     #[arg(long)]
     seed: Option<u64>,
-}
-
-/// A kind of interference and the stress-ng arguments for one component of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    Cpu,
-    Cache,
-    MemoryBandwidth,
-    MemoryPressure,
-    Disk,
-    IoMix,
-    Sockets,
-    Udp,
-    /// Other nginx + wrk benchmark units on the node: what two benchmark pods do to
-    /// each other.
-    Benchmark,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 9] = [
-        Kind::Cpu,
-        Kind::Cache,
-        Kind::MemoryBandwidth,
-        Kind::MemoryPressure,
-        Kind::Disk,
-        Kind::IoMix,
-        Kind::Sockets,
-        Kind::Udp,
-        Kind::Benchmark,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Cpu => "cpu",
-            Kind::Cache => "cache",
-            Kind::MemoryBandwidth => "membw",
-            Kind::MemoryPressure => "vm",
-            Kind::Disk => "hdd",
-            Kind::IoMix => "iomix",
-            Kind::Sockets => "sock",
-            Kind::Udp => "udp",
-            Kind::Benchmark => "bench",
-        }
-    }
-}
-
-/// One component of a sample's interference at its intensity.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Component {
-    pub kind: Kind,
-    /// stress-ng workers, or benchmark units.
-    pub workers: usize,
-    /// Per-worker CPU load in percent (CPU only; 100 otherwise).
-    pub load: u32,
-    /// Memory per worker as a share of the available memory in percent (memory pressure).
-    pub memory_percent: u32,
-}
-
-impl Component {
-    fn stress_args(&self) -> Vec<String> {
-        let w = self.workers.to_string();
-        let flag = |f: &str| vec![format!("--{f}"), w.clone()];
-        match self.kind {
-            Kind::Cpu => [flag("cpu"), vec!["--cpu-load".into(), self.load.to_string()]].concat(),
-            Kind::Cache => flag("cache"),
-            Kind::MemoryBandwidth => flag("stream"),
-            Kind::MemoryPressure => {
-                [flag("vm"), vec!["--vm-bytes".into(), format!("{}%", self.memory_percent)]].concat()
-            }
-            Kind::Disk => [flag("hdd"), vec!["--hdd-bytes".into(), "128M".into()]].concat(),
-            Kind::IoMix => flag("iomix"),
-            Kind::Sockets => flag("sock"),
-            Kind::Udp => flag("udp"),
-            Kind::Benchmark => Vec::new(),
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        let mut v = json!({"kind": self.kind.name(), "workers": self.workers});
-        if self.kind == Kind::Cpu {
-            v["load_percent"] = json!(self.load);
-        }
-        if self.kind == Kind::MemoryPressure {
-            v["memory_percent"] = json!(self.memory_percent);
-        }
-        v
-    }
-}
-
-/// A sample's interference: no component is the baseline.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Interference(pub Vec<Component>);
-
-impl Interference {
-    /// Draws one to three distinct kinds (half of the draws one kind: the intensity
-    /// sweeps; the rest random mixes), each at a random intensity scaled to `cpus`. A
-    /// fifth of the draws are other benchmark units alone: what pods of one kind stacked
-    /// on a node do to each other is what a scheduler's choices change most.
-    pub fn draw(rng: &mut fastrand::Rng, cpus: usize) -> Interference {
-        if rng.u32(0..100) < 20 {
-            let workers = rng.usize(1..=Self::max_workers(Kind::Benchmark, cpus));
-            return Interference(vec![Component { kind: Kind::Benchmark, workers, load: 100, memory_percent: 0 }]);
-        }
-        let n = match rng.u32(0..100) {
-            0..50 => 1,
-            50..85 => 2,
-            _ => 3,
-        };
-        let mut kinds = Kind::ALL.to_vec();
-        rng.shuffle(&mut kinds);
-        let mut parts: Vec<Component> = kinds[..n]
-            .iter()
-            .map(|&kind| Component {
-                kind,
-                workers: rng.usize(1..=Self::max_workers(kind, cpus)),
-                load: if kind == Kind::Cpu { [10, 25, 50, 75, 100][rng.usize(..5)] } else { 100 },
-                memory_percent: if kind == Kind::MemoryPressure { [5, 15, 30][rng.usize(..3)] } else { 0 },
-            })
-            .collect();
-        parts.sort_by_key(|c| c.kind);
-        Interference(parts)
-    }
-
-    /// stress-ng workers up to the CPU count; benchmark neighbours up to two per CPU (as
-    /// many as a node of pods requesting half a CPU each holds, less the measured one).
-    fn max_workers(kind: Kind, cpus: usize) -> usize {
-        match kind {
-            Kind::Benchmark => MAX_NEIGHBOURS.min(2 * cpus.max(1)),
-            _ => cpus.max(1),
-        }
-    }
-
-    pub fn is_baseline(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The kinds present, sorted and joined by `+` (`none` for the baseline): the group
-    /// a held-out validation leaves out.
-    pub fn group(&self) -> String {
-        if self.0.is_empty() {
-            return "none".into();
-        }
-        self.0.iter().map(|c| c.kind.name()).collect::<Vec<_>>().join("+")
-    }
-
-    pub fn stress_args(&self) -> Vec<String> {
-        self.0.iter().flat_map(Component::stress_args).collect()
-    }
-
-    pub fn benchmark_units(&self) -> usize {
-        self.0.iter().filter(|c| c.kind == Kind::Benchmark).map(|c| c.workers).sum()
-    }
-
-    fn describe(&self) -> String {
-        if self.0.is_empty() {
-            return "none".into();
-        }
-        let part = |c: &Component| match c.kind {
-            Kind::Cpu => format!("cpu {}x{}%", c.workers, c.load),
-            Kind::MemoryPressure => format!("vm {}x{}%", c.workers, c.memory_percent),
-            k => format!("{} x{}", k.name(), c.workers),
-        };
-        self.0.iter().map(part).collect::<Vec<_>>().join(" + ")
-    }
 }
 
 pub fn run(args: CollectArgs) -> anyhow::Result<()> {
@@ -603,42 +437,5 @@ mod tests {
         let r = parse_wrk(with_errors).unwrap();
         assert_eq!((r.p99_ms, r.socket_errors), (2500.0, 5));
         assert!(parse_wrk("Requests/sec: 10\n").is_err(), "without --latency there are no percentiles");
-    }
-
-    #[test]
-    fn interference_draws_cover_every_kind_within_the_machine() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        let draws: Vec<Interference> = (0..500).map(|_| Interference::draw(&mut rng, 2)).collect();
-        for kind in Kind::ALL {
-            assert!(draws.iter().any(|d| d.0.iter().any(|c| c.kind == kind)), "{kind:?} never drawn");
-        }
-        for d in &draws {
-            assert!((1..=3).contains(&d.0.len()) && !d.is_baseline(), "{d:?}");
-            let most = |c: &Component| if c.kind == Kind::Benchmark { 4 } else { 2 };
-            assert!(d.0.iter().all(|c| (1..=most(c)).contains(&c.workers)), "never more workers than CPUs: {d:?}");
-            let kinds: std::collections::BTreeSet<_> = d.0.iter().map(|c| c.kind).collect();
-            assert_eq!(kinds.len(), d.0.len(), "kinds are distinct: {d:?}");
-        }
-        let mixes = draws.iter().filter(|d| d.0.len() > 1).count();
-        assert!((130..270).contains(&mixes), "about 40 % are mixes: {mixes}");
-        let stacked = draws.iter().filter(|d| d.group() == "bench").count();
-        assert!((70..150).contains(&stacked), "about a fifth are benchmark units alone: {stacked}");
-        assert!(draws.iter().any(|d| d.0.iter().any(|c| c.kind == Kind::Benchmark && c.workers == 4)));
-        let loads: std::collections::BTreeSet<u32> =
-            draws.iter().flat_map(|d| &d.0).filter(|c| c.kind == Kind::Cpu).map(|c| c.load).collect();
-        assert_eq!(loads.len(), 5, "the CPU load is swept: {loads:?}");
-    }
-
-    #[test]
-    fn interference_becomes_stress_ng_arguments_and_a_group() {
-        let i = Interference(vec![
-            Component { kind: Kind::Cpu, workers: 2, load: 25, memory_percent: 0 },
-            Component { kind: Kind::MemoryPressure, workers: 1, load: 100, memory_percent: 15 },
-            Component { kind: Kind::Benchmark, workers: 1, load: 100, memory_percent: 0 },
-        ]);
-        assert_eq!(i.stress_args(), ["--cpu", "2", "--cpu-load", "25", "--vm", "1", "--vm-bytes", "15%"]);
-        assert_eq!((i.group(), i.benchmark_units()), ("cpu+vm+bench".to_owned(), 1));
-        assert_eq!(Interference::default().group(), "none");
-        assert!(Interference::default().stress_args().is_empty());
     }
 }

@@ -7,61 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::stats::{Estimate, paired_diff, paired_ratio, per_seed};
 use super::world::Metrics;
 use super::{EvaluateArgs, Run, SCHEDULERS, Split, plot};
-
-/// Mean and the half-width of its 95 % confidence interval (Student's t over seeds).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Estimate {
-    pub mean: f64,
-    pub ci95: f64,
-    pub n: usize,
-}
-
-/// Two-sided 95 % Student t quantiles for 1..=30 degrees of freedom.
-const T95: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
-    2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-];
-
-impl Estimate {
-    pub fn of(values: &[f64]) -> Estimate {
-        let n = values.len();
-        let mean = values.iter().sum::<f64>() / n.max(1) as f64;
-        if n < 2 {
-            return Estimate { mean, ci95: f64::NAN, n };
-        }
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        let t = T95[(n - 2).min(T95.len() - 1)];
-        Estimate { mean, ci95: t * (var / n as f64).sqrt(), n }
-    }
-
-    fn show(&self, digits: usize) -> String {
-        if !self.mean.is_finite() {
-            // No benchmark pod in a run, or a ratio to a p10 of 0: said, not hidden.
-            return format!("n/a ({})", self.mean);
-        }
-        if self.ci95.is_nan() {
-            format!("{:.*}", digits, self.mean)
-        } else {
-            format!("{:.*} ± {:.*}", digits, self.mean, digits, self.ci95)
-        }
-    }
-}
-
-/// The per-seed values of one metric of one scheduler at one size.
-pub fn per_seed(runs: &[Run], nodes: usize, scheduler: &str, f: impl Fn(&Metrics) -> f64) -> Vec<f64> {
-    runs.iter().filter(|r| r.nodes == nodes && r.scheduler == scheduler).map(|r| f(&r.metrics)).collect()
-}
-
-/// Per seed, `f` of `a` divided by `f` of `b` (paired: the same timeline).
-fn paired_ratio(runs: &[Run], nodes: usize, a: &str, b: &str, f: impl Fn(&Metrics) -> f64 + Copy) -> Vec<f64> {
-    per_seed(runs, nodes, a, f).iter().zip(per_seed(runs, nodes, b, f)).map(|(x, y)| x / y).collect()
-}
-
-fn paired_diff(runs: &[Run], nodes: usize, a: &str, b: &str, f: impl Fn(&Metrics) -> f64 + Copy) -> Vec<f64> {
-    per_seed(runs, nodes, a, f).iter().zip(per_seed(runs, nodes, b, f)).map(|(x, y)| x - y).collect()
-}
 
 /// One goal of the issue, checked on the confidence interval, not only the mean.
 struct Goal {
@@ -141,7 +89,7 @@ pub fn write(
     writeln!(md)?;
     writeln!(
         md,
-        "Written by `cargo xtask evaluate` (`xtask/src/evaluate/`) in {:.0} s on this machine; run it again to \
+        "Written by `cargo xtask evaluate` (`lab/src/evaluate/`) in {:.0} s on this machine; run it again to \
          regenerate this page, its plots and `evaluation/results.json`. Seeds {seeds:?}; nothing was tuned on them (development used seeds 1 and 2).",
         elapsed.as_secs_f64()
     )?;
@@ -281,18 +229,4 @@ pub fn write(
     });
     std::fs::write(plots.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn confidence_intervals_follow_student() {
-        let e = Estimate::of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
-        assert_eq!(e.mean, 3.0);
-        // sd 1.581, n 5, t(4) 2.776: 2.776 × 1.581 / √5 = 1.963.
-        assert!((e.ci95 - 1.963).abs() < 1e-3, "{e:?}");
-        assert!(Estimate::of(&[1.0]).ci95.is_nan());
-    }
 }

@@ -1,5 +1,5 @@
 //! Outage drills with real processes, each returning its figures: `cargo xtask drill`
-//! prints them at full length, `tests/tests/resilience.rs` runs short ones and asserts.
+//! prints them at full length, `e2e/tests/resilience.rs` runs short ones and asserts.
 
 use std::time::{Duration, Instant};
 

@@ -19,6 +19,7 @@
 
 mod plot;
 mod report;
+mod stats;
 pub mod world;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,12 +31,12 @@ use anyhow::{Context, bail};
 use fitsched_e2e::cluster::{NodeSpec, Placement, Workload};
 use fitsched_e2e::stack::block_on;
 use fitsched_e2e::testbed::{ReplayNodes, Testbed, TestbedConfig, ZONES};
+use fitsched_e2e::tools::cargo;
 use fitsched_e2e::{paths, progress};
 use fitsched_proto::{ListNodesRequest, ModelInfoRequest};
 use serde_json::{Value, json};
 
-use crate::bench::scheduler::variant_config;
-use crate::cargo;
+use crate::variants::variant_config;
 use world::{Metrics, Offline, Params, Pool, Sample, Timeline, World};
 
 #[derive(Debug, clap::Args)]

@@ -9,7 +9,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use super::report::{Estimate, per_seed};
+use super::stats::{Estimate, per_seed};
 use super::world::Metrics;
 use super::{Run, SCHEDULERS};
 

@@ -1,6 +1,8 @@
-//! Real tools the demo and the tests use, installed into a project-local venv from PyPI
-//! (`.fitsched/venv`), idempotently: a second run only checks they are there.
+//! Real tools the demo, the lab and the tests use, installed into a project-local venv
+//! from PyPI (`.fitsched/venv`) or from Debian, idempotently: a second run only checks
+//! they are there; and the runners of cargo and pytest that the chores share.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -136,6 +138,44 @@ fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
         || !ok(Command::new("apt-get").args(["install", "-y", "-qq"]).args(packages))
     {
         bail!("could not install {} with apt-get (run as root?)", packages.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs the pytest suite in `dir` (relative to the workspace) with the project venv's
+/// Python and `env`; `what` names it in the error.
+pub fn pytest(dir: &str, env: &[(&str, &OsStr)], what: &str) -> anyhow::Result<()> {
+    let venv = ensure_venv()?;
+    let status = Command::new(venv.python())
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", dir])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().copied())
+        .current_dir(paths::workspace_root())
+        .status()
+        .with_context(|| format!("starting {}", venv.python().display()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `cargo <args>` in the workspace, streaming its output.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with these environment variables set for it (and what it runs).
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    progress(format!("cargo {}", args.join(" ")));
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(paths::workspace_root())
+        .status()
+        .with_context(|| format!("starting {cargo}"))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
 }

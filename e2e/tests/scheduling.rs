@@ -37,6 +37,7 @@ fn run(tb: &Testbed, w: &Workload) -> Vec<Placement> {
 }
 
 #[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn strategies_hold_among_kube_schedulers_plugins() {
     let _turn = take_turn();
     let mut tb = Testbed::start(TestbedConfig::new("strategies", 24)).expect("testbed starts");
@@ -99,6 +100,7 @@ fn strategies_hold_among_kube_schedulers_plugins() {
 }
 
 #[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn nodes_without_telemetry_get_no_more_than_their_share() {
     let _turn = take_turn();
     let config = TestbedConfig { without_telemetry: 6, ..TestbedConfig::new("dark-nodes", 30) };
@@ -126,6 +128,7 @@ fn nodes_without_telemetry_get_no_more_than_their_share() {
 }
 
 #[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_after() {
     let _turn = take_turn();
     let mut tb = Testbed::start(TestbedConfig::new("scorer-restart", 12)).expect("testbed starts");
@@ -188,6 +191,7 @@ fn every_pod_is_bound_while_the_scorer_restarts_and_the_watch_counts_replicas_af
 }
 
 #[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn a_refused_bind_binds_nothing_and_the_pod_is_bound_once_by_kube_scheduler() {
     let _turn = take_turn();
     // The shim runs with the scorer's account, which may not create Bindings: the API
@@ -210,6 +214,7 @@ fn a_refused_bind_binds_nothing_and_the_pod_is_bound_once_by_kube_scheduler() {
 /// A pod deleted and re-created under the same name between scheduling and binding: the
 /// bind names the old UID, the API server refuses it, nothing is bound.
 #[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn a_bind_meant_for_a_replaced_pod_binds_nothing() {
     let _turn = take_turn();
     let tb = Testbed::start(TestbedConfig::new("replaced-pod", 3)).expect("testbed starts");
@@ -224,6 +229,7 @@ fn a_bind_meant_for_a_replaced_pod_binds_nothing() {
 /// scheduler's account may score but not stream, and a token for another audience is no
 /// token at all.
 #[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
     let _turn = take_turn();
     let tb = Testbed::start(TestbedConfig::new("token-review", 2)).expect("testbed starts");

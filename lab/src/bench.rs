@@ -10,11 +10,10 @@ use anyhow::{Context, bail};
 use fitsched_e2e::cluster::{sum_metric, sum_samples};
 use fitsched_e2e::process::status_kib;
 use fitsched_e2e::stack::free_addr;
+use fitsched_e2e::tools::cargo;
 use fitsched_e2e::{paths, progress};
 
-use crate::cargo;
-
-pub(crate) mod scheduler;
+mod scheduler;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -183,7 +182,7 @@ impl BenchScorer {
 
 fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "fitsched-scorer", "--bins"])?;
-    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "ingest_load"])?;
+    cargo(&["build", "--release", "-p", "fitsched-lab", "--example", "ingest_load"])?;
     let scorer = BenchScorer::start(nodes, &[], &[], "store-scorer.log")?;
     let pid = scorer.pid();
     let before = status_kib(pid, "VmRSS")?;
@@ -219,7 +218,7 @@ fn batch(nodes: usize, seconds: f64) -> anyhow::Result<()> {
         "build",
         "--release",
         "-p",
-        "fitsched-e2e",
+        "fitsched-lab",
         "--example",
         "ingest_load",
         "--example",
@@ -488,13 +487,13 @@ fn model(rows: usize, repeat: usize, batch: usize) -> anyhow::Result<()> {
 }
 
 fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
-    use fitsched_e2e::sim::{Mode, SimNode, SimPod, Simulator, node_json};
+    use fitsched_e2e::extender::{ExtenderNode, ExtenderPod, Mode, extender_args, node_json};
     use fitsched_e2e::stack::{Stack, StackConfig, block_on};
     use fitsched_proto::ingest_client::IngestClient;
     use fitsched_proto::{MetricSummary, NodeWindow, metric};
 
     cargo(&["build", "--release", "-p", "fitsched-scorer", "-p", "fitsched-shim", "--bins"])?;
-    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "shim_client"])?;
+    cargo(&["build", "--release", "-p", "fitsched-lab", "--example", "shim_client"])?;
     // (cluster size, percentageOfNodesToScore; 0 is kube-scheduler's adaptive default).
     let cases = [(500usize, 0u32), (5_000, 0), (5_000, 100)];
     // The scorer knows the largest cluster's nodes; a smaller cluster is its first nodes.
@@ -572,11 +571,10 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
     };
     for mode in modes {
         for &(n, percentage) in &cases {
-            let nodes: Vec<SimNode> = (0..n)
-                .map(|i| SimNode::new(format!("node-{i:05}"), format!("zone-{}", i % 3), 16_000, 64 << 30))
+            let nodes: Vec<ExtenderNode> = (0..n)
+                .map(|i| ExtenderNode::new(format!("node-{i:05}"), format!("zone-{}", i % 3), 16_000, 64 << 30))
                 .collect();
-            let sim = Simulator::new(&stack.shim_url(), mode, nodes.clone(), 1);
-            let pod = SimPod::replica("bench", 1, Some("spread"));
+            let pod = ExtenderPod::replica("bench", 1, Some("spread"));
             let lists = FeasibleLists::new(n, percentage);
             let (names, period) = (lists.len(), lists.period());
             // One body per request (shim_client's 10 warm-ups included), but no more than
@@ -584,7 +582,8 @@ fn shim(requests: usize, only: Option<&str>) -> anyhow::Result<()> {
             let count = period.min(requests + SHIM_CLIENT_WARMUPS);
             let mut file = Vec::new();
             for candidates in lists.take(count) {
-                let mut body = sim.extender_args(&pod, &candidates);
+                let chosen: Vec<&ExtenderNode> = candidates.iter().map(|&i| &nodes[i]).collect();
+                let mut body = extender_args(mode, &pod, &chosen);
                 // Real Node objects carry more than the simulator's; add what a kubelet reports.
                 if mode == Mode::Full
                     && let Some(items) = body["Nodes"]["items"].as_array_mut()

@@ -37,10 +37,3 @@ pub fn train_py<S: AsRef<OsStr>>(args: &[S]) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Runs `onnx/tests` (pytest): labels, features that transfer, grouped validation and the
-/// shipped model's choice, the export, the evaluation split, on synthetic data.
-pub fn check() -> anyhow::Result<()> {
-    progress("pytest onnx/tests: labels, transferable features, grouped validation, export, evaluation split");
-    crate::pytest("onnx/tests", &[], "onnx tests")
-}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// The workspace root (this crate sits in `<root>/tests`).
+/// The workspace root (this crate sits in `<root>/e2e`).
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(PathBuf::from).unwrap_or(here)

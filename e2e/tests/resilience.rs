@@ -16,6 +16,7 @@ fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "runs the built binaries: cargo xtask test"]
 fn a_scorer_crash_loses_no_window_and_no_process_stores_one_twice() {
     let node = "restart-node";
     let config = StackConfig {
@@ -63,6 +64,7 @@ fn a_scorer_crash_loses_no_window_and_no_process_stores_one_twice() {
 }
 
 #[test]
+#[ignore = "runs the built binaries: cargo xtask test"]
 fn a_network_cut_loses_no_window_stores_none_twice_and_keeps_order() {
     let cut = drill::network_cut("cut", Duration::from_secs(8)).expect("the drill runs");
     assert!(cut.resent >= 8, "the cut's windows were resent: {cut:?}");
@@ -70,6 +72,7 @@ fn a_network_cut_loses_no_window_stores_none_twice_and_keeps_order() {
 }
 
 #[test]
+#[ignore = "runs the built binaries: cargo xtask test"]
 fn a_scorer_slowed_past_the_deadline_gets_neutral_answers_before_it_would_have() {
     let slow = drill::slow_scorer("slow", Duration::from_secs(2), 10).expect("the drill runs");
     assert_eq!(slow.neutral, slow.requests, "{slow:?}");
@@ -79,6 +82,7 @@ fn a_scorer_slowed_past_the_deadline_gets_neutral_answers_before_it_would_have()
 }
 
 #[test]
+#[ignore = "runs the built binaries: cargo xtask test"]
 fn tls_and_tokens_keep_strangers_out() {
     let dir = paths::target_dir().join("fitsched-logs/tls");
     let tls = TlsFiles::generate(&dir.join("pki")).unwrap();
@@ -149,6 +153,7 @@ fn tls_and_tokens_keep_strangers_out() {
 }
 
 #[test]
+#[ignore = "runs the built binaries: cargo xtask test"]
 fn a_bad_model_pushed_under_load_leaves_the_old_one_serving() {
     let venv = fitsched_e2e::tools::ensure_venv().expect("venv");
     let f = drill::bad_model("bad-model", &venv, 2).expect("the drill runs");

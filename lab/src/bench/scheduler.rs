@@ -26,20 +26,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use std::net::SocketAddr;
+use anyhow::bail;
 
-use fitsched_e2e::cluster::{Cluster, Placement, Workload, point_extenders_at, sum_samples};
+use fitsched_e2e::cluster::{Cluster, Placement, Workload, sum_samples};
 use fitsched_e2e::process::Processes;
 use fitsched_e2e::stack::free_addr;
 use fitsched_e2e::testbed::{Testbed, TestbedConfig};
+use fitsched_e2e::tools::cargo;
 use fitsched_e2e::{paths, progress};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use super::{Usage, usage};
-use crate::cargo;
+use crate::variants::{VARIANTS, variant_config};
 
 #[derive(Debug, clap::Args)]
 pub struct SchedulerArgs {
@@ -80,17 +80,13 @@ struct Run {
     algorithm_ms: f64,
 }
 
-/// The variants `--variants` may name; [`variant_config`] says what each runs.
-const VARIANTS: [&str; 6] =
-    ["default", "noop", "fitsched", "fitsched-nobind", "fitsched-pack", "fitsched-pack-adaptive"];
-
 /// Processes whose CPU is counted, as the harness names them.
 const CONTROL_PLANE: [&str; 4] = ["kube-scheduler", "kube-apiserver", "etcd", "kube-controller-manager"];
 const FITSCHED: [&str; 3] = ["shim", "scorer", "agent-sim"];
 
 pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
-    cargo(&["build", "--release", "-p", "fitsched-e2e", "--example", "noop_extender"])?;
+    cargo(&["build", "--release", "-p", "fitsched-lab", "--example", "noop_extender"])?;
     let release = paths::target_dir().join("release");
     let mut all = Vec::new();
     for &nodes in &args.nodes {
@@ -141,62 +137,6 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
         runs.push(median);
     }
     Ok(runs)
-}
-
-/// kube-scheduler's configuration for a variant, and the profile its pods name.
-pub(crate) fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Result<(Value, String)> {
-    let mut config = tb.installed.scheduler_config.clone();
-    let main = tb.installed.profiles[0].clone();
-    let shim = tb.stack.shim_http;
-    let out = match variant {
-        "default" => {
-            config.as_object_mut().context("config")?.remove("extenders");
-            main
-        }
-        "noop" => {
-            point_extenders_at(&mut config, noop);
-            without_bind(&mut config);
-            main
-        }
-        "fitsched" => {
-            point_extenders_at(&mut config, shim);
-            main
-        }
-        "fitsched-nobind" => {
-            point_extenders_at(&mut config, shim);
-            without_bind(&mut config);
-            main
-        }
-        "fitsched-pack" => {
-            point_extenders_at(&mut config, shim);
-            tb.profile("pack")
-        }
-        "fitsched-pack-adaptive" => {
-            point_extenders_at(&mut config, shim);
-            let pack = tb.profile("pack");
-            adaptive(&mut config, &pack);
-            pack
-        }
-        other => bail!("unknown variant {other}: {}", VARIANTS.join(", ")),
-    };
-    Ok((config, out))
-}
-
-/// Drops a profile's `percentageOfNodesToScore`: kube-scheduler's adaptive default.
-fn adaptive(config: &mut Value, profile: &str) {
-    for p in config["profiles"].as_array_mut().into_iter().flatten() {
-        if p["schedulerName"] == profile {
-            p.as_object_mut().map(|o| o.remove("percentageOfNodesToScore"));
-        }
-    }
-}
-
-fn without_bind(config: &mut Value) {
-    if let Some(extenders) = config.get_mut("extenders").and_then(Value::as_array_mut) {
-        for e in extenders {
-            e.as_object_mut().map(|o| o.remove("bindVerb"));
-        }
-    }
 }
 
 fn one_variant(

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::collect::Kind;
+use crate::interference::Kind;
 
 /// Intensity per interference kind, in `Kind::ALL` order.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -1,5 +1,5 @@
 //! The Helm chart installed into a test [`Cluster`]: rendered with Helm's Go SDK (the
-//! chart tests' own renderer, `tests/scripts/render_chart.py`), every object the API
+//! chart tests' own renderer, `e2e/scripts/render_chart.py`), every object the API
 //! server can hold without a kubelet created (RBAC, ServiceAccounts, ConfigMaps,
 //! Services, NetworkPolicies, ...), the workloads (Deployments, DaemonSets) checked with
 //! a server-side dry run, and what their containers would run handed back: kube-scheduler's
@@ -76,7 +76,7 @@ const STACK_OWNED_FLAGS: [&str; 14] = [
 
 /// Renders the chart with `values` and installs it into `cluster`.
 pub fn install(cluster: &Cluster, venv: &Venv, values: &Value) -> anyhow::Result<Installed> {
-    let script = paths::workspace_root().join("tests/scripts/render_chart.py");
+    let script = paths::workspace_root().join("e2e/scripts/render_chart.py");
     let out = tools::run(Command::new(venv.python()).arg(&script).arg(values.to_string()))?;
     let rendered: Value = serde_json::from_str(&out).context("render_chart.py printed no JSON")?;
     let namespace = rendered["namespace"].as_str().context("no namespace")?.to_owned();

@@ -1,6 +1,6 @@
 """Renders charts/fitsched as `helm install` would and prints its objects as JSON.
 
-Used by the end-to-end harness (tests/src/chart.rs) to install the chart's objects into a
+Used by the end-to-end harness (e2e/src/chart.rs) to install the chart's objects into a
 test control plane. Rendering is the chart tests' own (charts/tests/conftest.py: Helm's
 Go SDK through helm-python-sdk), so the objects tested are the objects users install.
 
