@@ -62,6 +62,16 @@ def test_copied_files_exist_and_are_in_the_build_context():
                 assert in_context(src.rstrip("/")), f"stage {name} copies {src}, which the .dockerignore leaves out"
 
 
+def test_the_build_stage_copies_every_workspace_member():
+    # cargo refuses a workspace whose members are missing, so a member the stage leaves
+    # out breaks every image at once.
+    members = re.search(r"^members\s*=\s*\[(.*?)\]", (WORKSPACE / "Cargo.toml").read_text(), flags=re.M | re.S)
+    assert members
+    copied = {m.group(1) for m in re.finditer(r"^COPY\s+(\S+)\s", stages()["build"], flags=re.M)}
+    for member in re.findall(r'"([^"]+)"', members.group(1)):
+        assert member in copied, f"the build stage does not copy the workspace member {member}"
+
+
 def test_runtime_images_are_labelled_and_unprivileged_where_possible():
     for name in ("agent", "scorer", "shim", "pcm", "bench"):
         body = stages()[name]
