@@ -28,6 +28,7 @@ use fitsched_proto::{ListNodesRequest, NodeWindow, features};
 use serde_json::{Value, json};
 
 use crate::interference::{Component, Interference, MAX_NEIGHBOURS};
+use crate::plan::{self, Cell, Plan};
 
 /// Version of the row format in `onnx/DATASET.md`.
 pub const SCHEMA: u32 = 2;
@@ -53,6 +54,11 @@ pub struct CollectArgs {
     /// Seed of the interference draws (default: the session's start time).
     #[arg(long)]
     seed: Option<u64>,
+    /// A collection plan (`onnx/data/plan.yaml`, see `fitsched_lab::plan`): samples go to
+    /// the plan's cells the dataset still lacks, and the run ends when none lacks any
+    /// (`--samples` then does not apply).
+    #[arg(long)]
+    plan: Option<PathBuf>,
 }
 
 pub fn run(args: CollectArgs) -> anyhow::Result<()> {
@@ -62,10 +68,24 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         bail!("--baseline-every must be at least 2 (1 would measure nothing but baselines)");
     }
     let out = paths::workspace_root().join(&args.out);
-    let done = existing_samples(&out)?;
-    if done >= args.samples {
-        progress(format!("{} already holds {done} samples (target {})", out.display(), args.samples));
-        return Ok(());
+    let cells = args.plan.as_ref().map(|p| Plan::read(&paths::workspace_root().join(p))?.cells()).transpose()?;
+    let (done, mut per_cell) = existing_samples(&out)?;
+    let lacking = |per_cell: &BTreeMap<String, usize>| cells.as_ref().map(|c| plan::deficits(c, per_cell));
+    match lacking(&per_cell) {
+        Some(left) if left.is_empty() => {
+            progress(format!("{} already holds every sample of the plan", out.display()));
+            return Ok(());
+        }
+        Some(left) => progress(format!(
+            "plan: {} samples in {} cells still to measure",
+            left.iter().map(|(_, n)| n).sum::<usize>(),
+            left.len()
+        )),
+        None if done >= args.samples => {
+            progress(format!("{} already holds {done} samples (target {})", out.display(), args.samples));
+            return Ok(());
+        }
+        None => {}
     }
     let work = paths::state_dir().join("collect");
     std::fs::create_dir_all(&work)?;
@@ -86,8 +106,8 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let machine = machine_facts();
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&out)?;
     progress(format!(
-        "session {session}: {done} samples so far, collecting up to {} (about {} s per sample; stop with Ctrl-C and run again to resume)",
-        args.samples,
+        "session {session}: {done} samples so far, collecting {} (about {} s per sample; stop with Ctrl-C and run again to resume)",
+        if cells.is_some() { "what the plan lacks".to_owned() } else { format!("up to {}", args.samples) },
         2 * args.window.as_secs()
     ));
     let mut rng = fastrand::Rng::with_seed(args.seed.unwrap_or(session as u64));
@@ -97,43 +117,63 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let flag = std::sync::Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
-    for (i, n) in (done..args.samples).enumerate() {
+    for (i, n) in (done..).enumerate() {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             progress(format!("stopped after {n} samples; run again to resume"));
             break;
         }
-        let interference =
-            if i % args.baseline_every == 0 { Interference::default() } else { Interference::draw(&mut rng, cpus) };
+        let left = lacking(&per_cell);
+        match &left {
+            Some(left) if left.is_empty() => {
+                progress(format!("the plan is complete with {n} samples"));
+                break;
+            }
+            None if n >= args.samples => break,
+            _ => {}
+        }
+        let (cell, interference, label): (Option<&Cell>, Interference, Option<Interference>) =
+            if i % args.baseline_every == 0 {
+                (None, Interference::default(), None)
+            } else if let Some(left) = &left {
+                let cell = plan::draw(left, &mut rng).context("a plan cell to measure")?;
+                let (total, available) = plan::meminfo()?;
+                let on = |spec: &plan::Spec| spec.interference(cpus, total, available);
+                (Some(cell), on(&cell.features), cell.label.as_ref().map(on))
+            } else {
+                (None, Interference::draw(&mut rng, cpus), None)
+            };
         let started = Instant::now();
-        let m = sample(&mut stack, &host, &units, &interference, args.window, &work)
+        let m = sample(&mut stack, &host, &units, &interference, label.as_ref(), args.window, &work)
             .with_context(|| format!("sample {} ({})", n + 1, interference.describe()))?;
-        let row = json!({
+        let mut row = json!({
             "schema": SCHEMA,
             "session": session,
             "sample": n + 1,
-            "baseline": interference.is_baseline(),
-            "interference": {
-                "group": interference.group(),
-                "components": interference.0.iter().map(Component::to_json).collect::<Vec<_>>(),
-                "stress_ng": interference.stress_args(),
-            },
+            "baseline": interference.is_baseline() && label.is_none(),
+            "interference": interference_json(&interference),
             "machine": machine,
             "window": m.window,
             "features": m.features,
             "missing": m.missing,
             "benchmark": m.bench.to_json(m.bench_seconds),
             "neighbours": m.neighbours.iter().map(|(before, during)| json!({
-                "features_window": before.to_json(m.neighbour_seconds),
-                "label_window": during.to_json(m.bench_seconds),
+                "features_window": before.as_ref().map(|b| b.to_json(m.neighbour_seconds)),
+                "label_window": during.as_ref().map(|d| d.to_json(m.bench_seconds)),
             })).collect::<Vec<_>>(),
         });
+        if let Some(cell) = cell {
+            row["cell"] = json!(cell.key);
+            *per_cell.entry(cell.key.clone()).or_default() += 1;
+        }
+        if let Some(label) = &label {
+            row["label_interference"] = interference_json(label);
+        }
         writeln!(file, "{row}")?;
         file.flush()?;
         progress(format!(
-            "[{}/{}] {:<34} {:>9.0} req/s  p99 {:>7.3} ms  ({:.0?})",
+            "[{}] {:<34} {:>9.0} req/s  p99 {:>7.3} ms  ({:.0?})",
             n + 1,
-            args.samples,
-            interference.describe(),
+            cell.map_or_else(|| interference.describe(), |c| c.key.clone()),
             m.bench.requests_per_second,
             m.bench.p99_ms,
             started.elapsed()
@@ -142,14 +182,23 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn interference_json(i: &Interference) -> Value {
+    json!({
+        "group": i.group(),
+        "components": i.0.iter().map(Component::to_json).collect::<Vec<_>>(),
+        "stress_ng": i.stress_args(),
+    })
+}
+
 struct Measured {
     window: Value,
     features: BTreeMap<String, f64>,
     missing: BTreeMap<String, String>,
     bench: WrkResult,
     bench_seconds: u64,
-    /// Each benchmark neighbour over the features' window, then over the label's.
-    neighbours: Vec<(WrkResult, WrkResult)>,
+    /// Each benchmark neighbour over the features' window, then over the label's (where
+    /// it ran there: the label's interference may have other neighbours).
+    neighbours: Vec<(Option<WrkResult>, Option<WrkResult>)>,
     neighbour_seconds: u64,
 }
 
@@ -158,15 +207,30 @@ fn sample(
     host: &str,
     units: &[Nginx],
     interference: &Interference,
+    label: Option<&Interference>,
     window: Duration,
     work: &Path,
 ) -> anyhow::Result<Measured> {
     let w_ms = window.as_millis() as i64;
-    // The first window boundary that leaves time to start the interference.
-    let boundary = (fitsched_proto::now_unix_ms() + SETTLE_MS + 200 + w_ms - 1).div_euclid(w_ms) * w_ms;
-    sleep_until_unix_ms(boundary - SETTLE_MS);
-    let _stress = Stress::start(&interference.stress_args(), work)?;
-    let neighbours = &units[1..=interference.benchmark_units().min(units.len() - 1)];
+    let next_boundary = || (fitsched_proto::now_unix_ms() + SETTLE_MS + 200 + w_ms - 1).div_euclid(w_ms) * w_ms;
+    // Memory pressure takes seconds to map its gigabytes: it starts first, and the
+    // features' window is the first that begins once the memory is taken. Everything
+    // else settles within SETTLE_MS before the boundary.
+    let target = interference.0.iter().find_map(|c| c.target_available.map(|(t, _)| t));
+    let (boundary, stress) = match target {
+        Some(target) => {
+            let stress = Stress::start(&interference.stress_args(), work)?;
+            wait_for_memory(target)?;
+            (next_boundary(), stress)
+        }
+        None => {
+            let boundary = next_boundary();
+            sleep_until_unix_ms(boundary - SETTLE_MS);
+            (boundary, Stress::start(&interference.stress_args(), work)?)
+        }
+    };
+    let units_of = |i: &Interference| &units[1..=i.benchmark_units().min(units.len() - 1)];
+    let neighbours = units_of(interference);
     // Neighbours run through the features' window (from a second before it, to its end)
     // and, measured again, through the label's.
     let neighbour_seconds = (w_ms / 1000 + 1) as u64;
@@ -174,11 +238,21 @@ fn sample(
     let before =
         neighbours.iter().map(|u| Wrk::start(&u.url, neighbour_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
     sleep_until_unix_ms(boundary + w_ms);
+    // Persistence: the label window runs under other interference from its boundary on,
+    // as when a node's load changes between the window the scorer read and the next.
+    let (_stress, label_neighbours) = match label {
+        Some(l) => {
+            drop(stress);
+            (Stress::start(&l.stress_args(), work)?, units_of(l))
+        }
+        None => (stress, neighbours),
+    };
     // The label ends early enough for the next sample's interference to settle before
     // the next boundary, so samples follow each other every two windows.
     let bench_seconds = ((w_ms - SETTLE_MS - 1_000) / 1000).max(1) as u64;
     let main = Wrk::start(&units[0].url, bench_seconds)?;
-    let during = neighbours.iter().map(|u| Wrk::start(&u.url, bench_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
+    let during =
+        label_neighbours.iter().map(|u| Wrk::start(&u.url, bench_seconds)).collect::<anyhow::Result<Vec<_>>>()?;
     let window = wait_for_window(stack, host, boundary)?;
     let bench = main.finish()?;
     let before = before.into_iter().map(Wrk::finish).collect::<anyhow::Result<Vec<_>>>()?;
@@ -197,9 +271,33 @@ fn sample(
         missing: window.missing.iter().map(|m| (m.name.clone(), m.reason.clone())).collect(),
         bench,
         bench_seconds,
-        neighbours: before.into_iter().zip(during).collect(),
+        neighbours: pair_up(before, during),
         neighbour_seconds,
     })
+}
+
+/// Waits until at most `target` (plus a margin for what else moves) of the machine's
+/// memory is available.
+fn wait_for_memory(target: f64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (total, available) = plan::meminfo()?;
+        let share = available as f64 / total as f64;
+        if share <= target + 0.03 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("memory pressure left {share:.2} of the memory available after 90 s (target {target})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Neighbour `i`'s figures over both windows, `None` where it did not run.
+fn pair_up<T>(before: Vec<T>, during: Vec<T>) -> Vec<(Option<T>, Option<T>)> {
+    let n = before.len().max(during.len());
+    let (mut b, mut d) = (before.into_iter(), during.into_iter());
+    (0..n).map(|_| (b.next(), d.next())).collect()
 }
 
 /// A wrk run against one benchmark unit (1 thread, 16 connections, as the chart's
@@ -297,11 +395,12 @@ fn parse_duration_ms(v: &str) -> anyhow::Result<f64> {
     Ok(num.parse::<f64>().with_context(|| format!("duration {v:?}"))? * scale)
 }
 
-/// The rows of this schema already in the dataset (earlier schemas may share the file
-/// only if moved aside first: they are refused, not mixed in).
-fn existing_samples(path: &Path) -> anyhow::Result<usize> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(0) };
-    let mut n = 0;
+/// The rows of this schema already in the dataset, and how many each plan cell holds
+/// (earlier schemas may share the file only if moved aside first: they are refused, not
+/// mixed in).
+fn existing_samples(path: &Path) -> anyhow::Result<(usize, BTreeMap<String, usize>)> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok((0, BTreeMap::new())) };
+    let (mut n, mut cells) = (0, BTreeMap::new());
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let row: Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
         if row["schema"] != json!(SCHEMA) {
@@ -312,9 +411,12 @@ fn existing_samples(path: &Path) -> anyhow::Result<usize> {
                 row["schema"]
             );
         }
+        if let Some(cell) = row["cell"].as_str() {
+            *cells.entry(cell.to_owned()).or_default() += 1;
+        }
         n += 1;
     }
-    Ok(n)
+    Ok((n, cells))
 }
 
 /// A stress-ng process group, stopped when dropped.
@@ -426,6 +528,30 @@ fn sleep_until_unix_ms(t: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbours_pair_up_across_a_change_of_interference() {
+        assert_eq!(pair_up(vec![1, 2], vec![3]), vec![(Some(1), Some(3)), (Some(2), None)]);
+        assert_eq!(pair_up(Vec::<u8>::new(), vec![4]), vec![(None, Some(4))]);
+    }
+
+    #[test]
+    fn existing_rows_count_per_cell_and_other_schemas_are_refused() {
+        let dir = std::env::temp_dir().join(format!("fitsched-collect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("samples.jsonl");
+        std::fs::write(
+            &file,
+            "{\"schema\":2,\"cell\":\"a/none\"}\n\n{\"schema\":2}\n{\"schema\":2,\"cell\":\"a/none\"}\n",
+        )
+        .unwrap();
+        let (n, cells) = existing_samples(&file).unwrap();
+        assert_eq!((n, cells), (3, BTreeMap::from([("a/none".to_owned(), 2)])));
+        std::fs::write(&file, "{\"schema\":1}\n").unwrap();
+        assert!(existing_samples(&file).is_err());
+        assert_eq!(existing_samples(&dir.join("absent")).unwrap().0, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_real_wrk_output() {

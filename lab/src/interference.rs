@@ -36,6 +36,10 @@ impl Kind {
         Kind::Benchmark,
     ];
 
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Cpu => "cpu",
@@ -61,6 +65,9 @@ pub struct Component {
     pub load: u32,
     /// Memory per worker as a share of the available memory in percent (memory pressure).
     pub memory_percent: u32,
+    /// Memory pressure toward a share of the machine's memory left available: the
+    /// target, and the bytes that leave it, kept mapped (measured when the sample starts).
+    pub target_available: Option<(f64, u64)>,
 }
 
 impl Component {
@@ -71,9 +78,12 @@ impl Component {
             Kind::Cpu => [flag("cpu"), vec!["--cpu-load".into(), self.load.to_string()]].concat(),
             Kind::Cache => flag("cache"),
             Kind::MemoryBandwidth => flag("stream"),
-            Kind::MemoryPressure => {
-                [flag("vm"), vec!["--vm-bytes".into(), format!("{}%", self.memory_percent)]].concat()
-            }
+            Kind::MemoryPressure => match self.target_available {
+                Some((_, bytes)) => {
+                    [flag("vm"), vec!["--vm-bytes".into(), format!("{}K", bytes / 1024), "--vm-keep".into()]].concat()
+                }
+                None => [flag("vm"), vec!["--vm-bytes".into(), format!("{}%", self.memory_percent)]].concat(),
+            },
             Kind::Disk => [flag("hdd"), vec!["--hdd-bytes".into(), "128M".into()]].concat(),
             Kind::IoMix => flag("iomix"),
             Kind::Sockets => flag("sock"),
@@ -90,7 +100,64 @@ impl Component {
         if self.kind == Kind::MemoryPressure {
             v["memory_percent"] = json!(self.memory_percent);
         }
+        if let Some((target, bytes)) = self.target_available {
+            v["target_available"] = json!(target);
+            v["bytes"] = json!(bytes);
+        }
         v
+    }
+
+    /// `workers` of `kind` at full load (benchmark units, or stress-ng workers).
+    pub fn new(kind: Kind, workers: usize) -> Component {
+        Component { kind, workers, load: 100, memory_percent: 0, target_available: None }
+    }
+
+    /// `kind` at `level` on a machine of `cpus`: CPU workers by load (half the CPUs at
+    /// 25 %, every CPU at 50 %, every CPU at 100 %); other stress-ng kinds by workers (one,
+    /// one per CPU, two per CPU). Memory pressure has levels of its own
+    /// ([`Component::memory`]).
+    pub fn at(kind: Kind, level: Level, cpus: usize) -> Component {
+        let cpus = cpus.max(1);
+        match (kind, level) {
+            (Kind::Cpu, Level::Low) => Component { load: 25, ..Component::new(kind, cpus.div_ceil(2)) },
+            (Kind::Cpu, Level::Mid) => Component { load: 50, ..Component::new(kind, cpus) },
+            (Kind::Cpu, Level::High) => Component::new(kind, cpus),
+            (_, Level::Low) => Component::new(kind, 1),
+            (_, Level::Mid) => Component::new(kind, cpus),
+            (_, Level::High) => Component::new(kind, 2 * cpus),
+        }
+    }
+
+    /// One memory worker that keeps mapped what leaves `target` of the machine's memory
+    /// available, given `total` and `available` bytes now (none when less is already
+    /// available).
+    pub fn memory(target: f64, total: u64, available: u64) -> Component {
+        let bytes = available.saturating_sub((target * total as f64) as u64);
+        let percent = if available == 0 { 0 } else { (100 * bytes / available) as u32 };
+        Component {
+            memory_percent: percent,
+            target_available: Some((target, bytes)),
+            ..Component::new(Kind::MemoryPressure, 1)
+        }
+    }
+}
+
+/// An intensity a collection plan names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Low,
+    Mid,
+    High,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Low => "low",
+            Level::Mid => "mid",
+            Level::High => "high",
+        }
     }
 }
 
@@ -106,7 +173,7 @@ impl Interference {
     pub fn draw(rng: &mut fastrand::Rng, cpus: usize) -> Interference {
         if rng.u32(0..100) < 20 {
             let workers = rng.usize(1..=Self::max_workers(Kind::Benchmark, cpus));
-            return Interference(vec![Component { kind: Kind::Benchmark, workers, load: 100, memory_percent: 0 }]);
+            return Interference(vec![Component::new(Kind::Benchmark, workers)]);
         }
         let n = match rng.u32(0..100) {
             0..50 => 1,
@@ -118,10 +185,9 @@ impl Interference {
         let mut parts: Vec<Component> = kinds[..n]
             .iter()
             .map(|&kind| Component {
-                kind,
-                workers: rng.usize(1..=Self::max_workers(kind, cpus)),
                 load: if kind == Kind::Cpu { [10, 25, 50, 75, 100][rng.usize(..5)] } else { 100 },
                 memory_percent: if kind == Kind::MemoryPressure { [5, 15, 30][rng.usize(..3)] } else { 0 },
+                ..Component::new(kind, rng.usize(1..=Self::max_workers(kind, cpus)))
             })
             .collect();
         parts.sort_by_key(|c| c.kind);
@@ -202,9 +268,9 @@ mod tests {
     #[test]
     fn interference_becomes_stress_ng_arguments_and_a_group() {
         let i = Interference(vec![
-            Component { kind: Kind::Cpu, workers: 2, load: 25, memory_percent: 0 },
-            Component { kind: Kind::MemoryPressure, workers: 1, load: 100, memory_percent: 15 },
-            Component { kind: Kind::Benchmark, workers: 1, load: 100, memory_percent: 0 },
+            Component { load: 25, ..Component::new(Kind::Cpu, 2) },
+            Component { memory_percent: 15, ..Component::new(Kind::MemoryPressure, 1) },
+            Component::new(Kind::Benchmark, 1),
         ]);
         assert_eq!(i.stress_args(), ["--cpu", "2", "--cpu-load", "25", "--vm", "1", "--vm-bytes", "15%"]);
         assert_eq!((i.group(), i.benchmark_units()), ("cpu+vm+bench".to_owned(), 1));

@@ -9,7 +9,7 @@
 //! - [`bench`]: performance figures next to a baseline measured in the same run.
 //!
 //! What two tasks share has a module of its own: [`interference`] (the kinds collected
-//! and read back by the evaluation) and [`variants`] (the kube-scheduler configurations
+//! and read back by the evaluation), [`plan`] (the strata a collection fills) and [`variants`] (the kube-scheduler configurations
 //! the benchmarks and the evaluation compare).
 //!
 //! `cargo xtask collect | train | evaluate | bench` forward here, as does `cargo lab`.
@@ -18,5 +18,6 @@ pub mod bench;
 pub mod collect;
 pub mod evaluate;
 pub mod interference;
+pub mod plan;
 pub mod train;
 pub mod variants;
