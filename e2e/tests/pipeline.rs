@@ -339,9 +339,16 @@ fn the_committed_onnx_model_scores_real_windows() {
         .unwrap();
     let info: Value = serde_json::from_slice(&out.stdout).expect("ModelInfo JSON");
     assert_eq!(info["kind"], "onnx", "{info}");
-    // grpcurl shows the held-out validation first: the shipped model under a grouped scheme.
-    let first = &info["validation"][0];
-    assert_eq!((&first["scheme"], &first["shipped"]), (&json!("leave_one_group_out"), &json!(true)), "{info}");
+    // grpcurl shows the held-out validation first: the selection rule scored on outer
+    // folds, then the shipped model leading its grouped scheme.
+    let v = info["validation"].as_array().expect("validation");
+    assert_eq!(
+        (&v[0]["scheme"], &v[0]["model"]),
+        (&json!("nested_leave_one_group_out"), &json!("selection_rule")),
+        "{info}"
+    );
+    let first = v.iter().find(|x| x["scheme"] == "leave_one_group_out").expect("per-model figures");
+    assert_eq!(first["shipped"], json!(true), "{info}");
     let kind = first["model"].as_str().unwrap_or("?");
     assert!(info["version"].as_str().is_some_and(|v| v.starts_with(kind)), "the version names the {kind}: {info}");
     assert!(info["features"].as_array().is_some_and(|f| !f.is_empty()));
@@ -357,7 +364,8 @@ fn the_committed_onnx_model_scores_real_windows() {
     assert!((0.0..=1.0).contains(&fitness));
     let log = stack.log("scorer");
     assert!(
-        log.contains(&format!("{kind} fitness model")) && log.contains("held-out leave one interference group out"),
+        log.contains(&format!("{kind} fitness model"))
+            && log.contains("held out nested, outer: leave one interference group out"),
         "the scorer says which model it runs and how it held out:\n{log}"
     );
 }

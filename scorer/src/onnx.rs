@@ -3,8 +3,8 @@
 //! wheel's `libonnxruntime.so`); nothing is downloaded at build time.
 //!
 //! The model carries what the scorer needs in its `metadata_props`: the ordered feature
-//! names (`fitsched.features`), the training medians used for a feature a node lacks
-//! (`fitsched.fallback_medians`), its version, its held-out validation
+//! names (`fitsched.features`), the value a feature takes when a node lacks it
+//! (`fitsched.fallbacks`; older models: `fitsched.fallback_medians`), its version, its held-out validation
 //! (`fitsched.validation`, reported by `ModelInfo`), and parity vectors
 //! (`fitsched.parity`: inputs and sklearn's outputs) that every load checks, so a model
 //! the runtime computes differently from its training is never swapped in.
@@ -23,6 +23,9 @@ use serde_json::Value;
 
 use crate::model::{self, Description, Model, ModelError};
 use fitsched_proto::features;
+
+/// The metadata key of the value each feature takes when a node's window lacks it.
+const FALLBACKS: &str = "fitsched.fallbacks";
 
 /// How far ONNX Runtime may stray from sklearn on the parity vectors.
 pub const PARITY_TOLERANCE: f64 = 1e-5;
@@ -121,16 +124,19 @@ impl OnnxModel {
         if !bad.is_empty() {
             return Err(LoadError::Unmappable { path: path.to_owned(), features: bad });
         }
-        let medians: HashMap<String, f64> = serde_json::from_value(json("fitsched.fallback_medians")?)
-            .map_err(|e| invalid(format!("`fitsched.fallback_medians` is not a map of numbers: {e}")))?;
+        // `fitsched.fallbacks` (the middle of each feature's training range); models
+        // exported before it carry their training medians instead.
+        let key = if meta.custom(FALLBACKS).is_some() { FALLBACKS } else { "fitsched.fallback_medians" };
+        let values: HashMap<String, f64> =
+            serde_json::from_value(json(key)?).map_err(|e| invalid(format!("`{key}` is not a map of numbers: {e}")))?;
         let fallbacks = features
             .iter()
             .map(|f| {
-                medians
+                values
                     .get(f)
                     .copied()
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| invalid(format!("no training median for {f}")))
+                    .ok_or_else(|| invalid(format!("no fallback value for {f} in `{key}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let [input] = session.inputs() else {
@@ -186,8 +192,19 @@ impl OnnxModel {
     }
 }
 
-/// The validation schemes in the order `ModelInfo` lists them: held out by group first.
-const SCHEMES: [&str; 3] = ["leave_one_group_out", "leave_one_session_out", "shuffled_5fold"];
+/// The validation schemes in the order `ModelInfo` lists them: the selection rule scored
+/// on outer folds (nested) first, then each model held out by group, then shuffled.
+const SCHEMES: [&str; 5] = [
+    "nested_leave_one_group_out",
+    "nested_leave_one_session_out",
+    "leave_one_group_out",
+    "leave_one_session_out",
+    "shuffled_5fold",
+];
+
+/// The nested schemes' one model: the rule that chose the shipped model, which their
+/// figures estimate.
+const SELECTION_RULE: &str = "selection_rule";
 
 /// `fitsched.validation` (written by `onnx/train.py`) as `ModelInfo` reports it: each
 /// scheme's models, the shipped one (`kind`) first. `None` when it has another shape.
@@ -206,7 +223,7 @@ fn validation(report: &Value, kind: &str) -> Option<Vec<Validation>> {
             out.push(Validation {
                 scheme: scheme.to_owned(),
                 model: name.clone(),
-                shipped: name == kind,
+                shipped: name == kind || name == SELECTION_RULE,
                 folds,
                 r2: m.get("r2")?.as_f64()?,
                 mae: m.get("mae")?.as_f64()?,
