@@ -133,7 +133,7 @@ impl Component {
     /// available).
     pub fn memory(target: f64, total: u64, available: u64) -> Component {
         let bytes = available.saturating_sub((target * total as f64) as u64);
-        let percent = if available == 0 { 0 } else { (100 * bytes / available) as u32 };
+        let percent = (100 * bytes).checked_div(available).unwrap_or(0) as u32;
         Component {
             memory_percent: percent,
             target_available: Some((target, bytes)),
