@@ -100,6 +100,12 @@ def load(path):
     return rows
 
 
+def neighbours_of(row):
+    """Benchmark units beside the measured one in the features' window."""
+    comps = row.get("interference", {}).get("components", [])
+    return sum(c["workers"] for c in comps if c["kind"] == "bench")
+
+
 def group_of(row):
     """The group a grouped validation holds out together: the interference kinds (and,
     for a persistence sample, the label window's after `->`). Idle baselines are one
@@ -425,20 +431,29 @@ def window_of(row):
 
 def evaluation_split(args, rows, names, cands):
     """For `cargo xtask evaluate`: a model trained without a third of the interference
-    groups and a third of each session's baselines (drawn by `--eval-split`), and the
-    held-out samples with their labels and windows, so every outcome the evaluation
-    assigns comes from a sample the model never saw.
-
-    Groups with benchmark neighbours are drawn apart from the others, so the held-out
-    samples always say what co-located benchmark pods do to each other. Labels are
-    normalised to the training baselines only."""
+    groups of each benchmark-neighbour count and a third of each session's baselines
+    (drawn by `--eval-split`), and the held-out samples with their labels and windows, so
+    every outcome the evaluation assigns comes from a sample the model never saw. Labels
+    are normalised to the training baselines only."""
     rng = np.random.default_rng(args.eval_split)
-    held_groups = set()
-    for with_bench in (True, False):
-        groups = sorted({r["group"] for r in rows if not r["is_baseline"] and "label_interference" not in r
-                         and ("bench" in r["group"].split("+")) == with_bench})
-        if groups:
-            held_groups |= set(rng.choice(groups, size=max(1, len(groups) // 3), replace=False).tolist())
+    # Units are (group, benchmark neighbours), stratified by the neighbour count: every
+    # count the pool has is held out somewhere and trained on elsewhere. A count with one
+    # unit only is split by sample (a third held out) rather than lost to either side.
+    units = {}
+    for i, r in enumerate(rows):
+        if not r["is_baseline"] and "label_interference" not in r:
+            units.setdefault(neighbours_of(r), {}).setdefault(f"{r['group']}#{neighbours_of(r)}", []).append(i)
+    held_rows, held_groups = set(), set()
+    for count in sorted(units):
+        in_count = sorted(units[count])
+        if len(in_count) >= 2:
+            for unit in rng.choice(in_count, size=max(1, len(in_count) // 3), replace=False).tolist():
+                held_groups.add(unit)
+                held_rows |= set(units[count][unit])
+        elif len(units[count][in_count[0]]) >= 2:
+            members = units[count][in_count[0]]
+            held_groups.add(in_count[0] + " (a third of its samples)")
+            held_rows |= set(rng.choice(members, size=max(1, len(members) // 3), replace=False).tolist())
     held_baselines = set()
     for session in sorted({r["session"] for r in rows}):
         runs = [i for i, r in enumerate(rows) if r["session"] == session and r["is_baseline"]]
@@ -446,8 +461,7 @@ def evaluation_split(args, rows, names, cands):
         held_baselines |= set(rng.choice(runs, size=n, replace=False).tolist()) if n else set()
     # A persistence sample's outcome belongs to the label window's condition, not the
     # features': it trains the model but is never an outcome the evaluation hands out.
-    held = np.array([(i in held_baselines) if r["is_baseline"] else
-                     ("label_interference" not in r and r["group"] in held_groups) for i, r in enumerate(rows)])
+    held = np.array([i in held_baselines or i in held_rows for i in range(len(rows))])
     train_rows = [r for r, h in zip(rows, held) if not h]
     test_rows = [r for r, h in zip(rows, held) if h]
     base, _ = baselines_of(train_rows, args.min_baselines)

@@ -174,11 +174,12 @@ def test_an_evaluation_split_holds_out_whole_groups(tmp_path):
     import onnx
     meta = {p.key: p.value for p in onnx.load(str(out / "fitness.onnx")).metadata_props}
     assert held["version"] == meta["fitsched.model_version"] == "cpu_linear-evaluation-split-3"
-    groups = set(held["held_out_groups"])
-    # A third of the groups with benchmark neighbours (at least one) and of the others.
-    assert len(groups) == 1 + 8 // 3 and sum("bench" in g for g in groups) == 1
+    units = set(held["held_out_groups"])
+    # Stratified by benchmark neighbours: a third of the one-neighbour groups (bench,
+    # cpu+bench: at least one) and a third of the eight without.
+    assert len(units) == 1 + 8 // 3 and sum(u.endswith("#1") for u in units) == 1, units
     samples = held["samples"]
-    assert {s["group"] for s in samples if not s["baseline"]} == groups, "every held-out group, and only those"
+    assert {f"{s['group']}#{1 if 'bench' in s['group'] else 0}" for s in samples if not s["baseline"]} == units
     # A third of each session's baselines, leaving the 3 a session needs in training.
     assert sum(s["baseline"] for s in samples) == 3
     assert held["trained_on"] + len(samples) == 3 * (BASELINES + len(GROUPS) * 3)

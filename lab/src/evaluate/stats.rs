@@ -2,6 +2,8 @@
 //! metric, alone or paired between two schedulers on the same timelines. The report
 //! writes them as text and the plots draw them.
 
+use std::collections::BTreeMap;
+
 use super::Run;
 use super::world::Metrics;
 
@@ -44,9 +46,33 @@ impl Estimate {
     }
 }
 
-/// The per-seed values of one metric of one scheduler at one size.
+/// Each seed's runs of one scheduler at one size, by seed.
+fn by_seed(runs: &[Run], nodes: usize, scheduler: &str, f: impl Fn(&Metrics) -> f64) -> BTreeMap<u64, Vec<f64>> {
+    let mut out: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.nodes == nodes && r.scheduler == scheduler) {
+        out.entry(r.seed).or_default().push(f(&r.metrics));
+    }
+    out
+}
+
+/// The per-seed values of one metric of one scheduler at one size: the mean over the
+/// seed's repeated runs, so the interval over seeds carries their run-to-run noise.
 pub fn per_seed(runs: &[Run], nodes: usize, scheduler: &str, f: impl Fn(&Metrics) -> f64) -> Vec<f64> {
-    runs.iter().filter(|r| r.nodes == nodes && r.scheduler == scheduler).map(|r| f(&r.metrics)).collect()
+    by_seed(runs, nodes, scheduler, f).values().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect()
+}
+
+/// Run-to-run noise: the standard deviation over a seed's repeated runs, averaged over
+/// seeds (NaN without repeats).
+pub fn run_to_run(runs: &[Run], nodes: usize, scheduler: &str, f: impl Fn(&Metrics) -> f64) -> f64 {
+    let sds: Vec<f64> = by_seed(runs, nodes, scheduler, f)
+        .values()
+        .filter(|v| v.len() > 1)
+        .map(|v| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+        })
+        .collect();
+    if sds.is_empty() { f64::NAN } else { sds.iter().sum::<f64>() / sds.len() as f64 }
 }
 
 /// Per seed, `f` of `a` divided by `f` of `b` (paired: the same timeline).

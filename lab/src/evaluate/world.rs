@@ -5,12 +5,21 @@
 //! scheduler.
 //!
 //! A node's *condition* is the interference on it, as an intensity per kind (the kinds
-//! `cargo xtask collect` measures): background load that comes and goes, plus the pods
-//! placed on it (each benchmark pod counts as one `bench` unit, each background pod as
-//! half a CPU). Everything the emulation reports for a condition comes from the held-out
-//! measured sample nearest to it: the window the agent replays, and the throughput and
-//! latency a benchmark pod placed there gets (measured with the other benchmark pods on
-//! the node as neighbours).
+//! `cargo xtask collect` measures): background load from outside Kubernetes that comes
+//! and goes, plus the pods placed on it. Each benchmark pod is one `bench` unit. Each
+//! background pod adds what it *uses*, which is not what it requests: a measured
+//! sample's interference (its kinds; its intensity scaled so the pod's CPU is its
+//! request times a usage ratio drawn per ReplicaSet, see [`Usage`]). The rule is the same
+//! for every scheduler; kube-scheduler sees only the requests, fitsched the windows.
+//!
+//! Everything the emulation reports for a condition comes from the held-out measured
+//! samples, matched by [`Pool::matching`]: the same number of benchmark neighbours and the
+//! same set of interference kinds exactly (a *class*), the nearest intensities within it.
+//! Where the pool lacks the class, only a heavier one stands in (as many neighbours or
+//! more, a superset of the kinds), and every stand-in is counted. A benchmark pod's
+//! outcome is the mean, over every window it lives, of the outcome for its node's
+//! condition in that window with the other pods there as its neighbours: pods that
+//! arrive or leave later count.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,17 +36,18 @@ fn index(kind: Kind) -> usize {
     Kind::ALL.iter().position(|&k| k == kind).unwrap_or(0)
 }
 
+/// Below this an intensity is none (sums of scaled floats are not exactly zero).
+const PRESENT: f64 = 1e-9;
+
 impl Condition {
     /// From a collected row's `interference.components`: CPU workers weighted by their
     /// load, memory pressure by its share (15 % = 1), every other kind by its workers.
     pub fn from_components(components: &[Component]) -> anyhow::Result<Condition> {
         let mut c = Condition::default();
         for comp in components {
-            let kind = Kind::ALL
-                .into_iter()
-                .find(|k| k.name() == comp.kind)
+            let kind = Kind::from_name(&comp.kind)
                 .ok_or_else(|| anyhow::anyhow!("unknown interference kind {:?}", comp.kind))?;
-            let workers = comp.workers as f64;
+            let workers = f64::from(comp.workers);
             c.0[index(kind)] += match kind {
                 Kind::Cpu => workers * f64::from(comp.load_percent.unwrap_or(100)) / 100.0,
                 Kind::MemoryPressure => workers * f64::from(comp.memory_percent.unwrap_or(15)) / 15.0,
@@ -51,18 +61,87 @@ impl Condition {
         self.0[index(kind)] += amount;
     }
 
-    #[cfg(test)]
     pub fn get(&self, kind: Kind) -> f64 {
         self.0[index(kind)]
     }
 
+    fn plus(mut self, other: &Condition) -> Condition {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+        self
+    }
+
+    fn minus(mut self, other: &Condition) -> Condition {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a = (*a - b).max(0.0);
+        }
+        self
+    }
+
+    fn scaled(mut self, by: f64) -> Condition {
+        for a in &mut self.0 {
+            *a *= by;
+        }
+        self
+    }
+
+    /// The CPUs the condition's stress-ng workers keep busy (each worker about one CPU
+    /// at its load; memory pressure is one worker), for scaling a sample to a pod's usage.
+    fn cpus(&self) -> f64 {
+        Kind::ALL
+            .iter()
+            .filter(|&&k| k != Kind::Benchmark)
+            .map(|&k| if k == Kind::MemoryPressure { self.get(k).min(1.0) } else { self.get(k) })
+            .sum()
+    }
+
+    /// L1 distance over the intensities of everything but benchmark units (which the
+    /// class matches exactly).
     fn distance(&self, other: &Condition) -> f64 {
-        self.0.iter().zip(other.0).map(|(a, b)| (a - b).abs()).sum()
+        self.0
+            .iter()
+            .zip(other.0)
+            .enumerate()
+            .filter(|(i, _)| *i != index(Kind::Benchmark))
+            .map(|(_, (a, b))| (a - b).abs())
+            .sum()
     }
 
     fn without(mut self, kind: Kind) -> Condition {
         self.0[index(kind)] = 0.0;
         self
+    }
+
+    /// What must match exactly: the benchmark neighbours and the set of kinds present.
+    pub fn class(&self) -> Class {
+        let kinds = Kind::ALL
+            .iter()
+            .enumerate()
+            .filter(|&(_, &k)| k != Kind::Benchmark)
+            .filter(|&(i, _)| self.0[i] > PRESENT)
+            .fold(0u16, |acc, (i, _)| acc | (1 << i));
+        Class { bench: self.get(Kind::Benchmark).round().max(0.0) as u32, kinds }
+    }
+}
+
+/// A condition's exact part: benchmark neighbours and the set of interference kinds
+/// (a bit per kind, in `Kind::ALL` order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Class {
+    pub bench: u32,
+    pub kinds: u16,
+}
+
+impl Class {
+    /// Whether `self` is at least as heavy as `other`: as many neighbours or more, and
+    /// every kind of `other`.
+    fn covers(&self, other: &Class) -> bool {
+        self.bench >= other.bench && self.kinds & other.kinds == other.kinds
+    }
+
+    fn is_idle(&self) -> bool {
+        self.bench == 0 && self.kinds == 0
     }
 }
 
@@ -86,18 +165,40 @@ pub struct Sample {
     pub window: Value,
 }
 
-/// The held-out samples and their conditions.
-pub struct Pool {
-    pub samples: Vec<Sample>,
-    conditions: Vec<Condition>,
+/// How a condition was matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// The pool holds the condition's class.
+    Exact,
+    /// It does not; a heavier class stood in.
+    Heavier,
+    /// Not even a heavier one: the heaviest class with the most of it stood in. Counted
+    /// apart, since it can flatter a loaded node.
+    Lighter,
 }
 
 /// What matching a condition to the pool found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Match {
+    /// The sample whose outcome and window the condition gets (drawn by a key among the
+    /// nearest of its class).
     pub sample: usize,
-    /// L1 distance between the condition and the sample's: how approximate the answer is.
+    /// L1 distance between the condition's intensities and the sample's.
     pub distance: f64,
+    pub fit: Fit,
+    /// The mean throughput over the samples it was drawn from: what the oracle knows.
+    pub expected_throughput: f64,
+}
+
+/// The samples a condition's outcome is drawn from: the nearest few of its class, so
+/// that knowing the expected outcome is not knowing the exact one.
+const DRAWN_FROM: usize = 3;
+
+/// The held-out samples, their conditions and their classes.
+pub struct Pool {
+    pub samples: Vec<Sample>,
+    conditions: Vec<Condition>,
+    classes: BTreeMap<Class, Vec<usize>>,
 }
 
 impl Pool {
@@ -107,39 +208,69 @@ impl Pool {
             samples.iter().any(|s| !s.baseline && !s.components.is_empty()),
             "no held-out sample names its interference (schema-1 data cannot be evaluated)"
         );
-        let conditions =
+        let conditions: Vec<Condition> =
             samples.iter().map(|s| Condition::from_components(&s.components)).collect::<anyhow::Result<_>>()?;
-        Ok(Pool { samples, conditions })
-    }
-
-    /// The sample nearest to `c`; among equally near ones, the one `key` picks (so the
-    /// same node in the same condition at the same step gets the same sample under every
-    /// scheduler).
-    pub fn nearest(&self, c: &Condition, key: u64) -> Match {
-        let mut best = f64::INFINITY;
-        let mut ties = Vec::new();
-        for (i, sc) in self.conditions.iter().enumerate() {
-            let d = c.distance(sc);
-            if d < best - 1e-9 {
-                best = d;
-                ties.clear();
-            }
-            if d <= best + 1e-9 {
-                ties.push(i);
-            }
+        let mut classes: BTreeMap<Class, Vec<usize>> = BTreeMap::new();
+        for (i, c) in conditions.iter().enumerate() {
+            classes.entry(c.class()).or_default().push(i);
         }
-        Match { sample: ties[(mix(key) % ties.len() as u64) as usize], distance: best }
+        Ok(Pool { samples, conditions, classes })
     }
 
-    /// Background conditions to draw from: every non-baseline sample's, less its
-    /// benchmark neighbours (placed pods bring those).
+    /// The class that answers for `want`: itself when the pool holds it; else the
+    /// lightest heavier one (fewest extra neighbours, then fewest extra kinds); else,
+    /// never idle for a loaded node, the one that covers most of it.
+    fn class_for(&self, want: Class) -> (Class, Fit) {
+        if self.classes.contains_key(&want) {
+            return (want, Fit::Exact);
+        }
+        let heavier = self
+            .classes
+            .keys()
+            .filter(|k| k.covers(&want))
+            .min_by_key(|k| (k.bench - want.bench, (k.kinds & !want.kinds).count_ones(), **k));
+        if let Some(k) = heavier {
+            return (*k, Fit::Heavier);
+        }
+        let lighter = self
+            .classes
+            .keys()
+            .filter(|k| !k.is_idle() || want.is_idle())
+            .min_by_key(|k| {
+                let short = want.bench.saturating_sub(k.bench) + (want.kinds & !k.kinds).count_ones();
+                (short, (k.kinds & !want.kinds).count_ones(), **k)
+            })
+            .copied()
+            .unwrap_or(want);
+        (lighter, Fit::Lighter)
+    }
+
+    /// The outcome of condition `c`: among the [`DRAWN_FROM`] samples of its class
+    /// nearest in intensity, the one `key` picks (so the same node in the same condition
+    /// at the same step gets the same sample under every scheduler).
+    pub fn matching(&self, c: &Condition, key: u64) -> Match {
+        let (class, fit) = self.class_for(c.class());
+        let mut near: Vec<(f64, usize)> =
+            self.classes[&class].iter().map(|&i| (c.distance(&self.conditions[i]), i)).collect();
+        near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        near.truncate(DRAWN_FROM);
+        let (distance, sample) = near[(mix(key) % near.len() as u64) as usize];
+        let expected_throughput =
+            near.iter().map(|&(_, i)| self.samples[i].throughput_ratio).sum::<f64>() / near.len() as f64;
+        Match { sample, distance, fit, expected_throughput }
+    }
+
+    /// Background conditions for a node's load from outside Kubernetes, and the usage
+    /// profiles of background pods: every sample's interference without its benchmark
+    /// neighbours (placed pods bring those) and without a persistence change (held-out
+    /// samples never carry one).
     fn backgrounds(&self) -> Vec<Condition> {
         self.samples
             .iter()
             .zip(&self.conditions)
             .filter(|(s, _)| !s.baseline)
             .map(|(_, c)| c.without(Kind::Benchmark))
-            .filter(|c| c.0.iter().any(|&v| v > 0.0))
+            .filter(|c| c.class().kinds != 0)
             .collect()
     }
 }
@@ -156,10 +287,42 @@ fn key(parts: &[u64]) -> u64 {
     parts.iter().fold(0x5eed, |acc, &p| mix(acc ^ p))
 }
 
+/// What a background pod uses, next to the CPU it requests.
+///
+/// `Measured` (the default): each background ReplicaSet takes a measured sample's
+/// interference (its kinds, at an intensity scaled so that its CPU is the pod's request
+/// times a usage ratio) and keeps it for its life. The ratio is drawn per ReplicaSet as
+/// the median of three uniform draws on [0, 1] (a Beta(2, 2): mean 0.5, most pods between
+/// 0.2 and 0.8), after Rzadca et al., "Autopilot: workload autoscaling at Google",
+/// EuroSys 2020, §4.2 and Fig. 3a: manually limited serving jobs on Google's fleet have
+/// an average relative slack of 46 % (soft limits) to 60 % (hard limits), i.e. they use
+/// 40-54 % of what they reserve. (That figure is memory; the emulation applies it to
+/// the interference a pod causes, an approximation it states in the report.)
+///
+/// `Requests`: every background pod uses exactly its request, as CPU. This is what
+/// kube-scheduler assumes; the report shows it as a row of its own, so the share of
+/// fitsched's gain that comes from telemetry seeing usage is visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Measured,
+    Requests,
+}
+
+impl Usage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Usage::Measured => "measured",
+            Usage::Requests => "requests",
+        }
+    }
+}
+
 /// The shape of one emulated run.
 #[derive(Debug, Clone)]
 pub struct Params {
     pub nodes: usize,
+    /// Steps in which pods arrive. The run goes on without arrivals until every pod has
+    /// ended, so every pod's whole life is inside it.
     pub steps: usize,
     /// Benchmark pods arriving per node per step, on average.
     pub bench_per_node_step: f64,
@@ -167,15 +330,16 @@ pub struct Params {
     pub background_per_node_step: f64,
     /// Steps a pod runs (counting its first), drawn uniformly from this range.
     pub lifetime: (usize, usize),
-    /// Mean steps a node's background load lasts before it changes.
+    /// Mean steps a node's outside load lasts before it changes.
     pub dwell: f64,
-    /// Share of background draws that leave a node idle.
+    /// Share of outside-load draws that leave a node idle.
     pub idle_share: f64,
     /// Allocatable CPU of a node and requests of a pod, in millicores: the nodes are the
     /// size of the machine the samples were measured on.
     pub node_millicores: u32,
     pub pod_millicores: u32,
     pub zones: usize,
+    pub usage: Usage,
 }
 
 impl Params {
@@ -191,7 +355,13 @@ impl Params {
             node_millicores: 2000,
             pod_millicores: 400,
             zones: 3,
+            usage: Usage::Measured,
         }
+    }
+
+    /// Arrival steps, then as many as the longest life takes to end.
+    pub fn total_steps(&self) -> usize {
+        self.steps + self.lifetime.1.saturating_sub(1)
     }
 }
 
@@ -210,14 +380,18 @@ pub struct Arrival {
     pub replicas: u32,
     /// The last step its pods run.
     pub ends: usize,
+    /// What each of its pods adds to a node's condition (background pods; none for
+    /// benchmark pods, which count as `bench` units).
+    pub uses: Condition,
 }
 
 /// Everything that happens regardless of placement.
 pub struct Timeline {
     pub params: Params,
     pub seed: u64,
-    /// Background condition of each node at each step.
+    /// Outside load of each node at each step (every step of the run, drain included).
     pub background: Vec<Vec<Condition>>,
+    /// Arrivals at each step of the run (none after `params.steps`).
     pub arrivals: Vec<Vec<Arrival>>,
 }
 
@@ -232,9 +406,10 @@ impl Timeline {
                 choices[rng.usize(..choices.len())]
             }
         };
+        let total = params.total_steps();
         let mut current: Vec<Condition> = (0..params.nodes).map(|_| draw(&mut rng)).collect();
-        let mut background = Vec::with_capacity(params.steps);
-        for _ in 0..params.steps {
+        let mut background = Vec::with_capacity(total);
+        for _ in 0..total {
             for c in &mut current {
                 if rng.f64() < 1.0 / params.dwell {
                     *c = draw(&mut rng);
@@ -242,27 +417,51 @@ impl Timeline {
             }
             background.push(current.clone());
         }
+        // Usage draws from a stream of their own, so the arrivals are the same under
+        // either usage rule.
+        let mut usage_rng = fastrand::Rng::with_seed(key(&[seed, 5]));
+        let pod_cpus = f64::from(params.pod_millicores) / 1000.0;
+        let mut uses = |kind: PodKind| -> Condition {
+            let mut c = Condition::default();
+            match (kind, params.usage) {
+                (PodKind::Benchmark, _) => {}
+                (PodKind::Background, Usage::Requests) => c.add(Kind::Cpu, pod_cpus),
+                (PodKind::Background, Usage::Measured) => {
+                    let ratio = usage_ratio(&mut usage_rng);
+                    match choices.get(usage_rng.usize(..choices.len().max(1))) {
+                        Some(profile) if profile.cpus() > 0.0 => {
+                            c = profile.scaled(ratio * pod_cpus / profile.cpus());
+                        }
+                        _ => c.add(Kind::Cpu, ratio * pod_cpus),
+                    }
+                }
+            }
+            c
+        };
         let sizes = [1, 2, 3, 4, 6, 8];
-        let mut arrivals = Vec::with_capacity(params.steps);
+        let mut arrivals = Vec::with_capacity(total);
         let mut n = 0;
-        for step in 0..params.steps {
+        for step in 0..total {
             let mut now = Vec::new();
-            for (kind, rate) in [
-                (PodKind::Benchmark, params.bench_per_node_step),
-                (PodKind::Background, params.background_per_node_step),
-            ] {
-                let mut budget = poisson(&mut rng, rate * params.nodes as f64);
-                while budget > 0 {
-                    let replicas = sizes[rng.usize(..sizes.len())].min(budget);
-                    budget -= replicas;
-                    n += 1;
-                    let prefix = if kind == PodKind::Benchmark { "bench" } else { "bg" };
-                    now.push(Arrival {
-                        name: format!("{prefix}-{n:04}"),
-                        kind,
-                        replicas: replicas as u32,
-                        ends: step + rng.usize(params.lifetime.0..=params.lifetime.1) - 1,
-                    });
+            if step < params.steps {
+                for (kind, rate) in [
+                    (PodKind::Benchmark, params.bench_per_node_step),
+                    (PodKind::Background, params.background_per_node_step),
+                ] {
+                    let mut budget = poisson(&mut rng, rate * params.nodes as f64);
+                    while budget > 0 {
+                        let replicas = sizes[rng.usize(..sizes.len())].min(budget);
+                        budget -= replicas;
+                        n += 1;
+                        let prefix = if kind == PodKind::Benchmark { "bench" } else { "bg" };
+                        now.push(Arrival {
+                            name: format!("{prefix}-{n:04}"),
+                            kind,
+                            replicas: replicas as u32,
+                            ends: step + rng.usize(params.lifetime.0..=params.lifetime.1) - 1,
+                            uses: uses(kind),
+                        });
+                    }
                 }
             }
             arrivals.push(now);
@@ -273,6 +472,17 @@ impl Timeline {
     pub fn zone(&self, node: usize) -> usize {
         node % self.params.zones
     }
+
+    pub fn total_steps(&self) -> usize {
+        self.background.len()
+    }
+}
+
+/// A usage/request ratio: the median of three uniform draws, a Beta(2, 2) (see [`Usage`]).
+fn usage_ratio(rng: &mut fastrand::Rng) -> f64 {
+    let mut u = [rng.f64(), rng.f64(), rng.f64()];
+    u.sort_by(f64::total_cmp);
+    u[1]
 }
 
 fn poisson(rng: &mut fastrand::Rng, mean: f64) -> usize {
@@ -300,10 +510,34 @@ pub struct Placed {
     pub node: usize,
     pub step: usize,
     pub ends: usize,
-    /// Benchmark pods only: the outcome of the sample matched at placement.
-    pub throughput: Option<f64>,
-    pub latency: Option<f64>,
-    pub distance: Option<f64>,
+    /// What it adds to its node's condition (background pods).
+    uses: Condition,
+    /// Benchmark pods only: the outcomes of every window it lived, summed.
+    lived: Lived,
+}
+
+/// A benchmark pod's outcomes, summed over the windows it lived.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Lived {
+    windows: u32,
+    throughput: f64,
+    latency: f64,
+    distance: f64,
+}
+
+impl Placed {
+    /// The mean throughput over the windows it lived (benchmark pods).
+    pub fn throughput(&self) -> Option<f64> {
+        (self.lived.windows > 0).then(|| self.lived.throughput / f64::from(self.lived.windows))
+    }
+
+    pub fn latency(&self) -> Option<f64> {
+        (self.lived.windows > 0).then(|| self.lived.latency / f64::from(self.lived.windows))
+    }
+
+    fn distance(&self) -> Option<f64> {
+        (self.lived.windows > 0).then(|| self.lived.distance / f64::from(self.lived.windows))
+    }
 }
 
 /// The cluster as placements leave it, step by step: the one bookkeeping every scheduler,
@@ -312,16 +546,20 @@ pub struct World<'a> {
     pub timeline: &'a Timeline,
     pub pool: &'a Pool,
     pub step: usize,
-    running: Vec<Placed>,
-    /// Benchmark and background pods running on each node.
+    /// Indices into `placed` of the pods running now.
+    running: Vec<usize>,
+    /// Benchmark pods on each node, and what the background pods there use.
     benchmark_on: Vec<u32>,
     background_on: Vec<u32>,
+    background_use: Vec<Condition>,
     pub placed: Vec<Placed>,
     /// Pods no node had room for (the offline schedulers leave them, as kube-scheduler
     /// would leave them pending; the real runs wait for every pod instead).
     pub unplaced: usize,
-    /// Share of nodes without any pod, after each step's placements.
+    /// Share of nodes without any pod, after each arrival step's placements.
     pub empty_share: Vec<f64>,
+    /// How benchmark pods' windows were matched: exact, heavier, lighter.
+    pub fits: [usize; 3],
 }
 
 impl<'a> World<'a> {
@@ -334,9 +572,11 @@ impl<'a> World<'a> {
             running: Vec::new(),
             benchmark_on: vec![0; nodes],
             background_on: vec![0; nodes],
+            background_use: vec![Condition::default(); nodes],
             placed: Vec::new(),
             unplaced: 0,
             empty_share: Vec::new(),
+            fits: [0; 3],
         }
     }
 
@@ -345,37 +585,41 @@ impl<'a> World<'a> {
     pub fn begin_step(&mut self, step: usize) -> Vec<String> {
         self.step = step;
         let mut ended = Vec::new();
-        for p in self.running.iter().filter(|p| p.ends < step) {
+        let (gone, still): (Vec<usize>, Vec<usize>) = self.running.iter().partition(|&&i| self.placed[i].ends < step);
+        for i in gone {
+            let p = &self.placed[i];
             ended.push(p.arrival.clone());
             match p.kind {
                 PodKind::Benchmark => self.benchmark_on[p.node] -= 1,
-                PodKind::Background => self.background_on[p.node] -= 1,
+                PodKind::Background => {
+                    self.background_on[p.node] -= 1;
+                    self.background_use[p.node] = self.background_use[p.node].minus(&p.uses);
+                }
             }
         }
+        self.running = still;
         ended.sort();
         ended.dedup();
-        self.running.retain(|p| p.ends >= step);
         ended
     }
 
-    /// A node's condition now: its background plus the pods on it.
+    /// A node's condition now: its outside load plus the pods on it.
     pub fn condition(&self, node: usize) -> Condition {
-        let mut c = self.timeline.background[self.step][node];
+        let mut c = self.timeline.background[self.step][node].plus(&self.background_use[node]);
         c.add(Kind::Benchmark, f64::from(self.benchmark_on[node]));
-        c.add(Kind::Cpu, 0.5 * f64::from(self.background_on[node]));
         c
     }
 
     /// The window a node's agent reports for this step.
     pub fn window(&self, node: usize) -> &Value {
-        let m = self.pool.nearest(&self.condition(node), key(&[self.timeline.seed, 2, self.step as u64, node as u64]));
+        let m = self.pool.matching(&self.condition(node), key(&[self.timeline.seed, 2, self.step as u64, node as u64]));
         &self.pool.samples[m.sample].window
     }
 
-    /// What a benchmark pod placed on `node` now would get.
-    pub fn outcome(&self, node: usize, pod: u64) -> (Match, &Sample) {
-        let m = self.pool.nearest(&self.condition(node), key(&[self.timeline.seed, 3, pod, node as u64]));
-        (m, &self.pool.samples[m.sample])
+    /// The throughput a benchmark pod placed on `node` now would get on average, with
+    /// the pods there as its neighbours: what the oracle knows.
+    pub fn expected(&self, node: usize) -> f64 {
+        self.pool.matching(&self.condition(node), 0).expected_throughput
     }
 
     pub fn used_millicores(&self, node: usize) -> u32 {
@@ -388,36 +632,50 @@ impl<'a> World<'a> {
 
     /// Records a pod of `arrival` on `node`.
     pub fn place(&mut self, arrival: &Arrival, node: usize) {
-        let pod = self.placed.len() as u64;
-        let (throughput, latency, distance) = match arrival.kind {
-            PodKind::Benchmark => {
-                let (m, s) = self.outcome(node, pod);
-                (Some(s.throughput_ratio), Some(s.latency_ratio), Some(m.distance))
-            }
-            PodKind::Background => (None, None, None),
-        };
         let p = Placed {
             arrival: arrival.name.clone(),
             kind: arrival.kind,
             node,
             step: self.step,
             ends: arrival.ends,
-            throughput,
-            latency,
-            distance,
+            uses: arrival.uses,
+            lived: Lived::default(),
         };
         match arrival.kind {
             PodKind::Benchmark => self.benchmark_on[node] += 1,
-            PodKind::Background => self.background_on[node] += 1,
+            PodKind::Background => {
+                self.background_on[node] += 1;
+                self.background_use[node] = self.background_use[node].plus(&arrival.uses);
+            }
         }
-        self.running.push(p.clone());
+        self.running.push(self.placed.len());
         self.placed.push(p);
     }
 
+    /// Closes the step: every running benchmark pod gets this window's outcome for its
+    /// node's condition, the other pods there as its neighbours.
     pub fn end_step(&mut self) {
-        let empty =
-            (0..self.timeline.params.nodes).filter(|&n| self.benchmark_on[n] + self.background_on[n] == 0).count();
-        self.empty_share.push(empty as f64 / self.timeline.params.nodes as f64);
+        for i in self.running.clone() {
+            let p = &self.placed[i];
+            if p.kind != PodKind::Benchmark {
+                continue;
+            }
+            let mut c = self.condition(p.node);
+            c.add(Kind::Benchmark, -1.0);
+            let m = self.pool.matching(&c, key(&[self.timeline.seed, 3, i as u64, self.step as u64]));
+            let s = &self.pool.samples[m.sample];
+            let lived = &mut self.placed[i].lived;
+            lived.windows += 1;
+            lived.throughput += s.throughput_ratio;
+            lived.latency += s.latency_ratio;
+            lived.distance += m.distance;
+            self.fits[m.fit as usize] += 1;
+        }
+        if self.step < self.timeline.params.steps {
+            let empty =
+                (0..self.timeline.params.nodes).filter(|&n| self.benchmark_on[n] + self.background_on[n] == 0).count();
+            self.empty_share.push(empty as f64 / self.timeline.params.nodes as f64);
+        }
     }
 }
 
@@ -426,10 +684,12 @@ impl<'a> World<'a> {
 pub enum Offline {
     /// A uniformly random node with room.
     Random,
-    /// Greedy with knowledge of the outcomes: each benchmark pod on the node where it
-    /// gets the most throughput, each background pod where a benchmark pod would get the
-    /// least (so it harms the fewest). Not a global optimum: placing pods one at a time
-    /// cannot see how a pod will hurt later arrivals.
+    /// Greedy with knowledge of the expected outcomes (each condition's mean over the
+    /// samples its outcome is drawn from, never the sample a pod will get): each
+    /// benchmark pod on the node where it expects the most throughput, each background
+    /// pod where a benchmark pod would expect the least (so it harms the fewest). Not a
+    /// global optimum: placing pods one at a time cannot see later arrivals, and it
+    /// ignores spread.
     Oracle,
 }
 
@@ -437,7 +697,7 @@ pub enum Offline {
 pub fn run_offline<'a>(timeline: &'a Timeline, pool: &'a Pool, which: Offline) -> World<'a> {
     let mut world = World::new(timeline, pool);
     let mut rng = fastrand::Rng::with_seed(key(&[timeline.seed, 4]));
-    for step in 0..timeline.params.steps {
+    for step in 0..timeline.total_steps() {
         world.begin_step(step);
         for arrival in &timeline.arrivals[step] {
             for _ in 0..arrival.replicas {
@@ -449,13 +709,12 @@ pub fn run_offline<'a>(timeline: &'a Timeline, pool: &'a Pool, which: Offline) -
                 let node = match which {
                     Offline::Random => fits[rng.usize(..fits.len())],
                     Offline::Oracle => {
-                        let pod = world.placed.len() as u64;
-                        // (throughput a benchmark pod would get, free millicores, node)
+                        // (expected throughput of a benchmark pod there, free millicores, node)
                         let options: Vec<(f64, u32, usize)> = fits
                             .iter()
                             .map(|&n| {
                                 let free = timeline.params.node_millicores - world.used_millicores(n);
-                                (world.outcome(n, pod).1.throughput_ratio, free, n)
+                                (world.expected(n), free, n)
                             })
                             .collect();
                         let best = match arrival.kind {
@@ -485,6 +744,7 @@ pub struct Metrics {
     pub benchmark_pods: usize,
     /// Pods no node had room for (offline schedulers only).
     pub unplaced: usize,
+    /// Over benchmark pods, each the mean over the windows it lived.
     pub throughput_mean: f64,
     pub throughput_p10: f64,
     pub throughput_p1: f64,
@@ -497,10 +757,15 @@ pub struct Metrics {
     pub replicas_colocated_share: f64,
     /// Mean over ReplicaSets of two or more of (most − fewest replicas in a zone).
     pub zone_imbalance: f64,
-    /// Mean share of nodes without any pod after a step's placements.
+    /// Mean share of nodes without any pod after an arrival step's placements.
     pub nodes_empty_share: f64,
     /// Mean distance between a pod's condition and its matched sample.
     pub match_distance: f64,
+    /// Shares of benchmark pods' windows whose class the pool held (exact), stood in for
+    /// by a heavier class, or by a lighter one.
+    pub exact_share: f64,
+    pub heavier_share: f64,
+    pub lighter_share: f64,
 }
 
 /// The `q`-quantile (0..1) by linear interpolation, as numpy's default.
@@ -522,9 +787,9 @@ fn mean(values: &[f64]) -> f64 {
 impl Metrics {
     pub fn of(world: &World<'_>) -> Metrics {
         let bench: Vec<&Placed> = world.placed.iter().filter(|p| p.kind == PodKind::Benchmark).collect();
-        let thr: Vec<f64> = bench.iter().filter_map(|p| p.throughput).collect();
-        let lat: Vec<f64> = bench.iter().filter_map(|p| p.latency).collect();
-        let dist: Vec<f64> = bench.iter().filter_map(|p| p.distance).collect();
+        let thr: Vec<f64> = bench.iter().filter_map(|p| p.throughput()).collect();
+        let lat: Vec<f64> = bench.iter().filter_map(|p| p.latency()).collect();
+        let dist: Vec<f64> = bench.iter().filter_map(|p| p.distance()).collect();
         let mut sets: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for p in &bench {
             sets.entry(p.arrival.as_str()).or_default().push(p.node);
@@ -543,6 +808,7 @@ impl Metrics {
             let (lo, hi) = (per_zone.iter().min().unwrap_or(&0), per_zone.iter().max().unwrap_or(&0));
             zone_gap.push((hi - lo) as f64);
         }
+        let windows = world.fits.iter().sum::<usize>().max(1) as f64;
         Metrics {
             benchmark_pods: bench.len(),
             unplaced: world.unplaced,
@@ -555,6 +821,9 @@ impl Metrics {
             zone_imbalance: mean(&zone_gap),
             nodes_empty_share: mean(&world.empty_share),
             match_distance: mean(&dist),
+            exact_share: world.fits[Fit::Exact as usize] as f64 / windows,
+            heavier_share: world.fits[Fit::Heavier as usize] as f64 / windows,
+            lighter_share: world.fits[Fit::Lighter as usize] as f64 / windows,
         }
     }
 }
@@ -581,45 +850,62 @@ mod tests {
             sample(5, json!([{"kind": "bench", "workers": 1}]), 0.6),
             sample(6, json!([{"kind": "bench", "workers": 2}]), 0.45),
             sample(7, json!([{"kind": "hdd", "workers": 1}, {"kind": "bench", "workers": 1}]), 0.5),
+            sample(8, json!([{"kind": "cpu", "workers": 1, "load_percent": 25}]), 0.9),
+            sample(9, json!([{"kind": "cpu", "workers": 2, "load_percent": 75}]), 0.5),
         ])
         .unwrap()
     }
 
+    fn condition(parts: &[(Kind, f64)]) -> Condition {
+        let mut c = Condition::default();
+        for &(k, v) in parts {
+            c.add(k, v);
+        }
+        c
+    }
+
+    fn id(p: &Pool, m: &Match) -> Value {
+        p.samples[m.sample].window["id"].clone()
+    }
+
     #[test]
-    fn conditions_weigh_cpu_by_load_and_match_the_nearest_sample() {
+    fn neighbours_and_kinds_match_exactly_and_only_heavier_classes_stand_in() {
         let p = pool();
-        let c = Condition::from_components(&p.samples[3].components).unwrap();
-        assert_eq!(c.get(Kind::Cpu), 0.5);
-        let mut idle = Condition::default();
-        assert!(p.samples[p.nearest(&idle, 1).sample].baseline);
-        // Equally near samples are picked by the key, both of them over many keys.
-        let picks: std::collections::BTreeSet<usize> = (0..50).map(|k| p.nearest(&idle, k).sample).collect();
-        assert_eq!(picks.len(), 2);
-        idle.add(Kind::Benchmark, 2.0);
-        let m = p.nearest(&idle, 1);
-        assert_eq!((p.samples[m.sample].window["id"].clone(), m.distance), (json!(6), 0.0));
-        idle.add(Kind::Benchmark, 3.0);
-        assert_eq!(p.nearest(&idle, 1).distance, 3.0, "five units are three from the nearest measured two");
-        assert!(
-            Condition::from_components(&[Component {
-                kind: "gpu".into(),
-                workers: 1,
-                load_percent: None,
-                memory_percent: None
-            }])
-            .is_err()
-        );
+        let one = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 1);
+        assert_eq!((id(&p, &one), one.fit), (json!(5), Fit::Exact));
+        // No disk-only sample: disk with a neighbour stands in, never the idle ones.
+        let disk = p.matching(&condition(&[(Kind::Disk, 1.0)]), 1);
+        assert_eq!((id(&p, &disk), disk.fit), (json!(7), Fit::Heavier));
+        // Nothing holds three neighbours: the most there is, counted as lighter.
+        let three = p.matching(&condition(&[(Kind::Benchmark, 3.0)]), 1);
+        assert_eq!((id(&p, &three), three.fit), (json!(6), Fit::Lighter));
+        // A loaded node is never matched to an idle sample, however light its load.
+        for kind in [Kind::Udp, Kind::Cpu, Kind::MemoryBandwidth] {
+            let m = p.matching(&condition(&[(kind, 0.01)]), 1);
+            assert!(!p.samples[m.sample].baseline, "{kind:?} matched to idle");
+        }
+        let idle = p.matching(&Condition::default(), 1);
+        assert_eq!(idle.fit, Fit::Exact);
+        assert!(p.samples[idle.sample].baseline);
+        let bad = Component { kind: "gpu".into(), workers: 1, load_percent: None, memory_percent: None };
+        assert!(Condition::from_components(&[bad]).is_err());
     }
 
     #[test]
-    fn backgrounds_leave_benchmark_neighbours_to_placed_pods() {
-        let b = pool().backgrounds();
-        assert!(b.iter().all(|c| c.get(Kind::Benchmark) == 0.0));
-        assert_eq!(b.len(), 3, "two CPU conditions and the disk one without its neighbour: {b:?}");
+    fn outcomes_are_drawn_among_the_nearest_and_the_oracle_knows_only_their_mean() {
+        let p = pool();
+        // Four CPU samples at 0.25, 0.5, 1.5 and 2 CPUs: 0.6 is nearest the first three.
+        let c = condition(&[(Kind::Cpu, 0.6)]);
+        let picks: std::collections::BTreeSet<String> =
+            (0..60).map(|k| id(&p, &p.matching(&c, k)).to_string()).collect();
+        assert_eq!(picks.into_iter().collect::<Vec<_>>(), ["4", "8", "9"]);
+        let m = p.matching(&c, 7);
+        assert!((m.expected_throughput - (0.8 + 0.9 + 0.5) / 3.0).abs() < 1e-12, "{m:?}");
+        assert_eq!(p.matching(&c, 7), m, "the same key, the same sample");
     }
 
     #[test]
-    fn the_timeline_is_deterministic_from_its_seed() {
+    fn the_timeline_is_deterministic_and_usage_rules_change_only_what_pods_use() {
         let p = pool();
         let a = Timeline::new(Params::for_nodes(20), &p, 7);
         let b = Timeline::new(Params::for_nodes(20), &p, 7);
@@ -630,6 +916,80 @@ mod tests {
         let pods: u32 = a.arrivals.iter().flatten().map(|x| x.replicas).sum();
         assert!((30..150).contains(&pods), "about 0.45 pods per node per step over 12 steps: {pods}");
         assert!(a.arrivals.iter().flatten().all(|x| x.ends > 0 && x.replicas > 0));
+        // Arrivals stop after the arrival steps; the run lasts until the longest life ends.
+        assert_eq!(a.total_steps(), 12 + 5);
+        assert!(a.arrivals[12..].iter().all(Vec::is_empty));
+        assert!(a.arrivals.iter().flatten().all(|x| x.ends < a.total_steps()));
+        let r = Timeline::new(Params { usage: Usage::Requests, ..Params::for_nodes(20) }, &p, 7);
+        let shape = |t: &Timeline| {
+            t.arrivals.iter().flatten().map(|x| (x.name.clone(), x.replicas, x.ends)).collect::<Vec<_>>()
+        };
+        assert_eq!(shape(&a), shape(&r));
+        for (m, q) in a.arrivals.iter().flatten().zip(r.arrivals.iter().flatten()) {
+            match m.kind {
+                PodKind::Benchmark => assert_eq!((m.uses, q.uses), (Condition::default(), Condition::default())),
+                PodKind::Background => {
+                    assert_eq!(q.uses, condition(&[(Kind::Cpu, 0.4)]), "a request of 400m, used");
+                    assert!(m.uses.cpus() > 0.0 && m.uses.cpus() <= 0.4 + 1e-9, "{:?}", m.uses);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pod_lives_its_neighbours_arrivals_and_departures() {
+        let p = pool();
+        let t = Timeline::new(Params { idle_share: 1.0, ..Params::for_nodes(2) }, &p, 1);
+        let mut w = World::new(&t, &p);
+        let first = Arrival {
+            name: "bench-1".into(),
+            kind: PodKind::Benchmark,
+            replicas: 1,
+            ends: 2,
+            uses: Condition::default(),
+        };
+        let second = Arrival {
+            name: "bench-2".into(),
+            kind: PodKind::Benchmark,
+            replicas: 1,
+            ends: 1,
+            uses: Condition::default(),
+        };
+        w.begin_step(0);
+        w.place(&first, 0);
+        w.end_step();
+        w.begin_step(1);
+        w.place(&second, 0);
+        assert_eq!(w.window(0)["id"], 6, "the node reports two benchmark units");
+        w.end_step();
+        assert_eq!(w.begin_step(2), vec!["bench-2".to_owned()]);
+        w.end_step();
+        assert!(w.begin_step(3).contains(&"bench-1".to_owned()));
+        assert_eq!(w.condition(0), Condition::default());
+        // Idle, then with a neighbour, then idle again: the neighbour counts while it ran.
+        let thr = w.placed[0].throughput().unwrap();
+        assert_eq!(w.placed[0].lived.windows, 3);
+        assert!((0.85..0.87).contains(&thr), "two idle windows (0.98 or 1.0) and one at 0.6: {thr}");
+        assert_eq!(w.placed[1].throughput(), Some(0.6), "one window, with the first as its neighbour");
+        let m = Metrics::of(&w);
+        assert_eq!((m.benchmark_pods, m.exact_share), (2, 1.0));
+    }
+
+    #[test]
+    fn background_pods_bring_what_they_use_and_take_it_away() {
+        let p = pool();
+        let t = Timeline::new(Params { idle_share: 1.0, ..Params::for_nodes(1) }, &p, 1);
+        let mut w = World::new(&t, &p);
+        let uses = condition(&[(Kind::Cpu, 0.3)]);
+        let bg = Arrival { name: "bg-1".into(), kind: PodKind::Background, replicas: 2, ends: 0, uses };
+        w.begin_step(0);
+        w.place(&bg, 0);
+        w.place(&bg, 0);
+        assert!((w.condition(0).get(Kind::Cpu) - 0.6).abs() < 1e-12);
+        assert_eq!(w.used_millicores(0), 800, "kube-scheduler counts requests, not use");
+        w.end_step();
+        w.begin_step(1);
+        assert_eq!(w.condition(0).class(), Condition::default().class());
     }
 
     #[test]
@@ -642,34 +1002,20 @@ mod tests {
         assert_eq!(o.benchmark_pods, r.benchmark_pods);
         assert!(o.throughput_mean > r.throughput_mean, "{o:?} vs {r:?}");
         for world in [&oracle, &random] {
-            for step in 0..t.params.steps {
+            for step in 0..t.total_steps() {
                 let mut per_node = HashMap::<usize, u32>::new();
                 for pl in world.placed.iter().filter(|pl| pl.step <= step && pl.ends >= step) {
                     *per_node.entry(pl.node).or_default() += t.params.pod_millicores;
                 }
                 assert!(per_node.values().all(|&m| m <= t.params.node_millicores));
             }
+            // Every benchmark pod lived its whole life inside the run.
+            for pl in world.placed.iter().filter(|pl| pl.kind == PodKind::Benchmark) {
+                assert_eq!(pl.lived.windows as usize, pl.ends - pl.step + 1);
+            }
         }
-    }
-
-    #[test]
-    fn placed_pods_change_the_condition_and_leave_when_they_end() {
-        let p = pool();
-        let t = Timeline::new(Params { idle_share: 1.0, ..Params::for_nodes(2) }, &p, 1);
-        let mut w = World::new(&t, &p);
-        w.begin_step(0);
-        let a = Arrival { name: "bench-1".into(), kind: PodKind::Benchmark, replicas: 2, ends: 0 };
-        w.place(&a, 0);
-        assert_eq!(w.placed[0].throughput.map(|t| t >= 0.98), Some(true), "first pod on an idle node");
-        w.place(&a, 0);
-        assert_eq!(w.placed[1].throughput, Some(0.6), "the second has the first as its neighbour");
-        assert_eq!(w.window(0)["id"], 6, "the node reports two benchmark units");
-        w.end_step();
-        assert_eq!(w.empty_share, vec![0.5]);
-        assert_eq!(w.begin_step(1), vec!["bench-1".to_owned()]);
-        assert_eq!(w.condition(0), Condition::default());
-        let m = Metrics::of(&w);
-        assert_eq!((m.benchmark_pods, m.replicas_most_on_one_node, m.replicas_colocated_share), (2, 2.0, 1.0));
+        let m = Metrics::of(&oracle);
+        assert!((m.exact_share + m.heavier_share + m.lighter_share - 1.0).abs() < 1e-9);
     }
 
     #[test]
