@@ -91,6 +91,9 @@ pub const REQUESTS_ROWS: [(&str, &str); 2] =
 /// One scheduler's run on one seed at one size.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Run {
+    /// Classes of condition the held-out pool lacked, with how many windows asked.
+    #[serde(skip)]
+    pub lacking: BTreeMap<String, usize>,
     pub nodes: usize,
     pub seed: u64,
     pub repeat: u32,
@@ -247,6 +250,7 @@ fn one_size(
                     100.0 * metrics.exact_share
                 ));
                 runs.push(Run {
+                    lacking: world.lacking.iter().map(|(c, n)| (c.name(), *n)).collect(),
                     nodes,
                     seed,
                     repeat,

@@ -260,6 +260,21 @@ pub fn write(
         )?;
     }
     writeln!(md)?;
+    writeln!(md, "Conditions the held-out pools lacked most often (benchmark pods' windows over every run; the \
+                  classes a collection plan should measure next):")?;
+    writeln!(md)?;
+    let mut lacking: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in runs {
+        for (c, n) in &r.lacking {
+            *lacking.entry(c.as_str()).or_default() += n;
+        }
+    }
+    let mut lacking: Vec<(&str, usize)> = lacking.into_iter().collect();
+    lacking.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (c, n) in lacking.iter().take(15) {
+        writeln!(md, "- `{c}`: {n} windows")?;
+    }
+    writeln!(md)?;
     writeln!(md, "## Limits")?;
     writeln!(md)?;
     for line in [

@@ -134,6 +134,20 @@ pub struct Class {
 }
 
 impl Class {
+    /// `cpu+hdd+bench:2`, or `none`: as a collection plan names a condition.
+    pub fn name(&self) -> String {
+        let mut parts: Vec<String> = Kind::ALL
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.kinds & (1 << i) != 0)
+            .map(|(_, k)| k.name().to_owned())
+            .collect();
+        if self.bench > 0 {
+            parts.push(format!("bench:{}", self.bench));
+        }
+        if parts.is_empty() { "none".into() } else { parts.join("+") }
+    }
+
     /// Whether `self` is at least as heavy as `other`: as many neighbours or more, and
     /// every kind of `other`.
     fn covers(&self, other: &Class) -> bool {
@@ -560,6 +574,9 @@ pub struct World<'a> {
     pub empty_share: Vec<f64>,
     /// How benchmark pods' windows were matched: exact, heavier, lighter.
     pub fits: [usize; 3],
+    /// The classes benchmark pods' windows asked for that the pool lacked, and how often:
+    /// what the next collection plan should measure.
+    pub lacking: BTreeMap<Class, usize>,
 }
 
 impl<'a> World<'a> {
@@ -577,6 +594,7 @@ impl<'a> World<'a> {
             unplaced: 0,
             empty_share: Vec::new(),
             fits: [0; 3],
+            lacking: BTreeMap::new(),
         }
     }
 
@@ -670,6 +688,9 @@ impl<'a> World<'a> {
             lived.latency += s.latency_ratio;
             lived.distance += m.distance;
             self.fits[m.fit as usize] += 1;
+            if m.fit != Fit::Exact {
+                *self.lacking.entry(c.class()).or_default() += 1;
+            }
         }
         if self.step < self.timeline.params.steps {
             let empty =
