@@ -125,6 +125,10 @@ def test_grouped_validation_ships_the_model_that_holds_out_and_says_so(tmp_path)
     nested = v["schemes"]["nested_leave_one_group_out"]
     assert nested["folds"] == len(GROUPS) + 3 and sum(nested["chosen"].values()) == nested["folds"]
     assert nested["models"]["selection_rule"]["spearman"] > 0.5
+    assert 0 <= nested["overridden"] <= nested["folds"]
+    # The stress test the old single idle group was: never trained on idle, scored on it.
+    assert set(v["idle_unseen_mae"]) >= {"random_forest", "cpu_linear", "mean"}
+    assert "Stress test" in (out / "MODEL_CARD.md").read_text()
     assert set(v["shipped_minus_candidate_spearman_95"]) == set(sel["spearman"]) - {kind}
     assert meta["fitsched.summary"].startswith(kind) and "selection included" in meta["fitsched.summary"]
     # A node without a reading gets the middle of the range, not a loaded node's median.
@@ -179,7 +183,12 @@ def test_an_evaluation_split_holds_out_whole_groups(tmp_path):
     # cpu+bench: at least one) and a third of the eight without.
     assert len(units) == 1 + 8 // 3 and sum(u.endswith("#1") for u in units) == 1, units
     samples = held["samples"]
-    assert {f"{s['group']}#{1 if 'bench' in s['group'] else 0}" for s in samples if not s["baseline"]} == units
+    held_units = [f"{s['group']}#{1 if 'bench' in s['group'] else 0}" for s in samples if not s["baseline"]]
+    # Whole units held out, and a third of the samples of every other (3 per group and
+    # session here, 9 per group): every group is in the pool.
+    assert set(held_units) == {f"{g}#{1 if 'bench' in g else 0}" for g in GROUPS}
+    for u in set(held_units):
+        assert held_units.count(u) == (9 if u in units else 3), u
     # A third of each session's baselines, leaving the 3 a session needs in training.
     assert sum(s["baseline"] for s in samples) == 3
     assert held["trained_on"] + len(samples) == 3 * (BASELINES + len(GROUPS) * 3)

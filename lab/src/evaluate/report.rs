@@ -230,9 +230,10 @@ pub fn write(
          drawn from), never the sample a pod will get; it places greedily, one pod at a time, and ignores spread."
             .to_owned(),
         "- **Held out**: for each seed, `onnx/train.py --eval-split` trains the shipped kind of model without a \
-         third of the interference groups (drawn apart for groups with and without benchmark neighbours) and a third \
-         of each session's baselines (keeping the three a session needs); only those held-out samples feed windows \
-         and outcomes."
+         third of the interference groups of each benchmark-neighbour count (conditions it never saw), a third of \
+         the samples of every other group (conditions it saw, samples it did not: exact matching needs every class \
+         in the pool) and a third of each session's baselines (keeping the three a session needs); only those \
+         held-out samples feed windows and outcomes."
             .to_owned(),
         format!(
             "- **Metrics**: throughput ratio (mean, p10, p1 over benchmark pods), the median pod's p99-latency ratio, \
