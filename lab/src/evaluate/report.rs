@@ -261,8 +261,11 @@ pub fn write(
         )?;
     }
     writeln!(md)?;
-    writeln!(md, "Conditions the held-out pools lacked most often (benchmark pods' windows over every run; the \
-                  classes a collection plan should measure next):")?;
+    writeln!(
+        md,
+        "Conditions the held-out pools lacked most often (benchmark pods' windows over every run; the \
+                  classes a collection plan should measure next):"
+    )?;
     writeln!(md)?;
     let mut lacking: BTreeMap<&str, usize> = BTreeMap::new();
     for r in runs {
