@@ -505,14 +505,11 @@ fn machine_facts() -> Value {
     let field = |key: &str| {
         cpuinfo.lines().find_map(|l| l.strip_prefix(key)?.split_once(':').map(|(_, v)| v.trim().to_owned()))
     };
-    let mem_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok());
     json!({
         "cpu_model": field("model name"),
         "cpu_vendor": field("vendor_id"),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "memory_bytes": mem_kib.map(|k| k * 1024),
+        "memory_bytes": plan::meminfo().ok().map(|(total, _)| total),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_owned()),
         "virtualized": field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor")),
     })
