@@ -12,6 +12,11 @@
 //!     each: 4
 //!     available: [0.2, 0.4] # memory pressure: the share of memory left available
 //!     bench: [0, 1]         # other benchmark units beside the measured one
+//!   - name: pairs
+//!     each: 2
+//!     kinds: [hdd]
+//!     levels: [mid]
+//!     with: {kind: cpu, level: low} # a second stress-ng kind in every cell
 //!   - name: stops           # persistence: the label window runs under other interference
 //!     each: 2
 //!     kinds: [cpu]
@@ -50,8 +55,19 @@ pub struct Stratum {
     pub bench: Vec<usize>,
     #[serde(default)]
     pub available: Vec<f64>,
+    /// A second stress-ng kind beside each of `kinds`: what a node with a pod's load on
+    /// top of another load is.
+    pub with: Option<Stress>,
     /// The label window's interference, when it differs from the features' window's.
     pub label: Option<Axes>,
+}
+
+/// One stress-ng kind at one level.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stress {
+    pub kind: String,
+    pub level: Level,
 }
 
 impl Stratum {
@@ -61,6 +77,7 @@ impl Stratum {
             levels: self.levels.clone(),
             bench: self.bench.clone(),
             available: self.available.clone(),
+            with: self.with.clone(),
         }
     }
 }
@@ -76,12 +93,16 @@ pub struct Axes {
     pub bench: Vec<usize>,
     /// Memory pressure: the share of the machine's memory left available.
     pub available: Vec<f64>,
+    /// A second stress-ng kind beside each of `kinds`.
+    pub with: Option<Stress>,
 }
 
 /// One condition of a grid.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Spec {
     pub stress: Option<(Kind, Level)>,
+    /// A second stress-ng kind.
+    pub with: Option<(Kind, Level)>,
     pub available: Option<f64>,
     pub bench: usize,
 }
@@ -147,6 +168,23 @@ impl Axes {
             ensure!(self.levels.is_empty(), "levels without kinds");
             stress.push(None);
         }
+        let with = match &self.with {
+            None => None,
+            Some(w) => {
+                let kind = Kind::from_name(&w.kind).with_context(|| format!("unknown kind {:?}", w.kind))?;
+                ensure!(
+                    kind != Kind::Benchmark && kind != Kind::MemoryPressure,
+                    "with: {} is set by `bench` and `available`",
+                    w.kind
+                );
+                ensure!(
+                    stress.iter().all(|s| s.is_some_and(|(k, _)| k != kind)),
+                    "with: {} needs kinds, none of them {0}",
+                    w.kind
+                );
+                Some((kind, w.level))
+            }
+        };
         for &a in &self.available {
             ensure!((0.05..=0.95).contains(&a), "available {a} is outside 0.05..0.95");
         }
@@ -160,7 +198,7 @@ impl Axes {
         for s in &stress {
             for a in &available {
                 for &b in &bench {
-                    out.push(Spec { stress: *s, available: *a, bench: b });
+                    out.push(Spec { stress: *s, with, available: *a, bench: b });
                 }
             }
         }
@@ -172,7 +210,7 @@ impl Spec {
     /// `cpu:high+available:0.3+bench:2`, or `none`.
     pub fn key(&self) -> String {
         let mut parts = Vec::new();
-        if let Some((k, l)) = self.stress {
+        for (k, l) in self.stress.iter().chain(&self.with) {
             parts.push(format!("{}:{}", k.name(), l.name()));
         }
         if let Some(a) = self.available {
@@ -188,7 +226,7 @@ impl Spec {
     /// `available` available now.
     pub fn interference(&self, cpus: usize, total: u64, available: u64) -> Interference {
         let mut parts = Vec::new();
-        if let Some((kind, level)) = self.stress {
+        for &(kind, level) in self.stress.iter().chain(&self.with) {
             parts.push(Component::at(kind, level, cpus));
         }
         if let Some(target) = self.available {
@@ -281,7 +319,14 @@ mod tests {
             assert!(keys.contains(&k), "{k} in {keys:?}");
         }
         let stops = cells.iter().find(|c| c.key.starts_with("stops/")).unwrap();
-        assert_eq!(stops.label, Some(Spec { stress: None, available: None, bench: 0 }));
+        assert_eq!(stops.label, Some(Spec::default()));
+    }
+
+    #[test]
+    fn the_committed_plan_reads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../onnx/data/plan.yaml");
+        let cells = Plan::read(&path).unwrap().cells().unwrap();
+        assert!(cells.iter().any(|c| c.key == "pairs/hdd:mid+cpu:low+bench:1"), "{} cells", cells.len());
     }
 
     #[test]
@@ -295,11 +340,19 @@ mod tests {
         assert!(plan("strata: [{name: a, each: 1}, {name: a, each: 2}]").is_err(), "a cell twice");
         assert!(plan("strata: [{name: a, each: 1, label: {kinds: [cpu], levels: [low], typo: 1}}]").is_err());
         assert!(plan("strata: [{name: a, each: 1, avaliable: [0.3]}]").is_err(), "a misspelt axis");
+        assert!(plan("strata: [{name: a, each: 1, with: {kind: cpu, level: low}}]").is_err(), "with needs kinds");
+        assert!(
+            plan("strata: [{name: a, each: 1, kinds: [cpu], levels: [mid], with: {kind: cpu, level: low}}]").is_err(),
+            "with: another kind"
+        );
+        assert!(
+            plan("strata: [{name: a, each: 1, kinds: [hdd], levels: [mid], with: {kind: vm, level: low}}]").is_err()
+        );
     }
 
     #[test]
     fn specs_become_interference_on_this_machine() {
-        let spec = Spec { stress: Some((Kind::Cpu, Level::Mid)), available: Some(0.25), bench: 2 };
+        let spec = Spec { stress: Some((Kind::Cpu, Level::Mid)), with: None, available: Some(0.25), bench: 2 };
         let i = spec.interference(4, 16 << 30, 12 << 30);
         assert_eq!(i.group(), "cpu+vm+bench");
         let vm = i.0.iter().find(|c| c.kind == Kind::MemoryPressure).unwrap();
@@ -307,7 +360,15 @@ mod tests {
         assert_eq!((vm.target_available, vm.memory_percent), (Some((0.25, 8 << 30)), 66));
         assert_eq!(i.benchmark_units(), 2);
         assert!(i.stress_args().windows(2).any(|w| w == ["--vm-bytes", "8388608K"]));
-        assert!(Spec { stress: None, available: None, bench: 0 }.interference(2, 1, 1).is_baseline());
+        assert!(Spec::default().interference(2, 1, 1).is_baseline());
+        let pair = Spec {
+            stress: Some((Kind::Disk, Level::Mid)),
+            with: Some((Kind::Cpu, Level::Low)),
+            bench: 1,
+            ..Spec::default()
+        };
+        assert_eq!(pair.key(), "hdd:mid+cpu:low+bench:1");
+        assert_eq!(pair.interference(2, 1, 1).group(), "cpu+hdd+bench");
     }
 
     #[test]
