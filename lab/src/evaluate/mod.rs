@@ -4,13 +4,15 @@
 //! For every seed, `onnx/train.py --eval-split` trains the model without a third of the
 //! interference groups and hands back the samples it never saw. On a real control plane
 //! with API-only nodes of the measured machine's size, `fitsched-agent --replay` reports
-//! each node's window: the held-out sample nearest to the node's condition (its
-//! background load, which comes and goes, and the pods placed on it). Every scheduler
-//! gets the same timeline of pod arrivals: kube-scheduler's default profile, fitsched's
-//! spread, pack and balanced profiles, and offline a random scheduler and a greedy
-//! oracle that knows the outcomes. A benchmark pod's outcome is the measured throughput
-//! and latency of the held-out sample nearest to its node's condition at placement,
-//! with the benchmark pods already there as its neighbours (see `world`).
+//! each node's window: a held-out sample matched to the node's condition during the
+//! last step (its outside load, which comes and goes, and the pods on it). Every
+//! scheduler gets the same timeline of pod arrivals: kube-scheduler's default profile,
+//! fitsched's spread, pack and balanced profiles, offline a random scheduler and a greedy
+//! oracle that knows each condition's expected outcome, and default and balanced again
+//! with one lever removed ([`LEVER_ROWS`]). A benchmark pod's outcome is the mean, over
+//! every window it lives, of the measured throughput and latency of a held-out sample
+//! matched to its node's condition in that window, the other pods there as its
+//! neighbours (see `world`).
 //!
 //! One step of the timeline is one agent window. The measured windows are 20 s; the
 //! emulation runs them at `--window` (1 s by default), so its time runs 20 times faster
@@ -83,10 +85,34 @@ pub struct EvaluateArgs {
 pub const SCHEDULERS: [&str; 6] =
     ["default", "fitsched-spread", "fitsched-pack", "fitsched-balanced", "random", "oracle"];
 
-/// The rows where background pods use exactly their requests: how much of the gain
-/// comes from telemetry seeing usage that requests do not show. (row, scheduler)
-pub const REQUESTS_ROWS: [(&str, &str); 2] =
-    [("default, usage = requests", "default"), ("fitsched-balanced, usage = requests", "fitsched-balanced")];
+/// What a lever row changes in the emulation, to show how much of the result rests on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lever {
+    /// Background pods use exactly their requests: the gain left when telemetry sees
+    /// nothing that requests do not already say.
+    UsageIsRequests,
+    /// No load from outside Kubernetes: every node's outside load is idle, so only pods
+    /// (and what they use beyond their requests) load nodes.
+    NoOutsideLoad,
+}
+
+impl Lever {
+    pub fn params(self, p: &Params) -> Params {
+        match self {
+            Lever::UsageIsRequests => Params { usage: Usage::Requests, ..p.clone() },
+            Lever::NoOutsideLoad => Params { idle_share: 1.0, ..p.clone() },
+        }
+    }
+}
+
+/// The lever rows: default and balanced again, on the same arrivals with one lever
+/// removed. (row, scheduler, lever)
+pub const LEVER_ROWS: [(&str, &str, Lever); 4] = [
+    ("default, usage = requests", "default", Lever::UsageIsRequests),
+    ("fitsched-balanced, usage = requests", "fitsched-balanced", Lever::UsageIsRequests),
+    ("default, no outside load", "default", Lever::NoOutsideLoad),
+    ("fitsched-balanced, no outside load", "fitsched-balanced", Lever::NoOutsideLoad),
+];
 
 /// One scheduler's run on one seed at one size.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,7 +123,7 @@ pub struct Run {
     pub nodes: usize,
     pub seed: u64,
     pub repeat: u32,
-    /// The report row: a scheduler, or one of [`REQUESTS_ROWS`].
+    /// The report row: a scheduler, or one of [`LEVER_ROWS`].
     pub scheduler: &'static str,
     pub metrics: Metrics,
     /// Per benchmark pod, for the distribution plot.
@@ -144,6 +170,8 @@ pub struct Split {
     pub kind: String,
     pub trained_on: u64,
     pub held_out_groups: Vec<String>,
+    /// The machine (CPU model) the held-out samples come from: the emulated nodes'.
+    pub machine: String,
     pub samples: Vec<Sample>,
 }
 
@@ -167,6 +195,7 @@ fn split(data: &Path, seed: u64, work: &Path) -> anyhow::Result<Split> {
         kind: held["kind"].as_str().unwrap_or("?").to_owned(),
         trained_on: held["trained_on"].as_u64().unwrap_or(0),
         held_out_groups: serde_json::from_value(held["held_out_groups"].clone())?,
+        machine: held["machine"].as_str().unwrap_or("unknown").to_owned(),
         samples: serde_json::from_value(held["samples"].clone()).context("heldout.json samples")?,
     })
 }
@@ -224,9 +253,12 @@ fn one_size(
         wait_model(&tb, &split.version)?;
         let pool = Pool::new(split.samples.clone())?;
         let measured = Timeline::new(params.clone(), &pool, seed);
-        let requests = Timeline::new(Params { usage: Usage::Requests, ..params.clone() }, &pool, seed);
-        let rows =
-            SCHEDULERS.iter().map(|&s| (s, s, &measured)).chain(REQUESTS_ROWS.iter().map(|&(r, s)| (r, s, &requests)));
+        let levers: Vec<Timeline> =
+            LEVER_ROWS.iter().map(|&(_, _, lever)| Timeline::new(lever.params(&params), &pool, seed)).collect();
+        let rows = SCHEDULERS
+            .iter()
+            .map(|&s| (s, s, &measured))
+            .chain(LEVER_ROWS.iter().zip(&levers).map(|(&(r, s, _), t)| (r, s, t)));
         let rows: Vec<(&'static str, &'static str, &Timeline)> = rows.collect();
         for repeat in 0..args.repeats {
             for &(row, scheduler, timeline) in &rows {
@@ -236,7 +268,8 @@ fn one_size(
                     "random" => world::run_offline(timeline, &pool, Offline::Random),
                     "oracle" => world::run_offline(timeline, &pool, Offline::Oracle),
                     _ => {
-                        let namespace = format!("eval-{scheduler}-{seed}-{repeat}-{}", timeline.params.usage.name());
+                        let lever = LEVER_ROWS.iter().position(|&(r, _, _)| r == row).map_or(0, |i| i + 1);
+                        let namespace = format!("eval-{scheduler}-{seed}-{repeat}-{lever}");
                         run_real(&mut tb, scheduler, timeline, &pool, &replay, window, &namespace)?
                     }
                 };

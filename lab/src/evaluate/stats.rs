@@ -46,6 +46,36 @@ impl Estimate {
     }
 }
 
+/// A ratio over seeds: the geometric mean of the per-seed ratios and its 95 % interval
+/// (Student's t on their logarithms). The plain mean of ratios leans upwards when the
+/// denominator is small and noisy, which would flatter a goal stated as a ratio.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RatioEstimate {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+    pub n: usize,
+}
+
+impl RatioEstimate {
+    pub fn of(ratios: &[f64]) -> RatioEstimate {
+        let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+        let e = Estimate::of(&logs);
+        RatioEstimate { mean: e.mean.exp(), low: (e.mean - e.ci95).exp(), high: (e.mean + e.ci95).exp(), n: e.n }
+    }
+
+    pub fn show(&self, digits: usize) -> String {
+        if !self.mean.is_finite() || self.mean <= 0.0 {
+            return format!("n/a ({})", self.mean);
+        }
+        if self.low.is_nan() {
+            format!("{:.*}×", digits, self.mean)
+        } else {
+            format!("{:.*}× [{:.*}, {:.*}]", digits, self.mean, digits, self.low, digits, self.high)
+        }
+    }
+}
+
 /// Each seed's runs of one scheduler at one size, by seed.
 fn by_seed(runs: &[Run], nodes: usize, scheduler: &str, f: impl Fn(&Metrics) -> f64) -> BTreeMap<u64, Vec<f64>> {
     let mut out: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
@@ -95,5 +125,15 @@ mod tests {
         // sd 1.581, n 5, t(4) 2.776: 2.776 × 1.581 / √5 = 1.963.
         assert!((e.ci95 - 1.963).abs() < 1e-3, "{e:?}");
         assert!(Estimate::of(&[1.0]).ci95.is_nan());
+    }
+
+    #[test]
+    fn ratios_average_geometrically() {
+        // 2× and 0.5× are no gain at all, though their plain mean is 1.25.
+        let r = RatioEstimate::of(&[2.0, 0.5]);
+        assert!((r.mean - 1.0).abs() < 1e-12, "{r:?}");
+        assert!(r.low < 1.0 && r.high > 1.0 && (r.low * r.high - 1.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(RatioEstimate::of(&[1.5]).show(2), "1.50×");
+        assert!(RatioEstimate::of(&[0.0, 1.0]).show(2).starts_with("n/a"));
     }
 }

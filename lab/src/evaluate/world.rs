@@ -16,10 +16,11 @@
 //! samples, matched by [`Pool::matching`]: the same number of benchmark neighbours and the
 //! same set of interference kinds exactly (a *class*), the nearest intensities within it.
 //! Where the pool lacks the class, only a heavier one stands in (as many neighbours or
-//! more, a superset of the kinds), and every stand-in is counted. A benchmark pod's
-//! outcome is the mean, over every window it lives, of the outcome for its node's
-//! condition in that window with the other pods there as its neighbours: pods that
-//! arrive or leave later count.
+//! more, a superset of the kinds), else the worst-faring class with as many neighbours,
+//! and every stand-in is counted. A benchmark pod's outcome is the mean, over every
+//! window it lives, of the outcome for its node's condition in that window with the
+//! other pods there as its neighbours: pods that arrive or leave later count. The window
+//! a node reports is its condition's during the step before, as a real agent's is.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -177,6 +178,9 @@ pub struct Sample {
     pub latency_ratio: f64,
     /// The window as the replay file carries it (`metrics`, `missing`).
     pub window: Value,
+    /// Its condition was held out whole: the model never trained on it.
+    #[serde(default)]
+    pub unseen: bool,
 }
 
 /// How a condition was matched.
@@ -184,11 +188,12 @@ pub struct Sample {
 pub enum Fit {
     /// The pool holds the condition's class.
     Exact,
-    /// It does not; a heavier class stood in.
+    /// It does not; a heavier class stood in (as many neighbours or more, every kind).
     Heavier,
-    /// Not even a heavier one: the heaviest class with the most of it stood in. Counted
-    /// apart, since it can flatter a loaded node.
-    Lighter,
+    /// No class covers it: of the classes with at least as many neighbours (or, when
+    /// none has, the most there are), the one whose samples fared worst stood in. Heavy
+    /// by outcome, not by kinds; counted apart.
+    Worst,
 }
 
 /// What matching a condition to the pool found.
@@ -202,17 +207,23 @@ pub struct Match {
     pub fit: Fit,
     /// The mean throughput over the samples it was drawn from: what the oracle knows.
     pub expected_throughput: f64,
+    /// The sample to avoid was the only one to draw from (see [`Pool::matching`]).
+    pub forced: bool,
 }
 
-/// The samples a condition's outcome is drawn from: the nearest few of its class, so
-/// that knowing the expected outcome is not knowing the exact one.
-const DRAWN_FROM: usize = 3;
+/// The samples a condition's outcome is drawn from: every sample of its class as near as
+/// the nearest give or take this much (half a stress-ng worker), so that a draw never
+/// mixes a class's low and high intensities, and knowing the expected outcome is not
+/// knowing the exact one where the pool holds more than one.
+const NEAR: f64 = 0.5;
 
 /// The held-out samples, their conditions and their classes.
 pub struct Pool {
     pub samples: Vec<Sample>,
     conditions: Vec<Condition>,
     classes: BTreeMap<Class, Vec<usize>>,
+    /// Per kind, the lowest intensity any sample measured (0 for a kind none has).
+    floors: Condition,
 }
 
 impl Pool {
@@ -225,15 +236,40 @@ impl Pool {
         let conditions: Vec<Condition> =
             samples.iter().map(|s| Condition::from_components(&s.components)).collect::<anyhow::Result<_>>()?;
         let mut classes: BTreeMap<Class, Vec<usize>> = BTreeMap::new();
+        let mut floors = Condition::default();
         for (i, c) in conditions.iter().enumerate() {
             classes.entry(c.class()).or_default().push(i);
+            for (f, &v) in floors.0.iter_mut().zip(&c.0) {
+                if v > PRESENT && (*f == 0.0 || v < *f) {
+                    *f = v;
+                }
+            }
         }
-        Ok(Pool { samples, conditions, classes })
+        Ok(Pool { samples, conditions, classes, floors })
+    }
+
+    /// `c` as the pool can measure it: a kind other than CPU used at less than half the
+    /// lowest intensity measured of it counts as the CPU it keeps busy (each worker one
+    /// CPU), since its nearest measured sample would be a whole stress-ng worker at the
+    /// least: a background pod using a tenth of a disk worker is not a disk worker.
+    /// CPU has the finest measured levels and stays whatever it is.
+    fn resolved(&self, c: &Condition) -> Condition {
+        let mut out = *c;
+        for (i, &kind) in Kind::ALL.iter().enumerate() {
+            if matches!(kind, Kind::Cpu | Kind::Benchmark) || out.0[i] <= PRESENT || out.0[i] >= self.floors.0[i] / 2.0
+            {
+                continue;
+            }
+            let cpus = if kind == Kind::MemoryPressure { out.0[i].min(1.0) } else { out.0[i] };
+            out.0[i] = 0.0;
+            out.add(Kind::Cpu, cpus);
+        }
+        out
     }
 
     /// The class that answers for `want`: itself when the pool holds it; else the
-    /// lightest heavier one (fewest extra neighbours, then fewest extra kinds); else,
-    /// never idle for a loaded node, the one that covers most of it.
+    /// lightest heavier one (fewest extra neighbours, then fewest extra kinds); else the
+    /// worst-faring class with at least as many neighbours (never idle for a loaded node).
     fn class_for(&self, want: Class) -> (Class, Fit) {
         if self.classes.contains_key(&want) {
             return (want, Fit::Exact);
@@ -246,32 +282,53 @@ impl Pool {
         if let Some(k) = heavier {
             return (*k, Fit::Heavier);
         }
-        let lighter = self
+        let most = self.classes.keys().map(|k| k.bench).max().unwrap_or(0);
+        let mean = |k: &Class| {
+            let s = &self.classes[k];
+            s.iter().map(|&i| self.samples[i].throughput_ratio).sum::<f64>() / s.len() as f64
+        };
+        let worst = self
             .classes
             .keys()
             .filter(|k| !k.is_idle() || want.is_idle())
-            .min_by_key(|k| {
-                let short = want.bench.saturating_sub(k.bench) + (want.kinds & !k.kinds).count_ones();
-                (short, (k.kinds & !want.kinds).count_ones(), **k)
-            })
+            .filter(|k| k.bench >= want.bench.min(most))
+            .min_by(|a, b| mean(a).total_cmp(&mean(b)).then(a.cmp(b)))
             .copied()
             .unwrap_or(want);
-        (lighter, Fit::Lighter)
+        (worst, Fit::Worst)
     }
 
-    /// The outcome of condition `c`: among the [`DRAWN_FROM`] samples of its class
-    /// nearest in intensity, the one `key` picks (so the same node in the same condition
-    /// at the same step gets the same sample under every scheduler).
-    pub fn matching(&self, c: &Condition, key: u64) -> Match {
+    /// The class `c` is matched as (see [`Pool::resolved`]).
+    pub fn class_of(&self, c: &Condition) -> Class {
+        self.resolved(c).class()
+    }
+
+    /// The outcome of condition `c`: among the samples of its class nearest in intensity
+    /// (within [`NEAR`] of the nearest), the one `key` picks, so the
+    /// same node in the same condition at the same step gets the same sample under every
+    /// scheduler. `avoid` (the sample the node's window showed) is left out when another
+    /// is left to draw: a window and an outcome drawn apart never share a sample's
+    /// chance, whatever the pool's size; `forced` says when it could not be.
+    pub fn matching(&self, c: &Condition, key: u64, avoid: Option<usize>) -> Match {
+        let c = self.resolved(c);
         let (class, fit) = self.class_for(c.class());
         let mut near: Vec<(f64, usize)> =
             self.classes[&class].iter().map(|&i| (c.distance(&self.conditions[i]), i)).collect();
         near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        near.truncate(DRAWN_FROM);
-        let (distance, sample) = near[(mix(key) % near.len() as u64) as usize];
+        let nearest = near[0].0;
+        near.retain(|&(d, _)| d <= nearest + NEAR);
         let expected_throughput =
             near.iter().map(|&(_, i)| self.samples[i].throughput_ratio).sum::<f64>() / near.len() as f64;
-        Match { sample, distance, fit, expected_throughput }
+        let forced = match avoid {
+            Some(a) if near.len() > 1 => {
+                near.retain(|&(_, i)| i != a);
+                false
+            }
+            Some(a) => near[0].1 == a,
+            None => false,
+        };
+        let (distance, sample) = near[(mix(key) % near.len() as u64) as usize];
+        Match { sample, distance, fit, expected_throughput, forced }
     }
 
     /// Background conditions for a node's load from outside Kubernetes, and the usage
@@ -320,15 +377,6 @@ fn key(parts: &[u64]) -> u64 {
 pub enum Usage {
     Measured,
     Requests,
-}
-
-impl Usage {
-    pub fn name(self) -> &'static str {
-        match self {
-            Usage::Measured => "measured",
-            Usage::Requests => "requests",
-        }
-    }
 }
 
 /// The shape of one emulated run.
@@ -567,13 +615,26 @@ pub struct World<'a> {
     background_on: Vec<u32>,
     background_use: Vec<Condition>,
     pub placed: Vec<Placed>,
-    /// Pods no node had room for (the offline schedulers leave them, as kube-scheduler
-    /// would leave them pending; the real runs wait for every pod instead).
+    /// Pods no node had room for until their life was over (the offline schedulers retry
+    /// a pod that found no room at every step, as kube-scheduler keeps it pending; the
+    /// real runs wait for every pod).
     pub unplaced: usize,
+    /// Pods that found no room at their arrival and waited at least a step.
+    pub waited: usize,
     /// Share of nodes without any pod, after each arrival step's placements.
     pub empty_share: Vec<f64>,
-    /// How benchmark pods' windows were matched: exact, heavier, lighter.
+    /// How benchmark pods' outcome windows were matched: exact, heavier, worst.
     pub fits: [usize; 3],
+    /// How the windows the nodes reported were matched, the same way.
+    pub window_fits: [usize; 3],
+    /// Outcome windows drawn from a sample the model never trained on.
+    pub unseen: usize,
+    /// Outcome windows that had to come from the sample the node's window showed (its
+    /// class held no other near it).
+    pub forced: usize,
+    /// The sample each node's window shows this step: the condition it was in during
+    /// the last step, as an agent reports the window that just ended.
+    shown: Vec<usize>,
     /// The classes benchmark pods' windows asked for that the pool lacked, and how often:
     /// what the next collection plan should measure.
     pub lacking: BTreeMap<Class, usize>,
@@ -582,7 +643,7 @@ pub struct World<'a> {
 impl<'a> World<'a> {
     pub fn new(timeline: &'a Timeline, pool: &'a Pool) -> World<'a> {
         let nodes = timeline.params.nodes;
-        World {
+        let mut world = World {
             timeline,
             pool,
             step: 0,
@@ -592,15 +653,42 @@ impl<'a> World<'a> {
             background_use: vec![Condition::default(); nodes],
             placed: Vec::new(),
             unplaced: 0,
+            waited: 0,
             empty_share: Vec::new(),
             fits: [0; 3],
+            window_fits: [0; 3],
+            unseen: 0,
+            forced: 0,
+            shown: Vec::new(),
             lacking: BTreeMap::new(),
+        };
+        // Before the first step there is no last window: nodes report their outside
+        // load alone.
+        let first = timeline.background.first().cloned().unwrap_or_else(|| vec![Condition::default(); nodes]);
+        world.show(&first, 0);
+        world
+    }
+
+    /// Draws the samples the nodes' windows show at `step`, from their conditions during
+    /// the step before.
+    fn show(&mut self, last: &[Condition], step: usize) {
+        let (pool, seed) = (self.pool, self.timeline.seed);
+        let mut shown = Vec::with_capacity(last.len());
+        for (node, c) in last.iter().enumerate() {
+            let m = pool.matching(c, key(&[seed, 2, step as u64, node as u64]), None);
+            self.window_fits[m.fit as usize] += 1;
+            shown.push(m.sample);
         }
+        self.shown = shown;
     }
 
     /// Moves to `step`: pods whose lifetime ended are gone. Returns the arrivals that
     /// ended (their workloads are deleted).
     pub fn begin_step(&mut self, step: usize) -> Vec<String> {
+        if step > 0 {
+            let last: Vec<Condition> = (0..self.timeline.params.nodes).map(|n| self.condition(n)).collect();
+            self.show(&last, step);
+        }
         self.step = step;
         let mut ended = Vec::new();
         let (gone, still): (Vec<usize>, Vec<usize>) = self.running.iter().partition(|&&i| self.placed[i].ends < step);
@@ -628,16 +716,16 @@ impl<'a> World<'a> {
         c
     }
 
-    /// The window a node's agent reports for this step.
+    /// The window a node's agent reports for this step: the last step's, not this one's,
+    /// so the scorer never sees the load its pods will meet before they meet it.
     pub fn window(&self, node: usize) -> &Value {
-        let m = self.pool.matching(&self.condition(node), key(&[self.timeline.seed, 2, self.step as u64, node as u64]));
-        &self.pool.samples[m.sample].window
+        &self.pool.samples[self.shown[node]].window
     }
 
     /// The throughput a benchmark pod placed on `node` now would get on average, with
     /// the pods there as its neighbours: what the oracle knows.
     pub fn expected(&self, node: usize) -> f64 {
-        self.pool.matching(&self.condition(node), 0).expected_throughput
+        self.pool.matching(&self.condition(node), 0, None).expected_throughput
     }
 
     pub fn used_millicores(&self, node: usize) -> u32 {
@@ -680,8 +768,14 @@ impl<'a> World<'a> {
             }
             let mut c = self.condition(p.node);
             c.add(Kind::Benchmark, -1.0);
-            let m = self.pool.matching(&c, key(&[self.timeline.seed, 3, i as u64, self.step as u64]));
+            let m = self.pool.matching(
+                &c,
+                key(&[self.timeline.seed, 3, i as u64, self.step as u64]),
+                Some(self.shown[p.node]),
+            );
             let s = &self.pool.samples[m.sample];
+            self.unseen += usize::from(s.unseen);
+            self.forced += usize::from(m.forced);
             let lived = &mut self.placed[i].lived;
             lived.windows += 1;
             lived.throughput += s.throughput_ratio;
@@ -689,7 +783,7 @@ impl<'a> World<'a> {
             lived.distance += m.distance;
             self.fits[m.fit as usize] += 1;
             if m.fit != Fit::Exact {
-                *self.lacking.entry(c.class()).or_default() += 1;
+                *self.lacking.entry(self.pool.class_of(&c)).or_default() += 1;
             }
         }
         if self.step < self.timeline.params.steps {
@@ -718,13 +812,23 @@ pub enum Offline {
 pub fn run_offline<'a>(timeline: &'a Timeline, pool: &'a Pool, which: Offline) -> World<'a> {
     let mut world = World::new(timeline, pool);
     let mut rng = fastrand::Rng::with_seed(key(&[timeline.seed, 4]));
+    // Pods still waiting for room, one replica each, first come first served.
+    let mut waiting: Vec<Arrival> = Vec::new();
     for step in 0..timeline.total_steps() {
         world.begin_step(step);
-        for arrival in &timeline.arrivals[step] {
+        let retried = std::mem::take(&mut waiting);
+        for (arrival, first_try) in
+            retried.iter().map(|a| (a, false)).chain(timeline.arrivals[step].iter().map(|a| (a, true)))
+        {
             for _ in 0..arrival.replicas {
                 let fits: Vec<usize> = (0..timeline.params.nodes).filter(|&n| world.fits(n)).collect();
                 if fits.is_empty() {
-                    world.unplaced += 1;
+                    if arrival.ends > step {
+                        world.waited += usize::from(first_try);
+                        waiting.push(Arrival { replicas: 1, ..arrival.clone() });
+                    } else {
+                        world.unplaced += 1;
+                    }
                     continue;
                 }
                 let node = match which {
@@ -763,8 +867,10 @@ pub fn run_offline<'a>(timeline: &'a Timeline, pool: &'a Pool, which: Offline) -
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Metrics {
     pub benchmark_pods: usize,
-    /// Pods no node had room for (offline schedulers only).
+    /// Pods no node had room for in their life, and pods that waited for room (offline
+    /// schedulers only).
     pub unplaced: usize,
+    pub waited: usize,
     /// Over benchmark pods, each the mean over the windows it lived.
     pub throughput_mean: f64,
     pub throughput_p10: f64,
@@ -782,11 +888,17 @@ pub struct Metrics {
     pub nodes_empty_share: f64,
     /// Mean distance between a pod's condition and its matched sample.
     pub match_distance: f64,
-    /// Shares of benchmark pods' windows whose class the pool held (exact), stood in for
-    /// by a heavier class, or by a lighter one.
+    /// Shares of benchmark pods' outcome windows whose class the pool held (exact), stood
+    /// in for by a heavier class, or by the worst-faring one (see [`Fit`]).
     pub exact_share: f64,
     pub heavier_share: f64,
-    pub lighter_share: f64,
+    pub worst_share: f64,
+    /// Share of the windows the scorer was shown whose class the pool held.
+    pub window_exact_share: f64,
+    /// Share of outcome windows from samples of conditions the model never trained on.
+    pub unseen_share: f64,
+    /// Share of outcome windows that could only come from the sample the scorer was shown.
+    pub forced_share: f64,
 }
 
 /// The `q`-quantile (0..1) by linear interpolation, as numpy's default.
@@ -830,9 +942,11 @@ impl Metrics {
             zone_gap.push((hi - lo) as f64);
         }
         let windows = world.fits.iter().sum::<usize>().max(1) as f64;
+        let shown = world.window_fits.iter().sum::<usize>().max(1) as f64;
         Metrics {
             benchmark_pods: bench.len(),
             unplaced: world.unplaced,
+            waited: world.waited,
             throughput_mean: mean(&thr),
             throughput_p10: quantile(&thr, 0.10),
             throughput_p1: quantile(&thr, 0.01),
@@ -844,7 +958,10 @@ impl Metrics {
             match_distance: mean(&dist),
             exact_share: world.fits[Fit::Exact as usize] as f64 / windows,
             heavier_share: world.fits[Fit::Heavier as usize] as f64 / windows,
-            lighter_share: world.fits[Fit::Lighter as usize] as f64 / windows,
+            worst_share: world.fits[Fit::Worst as usize] as f64 / windows,
+            window_exact_share: world.window_fits[Fit::Exact as usize] as f64 / shown,
+            unseen_share: world.unseen as f64 / windows,
+            forced_share: world.forced as f64 / windows,
         }
     }
 }
@@ -892,20 +1009,32 @@ mod tests {
     #[test]
     fn neighbours_and_kinds_match_exactly_and_only_heavier_classes_stand_in() {
         let p = pool();
-        let one = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 1);
+        let one = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 1, None);
         assert_eq!((id(&p, &one), one.fit), (json!(5), Fit::Exact));
         // No disk-only sample: disk with a neighbour stands in, never the idle ones.
-        let disk = p.matching(&condition(&[(Kind::Disk, 1.0)]), 1);
+        let disk = p.matching(&condition(&[(Kind::Disk, 1.0)]), 1, None);
         assert_eq!((id(&p, &disk), disk.fit), (json!(7), Fit::Heavier));
-        // Nothing holds three neighbours: the most there is, counted as lighter.
-        let three = p.matching(&condition(&[(Kind::Benchmark, 3.0)]), 1);
-        assert_eq!((id(&p, &three), three.fit), (json!(6), Fit::Lighter));
+        // Nothing holds three neighbours: the most there is, counted apart.
+        let three = p.matching(&condition(&[(Kind::Benchmark, 3.0)]), 1, None);
+        assert_eq!((id(&p, &three), three.fit), (json!(6), Fit::Worst));
+        // Nothing covers disk with two neighbours: of the classes with two, the worst.
+        let crowded = p.matching(&condition(&[(Kind::Disk, 1.0), (Kind::Benchmark, 2.0)]), 1, None);
+        assert_eq!((id(&p, &crowded), crowded.fit), (json!(6), Fit::Worst));
+        // Nor UDP at all: the worst-faring loaded class (two neighbours, 0.45).
+        let udp = p.matching(&condition(&[(Kind::Udp, 1.0)]), 1, None);
+        assert_eq!((id(&p, &udp), udp.fit), (json!(6), Fit::Worst));
+        // A tenth of a disk worker is no disk worker: it counts as the CPU it keeps busy.
+        assert_eq!(p.class_of(&condition(&[(Kind::Disk, 0.1)])), condition(&[(Kind::Cpu, 0.1)]).class());
+        assert_eq!(
+            p.class_of(&condition(&[(Kind::Disk, 0.6), (Kind::Benchmark, 1.0)])),
+            condition(&[(Kind::Disk, 1.0), (Kind::Benchmark, 1.0)]).class()
+        );
         // A loaded node is never matched to an idle sample, however light its load.
         for kind in [Kind::Udp, Kind::Cpu, Kind::MemoryBandwidth] {
-            let m = p.matching(&condition(&[(kind, 0.01)]), 1);
+            let m = p.matching(&condition(&[(kind, 0.01)]), 1, None);
             assert!(!p.samples[m.sample].baseline, "{kind:?} matched to idle");
         }
-        let idle = p.matching(&Condition::default(), 1);
+        let idle = p.matching(&Condition::default(), 1, None);
         assert_eq!(idle.fit, Fit::Exact);
         assert!(p.samples[idle.sample].baseline);
         let bad = Component { kind: "gpu".into(), workers: 1, load_percent: None, memory_percent: None };
@@ -915,14 +1044,28 @@ mod tests {
     #[test]
     fn outcomes_are_drawn_among_the_nearest_and_the_oracle_knows_only_their_mean() {
         let p = pool();
-        // Four CPU samples at 0.25, 0.5, 1.5 and 2 CPUs: 0.6 is nearest the first three.
+        // Four CPU samples at 0.25, 0.5, 1.5 and 2 CPUs: 0.6 is nearest 0.5, and 0.25 is
+        // within half a worker of it; 1.5 is not.
         let c = condition(&[(Kind::Cpu, 0.6)]);
-        let picks: std::collections::BTreeSet<String> =
-            (0..60).map(|k| id(&p, &p.matching(&c, k)).to_string()).collect();
-        assert_eq!(picks.into_iter().collect::<Vec<_>>(), ["4", "8", "9"]);
-        let m = p.matching(&c, 7);
-        assert!((m.expected_throughput - (0.8 + 0.9 + 0.5) / 3.0).abs() < 1e-12, "{m:?}");
-        assert_eq!(p.matching(&c, 7), m, "the same key, the same sample");
+        let picks = |avoid: Option<usize>| -> Vec<String> {
+            let set: std::collections::BTreeSet<String> =
+                (0..60).map(|k| id(&p, &p.matching(&c, k, avoid)).to_string()).collect();
+            set.into_iter().collect()
+        };
+        assert_eq!(picks(None), ["4", "8"]);
+        let m = p.matching(&c, 7, None);
+        assert!((m.expected_throughput - (0.8 + 0.9) / 2.0).abs() < 1e-12, "{m:?}");
+        assert_eq!(p.matching(&c, 7, None), m, "the same key, the same sample");
+        // The sample a window showed is never the outcome while another is near...
+        let shown = p.matching(&c, 0, None).sample;
+        let other = picks(Some(shown));
+        assert_eq!(other.len(), 1);
+        assert_ne!(other[0], id(&p, &p.matching(&c, 0, None)).to_string());
+        assert!(!p.matching(&c, 3, Some(shown)).forced);
+        // ...and is counted when it is the only one.
+        let alone = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 3, None).sample;
+        let m = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 3, Some(alone));
+        assert_eq!((m.sample, m.forced), (alone, true));
     }
 
     #[test]
@@ -981,7 +1124,7 @@ mod tests {
         w.end_step();
         w.begin_step(1);
         w.place(&second, 0);
-        assert_eq!(w.window(0)["id"], 6, "the node reports two benchmark units");
+        assert_eq!(w.window(0)["id"], 5, "the node reports the last step's window: one benchmark unit");
         w.end_step();
         assert_eq!(w.begin_step(2), vec!["bench-2".to_owned()]);
         w.end_step();
@@ -1036,7 +1179,30 @@ mod tests {
             }
         }
         let m = Metrics::of(&oracle);
-        assert!((m.exact_share + m.heavier_share + m.lighter_share - 1.0).abs() < 1e-9);
+        assert!((m.exact_share + m.heavier_share + m.worst_share - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn offline_pods_without_room_wait_instead_of_vanishing() {
+        let p = pool();
+        let params = Params { idle_share: 1.0, ..Params::for_nodes(1) };
+        let total = params.total_steps();
+        let bench = |name: &str, replicas, ends| Arrival {
+            name: name.into(),
+            kind: PodKind::Benchmark,
+            replicas,
+            ends,
+            uses: Condition::default(),
+        };
+        let mut arrivals = vec![Vec::new(); total];
+        // Six pods of 400 m on a node of 2000 m: one must wait for the first four to end.
+        arrivals[0] = vec![bench("bench-a", 4, 0), bench("bench-b", 2, 3)];
+        let t = Timeline { params, seed: 1, background: vec![vec![Condition::default()]; total], arrivals };
+        let w = run_offline(&t, &p, Offline::Random);
+        let m = Metrics::of(&w);
+        assert_eq!((m.benchmark_pods, m.waited, m.unplaced), (6, 1, 0));
+        let late = w.placed.iter().find(|pl| pl.step == 1).expect("the pod that waited starts at step 1");
+        assert_eq!(late.lived.windows, 3);
     }
 
     #[test]
