@@ -370,6 +370,9 @@ fn run_real<'a>(
                 continue;
             }
             write_replay(replay, &world)?;
+            if profile_uses_scorer {
+                world.note_shown();
+            }
             // The agent reports at the next boundary; the scorer has the fitness a
             // moment later. Pods arrive then, scored on this step's windows. The
             // default profile never asks the scorer: its pods need not wait.

@@ -74,7 +74,7 @@ fn goals(runs: &[Run], nodes: usize, balanced: &str, default: &str) -> Vec<Goal>
 }
 
 fn goal_table(md: &mut String, goals: Vec<Goal>) -> std::fmt::Result {
-    writeln!(md, "| goal | measured (mean ± 95 % CI over seeds) | verdict |")?;
+    writeln!(md, "| goal | estimate (95 % CI over seeds) | verdict |")?;
     writeln!(md, "|---|---|---|")?;
     for g in goals {
         writeln!(md, "| {} | {} | {} |", g.text, g.measured, g.met)?;
@@ -158,7 +158,7 @@ pub fn write(
                 e(|m| m.worst_share),
                 e(|m| m.window_exact_share),
                 e(|m| m.unseen_share),
-                e(|m| m.forced_share),
+                e(|m| m.coincided_share),
                 e(|m| m.match_distance),
             )?;
         }
@@ -226,10 +226,11 @@ pub fn write(
              seed's model on it. A node's window is a held-out sample matched to its condition (below) during the \
              step before, as an agent reports the window that just ended: outside load ({:.0} % of draws idle, the \
              rest a held-out sample's interference without its benchmark units, changing with probability 1/{} per \
-             step; the rows `no outside load` replay the same arrivals without it) plus the pods on it. A window and \
-             an outcome are drawn apart: a pod's outcome never comes from the sample its node's window showed while \
-             its class holds another near enough (the column `outcome was the shown sample` counts the windows \
-             where it had to). One step is one window: {} of wall time \
+             step; the rows `no outside load` replay the same arrivals without it) plus the pods on it; before the \
+             first step, the outside load alone. A window and an outcome are drawn independently from their classes, \
+             so a window says no more about the outcome than its condition does (the column `outcome was the shown \
+             sample` counts, as a diagnostic, the outcome windows that happened to draw the sample the node's window \
+             showed; `scorer's windows matched exactly` counts the windows fitsched was shown). One step is one window: {} of wall time \
              standing for the measured 20 s, so emulated time runs 20 s / {} faster than the measurements'; the \
              model and the scorer only ever see whole windows, and no outcome depends on wall time.",
             100.0 * p.idle_share,
@@ -244,7 +245,7 @@ pub fn write(
          on Google's fleet have an average slack of 46-60 %, i.e. use 40-54 % of what they reserve (memory there; \
          here it scales the interference a pod causes). A kind a pod's use leaves below half the lowest intensity \
          measured of it counts as the CPU it keeps busy, since the nearest sample would be a whole stress-ng worker \
-         (this understates what telemetry could see, never overstates it). The rows `usage = requests` replay the \
+         (an approximation, the same for every scheduler: it changes the node's outcome and its window alike). The rows `usage = requests` replay the \
          same arrivals with every background pod using exactly its request, as CPU. The rule is the same for every \
          scheduler."
             .to_owned(),
@@ -272,8 +273,8 @@ pub fn write(
          class's low and high intensities). Where the held-out pool lacks the class, only a heavier one stands in (as \
          many neighbours or more, a superset of the kinds), so a loaded node is never matched to an idle sample. \
          Where no class covers it, the class that fared worst among those with at least as many neighbours stands \
-         in (`worst-fared stand-in`): heavier by outcome, if not by kinds. The columns count outcome windows; \
-         `scorer's windows matched exactly` counts the windows fitsched was shown."
+         in (`worst-fared stand-in`): of the classes with the nearest neighbour count at or above the node's, the \
+         one that fared worst; heavier by outcome, if not by kinds. The stand-in columns count outcome windows."
             .to_owned(),
         "- **The oracle** knows the expected outcome of each condition (the mean over the samples the outcome is \
          drawn from), never which of them a pod will get (where a class holds one sample near, that is the \
@@ -281,10 +282,11 @@ pub fn write(
          spread."
             .to_owned(),
         "- **Held out**: for each seed, `onnx/train.py --eval-split` trains the shipped kind of model without a \
-         third of the interference groups of each benchmark-neighbour count (conditions it never saw), a third of \
-         the samples of every other group (conditions it saw, samples it did not: exact matching needs every class \
-         in the pool) and a third of each session's baselines (keeping the three a session needs); only those \
-         held-out samples feed windows and outcomes."
+         third of the pool machine's interference groups of each benchmark-neighbour count (conditions it never \
+         saw, on any machine: the other machine's samples of them are left out of training too), a third of the \
+         samples (one at least) of every other group of two or more (conditions it saw, samples it did not: exact \
+         matching needs every class in the pool) and a third of each of the pool machine's sessions' baselines \
+         (keeping the three a session needs); only those held-out samples feed windows and outcomes."
             .to_owned(),
         format!(
             "- **Metrics**: throughput ratio (mean, p10, p1 over benchmark pods), the median pod's p99-latency ratio, \

@@ -190,9 +190,9 @@ pub enum Fit {
     Exact,
     /// It does not; a heavier class stood in (as many neighbours or more, every kind).
     Heavier,
-    /// No class covers it: of the classes with at least as many neighbours (or, when
-    /// none has, the most there are), the one whose samples fared worst stood in. Heavy
-    /// by outcome, not by kinds; counted apart.
+    /// No class covers it: of the classes with the fewest neighbours at least as many as
+    /// its own (or, when none has, the most there are), the one whose samples fared
+    /// worst stood in. Heavy by outcome, not by kinds; counted apart.
     Worst,
 }
 
@@ -207,8 +207,6 @@ pub struct Match {
     pub fit: Fit,
     /// The mean throughput over the samples it was drawn from: what the oracle knows.
     pub expected_throughput: f64,
-    /// The sample to avoid was the only one to draw from (see [`Pool::matching`]).
-    pub forced: bool,
 }
 
 /// The samples a condition's outcome is drawn from: every sample of its class as near as
@@ -269,7 +267,8 @@ impl Pool {
 
     /// The class that answers for `want`: itself when the pool holds it; else the
     /// lightest heavier one (fewest extra neighbours, then fewest extra kinds); else the
-    /// worst-faring class with at least as many neighbours (never idle for a loaded node).
+    /// worst-faring class with the nearest neighbour count at or above its own (never idle
+    /// for a loaded node).
     fn class_for(&self, want: Class) -> (Class, Fit) {
         if self.classes.contains_key(&want) {
             return (want, Fit::Exact);
@@ -282,16 +281,22 @@ impl Pool {
         if let Some(k) = heavier {
             return (*k, Fit::Heavier);
         }
-        let most = self.classes.keys().map(|k| k.bench).max().unwrap_or(0);
         let mean = |k: &Class| {
             let s = &self.classes[k];
             s.iter().map(|&i| self.samples[i].throughput_ratio).sum::<f64>() / s.len() as f64
         };
-        let worst = self
-            .classes
-            .keys()
-            .filter(|k| !k.is_idle() || want.is_idle())
-            .filter(|k| k.bench >= want.bench.min(most))
+        let loaded = || self.classes.keys().filter(|k| !k.is_idle() || want.is_idle());
+        // As few neighbours as it has, or the fewest above; else the most there are: a
+        // stand-in with many more neighbours would make the node look (and fare) far
+        // worse than it is, a difference only a scheduler that sees windows could avoid.
+        let bench = loaded()
+            .map(|k| k.bench)
+            .filter(|&b| b >= want.bench)
+            .min()
+            .or_else(|| loaded().map(|k| k.bench).max())
+            .unwrap_or(want.bench);
+        let worst = loaded()
+            .filter(|k| k.bench == bench)
             .min_by(|a, b| mean(a).total_cmp(&mean(b)).then(a.cmp(b)))
             .copied()
             .unwrap_or(want);
@@ -306,10 +311,11 @@ impl Pool {
     /// The outcome of condition `c`: among the samples of its class nearest in intensity
     /// (within [`NEAR`] of the nearest), the one `key` picks, so the
     /// same node in the same condition at the same step gets the same sample under every
-    /// scheduler. `avoid` (the sample the node's window showed) is left out when another
-    /// is left to draw: a window and an outcome drawn apart never share a sample's
-    /// chance, whatever the pool's size; `forced` says when it could not be.
-    pub fn matching(&self, c: &Condition, key: u64, avoid: Option<usize>) -> Match {
+    /// scheduler. A window and an outcome are drawn independently: whatever sample a
+    /// window showed, the outcome's expectation is the class's, so knowing the window
+    /// neither helps nor hurts beyond what the condition says (leaving the shown sample
+    /// out would make a better window predict a worse outcome).
+    pub fn matching(&self, c: &Condition, key: u64) -> Match {
         let c = self.resolved(c);
         let (class, fit) = self.class_for(c.class());
         let mut near: Vec<(f64, usize)> =
@@ -319,16 +325,8 @@ impl Pool {
         near.retain(|&(d, _)| d <= nearest + NEAR);
         let expected_throughput =
             near.iter().map(|&(_, i)| self.samples[i].throughput_ratio).sum::<f64>() / near.len() as f64;
-        let forced = match avoid {
-            Some(a) if near.len() > 1 => {
-                near.retain(|&(_, i)| i != a);
-                false
-            }
-            Some(a) => near[0].1 == a,
-            None => false,
-        };
         let (distance, sample) = near[(mix(key) % near.len() as u64) as usize];
-        Match { sample, distance, fit, expected_throughput, forced }
+        Match { sample, distance, fit, expected_throughput }
     }
 
     /// Background conditions for a node's load from outside Kubernetes, and the usage
@@ -453,6 +451,9 @@ pub struct Timeline {
     pub seed: u64,
     /// Outside load of each node at each step (every step of the run, drain included).
     pub background: Vec<Vec<Condition>>,
+    /// Outside load of each node in the window before the first step: what the nodes
+    /// report when the first pods arrive.
+    pub before: Vec<Condition>,
     /// Arrivals at each step of the run (none after `params.steps`).
     pub arrivals: Vec<Vec<Arrival>>,
 }
@@ -460,6 +461,9 @@ pub struct Timeline {
 impl Timeline {
     pub fn new(params: Params, pool: &Pool, seed: u64) -> Timeline {
         let mut rng = fastrand::Rng::with_seed(key(&[seed, 1]));
+        // Outside load from a stream of its own, so the arrivals are the same with or
+        // without it (the `no outside load` rows).
+        let mut outside = fastrand::Rng::with_seed(key(&[seed, 6]));
         let choices = pool.backgrounds();
         let draw = |rng: &mut fastrand::Rng| {
             if choices.is_empty() || rng.f64() < params.idle_share {
@@ -469,12 +473,13 @@ impl Timeline {
             }
         };
         let total = params.total_steps();
-        let mut current: Vec<Condition> = (0..params.nodes).map(|_| draw(&mut rng)).collect();
+        let mut current: Vec<Condition> = (0..params.nodes).map(|_| draw(&mut outside)).collect();
+        let before = current.clone();
         let mut background = Vec::with_capacity(total);
         for _ in 0..total {
             for c in &mut current {
-                if rng.f64() < 1.0 / params.dwell {
-                    *c = draw(&mut rng);
+                if outside.f64() < 1.0 / params.dwell {
+                    *c = draw(&mut outside);
                 }
             }
             background.push(current.clone());
@@ -528,7 +533,7 @@ impl Timeline {
             }
             arrivals.push(now);
         }
-        Timeline { params, seed, background, arrivals }
+        Timeline { params, seed, background, before, arrivals }
     }
 
     pub fn zone(&self, node: usize) -> usize {
@@ -625,16 +630,17 @@ pub struct World<'a> {
     pub empty_share: Vec<f64>,
     /// How benchmark pods' outcome windows were matched: exact, heavier, worst.
     pub fits: [usize; 3],
-    /// How the windows the nodes reported were matched, the same way.
+    /// How the windows the scorer was shown were matched, the same way ([`World::note_shown`]).
     pub window_fits: [usize; 3],
     /// Outcome windows drawn from a sample the model never trained on.
     pub unseen: usize,
-    /// Outcome windows that had to come from the sample the node's window showed (its
-    /// class held no other near it).
-    pub forced: usize,
-    /// The sample each node's window shows this step: the condition it was in during
-    /// the last step, as an agent reports the window that just ended.
+    /// Outcome windows drawn from the very sample the node's window showed (chance, or a
+    /// class with one sample near): a diagnostic.
+    pub coincided: usize,
+    /// The sample each node's window shows this step (the condition it was in during
+    /// the last step, as an agent reports the window that just ended), and how it matched.
     shown: Vec<usize>,
+    shown_fits: Vec<Fit>,
     /// The classes benchmark pods' windows asked for that the pool lacked, and how often:
     /// what the next collection plan should measure.
     pub lacking: BTreeMap<Class, usize>,
@@ -658,14 +664,13 @@ impl<'a> World<'a> {
             fits: [0; 3],
             window_fits: [0; 3],
             unseen: 0,
-            forced: 0,
+            coincided: 0,
             shown: Vec::new(),
+            shown_fits: Vec::new(),
             lacking: BTreeMap::new(),
         };
-        // Before the first step there is no last window: nodes report their outside
-        // load alone.
-        let first = timeline.background.first().cloned().unwrap_or_else(|| vec![Condition::default(); nodes]);
-        world.show(&first, 0);
+        // The first pods meet the nodes' reports of the window before: outside load alone.
+        world.show(&timeline.before, 0);
         world
     }
 
@@ -673,13 +678,21 @@ impl<'a> World<'a> {
     /// the step before.
     fn show(&mut self, last: &[Condition], step: usize) {
         let (pool, seed) = (self.pool, self.timeline.seed);
-        let mut shown = Vec::with_capacity(last.len());
-        for (node, c) in last.iter().enumerate() {
-            let m = pool.matching(c, key(&[seed, 2, step as u64, node as u64]), None);
-            self.window_fits[m.fit as usize] += 1;
-            shown.push(m.sample);
+        let matched: Vec<Match> = last
+            .iter()
+            .enumerate()
+            .map(|(node, c)| pool.matching(c, key(&[seed, 2, step as u64, node as u64])))
+            .collect();
+        self.shown = matched.iter().map(|m| m.sample).collect();
+        self.shown_fits = matched.iter().map(|m| m.fit).collect();
+    }
+
+    /// Counts this step's windows as shown to the scorer (a run through fitsched that
+    /// wrote them for its agent).
+    pub fn note_shown(&mut self) {
+        for &f in &self.shown_fits {
+            self.window_fits[f as usize] += 1;
         }
-        self.shown = shown;
     }
 
     /// Moves to `step`: pods whose lifetime ended are gone. Returns the arrivals that
@@ -725,7 +738,7 @@ impl<'a> World<'a> {
     /// The throughput a benchmark pod placed on `node` now would get on average, with
     /// the pods there as its neighbours: what the oracle knows.
     pub fn expected(&self, node: usize) -> f64 {
-        self.pool.matching(&self.condition(node), 0, None).expected_throughput
+        self.pool.matching(&self.condition(node), 0).expected_throughput
     }
 
     pub fn used_millicores(&self, node: usize) -> u32 {
@@ -768,14 +781,10 @@ impl<'a> World<'a> {
             }
             let mut c = self.condition(p.node);
             c.add(Kind::Benchmark, -1.0);
-            let m = self.pool.matching(
-                &c,
-                key(&[self.timeline.seed, 3, i as u64, self.step as u64]),
-                Some(self.shown[p.node]),
-            );
+            let m = self.pool.matching(&c, key(&[self.timeline.seed, 3, i as u64, self.step as u64]));
             let s = &self.pool.samples[m.sample];
             self.unseen += usize::from(s.unseen);
-            self.forced += usize::from(m.forced);
+            self.coincided += usize::from(m.sample == self.shown[p.node]);
             let lived = &mut self.placed[i].lived;
             lived.windows += 1;
             lived.throughput += s.throughput_ratio;
@@ -897,8 +906,8 @@ pub struct Metrics {
     pub window_exact_share: f64,
     /// Share of outcome windows from samples of conditions the model never trained on.
     pub unseen_share: f64,
-    /// Share of outcome windows that could only come from the sample the scorer was shown.
-    pub forced_share: f64,
+    /// Share of outcome windows drawn from the sample the node's window showed.
+    pub coincided_share: f64,
 }
 
 /// The `q`-quantile (0..1) by linear interpolation, as numpy's default.
@@ -942,7 +951,7 @@ impl Metrics {
             zone_gap.push((hi - lo) as f64);
         }
         let windows = world.fits.iter().sum::<usize>().max(1) as f64;
-        let shown = world.window_fits.iter().sum::<usize>().max(1) as f64;
+        let shown = world.window_fits.iter().sum::<usize>() as f64;
         Metrics {
             benchmark_pods: bench.len(),
             unplaced: world.unplaced,
@@ -959,9 +968,10 @@ impl Metrics {
             exact_share: world.fits[Fit::Exact as usize] as f64 / windows,
             heavier_share: world.fits[Fit::Heavier as usize] as f64 / windows,
             worst_share: world.fits[Fit::Worst as usize] as f64 / windows,
+            // NaN (n/a) for a run that showed the scorer nothing.
             window_exact_share: world.window_fits[Fit::Exact as usize] as f64 / shown,
             unseen_share: world.unseen as f64 / windows,
-            forced_share: world.forced as f64 / windows,
+            coincided_share: world.coincided as f64 / windows,
         }
     }
 }
@@ -1009,20 +1019,22 @@ mod tests {
     #[test]
     fn neighbours_and_kinds_match_exactly_and_only_heavier_classes_stand_in() {
         let p = pool();
-        let one = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 1, None);
+        let one = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 1);
         assert_eq!((id(&p, &one), one.fit), (json!(5), Fit::Exact));
         // No disk-only sample: disk with a neighbour stands in, never the idle ones.
-        let disk = p.matching(&condition(&[(Kind::Disk, 1.0)]), 1, None);
+        let disk = p.matching(&condition(&[(Kind::Disk, 1.0)]), 1);
         assert_eq!((id(&p, &disk), disk.fit), (json!(7), Fit::Heavier));
         // Nothing holds three neighbours: the most there is, counted apart.
-        let three = p.matching(&condition(&[(Kind::Benchmark, 3.0)]), 1, None);
+        let three = p.matching(&condition(&[(Kind::Benchmark, 3.0)]), 1);
         assert_eq!((id(&p, &three), three.fit), (json!(6), Fit::Worst));
         // Nothing covers disk with two neighbours: of the classes with two, the worst.
-        let crowded = p.matching(&condition(&[(Kind::Disk, 1.0), (Kind::Benchmark, 2.0)]), 1, None);
+        let crowded = p.matching(&condition(&[(Kind::Disk, 1.0), (Kind::Benchmark, 2.0)]), 1);
         assert_eq!((id(&p, &crowded), crowded.fit), (json!(6), Fit::Worst));
-        // Nor UDP at all: the worst-faring loaded class (two neighbours, 0.45).
-        let udp = p.matching(&condition(&[(Kind::Udp, 1.0)]), 1, None);
-        assert_eq!((id(&p, &udp), udp.fit), (json!(6), Fit::Worst));
+        // Nor UDP at all: the worst-faring loaded class with as few neighbours as it has,
+        // none (CPU), never one with more.
+        let udp = p.matching(&condition(&[(Kind::Udp, 1.0)]), 1);
+        assert_eq!(udp.fit, Fit::Worst);
+        assert!(["4", "8"].contains(&id(&p, &udp).to_string().as_str()), "{udp:?}");
         // A tenth of a disk worker is no disk worker: it counts as the CPU it keeps busy.
         assert_eq!(p.class_of(&condition(&[(Kind::Disk, 0.1)])), condition(&[(Kind::Cpu, 0.1)]).class());
         assert_eq!(
@@ -1031,10 +1043,10 @@ mod tests {
         );
         // A loaded node is never matched to an idle sample, however light its load.
         for kind in [Kind::Udp, Kind::Cpu, Kind::MemoryBandwidth] {
-            let m = p.matching(&condition(&[(kind, 0.01)]), 1, None);
+            let m = p.matching(&condition(&[(kind, 0.01)]), 1);
             assert!(!p.samples[m.sample].baseline, "{kind:?} matched to idle");
         }
-        let idle = p.matching(&Condition::default(), 1, None);
+        let idle = p.matching(&Condition::default(), 1);
         assert_eq!(idle.fit, Fit::Exact);
         assert!(p.samples[idle.sample].baseline);
         let bad = Component { kind: "gpu".into(), workers: 1, load_percent: None, memory_percent: None };
@@ -1047,25 +1059,12 @@ mod tests {
         // Four CPU samples at 0.25, 0.5, 1.5 and 2 CPUs: 0.6 is nearest 0.5, and 0.25 is
         // within half a worker of it; 1.5 is not.
         let c = condition(&[(Kind::Cpu, 0.6)]);
-        let picks = |avoid: Option<usize>| -> Vec<String> {
-            let set: std::collections::BTreeSet<String> =
-                (0..60).map(|k| id(&p, &p.matching(&c, k, avoid)).to_string()).collect();
-            set.into_iter().collect()
-        };
-        assert_eq!(picks(None), ["4", "8"]);
-        let m = p.matching(&c, 7, None);
+        let picks: std::collections::BTreeSet<String> =
+            (0..60).map(|k| id(&p, &p.matching(&c, k)).to_string()).collect();
+        assert_eq!(picks.into_iter().collect::<Vec<_>>(), ["4", "8"]);
+        let m = p.matching(&c, 7);
         assert!((m.expected_throughput - (0.8 + 0.9) / 2.0).abs() < 1e-12, "{m:?}");
-        assert_eq!(p.matching(&c, 7, None), m, "the same key, the same sample");
-        // The sample a window showed is never the outcome while another is near...
-        let shown = p.matching(&c, 0, None).sample;
-        let other = picks(Some(shown));
-        assert_eq!(other.len(), 1);
-        assert_ne!(other[0], id(&p, &p.matching(&c, 0, None)).to_string());
-        assert!(!p.matching(&c, 3, Some(shown)).forced);
-        // ...and is counted when it is the only one.
-        let alone = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 3, None).sample;
-        let m = p.matching(&condition(&[(Kind::Benchmark, 1.0)]), 3, Some(alone));
-        assert_eq!((m.sample, m.forced), (alone, true));
+        assert_eq!(p.matching(&c, 7), m, "the same key, the same sample");
     }
 
     #[test]
@@ -1089,6 +1088,11 @@ mod tests {
             t.arrivals.iter().flatten().map(|x| (x.name.clone(), x.replicas, x.ends)).collect::<Vec<_>>()
         };
         assert_eq!(shape(&a), shape(&r));
+        // Without outside load: the same arrivals, every node idle of it.
+        let quiet = Timeline::new(Params { idle_share: 1.0, ..Params::for_nodes(20) }, &p, 7);
+        assert_eq!(shape(&a), shape(&quiet));
+        assert!(quiet.background.iter().chain([&quiet.before]).flatten().all(|c| *c == Condition::default()));
+        assert!(a.before.iter().any(|c| *c != Condition::default()), "the window before the first step has load too");
         for (m, q) in a.arrivals.iter().flatten().zip(r.arrivals.iter().flatten()) {
             match m.kind {
                 PodKind::Benchmark => assert_eq!((m.uses, q.uses), (Condition::default(), Condition::default())),
@@ -1197,7 +1201,13 @@ mod tests {
         let mut arrivals = vec![Vec::new(); total];
         // Six pods of 400 m on a node of 2000 m: one must wait for the first four to end.
         arrivals[0] = vec![bench("bench-a", 4, 0), bench("bench-b", 2, 3)];
-        let t = Timeline { params, seed: 1, background: vec![vec![Condition::default()]; total], arrivals };
+        let t = Timeline {
+            params,
+            seed: 1,
+            background: vec![vec![Condition::default()]; total],
+            before: vec![Condition::default()],
+            arrivals,
+        };
         let w = run_offline(&t, &p, Offline::Random);
         let m = Metrics::of(&w);
         assert_eq!((m.benchmark_pods, m.waited, m.unplaced), (6, 1, 0));
