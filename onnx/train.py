@@ -109,6 +109,14 @@ def machine_of(row):
     return (row.get("machine") or {}).get("cpu_model", "unknown")
 
 
+def unit_of(row):
+    """The evaluation's unit of an interference sample, `group#neighbours`; None for a
+    baseline or a persistence sample (neither is an outcome the evaluation hands out)."""
+    if row["is_baseline"] or "label_interference" in row:
+        return None
+    return f"{row['group']}#{neighbours_of(row)}"
+
+
 def neighbours_of(row):
     """Benchmark units beside the measured one in the features' window."""
     comps = row.get("interference", {}).get("components", [])
@@ -476,8 +484,8 @@ def evaluation_split(args, rows, names, cands):
     # by sample alone.
     units = {}
     for i, r in enumerate(rows):
-        if not r["is_baseline"] and "label_interference" not in r and machine_of(r) == machine:
-            units.setdefault(neighbours_of(r), {}).setdefault(f"{r['group']}#{neighbours_of(r)}", []).append(i)
+        if unit_of(r) and machine_of(r) == machine:
+            units.setdefault(neighbours_of(r), {}).setdefault(unit_of(r), []).append(i)
     held_rows, held_groups = set(), set()
     for count in sorted(units):
         in_count = sorted(units[count])
@@ -500,9 +508,7 @@ def evaluation_split(args, rows, names, cands):
     held = np.array([i in held_baselines or i in held_rows for i in range(len(rows))])
     # A unit held out whole is unseen on every machine: the other machines' samples of it
     # neither train the model nor enter the pool.
-    unseen_elsewhere = np.array([
-        not r["is_baseline"] and "label_interference" not in r and machine_of(r) != machine
-        and f"{r['group']}#{neighbours_of(r)}" in held_groups for r in rows])
+    unseen_elsewhere = np.array([machine_of(r) != machine and unit_of(r) in held_groups for r in rows])
     train_rows = [r for r, h, u in zip(rows, held, unseen_elsewhere) if not h and not u]
     test_rows = [r for r, h in zip(rows, held) if h]
     base, _ = baselines_of(train_rows, args.min_baselines)
@@ -524,7 +530,7 @@ def evaluation_split(args, rows, names, cands):
         "throughput_ratio": float(test_thr[i]), "latency_ratio": float(test_lat[i]),
         "window": window_of(r),
         # Whether the model never saw the sample's condition (its unit was held out whole).
-        "unseen": not r["is_baseline"] and f"{r['group']}#{neighbours_of(r)}" in held_groups,
+        "unseen": unit_of(r) in held_groups,
     } for i, r in enumerate(test_rows)]
     with open(os.path.join(args.eval_out, "heldout.json"), "w") as f:
         json.dump({"kind": kind, "version": version, "trained_on": len(train_rows), "held_out_groups": sorted(held_groups),

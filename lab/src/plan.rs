@@ -156,11 +156,7 @@ impl Axes {
     fn specs(&self) -> anyhow::Result<Vec<Spec>> {
         let mut stress: Vec<Option<(Kind, Level)>> = Vec::new();
         for name in &self.kinds {
-            let kind = Kind::from_name(name).with_context(|| format!("unknown kind {name:?}"))?;
-            ensure!(
-                kind != Kind::Benchmark && kind != Kind::MemoryPressure,
-                "{name} is set by `bench` and `available`, not `kinds`"
-            );
+            let kind = stress_kind(name)?;
             ensure!(!self.levels.is_empty(), "kinds need levels");
             stress.extend(self.levels.iter().map(|&l| Some((kind, l))));
         }
@@ -171,12 +167,7 @@ impl Axes {
         let with = match &self.with {
             None => None,
             Some(w) => {
-                let kind = Kind::from_name(&w.kind).with_context(|| format!("unknown kind {:?}", w.kind))?;
-                ensure!(
-                    kind != Kind::Benchmark && kind != Kind::MemoryPressure,
-                    "with: {} is set by `bench` and `available`",
-                    w.kind
-                );
+                let kind = stress_kind(&w.kind).context("with")?;
                 ensure!(
                     stress.iter().all(|s| s.is_some_and(|(k, _)| k != kind)),
                     "with: {} needs kinds, none of them {0}",
@@ -204,6 +195,17 @@ impl Axes {
         }
         Ok(out)
     }
+}
+
+/// A kind stress-ng runs by name: not `vm` (which `available` sets) nor `bench` (which
+/// `bench` sets).
+fn stress_kind(name: &str) -> anyhow::Result<Kind> {
+    let kind = Kind::from_name(name).with_context(|| format!("unknown kind {name:?}"))?;
+    ensure!(
+        kind != Kind::Benchmark && kind != Kind::MemoryPressure,
+        "{name} is set by `bench` and `available`, not as a stress-ng kind"
+    );
+    Ok(kind)
 }
 
 impl Spec {

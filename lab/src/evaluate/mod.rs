@@ -261,15 +261,14 @@ fn one_size(
             .chain(LEVER_ROWS.iter().zip(&levers).map(|(&(r, s, _), t)| (r, s, t)));
         let rows: Vec<(&'static str, &'static str, &Timeline)> = rows.collect();
         for repeat in 0..args.repeats {
-            for &(row, scheduler, timeline) in &rows {
+            for (i, &(row, scheduler, timeline)) in rows.iter().enumerate() {
                 let t0 = Instant::now();
                 progress(format!("{nodes} nodes, seed {seed}, run {}: {row}", repeat + 1));
                 let world = match scheduler {
                     "random" => world::run_offline(timeline, &pool, Offline::Random),
                     "oracle" => world::run_offline(timeline, &pool, Offline::Oracle),
                     _ => {
-                        let lever = LEVER_ROWS.iter().position(|&(r, _, _)| r == row).map_or(0, |i| i + 1);
-                        let namespace = format!("eval-{scheduler}-{seed}-{repeat}-{lever}");
+                        let namespace = format!("eval-{scheduler}-{seed}-{repeat}-{i}");
                         run_real(&mut tb, scheduler, timeline, &pool, &replay, window, &namespace)?
                     }
                 };

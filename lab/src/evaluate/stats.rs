@@ -33,6 +33,11 @@ impl Estimate {
         Estimate { mean, ci95: t * (var / n as f64).sqrt(), n }
     }
 
+    /// The interval's low end, the mean and the high end.
+    pub fn bounds(&self) -> (f64, f64, f64) {
+        (self.mean - self.ci95, self.mean, self.mean + self.ci95)
+    }
+
     pub fn show(&self, digits: usize) -> String {
         if !self.mean.is_finite() {
             // No benchmark pod in a run, or a ratio to a p10 of 0: said, not hidden.

@@ -40,6 +40,12 @@ fn index(kind: Kind) -> usize {
 /// Below this an intensity is none (sums of scaled floats are not exactly zero).
 const PRESENT: f64 = 1e-9;
 
+/// The CPUs `intensity` of `kind` keeps busy: each worker about one CPU at its load;
+/// memory pressure is one worker.
+fn cpus_of(kind: Kind, intensity: f64) -> f64 {
+    if kind == Kind::MemoryPressure { intensity.min(1.0) } else { intensity }
+}
+
 impl Condition {
     /// From a collected row's `interference.components`: CPU workers weighted by their
     /// load, memory pressure by its share (15 % = 1), every other kind by its workers.
@@ -87,14 +93,10 @@ impl Condition {
         self
     }
 
-    /// The CPUs the condition's stress-ng workers keep busy (each worker about one CPU
-    /// at its load; memory pressure is one worker), for scaling a sample to a pod's usage.
+    /// The CPUs the condition's stress-ng workers keep busy, for scaling a sample to a
+    /// pod's usage.
     fn cpus(&self) -> f64 {
-        Kind::ALL
-            .iter()
-            .filter(|&&k| k != Kind::Benchmark)
-            .map(|&k| if k == Kind::MemoryPressure { self.get(k).min(1.0) } else { self.get(k) })
-            .sum()
+        Kind::ALL.iter().filter(|&&k| k != Kind::Benchmark).map(|&k| cpus_of(k, self.get(k))).sum()
     }
 
     /// L1 distance over the intensities of everything but benchmark units (which the
@@ -207,6 +209,8 @@ pub struct Match {
     pub fit: Fit,
     /// The mean throughput over the samples it was drawn from: what the oracle knows.
     pub expected_throughput: f64,
+    /// The class the condition asked for (see [`Pool::resolved`]).
+    pub asked: Class,
 }
 
 /// The samples a condition's outcome is drawn from: every sample of its class as near as
@@ -258,7 +262,7 @@ impl Pool {
             {
                 continue;
             }
-            let cpus = if kind == Kind::MemoryPressure { out.0[i].min(1.0) } else { out.0[i] };
+            let cpus = cpus_of(kind, out.0[i]);
             out.0[i] = 0.0;
             out.add(Kind::Cpu, cpus);
         }
@@ -303,11 +307,6 @@ impl Pool {
         (worst, Fit::Worst)
     }
 
-    /// The class `c` is matched as (see [`Pool::resolved`]).
-    pub fn class_of(&self, c: &Condition) -> Class {
-        self.resolved(c).class()
-    }
-
     /// The outcome of condition `c`: among the samples of its class nearest in intensity
     /// (within [`NEAR`] of the nearest), the one `key` picks, so the
     /// same node in the same condition at the same step gets the same sample under every
@@ -317,7 +316,8 @@ impl Pool {
     /// out would make a better window predict a worse outcome).
     pub fn matching(&self, c: &Condition, key: u64) -> Match {
         let c = self.resolved(c);
-        let (class, fit) = self.class_for(c.class());
+        let asked = c.class();
+        let (class, fit) = self.class_for(asked);
         let mut near: Vec<(f64, usize)> =
             self.classes[&class].iter().map(|&i| (c.distance(&self.conditions[i]), i)).collect();
         near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -326,7 +326,7 @@ impl Pool {
         let expected_throughput =
             near.iter().map(|&(_, i)| self.samples[i].throughput_ratio).sum::<f64>() / near.len() as f64;
         let (distance, sample) = near[(mix(key) % near.len() as u64) as usize];
-        Match { sample, distance, fit, expected_throughput }
+        Match { sample, distance, fit, expected_throughput, asked }
     }
 
     /// Background conditions for a node's load from outside Kubernetes, and the usage
@@ -792,7 +792,7 @@ impl<'a> World<'a> {
             lived.distance += m.distance;
             self.fits[m.fit as usize] += 1;
             if m.fit != Fit::Exact {
-                *self.lacking.entry(self.pool.class_of(&c)).or_default() += 1;
+                *self.lacking.entry(m.asked).or_default() += 1;
             }
         }
         if self.step < self.timeline.params.steps {
@@ -1036,9 +1036,9 @@ mod tests {
         assert_eq!(udp.fit, Fit::Worst);
         assert!(["4", "8"].contains(&id(&p, &udp).to_string().as_str()), "{udp:?}");
         // A tenth of a disk worker is no disk worker: it counts as the CPU it keeps busy.
-        assert_eq!(p.class_of(&condition(&[(Kind::Disk, 0.1)])), condition(&[(Kind::Cpu, 0.1)]).class());
+        assert_eq!(p.matching(&condition(&[(Kind::Disk, 0.1)]), 1).asked, condition(&[(Kind::Cpu, 0.1)]).class());
         assert_eq!(
-            p.class_of(&condition(&[(Kind::Disk, 0.6), (Kind::Benchmark, 1.0)])),
+            p.matching(&condition(&[(Kind::Disk, 0.6), (Kind::Benchmark, 1.0)]), 1).asked,
             condition(&[(Kind::Disk, 1.0), (Kind::Benchmark, 1.0)]).class()
         );
         // A loaded node is never matched to an idle sample, however light its load.
