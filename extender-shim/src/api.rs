@@ -45,9 +45,11 @@
 //! otherwise the attempt fails.
 //!
 //! `/bind` ([`crate::binder`]) with `--binder kubernetes`: the shim creates the Binding.
-//! Refused (409 already bound, 404, 403, ...) or not created within `--bind-deadline`, it
-//! answers 200 with `Error` and counts `fitsched_shim_bind_errors_total{reason}`. Created,
-//! it answers 200 with an empty `Error`, even when the scorer's notice then fails
+//! Refused (409 already bound elsewhere, 404, 403, ...) or not created within
+//! `--bind-deadline`, it answers 200 with `Error` and counts
+//! `fitsched_shim_bind_errors_total{reason}`. Created, or found already on the requested
+//! node after a refusal or silence (`fitsched_shim_binds_found_bound_total`), it answers
+//! 200 with an empty `Error`, even when the scorer's notice then fails
 //! (`fitsched_shim_bind_notice_failures_total`; the scorer's pod watch catches up). With
 //! `--binder scorer-only` the scorer's `Bind` is the whole bind and its failure the
 //! `Error`. `--bind-deadline` bounds the whole `/bind`; keep it under `httpTimeout`.
@@ -73,7 +75,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::binder::Binder;
+use crate::binder::{Binder, Bound};
 use crate::client::{CallError, Scorer};
 use crate::config::{BodyLimits, ProfileStrategies, ShimConfig};
 use crate::wire::{
@@ -92,6 +94,9 @@ pub mod metric {
     pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
     /// Counter `{reason}`: binds reported failed to kube-scheduler.
     pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
+    /// Binds whose POST was refused or unanswered, but whose pod was already on the
+    /// requested node: reported bound.
+    pub const BINDS_FOUND_BOUND: &str = "fitsched_shim_binds_found_bound_total";
     /// Counter: Bindings created whose notice to the scorer failed.
     pub const BIND_NOTICE_FAILURES: &str = "fitsched_shim_bind_notice_failures_total";
 }
@@ -371,15 +376,20 @@ async fn bind_body(state: &AppState, body: &[u8]) -> Response {
             &ExtenderBindingResult { error: format!("fitsched: binding {pod} to {node} failed: {error}") },
         )
     };
-    if let Err(e) = state.binder.bind(&request, deadline).await {
-        return failed(e.reason(), &e);
+    let bound = match state.binder.bind(&request, deadline).await {
+        Ok(bound) => bound,
+        Err(e) => return failed(e.reason(), &e),
+    };
+    if bound == Bound::AlreadyThere {
+        metrics::counter!(metric::BINDS_FOUND_BOUND).increment(1);
     }
     // The notice gets what is left: --bind-deadline bounds the whole /bind.
     let left = deadline.saturating_sub(started.elapsed());
     let notice =
         if left.is_zero() { Err(CallError::Timeout(deadline)) } else { state.scorer.bind(request, left).await };
     match (notice, &state.binder) {
-        (Ok(answer), _) => info!(pod, verb = verb.as_str(), node, watched = answer.watched, "bind decision"),
+        (Ok(answer), _) => info!(pod, verb = verb.as_str(), node, watched = answer.watched,
+            already_there = bound == Bound::AlreadyThere, "bind decision"),
         // Without a Binding, the scorer's record is the whole bind.
         (Err(e), Binder::ScorerOnly) => return failed(e.reason(), &e),
         (Err(e), Binder::Kubernetes(_)) => {

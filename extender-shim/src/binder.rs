@@ -7,8 +7,14 @@
 //! replica of a burst is scored before the pod watch shows this one, and the scorer must
 //! already count it. A failed notice does not fail the bind: the Binding exists, and the
 //! scorer's pod watch will show it a moment later.
+//!
+//! A Binding that already exists for the requested node is a success. A slow API server
+//! can apply the POST after the client gave up on it; a refusal (409) or no answer is
+//! therefore checked against the pod itself before it is called a failure, so that
+//! kube-scheduler never falls back to its own binder for a pod that is already where it
+//! asked (its binder would then fail on "already assigned").
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fitsched_proto::BindRequest;
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
@@ -68,10 +74,12 @@ impl Binder {
         }
     }
 
-    /// Creates the Binding of `req`'s pod to its node, within `deadline`.
-    /// `ScorerOnly` creates nothing and succeeds.
-    pub async fn bind(&self, req: &BindRequest, deadline: Duration) -> Result<(), BindError> {
-        let Self::Kubernetes(client) = self else { return Ok(()) };
+    /// Creates the Binding of `req`'s pod to its node, within `deadline`: the POST gets
+    /// [`POST_SHARE`] of it, and a refusal or silence is checked against the pod in what
+    /// is left. `ScorerOnly` creates nothing and succeeds.
+    pub async fn bind(&self, req: &BindRequest, deadline: Duration) -> Result<Bound, BindError> {
+        let Self::Kubernetes(client) = self else { return Ok(Bound::Created) };
+        let started = Instant::now();
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(req.pod_name.clone()),
@@ -89,12 +97,42 @@ impl Binder {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &req.pod_namespace);
         let params = PostParams::default();
         let call = pods.create_subresource::<_, serde_json::Value>("binding", &req.pod_name, &params, &binding);
-        match tokio::time::timeout(deadline, call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BindError::from_kube(e)),
-            Err(_) => Err(BindError::Timeout(deadline)),
+        let error = match tokio::time::timeout(deadline.mul_f64(POST_SHARE), call).await {
+            Ok(Ok(_)) => return Ok(Bound::Created),
+            // Already bound (to our node, by a POST that landed late?), or not answered
+            // in time (it may still land): the pod says which.
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => BindError::from_kube(kube::Error::Api(s)),
+            Err(_) => BindError::Timeout(deadline),
+            Ok(Err(e)) => return Err(BindError::from_kube(e)),
+        };
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, pods.get_opt(&req.pod_name)).await {
+            Ok(Ok(Some(pod))) if is_bound_as_asked(&pod, req) => Ok(Bound::AlreadyThere),
+            _ => Err(error),
         }
     }
+}
+
+/// The share of the bind deadline the POST may take; the rest is for asking the pod
+/// whether a refused or silent POST bound it anyway.
+pub const POST_SHARE: f64 = 0.7;
+
+/// How a pod came to be bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The Binding was created now (or nothing was to be created).
+    Created,
+    /// The pod was already bound to the requested node: a POST that the API server
+    /// applied after its client stopped waiting, or a retry of one.
+    AlreadyThere,
+}
+
+/// Whether `pod` is the pod `req` names (its UID, when the request has one: a pod
+/// re-created under the same name is another pod) on the node `req` asks for.
+fn is_bound_as_asked(pod: &Pod, req: &BindRequest) -> bool {
+    let same_pod = req.pod_uid.is_empty() || pod.metadata.uid.as_deref() == Some(req.pod_uid.as_str());
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    same_pod && node == Some(req.node.as_str())
 }
 
 /// Why the API server did not bind the pod.
@@ -154,24 +192,42 @@ pub(crate) mod tests {
     pub(crate) fn mock_api(
         answer: Option<(StatusCode, Value)>,
     ) -> (Binder, tokio::task::JoinHandle<(Method, String, Value)>) {
+        let (binder, seen) = mock_api_answering(vec![answer]);
+        (binder, tokio::spawn(async move { seen.await.unwrap().remove(0) }))
+    }
+
+    /// A Kubernetes binder over a mock API server that answers its requests in turn with
+    /// `answers` (never, for a `None`), and hands back what it was sent (method, path,
+    /// JSON body or null).
+    pub(crate) fn mock_api_answering(
+        answers: Vec<Option<(StatusCode, Value)>>,
+    ) -> (Binder, tokio::task::JoinHandle<Vec<(Method, String, Value)>>) {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let seen = tokio::spawn(async move {
             let mut handle = std::pin::pin!(handle);
-            let (request, send) = handle.next_request().await.expect("the binder called the API");
-            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-            let bytes = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
-            let body: Value = serde_json::from_slice(&bytes).unwrap();
-            match answer {
-                Some((status, value)) => {
-                    let mut response = Response::new(Body::from(serde_json::to_vec(&value).unwrap()));
-                    *response.status_mut() = status;
-                    send.send_response(response);
+            let mut seen = Vec::new();
+            for answer in answers {
+                let Some((request, send)) = handle.next_request().await else { break };
+                let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+                let bytes = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
+                seen.push((method, path, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
+                match answer {
+                    Some((status, value)) => {
+                        let mut response = Response::new(Body::from(serde_json::to_vec(&value).unwrap()));
+                        *response.status_mut() = status;
+                        send.send_response(response);
+                    }
+                    None => std::mem::forget(send), // never answers
                 }
-                None => std::mem::forget(send), // never answers
             }
-            (method, path, body)
+            seen
         });
         (Binder::Kubernetes(kube::Client::new(service, "default")), seen)
+    }
+
+    fn pod(uid: &str, node: Option<&str>) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "shop", "uid": uid},
+               "spec": {"containers": [{"name": "c"}], "nodeName": node}})
     }
 
     fn status(code: u16, reason: &str, message: &str) -> Value {
@@ -182,7 +238,7 @@ pub(crate) mod tests {
     async fn creates_the_binding_as_the_default_binder_would() {
         let ok = json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 201});
         let (binder, seen) = mock_api(Some((StatusCode::CREATED, ok)));
-        binder.bind(&request(), Duration::from_secs(2)).await.unwrap();
+        assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap(), Bound::Created);
         let (method, path, body) = seen.await.unwrap();
         assert_eq!((method, path.as_str()), (Method::POST, "/api/v1/namespaces/shop/pods/web-1/binding"));
         assert_eq!(body["metadata"], json!({"name": "web-1", "namespace": "shop", "uid": "uid-1"}));
@@ -191,29 +247,52 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn api_refusals_name_the_reason() {
+        let conflict = status(409, "Conflict", "pod web-1 is already assigned to node n2");
         let cases = [
-            (StatusCode::CONFLICT, status(409, "Conflict", "pod web-1 is already assigned to node n2"), "conflict"),
-            (StatusCode::NOT_FOUND, status(404, "NotFound", "pods \"web-1\" not found"), "not_found"),
-            (StatusCode::FORBIDDEN, status(403, "Forbidden", "cannot create pods/binding"), "forbidden"),
-            (StatusCode::INTERNAL_SERVER_ERROR, status(500, "InternalError", "etcd"), "api_error"),
+            // Bound elsewhere: the pod says so.
+            (vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-1", Some("n2"))))], "conflict"),
+            (vec![Some((StatusCode::NOT_FOUND, status(404, "NotFound", "pods \"web-1\" not found")))], "not_found"),
+            (vec![Some((StatusCode::FORBIDDEN, status(403, "Forbidden", "cannot create pods/binding")))], "forbidden"),
+            (vec![Some((StatusCode::INTERNAL_SERVER_ERROR, status(500, "InternalError", "etcd")))], "api_error"),
         ];
-        for (code, body, reason) in cases {
-            let (binder, _) = mock_api(Some((code, body)));
+        for (answers, reason) in cases {
+            let (binder, _) = mock_api_answering(answers);
             let e = binder.bind(&request(), Duration::from_secs(2)).await.unwrap_err();
             assert_eq!(e.reason(), reason, "{e}");
-            assert!(e.to_string().contains(&code.as_u16().to_string()), "{e}");
         }
     }
 
     #[tokio::test]
-    async fn a_silent_api_server_is_bounded_by_the_deadline() {
-        let (binder, _) = mock_api(None);
-        let e = binder.bind(&request(), Duration::from_millis(50)).await.unwrap_err();
-        assert_eq!(e.reason(), "timeout");
+    async fn a_binding_already_there_for_the_asked_node_is_a_success() {
+        let conflict = status(409, "Conflict", "pod web-1 is already assigned to node n7");
+        let (binder, seen) =
+            mock_api_answering(vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-1", Some("n7"))))]);
+        assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap(), Bound::AlreadyThere);
+        let seen = seen.await.unwrap();
+        assert_eq!((&seen[1].0, seen[1].1.as_str()), (&Method::GET, "/api/v1/namespaces/shop/pods/web-1"));
+        // Another pod under the same name on that node is not ours.
+        let conflict = status(409, "Conflict", "pod web-1 is already assigned to node n7");
+        let (binder, _) =
+            mock_api_answering(vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-2", Some("n7"))))]);
+        assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap_err().reason(), "conflict");
+    }
+
+    #[tokio::test]
+    async fn a_silent_api_server_is_bounded_by_the_deadline_and_the_pod_asked() {
+        // The POST is never answered, but it landed: the pod is where we asked.
+        let (binder, seen) = mock_api_answering(vec![None, Some((StatusCode::OK, pod("uid-1", Some("n7"))))]);
+        assert_eq!(binder.bind(&request(), Duration::from_millis(200)).await.unwrap(), Bound::AlreadyThere);
+        assert_eq!(seen.await.unwrap().len(), 2);
+        // Not bound yet: a timeout.
+        let (binder, _) = mock_api_answering(vec![None, Some((StatusCode::OK, pod("uid-1", None)))]);
+        assert_eq!(binder.bind(&request(), Duration::from_millis(200)).await.unwrap_err().reason(), "timeout");
+        // Nothing answers at all: the deadline ends it.
+        let (binder, _) = mock_api_answering(vec![None, None]);
+        assert_eq!(binder.bind(&request(), Duration::from_millis(200)).await.unwrap_err().reason(), "timeout");
     }
 
     #[tokio::test]
     async fn scorer_only_creates_nothing() {
-        Binder::ScorerOnly.bind(&request(), Duration::from_millis(1)).await.unwrap();
+        assert_eq!(Binder::ScorerOnly.bind(&request(), Duration::from_millis(1)).await.unwrap(), Bound::Created);
     }
 }

@@ -92,6 +92,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
     metrics::describe_counter!(
+        api::metric::BINDS_FOUND_BOUND,
+        "Binds refused (409) or unanswered whose pod was already on the requested node: reported bound."
+    );
+    metrics::describe_counter!(
         api::metric::BIND_NOTICE_FAILURES,
         "Bindings created whose notice to the scorer failed (its pod watch catches up)."
     );

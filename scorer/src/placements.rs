@@ -126,14 +126,14 @@ pub struct Placements {
     inner: RwLock<Inner>,
     assume_ttl: Duration,
     bound_ttl: Duration,
-    /// How long a newly placed pod counts towards occupancy (its node's windows do not
+    /// How long a newly placed pod discounts its node's fitness (its node's windows do not
     /// show its load before then).
     recent: Duration,
 }
 
 impl Placements {
     /// `assume_ttl`: life of an assumed placement; `bound_ttl`: of a bound one the watch
-    /// has not confirmed; `recent`: how long a new placement adds to occupancy.
+    /// has not confirmed; `recent`: how long a new placement discounts its node.
     pub fn new(assume_ttl: Duration, bound_ttl: Duration, recent: Duration) -> Self {
         Self { inner: RwLock::default(), assume_ttl, bound_ttl, recent }
     }
@@ -520,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn recently_placed_pods_add_to_occupancy_for_a_while() {
+    fn recently_placed_pods_count_for_a_while() {
         let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::ZERO);
         p.apply_pod(pod("u1", "rs", Some("n1")));
         assert_eq!(p.view("", "x").recent_on("n1"), 0, "older than `recent`");

@@ -102,22 +102,23 @@ impl ScorerService {
         // A node without a usable fitness is scored under the same terms with the median
         // fitness of the fresh nodes: never a magnet, never a blacklist.
         let median = self.store.median_fitness();
+        let request = strategy::request_cpus(pod.cpu_request_millis);
         let candidates: Vec<Candidate> = nodes
             .iter()
             .zip(&views)
             .map(|(node, view)| {
-                let (fitness, cpu_utilization, cpu_count) = match *view {
-                    NodeView::Fresh { fitness, cpu_utilization, cpu_count, .. } => {
-                        (fitness, cpu_utilization, cpu_count)
-                    }
-                    _ => (median, None, None),
+                let (fitness, cpu_count) = match *view {
+                    NodeView::Fresh { fitness, cpu_count, .. } => (fitness, cpu_count),
+                    _ => (median, None),
                 };
-                let recent = placed.recent_on(&node.name);
+                // Allocatable as kube-scheduler sent it (full-node mode), else the CPUs the
+                // node's agent counted.
+                let allocatable = (node.allocatable_cpu_millis > 0).then(|| node.allocatable_cpu_millis as f64 / 1000.0);
                 Candidate {
                     fitness,
-                    occupancy: strategy::occupancy(cpu_utilization, recent),
-                    recent,
-                    cores: cpu_count.unwrap_or(strategy::CORES_WHEN_UNKNOWN),
+                    recent: placed.recent_on(&node.name),
+                    cores: allocatable.or(cpu_count).unwrap_or(strategy::CORES_WHEN_UNKNOWN),
+                    request,
                     siblings_on_node: placed.on_node(&node.name),
                     siblings_in_zone: placed.in_zone(zone(&placed, node)),
                     fewest_in_any_zone,
@@ -554,7 +555,7 @@ mod tests {
         for (n, cpu) in [("a", 0.2), ("b", 0.3), ("c", 0.4)] {
             feed(&s, n, cpu, 0.0);
         }
-        let p = PodFacts { strategy: "pack".into(), ..pod("p", "rs") };
+        let p = PodFacts { strategy: "spread".into(), ..pod("p", "rs") };
         let out = s.score(&p, &nodes(&["a", "b", "c"]), true).unwrap();
         assert_eq!(out.scores.iter().max(), Some(&10));
         assert_eq!(out.scores.iter().min(), Some(&0));

@@ -38,7 +38,6 @@ struct Entry {
     /// lookups in cache; the window itself is read only when fitness is computed.
     window: Box<CompactWindow>,
     /// What scoring reads of the window, looked up once when it arrives, not per request.
-    cpu_utilization: Option<f64>,
     psi_memory_full: Option<f64>,
     cpu_count: Option<f64>,
     received: Instant,
@@ -58,8 +57,6 @@ pub enum NodeView {
     NoFitness,
     Fresh {
         fitness: f64,
-        /// Measured CPU utilisation, 0..1, when the window has it.
-        cpu_utilization: Option<f64>,
         /// Mean PSI memory `full` share, when the window has it.
         psi_memory_full: Option<f64>,
         /// The node's CPUs, when the window has them.
@@ -219,7 +216,7 @@ impl NodeStore {
         // reads of the window needs no lock at all.
         let compact = CompactWindow::new(&window, &self.strings);
         let mean = |m: &str| compact.mean(m).filter(|v| v.is_finite());
-        let (cpu_utilization, psi_memory_full) = (mean(metric::CPU_UTILIZATION), mean(metric::PSI_MEMORY_FULL));
+        let psi_memory_full = mean(metric::PSI_MEMORY_FULL);
         let cpu_count = mean(metric::CPU_COUNT).filter(|&c| c >= 1.0);
         let sequence = window.sequence;
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
@@ -233,7 +230,6 @@ impl NodeStore {
         };
         let entry = Entry {
             window: Box::new(compact),
-            cpu_utilization,
             psi_memory_full,
             cpu_count,
             received: now,
@@ -344,7 +340,6 @@ impl NodeStore {
         let Some(fitness) = e.fitness else { return NodeView::NoFitness };
         NodeView::Fresh {
             fitness,
-            cpu_utilization: e.cpu_utilization,
             psi_memory_full: e.psi_memory_full,
             cpu_count: e.cpu_count,
         }
@@ -446,7 +441,7 @@ mod tests {
         s.insert(window("a", "x", 1));
         s.set_fitness("a", "x", 1, Some(0.5), vec![]);
         let fresh =
-            |f: f64| NodeView::Fresh { fitness: f, cpu_utilization: None, psi_memory_full: None, cpu_count: None };
+            |f: f64| NodeView::Fresh { fitness: f, psi_memory_full: None, cpu_count: None };
         assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5), NodeView::Unknown]);
         // Same list again, after b appeared and a's fitness changed: both are seen.
         s.insert(window("b", "y", 1));

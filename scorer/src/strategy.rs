@@ -2,27 +2,31 @@
 //!
 //! Each strategy computes a raw score in [0, 1] per candidate. With `f` the node's
 //! fitness, `n` the pod's siblings on the node, `z` its siblings in the node's zone,
-//! `z_min` the fewest siblings in any candidate zone, `o` the node's occupancy, and
-//! `f' = f / (1 + r / c)` the fitness discounted for the `r` pods of any owner placed on
-//! the node since its window (`c` its CPUs, 4 when unknown):
+//! `z_min` the fewest siblings in any candidate zone, `f' = f / (1 + r / c)` the fitness
+//! discounted for the `r` pods of any owner placed on the node since its window (`c` its
+//! allocatable CPUs: the request's, else the window's CPU count, else 4), and
+//! `f'₊ = f / (1 + (r + q) / c)` the same after this pod too (`q` its CPU request in CPUs,
+//! 0.1 when it requests none, as kube-scheduler counts such pods):
 //!
 //! | strategy | raw score |
 //! |---|---|
 //! | `spread` | `f' / (1 + 2n + 0.5z)` |
-//! | `pack` | `0.6·o + 0.4·f` when `f ≥ 0.5`, else `0.3·f` (always below any qualifying node) |
+//! | `pack` | `1` when `f'₊ ≥ 0.5` (the guard), else `0.5·f'₊` (always below any node that passes) |
 //! | `balanced` | `f' / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
 //!
 //! **Why `f'`**: a window shows the node before the pods placed since; every pod that
 //! arrives within one window would otherwise be scored against the same picture and
 //! herd onto the node that looked best. Each recent pod is taken to keep one CPU busy
-//! (the scorer does not know its size), so on a 2-CPU node one halves the fitness for
-//! the next pod's benefit, on a 32-CPU node it barely counts. `pack` wants that
-//! crowding and counts recent pods in its occupancy instead.
+//! (the scorer records pods, not their sizes), so on a 2-CPU node one halves the fitness
+//! for the next pod's benefit, on a 32-CPU node it barely counts.
 //!
-//! Occupancy is the measured CPU utilisation (0.5 when the window has none) plus 0.05
-//! for each pod placed on the node too recently for its windows to show (seen by the pod
-//! watch in the last two windows, or recorded by the scorer and not yet seen), clamped
-//! to [0, 1].
+//! **What `pack` does**: consolidation follows requested resources, as the pack
+//! profile's `NodeResourcesFit` with `MostAllocated` does; the extender's part is only to
+//! keep pods off nodes whose measured state is bad. Every node whose fitness would stay
+//! at 0.5 or more with this pod on it scores the same, so kube-scheduler's plugins fill
+//! the fullest of them; the others score below, by how they would fare, so a pod still
+//! goes to the least bad node when none passes. A busy node is never preferred for being
+//! busy: filling a node that is already hot is not consolidation.
 //!
 //! **Nodes without a usable fitness** (stale, unknown, or a window whose fitness is not
 //! computed) are scored with the same terms, `f` being the median fitness of the
@@ -49,24 +53,25 @@
 pub use fitsched_proto::Strategy;
 use fitsched_proto::score;
 
-/// The fitness a node needs before `pack` considers filling it.
+/// The fitness a node must keep with the pod on it for `pack` to fill it (the guard).
 pub const PACK_MIN_FITNESS: f64 = 0.5;
-/// The occupancy one recorded placement adds until the node's windows show it.
-pub const OCCUPANCY_PER_PLACEMENT: f64 = 0.05;
 /// The CPUs assumed for a node whose window does not say (the discount of `f'`).
 pub const CORES_WHEN_UNKNOWN: f64 = 4.0;
+/// The CPU request counted for a pod that requests none, in CPUs: kube-scheduler's own
+/// (`DefaultMilliCPURequest`, 100m) for scoring such pods.
+pub const REQUEST_WHEN_NONE: f64 = 0.1;
 
 /// What a strategy knows of one candidate node: its fitness, or the neutral (median)
 /// fitness for a node without a usable one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub fitness: f64,
-    /// 0..1, see the module documentation.
-    pub occupancy: f64,
     /// Pods of any owner placed on the node since its window.
     pub recent: u32,
-    /// The node's CPUs ([`CORES_WHEN_UNKNOWN`] when its window does not say).
+    /// The node's allocatable CPUs ([`CORES_WHEN_UNKNOWN`] when nothing says).
     pub cores: f64,
+    /// The pod's CPU request, in CPUs ([`REQUEST_WHEN_NONE`] when it requests none).
+    pub request: f64,
     pub siblings_on_node: u32,
     pub siblings_in_zone: u32,
     /// The fewest siblings in any zone among the candidates (0 without zones).
@@ -81,9 +86,9 @@ pub struct Scored {
     pub score: i32,
 }
 
-/// Occupancy from measured CPU utilisation and the placements not yet visible in it.
-pub fn occupancy(cpu_utilization: Option<f64>, recent_placements: u32) -> f64 {
-    (cpu_utilization.unwrap_or(0.5) + OCCUPANCY_PER_PLACEMENT * f64::from(recent_placements)).clamp(0.0, 1.0)
+/// A pod's CPU request in CPUs, from millicores (none: [`REQUEST_WHEN_NONE`]).
+pub fn request_cpus(millis: i64) -> f64 {
+    if millis > 0 { millis as f64 / 1000.0 } else { REQUEST_WHEN_NONE }
 }
 
 /// Raw scores closer than this count as equal in [`normalise`], so float noise between
@@ -101,8 +106,10 @@ pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
     let (n, z) = (f64::from(c.siblings_on_node), f64::from(c.siblings_in_zone));
     let raw = match strategy {
         Strategy::Spread => discounted(c) / (1.0 + 2.0 * n + 0.5 * z),
-        Strategy::Pack if f >= PACK_MIN_FITNESS => 0.6 * c.occupancy + 0.4 * f,
-        Strategy::Pack => 0.3 * f,
+        Strategy::Pack => match with_pod(c) {
+            after if after >= PACK_MIN_FITNESS => 1.0,
+            after => 0.5 * after,
+        },
         Strategy::Balanced => (discounted(c) / (1.0 + 0.5 * n) - 0.1 * zone_excess(c)).clamp(0.0, 1.0),
     };
     Scored { raw, score: scale(raw) }
@@ -113,10 +120,18 @@ fn discounted(c: &Candidate) -> f64 {
     c.fitness.clamp(0.0, 1.0) * discount(c)
 }
 
+/// `f'₊`: the fitness less what the pods placed since the window and this pod will take.
+fn with_pod(c: &Candidate) -> f64 {
+    c.fitness.clamp(0.0, 1.0) / (1.0 + (f64::from(c.recent) + c.request.max(0.0)) / cores(c))
+}
+
 /// The share of its fitness a node keeps for the pods placed since its window.
 fn discount(c: &Candidate) -> f64 {
-    let cores = if c.cores >= 1.0 { c.cores } else { CORES_WHEN_UNKNOWN };
-    1.0 / (1.0 + f64::from(c.recent) / cores)
+    1.0 / (1.0 + f64::from(c.recent) / cores(c))
+}
+
+fn cores(c: &Candidate) -> f64 {
+    if c.cores >= 1.0 { c.cores } else { CORES_WHEN_UNKNOWN }
 }
 
 /// Siblings in the candidate's zone beyond the emptiest zone's.
@@ -161,6 +176,9 @@ fn terms(strategy: Strategy, c: &Candidate) -> String {
     } else {
         format!("{} pod(s) placed since its window: x{:.2}, ", c.recent, discount(c))
     };
+    let guard = |passes: &str| {
+        format!("{:.2} with this pod and {} placed since its window{passes}", with_pod(c), c.recent)
+    };
     recent
         + &match strategy {
             Strategy::Spread => format!(
@@ -169,10 +187,10 @@ fn terms(strategy: Strategy, c: &Candidate) -> String {
                 c.siblings_in_zone,
                 1.0 + 2.0 * f64::from(c.siblings_on_node) + 0.5 * f64::from(c.siblings_in_zone)
             ),
-            Strategy::Pack if c.fitness.clamp(0.0, 1.0) >= PACK_MIN_FITNESS => {
-                format!("occupancy {:.2}, fills fuller nodes first", c.occupancy)
+            Strategy::Pack if with_pod(c) >= PACK_MIN_FITNESS => {
+                guard(&format!(" (at least {PACK_MIN_FITNESS}: kube-scheduler fills the fullest such node)"))
             }
-            Strategy::Pack => format!("fitness below {PACK_MIN_FITNESS}: not packed"),
+            Strategy::Pack => guard(&format!(" (below {PACK_MIN_FITNESS}: filled only when no node passes)")),
             Strategy::Balanced => {
                 format!("{} sibling(s) on node, {} more in zone than the emptiest", c.siblings_on_node, zone_excess(c))
             }
@@ -203,12 +221,12 @@ mod tests {
     use super::*;
     use proptest::{prop_assert, prop_assert_eq, proptest};
 
-    fn cand(fitness: f64, occupancy: f64, on_node: u32, in_zone: u32) -> Candidate {
+    fn cand(fitness: f64, on_node: u32, in_zone: u32) -> Candidate {
         Candidate {
             fitness,
-            occupancy,
             recent: 0,
             cores: 2.0,
+            request: 0.1,
             siblings_on_node: on_node,
             siblings_in_zone: in_zone,
             fewest_in_any_zone: 0,
@@ -217,7 +235,7 @@ mod tests {
 
     #[test]
     fn pods_placed_since_the_window_discount_the_fitness_except_for_pack() {
-        let idle = cand(0.9, 0.1, 0, 0);
+        let idle = cand(0.9, 0, 0);
         let just_filled = Candidate { recent: 2, ..idle };
         for strategy in [Strategy::Spread, Strategy::Balanced] {
             let (a, b) = (score(strategy, &idle), score(strategy, &just_filled));
@@ -235,7 +253,9 @@ mod tests {
             (score(Strategy::Spread, &unknown).raw - 0.9 / 1.5).abs() < 1e-12,
             "4 CPUs when the window does not say"
         );
-        assert_eq!(score(Strategy::Pack, &idle), score(Strategy::Pack, &just_filled), "pack counts them in occupancy");
+        // pack counts them, and this pod, in its guard: 0.9 / (1 + 2.1 / 2) fails it.
+        assert_eq!(score(Strategy::Pack, &idle).raw, 1.0);
+        assert!(score(Strategy::Pack, &just_filled).raw < 0.25, "{:?}", score(Strategy::Pack, &just_filled));
     }
 
     #[test]
@@ -246,23 +266,35 @@ mod tests {
 
     #[test]
     fn spread_repels_siblings() {
-        let empty = score(Strategy::Spread, &cand(0.8, 0.2, 0, 0));
-        let crowded = score(Strategy::Spread, &cand(0.8, 0.2, 1, 1));
+        let empty = score(Strategy::Spread, &cand(0.8, 0, 0));
+        let crowded = score(Strategy::Spread, &cand(0.8, 1, 1));
         assert_eq!(empty.score, 8);
         assert_eq!(
-            reason(Strategy::Spread, &cand(0.8, 0.2, 1, 1), crowded),
+            reason(Strategy::Spread, &cand(0.8, 1, 1), crowded),
             "spread: fitness 0.80, 1 sibling(s) on node, 1 in zone: /3.5, raw 0.229 -> 2"
         );
         assert!(crowded.score < empty.score, "{crowded:?}");
     }
 
     #[test]
-    fn pack_prefers_fuller_fit_nodes_and_skips_unfit_ones() {
-        let fuller = score(Strategy::Pack, &cand(0.6, 0.8, 0, 0));
-        let emptier = score(Strategy::Pack, &cand(0.6, 0.1, 0, 0));
-        let unfit = score(Strategy::Pack, &cand(0.3, 1.0, 0, 0));
-        assert!(fuller.score > emptier.score);
-        assert!(unfit.raw < emptier.raw);
+    fn pack_leaves_consolidation_to_kube_scheduler_and_keeps_pods_off_bad_nodes() {
+        // Every node that keeps 0.5 with the pod on it scores the same: kube-scheduler's
+        // MostAllocated picks the fullest among them, never the extender.
+        let fit = score(Strategy::Pack, &cand(0.9, 0, 0));
+        let fit_enough = score(Strategy::Pack, &cand(0.6, 0, 0));
+        assert_eq!((fit.raw, fit_enough.raw), (1.0, 1.0));
+        // 0.55 on 2 CPUs with a 1.5-CPU pod: 0.55 / 1.75 = 0.31, below the guard.
+        let big = Candidate { request: 1.5, ..cand(0.55, 0, 0) };
+        let unfit = score(Strategy::Pack, &cand(0.3, 0, 0));
+        assert!(score(Strategy::Pack, &big).raw < 0.25 && unfit.raw < 0.25);
+        // Below the guard, the less bad node still ranks first.
+        assert!(score(Strategy::Pack, &big).raw > unfit.raw);
+        assert!(
+            reason(Strategy::Pack, &big, score(Strategy::Pack, &big)).contains("0.31 with this pod"),
+            "{}",
+            reason(Strategy::Pack, &big, score(Strategy::Pack, &big))
+        );
+        assert_eq!((request_cpus(0), request_cpus(250)), (REQUEST_WHEN_NONE, 0.25));
     }
 
     #[test]
@@ -288,8 +320,8 @@ mod tests {
         assert_eq!(norm(&[0.44]), [4]);
         assert_eq!(norm(&[]), Vec::<i32>::new());
         let reasons = {
-            let c = cand(0.8, 0.2, 1, 1);
-            let mut v = [score(Strategy::Spread, &c), score(Strategy::Spread, &cand(0.8, 0.2, 0, 0))];
+            let c = cand(0.8, 1, 1);
+            let mut v = [score(Strategy::Spread, &c), score(Strategy::Spread, &cand(0.8, 0, 0))];
             normalise(&mut v);
             (reason(Strategy::Spread, &c, v[0]), reason_without_fitness(Strategy::Spread, "stale", &c, v[0]))
         };
@@ -329,11 +361,11 @@ mod tests {
 
         #[test]
         fn strategies_normalised_still_rank_by_raw(
-            cs in proptest::collection::vec((0.0f64..1.0, 0.0f64..1.0, 0u32..5, 0u32..5), 2..40),
+            cs in proptest::collection::vec((0.0f64..1.0, 0u32..5, 0u32..5), 2..40),
             k in 0usize..3,
         ) {
             let strategy = Strategy::ALL[k];
-            let mut v: Vec<Scored> = cs.iter().map(|&(f, o, n, z)| score(strategy, &cand(f, o, n, z))).collect();
+            let mut v: Vec<Scored> = cs.iter().map(|&(f, n, z)| score(strategy, &cand(f, n, z))).collect();
             normalise(&mut v);
             let best = v.iter().map(|s| s.raw).fold(f64::NEG_INFINITY, f64::max);
             let worst = v.iter().map(|s| s.raw).fold(f64::INFINITY, f64::min);
@@ -348,22 +380,31 @@ mod tests {
         }
 
         #[test]
-        fn scores_stay_in_range(f in -1.0f64..2.0, o in -1.0f64..2.0, n in 0u32..50, z in 0u32..50, s in 0usize..3) {
-            let r = score(Strategy::ALL[s], &cand(f, o, n, z));
+        fn scores_stay_in_range(f in -1.0f64..2.0, q in -1.0f64..64.0, n in 0u32..50, z in 0u32..50, s in 0usize..3) {
+            let r = score(Strategy::ALL[s], &Candidate { request: q, ..cand(f, n, z) });
             prop_assert!((0..=score::MAX).contains(&r.score));
         }
 
         #[test]
-        fn spread_never_prefers_a_sibling_node_over_an_equally_fit_empty_one(f in 0.0f64..1.0, o in 0.0f64..1.0, n in 1u32..20, z in 0u32..20) {
-            let empty = score(Strategy::Spread, &cand(f, o, 0, z));
-            let taken = score(Strategy::Spread, &cand(f, o, n, z));
+        fn spread_never_prefers_a_sibling_node_over_an_equally_fit_empty_one(f in 0.0f64..1.0, n in 1u32..20, z in 0u32..20) {
+            let empty = score(Strategy::Spread, &cand(f, 0, z));
+            let taken = score(Strategy::Spread, &cand(f, n, z));
             prop_assert!(empty.raw >= taken.raw);
         }
 
         #[test]
-        fn pack_never_prefers_an_emptier_node_over_an_equally_fit_fuller_one(f in 0.0f64..1.0, a in 0.0f64..1.0, b in 0.0f64..1.0) {
-            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-            prop_assert!(score(Strategy::Pack, &cand(f, hi, 0, 0)).raw >= score(Strategy::Pack, &cand(f, lo, 0, 0)).raw);
+        fn pack_never_prefers_a_node_that_fails_its_guard(
+            a in 0.0f64..1.0, b in 0.0f64..1.0, ra in 0u32..8, rb in 0u32..8, q in 0.0f64..4.0,
+        ) {
+            let x = Candidate { recent: ra, request: q, ..cand(a, 0, 0) };
+            let y = Candidate { recent: rb, request: q, ..cand(b, 0, 0) };
+            let (sx, sy) = (score(Strategy::Pack, &x).raw, score(Strategy::Pack, &y).raw);
+            match (with_pod(&x) >= PACK_MIN_FITNESS, with_pod(&y) >= PACK_MIN_FITNESS) {
+                (true, true) => prop_assert_eq!(sx, sy, "passing nodes are equal: consolidation is kube-scheduler's"),
+                (true, false) => prop_assert!(sx > sy),
+                (false, true) => prop_assert!(sy > sx),
+                (false, false) => prop_assert!((with_pod(&x) >= with_pod(&y)) == (sx >= sy)),
+            }
         }
     }
 }

@@ -317,10 +317,35 @@ fn chart_default_strategy() -> anyhow::Result<Strategy> {
 
 /// One KubeSchedulerProfile as a YAML list item, each line prefixed by `indent`. The one
 /// place here that owns each strategy's plugin settings, as the chart's `fitsched.profile`.
-/// spread and balanced keep kube-scheduler's defaults: its system default topology spread
-/// already spreads a workload's pods over hostnames and zones.
+/// balanced keeps kube-scheduler's defaults: its system default topology spread already
+/// spreads a workload's pods over hostnames and zones.
 pub fn profile_yaml(name: &str, strategy: Strategy, pack_percentage: u64, indent: &str) -> String {
     let mut lines = vec![format!("- schedulerName: {}", scalar(name))];
+    if strategy == Strategy::Spread {
+        lines.extend(
+            [
+                "  plugins:",
+                "    score:",
+                "      enabled:",
+                "        # One replica per node while any candidate holds none: 100 x 10 outvotes every other",
+                "        # score (the extender's 10 x 5 x 10 included). kube-scheduler's cache counts the",
+                "        # replicas it has just assumed, which no extender sees before their binds.",
+                "        - name: PodTopologySpread",
+                "          weight: 10",
+                "  pluginConfig:",
+                "    # Hostnames only: a zone constraint in the same score would let a node already holding",
+                "    # a replica win over an empty node in a fuller zone. Zones are the extender's term.",
+                "    - name: PodTopologySpread",
+                "      args:",
+                "        defaultingType: List",
+                "        defaultConstraints:",
+                "          - maxSkew: 1",
+                "            topologyKey: kubernetes.io/hostname",
+                "            whenUnsatisfiable: ScheduleAnyway",
+            ]
+            .map(str::to_owned),
+        );
+    }
     if strategy == Strategy::Pack {
         lines.extend([
             "  # Every feasible node a candidate (at 100), so the node pack fills is never left out.".to_owned(),
@@ -522,6 +547,11 @@ mod tests {
         }
         assert!(!pack.contains("defaultConstraints"));
         assert_eq!(profile_yaml("b", Strategy::Balanced, 100, "  "), "  - schedulerName: b\n");
+        let spread = profile_yaml("s", Strategy::Spread, 100, "");
+        for line in ["- name: PodTopologySpread\n          weight: 10", "topologyKey: kubernetes.io/hostname"] {
+            assert!(spread.contains(line), "{line:?} missing from\n{spread}");
+        }
+        assert!(!spread.contains("topology.kubernetes.io/zone"), "hostnames only:\n{spread}");
         assert!(profile_yaml("p", Strategy::Pack, 40, "").contains("\n  percentageOfNodesToScore: 40\n"));
         let one = policy_yaml(&args(&["--full", "--default-strategy=pack"])).unwrap();
         assert_eq!(one.matches("schedulerName:").count(), 1);

@@ -204,11 +204,31 @@ strategy. The shim gets the same list as --profile-strategy=<name>=<strategy>.
 {{/*
 One KubeSchedulerProfile: (dict "name" "fitsched-pack" "strategy" "pack" "packPercentage" 100). The one place
 that owns each strategy's plugin settings; xtask/src/chart.rs (profile_yaml) writes the same.
-spread and balanced keep kube-scheduler's defaults: its system default topology spread
-already spreads a workload's pods over hostnames and zones.
+balanced keeps kube-scheduler's defaults: its system default topology spread already
+spreads a workload's pods over hostnames and zones.
 */}}
 {{- define "fitsched.profile" -}}
 - schedulerName: {{ .name }}
+{{- if eq .strategy "spread" }}
+  plugins:
+    score:
+      enabled:
+        # One replica per node while any candidate holds none: 100 x 10 outvotes every other
+        # score (the extender's 10 x 5 x 10 included). kube-scheduler's cache counts the
+        # replicas it has just assumed, which no extender sees before their binds.
+        - name: PodTopologySpread
+          weight: 10
+  pluginConfig:
+    # Hostnames only: a zone constraint in the same score would let a node already holding
+    # a replica win over an empty node in a fuller zone. Zones are the extender's term.
+    - name: PodTopologySpread
+      args:
+        defaultingType: List
+        defaultConstraints:
+          - maxSkew: 1
+            topologyKey: kubernetes.io/hostname
+            whenUnsatisfiable: ScheduleAnyway
+{{- end }}
 {{- if eq .strategy "pack" }}
   # Every feasible node a candidate (at 100), so the node pack fills is never left out.
   percentageOfNodesToScore: {{ .packPercentage | int64 }}
