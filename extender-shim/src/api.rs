@@ -62,7 +62,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -94,6 +94,9 @@ pub mod metric {
     pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
     /// Counter `{reason}`: binds reported failed to kube-scheduler.
     pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
+    /// Counter: answers that left more than 50 ms after their verb's deadline (counted
+    /// from the request's arrival), by verb.
+    pub const LATE_ANSWERS: &str = "fitsched_shim_late_answers_total";
     /// Binds whose POST was refused or unanswered, but whose pod was already on the
     /// requested node: reported bound.
     pub const BINDS_FOUND_BOUND: &str = "fitsched_shim_binds_found_bound_total";
@@ -128,6 +131,18 @@ impl Verb {
             Self::Prioritize => "prioritize",
             Self::Bind => "bind",
         }
+    }
+}
+
+/// When a verb's request arrived. Its deadline counts from here: reading and decoding
+/// the body spend the same budget as the scorer's answer, so the answer leaves within
+/// the deadline, not within the deadline after the body was read.
+#[derive(Debug, Clone, Copy)]
+struct Arrived(Instant);
+
+impl Arrived {
+    fn of(extension: Option<Extension<Arrived>>) -> Instant {
+        extension.map_or_else(Instant::now, |Extension(Arrived(at))| at)
     }
 }
 
@@ -196,10 +211,10 @@ async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> R
     let start = Instant::now();
     let limits = state.limits;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let (parts, mut body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     let refused = |status, message| {
         let response = refuse(verb, status, message);
-        record(verb, start, &response);
+        record(verb, start, &response, None);
         response
     };
     if let Some(len) = declared.filter(|&len| len > limits.max_body_bytes as u64) {
@@ -238,6 +253,7 @@ async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> R
             return refused(StatusCode::REQUEST_TIMEOUT, message);
         }
     };
+    parts.extensions.insert(Arrived(start));
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
@@ -251,37 +267,49 @@ fn refuse(verb: Verb, status: StatusCode, message: String) -> Response {
     response
 }
 
-async fn filter(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let start = Instant::now();
+async fn filter(
+    State(state): State<AppState>,
+    arrived: Option<Extension<Arrived>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let start = Arrived::of(arrived);
     let response = match body {
-        Ok(body) => filter_body(&state, &body).await,
+        Ok(body) => filter_body(&state, &body, start).await,
         Err(rejection) => refuse_body(Verb::Filter, &state, &rejection),
     };
-    record(Verb::Filter, start, &response);
+    record(Verb::Filter, start, &response, Some(state.scorer.deadline()));
     response
 }
 
-async fn prioritize(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let start = Instant::now();
+async fn prioritize(
+    State(state): State<AppState>,
+    arrived: Option<Extension<Arrived>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let start = Arrived::of(arrived);
     let response = match body {
-        Ok(body) => prioritize_body(&state, &body).await,
+        Ok(body) => prioritize_body(&state, &body, start).await,
         Err(rejection) => refuse_body(Verb::Prioritize, &state, &rejection),
     };
-    record(Verb::Prioritize, start, &response);
+    record(Verb::Prioritize, start, &response, Some(state.scorer.deadline()));
     response
 }
 
-async fn bind(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let start = Instant::now();
+async fn bind(
+    State(state): State<AppState>,
+    arrived: Option<Extension<Arrived>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let start = Arrived::of(arrived);
     let response = match body {
-        Ok(body) => bind_body(&state, &body).await,
+        Ok(body) => bind_body(&state, &body, start).await,
         Err(rejection) => refuse_body(Verb::Bind, &state, &rejection),
     };
-    record(Verb::Bind, start, &response);
+    record(Verb::Bind, start, &response, Some(state.scorer.bind_deadline()));
     response
 }
 
-async fn filter_body(state: &AppState, body: &[u8]) -> Response {
+async fn filter_body(state: &AppState, body: &[u8], arrived: Instant) -> Response {
     let verb = Verb::Filter;
     let args = match cpu_heavy(body.len(), || wire::decode_extender_args_for(body, &state.profiles)) {
         Ok(args) => args,
@@ -294,7 +322,7 @@ async fn filter_body(state: &AppState, body: &[u8]) -> Response {
         return json(body.len(), StatusCode::OK, &ExtenderFilterResult::new(&args, &[], FailedNodes::default()));
     }
     let request = FilterRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone() };
-    let (passing, failed) = match state.scorer.filter(request).await {
+    let (passing, failed) = match state.scorer.filter(request, arrived + state.scorer.deadline()).await {
         Ok(answer) => {
             let (passing, failed, unaccounted) = apply_filter(&args.nodes, answer);
             if unaccounted > 0 {
@@ -311,7 +339,7 @@ async fn filter_body(state: &AppState, body: &[u8]) -> Response {
     json(body.len(), StatusCode::OK, &ExtenderFilterResult::new(&args, &passing, failed))
 }
 
-async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
+async fn prioritize_body(state: &AppState, body: &[u8], arrived: Instant) -> Response {
     let verb = Verb::Prioritize;
     let args: SchedulingArgs<'_> = match cpu_heavy(body.len(), || wire::decode_extender_args_for(body, &state.profiles))
     {
@@ -328,7 +356,7 @@ async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
     // reasons cost more than the rest of the call. The scorer keeps the best nodes'
     // reasons for its log and `Explain`.
     let request = ScoreRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone(), scores_only: true };
-    let priorities = match state.scorer.score(request).await {
+    let priorities = match state.scorer.score(request, arrived + state.scorer.deadline()).await {
         Ok(answer) => {
             let strategy = answer.strategy.clone();
             let (priorities, unscored) = apply_scores(&args.nodes, answer);
@@ -356,7 +384,7 @@ async fn prioritize_body(state: &AppState, body: &[u8]) -> Response {
     json(0, StatusCode::OK, &priorities)
 }
 
-async fn bind_body(state: &AppState, body: &[u8]) -> Response {
+async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response {
     let verb = Verb::Bind;
     let request = match wire::decode_binding_args(body) {
         Ok(r) => r,
@@ -364,7 +392,6 @@ async fn bind_body(state: &AppState, body: &[u8]) -> Response {
     };
     let pod = format!("{}/{}", request.pod_namespace, request.pod_name);
     let node = request.node.clone();
-    let started = Instant::now();
     let deadline = state.scorer.bind_deadline();
     let failed = |reason: &'static str, error: &dyn std::fmt::Display| {
         metrics::counter!(metric::BIND_ERRORS, "reason" => reason).increment(1);
@@ -376,17 +403,22 @@ async fn bind_body(state: &AppState, body: &[u8]) -> Response {
             &ExtenderBindingResult { error: format!("fitsched: binding {pod} to {node} failed: {error}") },
         )
     };
-    let bound = match state.binder.bind(&request, deadline).await {
+    let bound = match state.binder.bind(&request, deadline.saturating_sub(arrived.elapsed())).await {
         Ok(bound) => bound,
         Err(e) => return failed(e.reason(), &e),
     };
     if bound == Bound::AlreadyThere {
         metrics::counter!(metric::BINDS_FOUND_BOUND).increment(1);
     }
-    // The notice gets what is left: --bind-deadline bounds the whole /bind.
-    let left = deadline.saturating_sub(started.elapsed());
-    let notice =
-        if left.is_zero() { Err(CallError::Timeout(deadline)) } else { state.scorer.bind(request, left).await };
+    // The notice gets what is left of --bind-deadline, which bounds the whole /bind, and
+    // never more than the scorer's own deadline: a scorer that is down or restarting
+    // must not hold a bound pod's answer for the rest of a second.
+    let until = (arrived + deadline).min(Instant::now() + state.scorer.deadline());
+    let notice = if until <= Instant::now() {
+        Err(CallError::Timeout(deadline))
+    } else {
+        state.scorer.bind(request, until).await
+    };
     match (notice, &state.binder) {
         (Ok(answer), _) => info!(pod, verb = verb.as_str(), node, watched = answer.watched,
             already_there = bound == Bound::AlreadyThere, "bind decision"),
@@ -502,11 +534,25 @@ fn error(status: StatusCode, message: String) -> Response {
     json(0, status, &ErrorBody { error: message })
 }
 
-fn record(verb: Verb, start: Instant, response: &Response) {
+/// Counts an answer and its time since the request arrived; one that left later than
+/// `deadline` + [`LATE_AFTER`] is counted and logged as late.
+fn record(verb: Verb, start: Instant, response: &Response, deadline: Option<std::time::Duration>) {
     let code = response.status().as_u16().to_string();
+    let took = start.elapsed();
     metrics::counter!(metric::REQUESTS, "verb" => verb.as_str(), "code" => code).increment(1);
-    metrics::histogram!(metric::REQUEST_DURATION, "verb" => verb.as_str()).record(start.elapsed().as_secs_f64());
+    metrics::histogram!(metric::REQUEST_DURATION, "verb" => verb.as_str()).record(took.as_secs_f64());
+    if let Some(deadline) = deadline
+        && took > deadline + LATE_AFTER
+    {
+        metrics::counter!(metric::LATE_ANSWERS, "verb" => verb.as_str()).increment(1);
+        warn!(verb = verb.as_str(), took_ms = took.as_millis() as u64, deadline_ms = deadline.as_millis() as u64,
+            "answered after the deadline");
+    }
 }
+
+/// How far past its deadline an answer may leave before it counts as late: encoding and
+/// writing the answer, and the scheduling of the task that does it.
+pub const LATE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A JSON response; `size_hint` is the request size, which bounds the answer's size
 /// and decides whether encoding counts as heavy.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fitsched_proto::scorer_client::ScorerClient;
 use fitsched_proto::{BindRequest, BindResponse, FilterRequest, FilterResponse, ScoreRequest, ScoreResponse};
@@ -136,17 +136,24 @@ impl Scorer {
         }
     }
 
-    pub async fn filter(&self, req: FilterRequest) -> Result<FilterResponse, CallError> {
-        self.call(self.deadline, req, |mut c, r| async move { c.filter(r).await }).await
+    /// Filters, waiting until `until` at most (the request's arrival plus [`Self::deadline`]).
+    pub async fn filter(&self, req: FilterRequest, until: Instant) -> Result<FilterResponse, CallError> {
+        self.call(until, req, |mut c, r| async move { c.filter(r).await }).await
     }
 
-    pub async fn score(&self, req: ScoreRequest) -> Result<ScoreResponse, CallError> {
-        self.call(self.deadline, req, |mut c, r| async move { c.score(r).await }).await
+    /// Scores, waiting until `until` at most (the request's arrival plus [`Self::deadline`]).
+    pub async fn score(&self, req: ScoreRequest, until: Instant) -> Result<ScoreResponse, CallError> {
+        self.call(until, req, |mut c, r| async move { c.score(r).await }).await
     }
 
-    /// Tells the scorer of a binding, waiting at most `deadline`.
-    pub async fn bind(&self, req: BindRequest, deadline: Duration) -> Result<BindResponse, CallError> {
-        self.call(deadline, req, |mut c, r| async move { c.bind(r).await }).await
+    /// Tells the scorer of a binding, waiting until `until` at most.
+    pub async fn bind(&self, req: BindRequest, until: Instant) -> Result<BindResponse, CallError> {
+        self.call(until, req, |mut c, r| async move { c.bind(r).await }).await
+    }
+
+    /// The deadline of `Filter` and `Score`, from a request's arrival.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The deadline of a whole `/bind`: the Binding and the scorer's notice.
@@ -154,11 +161,12 @@ impl Scorer {
         self.bind_deadline
     }
 
-    async fn call<M, T, F, Fut>(&self, deadline: Duration, message: M, f: F) -> Result<T, CallError>
+    async fn call<M, T, F, Fut>(&self, until: Instant, message: M, f: F) -> Result<T, CallError>
     where
         F: FnOnce(ScorerClient<Channel>, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        let deadline = until.saturating_duration_since(Instant::now());
         let mut request = tonic::Request::new(message);
         // Sent as grpc-timeout so the scorer can give up too; the local timeout below is
         // what actually bounds the wait, including connecting.
@@ -169,7 +177,7 @@ impl Scorer {
             // Logged by the token itself, once per reload.
             tracing::debug!(error = %format!("{e:#}"), "no token for the scorer; calling without one");
         }
-        let outcome = match tokio::time::timeout(deadline, f(self.client.clone(), request)).await {
+        let outcome = match tokio::time::timeout_at(until.into(), f(self.client.clone(), request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(CallError::Status(status)),
             Err(_) => Err(CallError::Timeout(deadline)),

@@ -92,6 +92,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_counter!(api::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
     metrics::describe_counter!(
+        api::metric::LATE_ANSWERS,
+        "Answers that left more than 50 ms after their verb's deadline, counted from the request's arrival."
+    );
+    metrics::describe_counter!(
         api::metric::BINDS_FOUND_BOUND,
         "Binds refused (409) or unanswered whose pod was already on the requested node: reported bound."
     );

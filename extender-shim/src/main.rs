@@ -1,7 +1,13 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     fitsched_runtime::init_tracing();
-    fitsched_shim::run(fitsched_shim::Args::parse()).await
+    // At least two workers: under a CPU limit below one core Tokio would start one, and a
+    // large body being decoded there would hold every other answer, and its deadline, behind it.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(fitsched_shim::run(fitsched_shim::Args::parse()))
 }
