@@ -65,11 +65,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let prometheus =
         fitsched_runtime::install_prometheus(&[(crate::telemetry::metric::INFERENCE_DURATION, DURATION_BUCKETS)])?;
     telemetry::describe();
-    let grpc =
-        TcpListener::bind(args.grpc_listen).await.with_context(|| format!("binding gRPC {}", args.grpc_listen))?;
-    let http =
-        TcpListener::bind(args.http_listen).await.with_context(|| format!("binding HTTP {}", args.http_listen))?;
-    serve(args, grpc, http, Some(prometheus), fitsched_runtime::shutdown_signal()).await
+    // Everything is ready before the ports open: a client that connected while the model
+    // loads would get a connection and no answer for as long, where a closed port is
+    // refused at once (a restarting scorer costs the shim nothing then, not its deadline).
+    let ready = Ready::prepare(args).await?;
+    let grpc = TcpListener::bind(ready.args.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC {}", ready.args.grpc_listen))?;
+    let http = TcpListener::bind(ready.args.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP {}", ready.args.http_listen))?;
+    ready.serve(grpc, http, Some(prometheus), fitsched_runtime::shutdown_signal()).await
 }
 
 /// Serves gRPC and HTTP on the given listeners until `shutdown` completes.
@@ -80,6 +86,23 @@ pub async fn serve(
     prometheus: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    Ready::prepare(args).await?.serve(grpc, http, prometheus, shutdown).await
+}
+
+/// The scorer with its model loaded, its watch started and its callers' checks set up:
+/// all that remains is to listen.
+struct Ready {
+    args: Args,
+    store: Arc<NodeStore>,
+    placements: Arc<Placements>,
+    model: ModelSlot,
+    scorer: ScorerService,
+    ingest: ingest::IngestService,
+    auth: auth::Authenticator,
+}
+
+impl Ready {
+    async fn prepare(args: Args) -> anyhow::Result<Ready> {
     let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), args.max_nodes));
     tokio::spawn(forget_silent_nodes(store.clone(), args.forget_after));
     // A new pod's load shows in its node's windows after about two windows.
@@ -110,7 +133,19 @@ pub async fn serve(
         FilterRules { min_fitness: args.filter_min_fitness, max_psi_memory_full: args.filter_max_psi_memory_full };
     let scorer = ScorerService::new(store.clone(), placements.clone(), model.clone(), args.default_strategy, filter);
     let ingest = ingest::IngestService::new(store.clone(), queue);
+    let auth = authenticator(&args).await?;
+    Ok(Ready { args, store, placements, model, scorer, ingest, auth })
+    }
 
+    /// Serves gRPC and HTTP on the given listeners until `shutdown` completes.
+    async fn serve(
+        self,
+        grpc: TcpListener,
+        http: TcpListener,
+        prometheus: Option<PrometheusHandle>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+    let Ready { args, store, placements, model, scorer, ingest, auth } = self;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ScorerServer<ScorerService>>().await;
     health_reporter.set_serving::<IngestServer<ingest::IngestService>>().await;
@@ -138,7 +173,6 @@ pub async fn serve(
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).context("TLS settings")?;
         tracing::info!(cert = %cert.display(), "gRPC over TLS");
     }
-    let auth = authenticator(&args).await?;
     let grpc_server = builder
         .layer(auth::AuthLayer(Arc::new(auth)))
         .add_service(health)
@@ -165,6 +199,7 @@ pub async fn serve(
     h.context("HTTP server")?;
     tracing::info!("scorer stopped");
     Ok(())
+    }
 }
 
 /// Whom the scorer lets in (see [`auth`]).
