@@ -55,7 +55,9 @@ def test_valid_values_pass(values):
 TEMPLATE_REFUSALS = [
     ({"shim": {"deadline": "1500ms"}}, "shim.deadline (1500ms) must be at most half of extender.httpTimeout (2s)"),
     ({"extender": {"bindVerb": "bind", "httpTimeout": "1s"}, "shim": {"bindDeadline": "1s", "deadline": "300ms"}},
-     "shim.bindDeadline (1s) must be below extender.httpTimeout (1s)"),
+     "shim.bindDeadline (1s) must be at least 500ms below extender.httpTimeout (1s)"),
+    ({"extender": {"bindVerb": "bind", "httpTimeout": "2s"}, "shim": {"bindDeadline": "1600ms", "deadline": "300ms"}},
+     "shim.bindDeadline (1600ms) must be at least 500ms below extender.httpTimeout (2s)"),
     ({"tls": {"enabled": True}}, "tls.secretName must name a Secret"),
     ({"scorer": {"model": {"existingConfigMap": "m", "onnxBase64": "AAAA"}}}, "scorer.model.existingConfigMap"),
     ({"agent": {"hostNetwork": True}}, "networkPolicy.extraScorerIngressFrom"),

@@ -33,12 +33,12 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The defaults for `url`, deadline 300 ms, bind deadline 2 s.
+    /// The defaults for `url`, deadline 300 ms, bind deadline 1 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             deadline: Duration::from_millis(300),
-            bind_deadline: Duration::from_secs(2),
+            bind_deadline: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             keep_alive_interval: Duration::from_secs(10),
             tls_ca: None,

@@ -55,9 +55,11 @@ pub struct Args {
     pub deadline: Duration,
 
     /// Longest time for a whole `/bind`: creating the Binding and telling the scorer. A
-    /// Binding not created within it is reported failed (kube-scheduler retries the pod);
-    /// a notice cut short is not (the Binding exists).
-    #[arg(long, env = "FITSCHED_SHIM_BIND_DEADLINE", default_value = "2s", value_parser = parse_deadline)]
+    /// Binding not created within it is reported failed (kube-scheduler binds the pod
+    /// itself when the extender is ignorable); a notice cut short is not (the Binding
+    /// exists). Keep it at least 500 ms under kube-scheduler's `httpTimeout`, as the chart
+    /// does, so the shim's answer arrives before kube-scheduler stops waiting for it.
+    #[arg(long, env = "FITSCHED_SHIM_BIND_DEADLINE", default_value = "1s", value_parser = parse_deadline)]
     pub bind_deadline: Duration,
 
     /// PEM CA that signed the scorer's certificate; needed for an `https://` --scorer.
@@ -261,7 +263,7 @@ mod tests {
         assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap(), "the verbs are closed to the network by default");
         assert_eq!(a.metrics_listen, "127.0.0.1:9091".parse().unwrap());
         assert_eq!(a.deadline, Duration::from_millis(300));
-        assert_eq!(a.bind_deadline, Duration::from_secs(2));
+        assert_eq!(a.bind_deadline, Duration::from_secs(1));
         assert_eq!(a.max_body_bytes, 64 << 20);
         assert_eq!(a.binder, BinderKind::Kubernetes);
         assert!(a.tls_cert.is_none());

@@ -134,8 +134,8 @@ workload template, so a bad combination fails the render with a message.
 {{- if gt (mul $deadline 2) $timeout }}
 {{- fail (printf "shim.deadline (%s) must be at most half of extender.httpTimeout (%s), so the shim's neutral answer reaches kube-scheduler before it gives up" .Values.shim.deadline .Values.extender.httpTimeout) }}
 {{- end }}
-{{- if and .Values.extender.bindVerb (ge $bindDeadline $timeout) }}
-{{- fail (printf "shim.bindDeadline (%s) must be below extender.httpTimeout (%s) when extender.bindVerb is set" .Values.shim.bindDeadline .Values.extender.httpTimeout) }}
+{{- if and .Values.extender.bindVerb (gt (add $bindDeadline 500) $timeout) }}
+{{- fail (printf "shim.bindDeadline (%s) must be at least 500ms below extender.httpTimeout (%s) when extender.bindVerb is set, so the shim's answer reaches kube-scheduler before it stops waiting and binds the pod itself" .Values.shim.bindDeadline .Values.extender.httpTimeout) }}
 {{- end }}
 {{- if and .Values.extender.prioritizeVerb (lt (int64 .Values.extender.weight) 1) }}
 {{- fail "extender.weight must be a positive integer when extender.prioritizeVerb is set" }}
