@@ -184,16 +184,32 @@ pub struct RestartFigures {
     /// last recovery wait, so at most that much late).
     pub burst: Duration,
     pub placed: usize,
-    /// Extender calls the shim answered, and how many took longer than 0.5 s (the
-    /// histogram bound above the chart's 300 ms deadline; kube-scheduler waits 2 s).
-    pub calls: u64,
-    pub slower_than_half_a_second: u64,
+    /// Per verb: extender calls the shim answered, and how many left more than 50 ms after
+    /// the verb's deadline counted from the request's arrival
+    /// (`fitsched_shim_late_answers_total`: 300 ms for `filter` and `prioritize`, the bind
+    /// deadline for `bind`).
+    pub calls: Vec<VerbCalls>,
     /// Calls the shim answered neutrally because the scorer was unreachable or late.
     pub fallbacks: u64,
     /// What the last scorer process scored its candidates on: a fresh window's fitness,
     /// or the median for nodes it had no (fresh) window from yet.
     pub scored_on_fitness: u64,
     pub scored_on_median: u64,
+}
+
+/// One verb's calls in a drill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerbCalls {
+    pub verb: &'static str,
+    pub calls: u64,
+    pub late: u64,
+}
+
+impl RestartFigures {
+    /// Calls answered later than their deadline plus 50 ms, every verb.
+    pub fn late(&self) -> u64 {
+        self.calls.iter().map(|c| c.late).sum()
+    }
 }
 
 /// Creates `workload` (its pods kube-scheduler's burst) and kills the scorer `kills`
@@ -239,9 +255,18 @@ pub fn scorer_restarts(
     let placed = tb.cluster.wait_scheduled(workload, Duration::from_secs(300))?.len();
     let burst = start.elapsed();
     let shim = scrape(tb.stack.shim_metrics)?;
-    let duration = "fitsched_shim_request_duration_seconds";
-    let calls = crate::cluster::sum_metric(&shim, &format!("{duration}_count"), "");
-    let within = crate::cluster::sum_metric(&shim, &format!("{duration}_bucket"), "le=\"0.5\"");
+    let calls = ["filter", "prioritize", "bind"]
+        .into_iter()
+        .map(|verb| {
+            let label = format!("verb=\"{verb}\"");
+            VerbCalls {
+                verb,
+                calls: crate::cluster::sum_metric(&shim, "fitsched_shim_request_duration_seconds_count", &label),
+                late: crate::cluster::sum_metric(&shim, "fitsched_shim_late_answers_total", &label),
+            }
+        })
+        .filter(|c| c.calls > 0)
+        .collect();
     let scorer = scrape(tb.stack.scorer_http)?;
     let scored = |basis: &str| {
         crate::cluster::sum_metric(&scorer, "fitsched_scorer_scored_nodes_total", &format!("basis=\"{basis}\""))
@@ -255,7 +280,6 @@ pub fn scorer_restarts(
         burst,
         placed,
         calls,
-        slower_than_half_a_second: calls.saturating_sub(within),
         fallbacks: crate::cluster::sum_metric(&shim, "fitsched_shim_fallbacks_total", ""),
         scored_on_fitness: scored("fitness"),
         scored_on_median: scored("stale") + scored("unknown_node") + scored("no_fitness"),
