@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use fitsched_proto::ZONE_LABEL;
 
 use crate::process::Processes;
+use crate::proxy::Proxy;
 use crate::stack::{TlsFiles, free_addr};
 use crate::{kube_bins, paths, progress, tools};
 
@@ -148,12 +149,27 @@ pub struct Cluster {
     scheduler: Option<kube::Client>,
     /// The running kube-scheduler's leader-election Lease (namespace, name).
     scheduler_lease: Option<(String, String)>,
+    /// Between the API server and etcd, when asked for: a slow control plane on demand.
+    etcd_proxy: Option<Proxy>,
+}
+
+/// How a control plane is started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// The API server reaches etcd through a [`Proxy`], so [`Cluster::etcd_latency`] can
+    /// slow every etcd call (and so every write the API server makes) at will.
+    pub etcd_proxy: bool,
 }
 
 impl Cluster {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API
     /// server is ready. `kube_bin`: see [`kube_bins::locate`].
     pub fn start(name: &str, kube_bin: Option<&Path>) -> anyhow::Result<Cluster> {
+        Self::start_with(name, kube_bin, ClusterOptions::default())
+    }
+
+    /// [`Cluster::start`] with `options`.
+    pub fn start_with(name: &str, kube_bin: Option<&Path>, options: ClusterOptions) -> anyhow::Result<Cluster> {
         let bins = kube_bins::locate(kube_bin)?;
         ensure_etcd()?;
         let dir = paths::target_dir().join("fitsched-cluster").join(name);
@@ -180,6 +196,8 @@ impl Cluster {
             .arg(format!("--initial-cluster=fitsched-test=http://{etcd_peer}"));
         procs.spawn("etcd", etcd)?;
         procs.wait_http_ok(&format!("http://{etcd_client}/health"), Duration::from_secs(30))?;
+        let etcd_proxy = if options.etcd_proxy { Some(Proxy::start(etcd_client)?) } else { None };
+        let etcd_url = format!("http://{}", etcd_proxy.as_ref().map_or(etcd_client, |p| p.addr));
 
         let pki = dir.join("pki");
         let tls = TlsFiles::generate(&pki)?;
@@ -192,7 +210,7 @@ impl Cluster {
         let api = free_addr()?;
         let mut apiserver = Command::new(bins.join("kube-apiserver"));
         apiserver
-            .arg(format!("--etcd-servers=http://{etcd_client}"))
+            .arg(format!("--etcd-servers={etcd_url}"))
             .arg(format!("--secure-port={}", api.port()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
@@ -242,7 +260,16 @@ impl Cluster {
             admin_token,
             scheduler: None,
             scheduler_lease: None,
+            etcd_proxy,
         })
+    }
+
+    /// Delays every chunk between the API server and etcd by a random time in
+    /// `low..=high`, each way (zero and zero: none); needs [`ClusterOptions::etcd_proxy`].
+    pub fn etcd_latency(&self, low: Duration, high: Duration) -> anyhow::Result<()> {
+        let proxy = self.etcd_proxy.as_ref().context("this control plane reaches etcd directly (no etcd_proxy)")?;
+        proxy.latency(low, high);
+        Ok(())
     }
 
     /// The API server's URL.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::chart::{self, Installed};
-use crate::cluster::{Cluster, NodeSpec, Placement, point_extenders_at};
+use crate::cluster::{Cluster, ClusterOptions, NodeSpec, Placement, point_extenders_at};
 use crate::stack::{ClusterAccess, Stack, StackConfig};
 use crate::tools;
 
@@ -75,6 +75,8 @@ pub struct TestbedConfig {
     /// The scorer's model file (default: the committed `onnx/fitness.onnx`); replacing
     /// the file swaps the model while the scorer runs.
     pub model: Option<PathBuf>,
+    /// The control plane's options (an etcd proxy for a slow API server).
+    pub cluster: ClusterOptions,
 }
 
 /// API nodes and the replay file an agent reports their windows from.
@@ -101,6 +103,7 @@ impl TestbedConfig {
             sim_seed: StackConfig::default().sim_seed,
             replay: None,
             model: None,
+            cluster: ClusterOptions::default(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Testbed {
     /// the scorer has a fitness for every simulated node.
     pub fn start(config: TestbedConfig) -> anyhow::Result<Testbed> {
         let venv = tools::ensure_venv()?;
-        let cluster = Cluster::start(&config.name, config.kube_bin.as_deref())?;
+        let cluster = Cluster::start_with(&config.name, config.kube_bin.as_deref(), config.cluster)?;
         let installed = chart::install(&cluster, &venv, &config.values)?;
         let simulated = (0..config.simulated as usize).map(sim_node_name);
         let dark = (0..config.without_telemetry as usize).map(dark_node_name);
