@@ -16,6 +16,12 @@
 //!   scored: `percentageOfNodesToScore: 100`);
 //! - `fitsched-pack-adaptive`: the same with kube-scheduler's adaptive percentage.
 //!
+//! `--etcd-latency 150ms..700ms` makes the control plane slow while kube-scheduler places
+//! the pods: every chunk between the API server and etcd is delayed by a random time in
+//! the range, each way, so a binding takes about 0.5-3 s. Each variant then also reports
+//! the attempts kube-scheduler counted as errors and the shim's bind outcomes, and fails
+//! unless every pod ends bound.
+//!
 //! `cargo xtask bench placement` runs ReplicaSets of 100 small pods (100m, 128Mi)
 //! through each strategy's profile, kube-scheduler alone, pack by annotation in the main
 //! profile and pack with the adaptive percentage, on nodes with known simulated profiles
@@ -64,6 +70,21 @@ pub struct SchedulerArgs {
     /// Where kube-apiserver, kube-scheduler and kube-controller-manager are.
     #[arg(long)]
     kube_bin: Option<PathBuf>,
+    /// A slow control plane while kube-scheduler places the pods: every chunk between the
+    /// API server and etcd delayed by a random time in LOW..HIGH, each way.
+    #[arg(long, value_parser = parse_range)]
+    etcd_latency: Option<(Duration, Duration)>,
+}
+
+/// `150ms..700ms`.
+fn parse_range(s: &str) -> Result<(Duration, Duration), String> {
+    let (low, high) = s.split_once("..").ok_or_else(|| format!("{s:?}: want LOW..HIGH, e.g. 150ms..700ms"))?;
+    let parse = |v: &str| humantime::parse_duration(v.trim()).map_err(|e| format!("{v:?}: {e}"));
+    let (low, high) = (parse(low)?, parse(high)?);
+    if low > high {
+        return Err(format!("{s:?}: LOW is above HIGH"));
+    }
+    Ok((low, high))
 }
 
 /// One variant's figures.
@@ -78,6 +99,11 @@ struct Run {
     /// kube-scheduler's mean scheduling-algorithm time per attempt (filters, scores and
     /// the extender's calls), milliseconds: the one-pod-at-a-time part of its cycle.
     algorithm_ms: f64,
+    /// Attempts kube-scheduler counted as errors (a failed bind among them), and the
+    /// shim's binds by outcome in this run (`created or found bound`, then errors by
+    /// reason).
+    errors: u64,
+    shim_binds: BTreeMap<String, u64>,
 }
 
 /// Processes whose CPU is counted, as the harness names them.
@@ -109,6 +135,7 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
         window: "20s".into(),
         bin_dir: Some(release.to_path_buf()),
         kube_bin: args.kube_bin.clone(),
+        cluster: fitsched_e2e::cluster::ClusterOptions { etcd_proxy: args.etcd_latency.is_some() },
         ..TestbedConfig::new(&format!("bench-{nodes}"), nodes)
     };
     let mut tb = Testbed::start(config)?;
@@ -123,7 +150,7 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
         for variant in &args.variants {
             progress(format!("round {round} of {}", args.rounds));
             let (config, profile) = variant_config(&tb, variant, noop_addr)?;
-            all.push(one_variant(&mut tb, &noop, variant, &config, &profile, args.pods)?);
+            all.push(one_variant(&mut tb, &noop, variant, &config, &profile, args.pods, args.etcd_latency)?);
         }
     }
     // Per variant, the run with the median rate, and the range of rates.
@@ -146,6 +173,7 @@ fn one_variant(
     config: &Value,
     profile: &str,
     pods: u32,
+    etcd_latency: Option<(Duration, Duration)>,
 ) -> anyhow::Result<Run> {
     let workloads: Vec<Workload> = (0..pods.div_ceil(100))
         .map(|i| Workload::new("bench", &format!("rs-{i:02}"), 100.min(pods - i * 100), profile))
@@ -168,6 +196,11 @@ fn one_variant(
     std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
     // kube-scheduler's own CPU is counted from its start; the others from just before.
     let before: BTreeMap<&str, _> = pids(tb).into_iter().filter_map(|(n, p)| Some((n, usage(p).ok()?))).collect();
+    let binds_before = shim_binds(tb)?;
+    if let Some((low, high)) = etcd_latency {
+        progress(format!("{variant}: etcd {low:?}..{high:?} away from the API server, each way"));
+        tb.cluster.etcd_latency(low, high)?;
+    }
     let kubeconfig = tb.installed.scheduler_kubeconfig.clone();
     tb.cluster.start_scheduler(config, &kubeconfig)?;
 
@@ -201,8 +234,20 @@ fn one_variant(
             (*name, cpu.as_secs_f64() * 1e3 / f64::from(pods))
         })
         .collect();
-    wait_pods(&tb.cluster, pods as usize, true, Duration::from_secs(120))?;
+    wait_pods(&tb.cluster, pods as usize, true, Duration::from_secs(300))?;
+    if etcd_latency.is_some() {
+        tb.cluster.etcd_latency(Duration::ZERO, Duration::ZERO)?;
+    }
     let metrics = tb.cluster.scheduler_metrics()?;
+    let errors = fitsched_e2e::cluster::sum_metric(&metrics, "scheduler_schedule_attempts_total", "result=\"error\"");
+    let shim_binds: BTreeMap<String, u64> = shim_binds(tb)?
+        .into_iter()
+        .map(|(k, v)| {
+            let since = v.saturating_sub(binds_before.get(&k).copied().unwrap_or(0));
+            (k, since)
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect();
     let algorithm = "scheduler_scheduling_algorithm_duration_seconds";
     let (sum, count) = (
         sum_samples(&metrics, &format!("{algorithm}_sum"), ""),
@@ -220,7 +265,31 @@ fn one_variant(
         range: (pods_per_second, pods_per_second),
         cpu_ms_per_pod,
         algorithm_ms,
+        errors,
+        shim_binds,
     })
+}
+
+/// The shim's binds so far: answered (200, with or without an `Error`), found already
+/// bound, and failed by reason.
+fn shim_binds(tb: &Testbed) -> anyhow::Result<BTreeMap<String, u64>> {
+    let text = fitsched_e2e::process::scrape(tb.stack.shim_metrics)?;
+    let sum = |name: &str, label: &str| fitsched_e2e::cluster::sum_metric(&text, name, label);
+    let mut out = BTreeMap::from([
+        (
+            "answered".to_owned(),
+            text.lines()
+                .filter(|l| l.starts_with("fitsched_shim_requests_total{"))
+                .filter(|l| l.contains("verb=\"bind\"") && l.contains("code=\"200\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64,
+        ),
+        ("found bound".to_owned(), sum("fitsched_shim_binds_found_bound_total", "")),
+    ]);
+    for reason in ["conflict", "not_found", "forbidden", "api_error", "timeout", "unreachable"] {
+        out.insert(format!("error {reason}"), sum("fitsched_shim_bind_errors_total", &format!("reason=\"{reason}\"")));
+    }
+    Ok(out)
 }
 
 /// Waits until the bench namespace holds exactly `count` pods (bound ones only, with
@@ -264,6 +333,7 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
         names.iter().map(|n| format!("{n} ms/pod")).collect::<Vec<_>>().join(" | ")
     );
     println!("|---|---|---|---|---|---|{}---|", "---|".repeat(names.len()));
+    let mut binds = Vec::new();
     for r in runs {
         let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", r.pods_per_second / b));
         let ms = |n: &str| r.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
@@ -283,6 +353,21 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
             r.algorithm_ms,
             names.iter().map(|n| format!("{:.2}", ms(n))).collect::<Vec<_>>().join(" | ")
         );
+        binds.push(format!(
+            "- {}: {} attempts kube-scheduler counted as errors; shim binds: {}",
+            r.variant,
+            r.errors,
+            if r.shim_binds.is_empty() {
+                "none".to_owned()
+            } else {
+                r.shim_binds.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            }
+        ));
+    }
+    println!("
+Errors and binds (an error is an attempt kube-scheduler retried; a 200 bind answer carries an Error when the shim's bind failed):");
+    for line in binds {
+        println!("{line}");
     }
 }
 
