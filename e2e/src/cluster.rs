@@ -98,6 +98,20 @@ impl Workload {
         self
     }
 
+    /// One of the workload's pods as a bare pod named `name`: the Deployment's template.
+    fn pod(&self, name: &str) -> anyhow::Result<Pod> {
+        let template = self.deployment()?.spec.context("deployment spec")?.template;
+        Ok(Pod {
+            metadata: kube::core::ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(self.namespace.clone()),
+                ..template.metadata.unwrap_or_default()
+            },
+            spec: template.spec,
+            status: None,
+        })
+    }
+
     fn deployment(&self) -> anyhow::Result<Deployment> {
         let annotations = match &self.strategy {
             Some(s) => json!({ fitsched_proto::STRATEGY_ANNOTATION: s }),
@@ -353,6 +367,65 @@ impl Cluster {
     /// Creates a Deployment; the controller manager makes its ReplicaSet and pods.
     pub fn create_workload(&self, w: &Workload) -> anyhow::Result<()> {
         self.create_workloads(std::slice::from_ref(w))
+    }
+
+    /// A burst made by scaling: `w` created with no replica, then scaled to its replicas
+    /// in one update, so the ReplicaSet controller creates them all at once.
+    pub fn scale_up(&self, w: &Workload) -> anyhow::Result<()> {
+        self.create_workload(&Workload { replicas: 0, ..w.clone() })?;
+        let api: Api<Deployment> = Api::namespaced(self.client(), &w.namespace);
+        let patch = json!({"spec": {"replicas": w.replicas}});
+        self.block_on(api.patch(&w.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)))
+            .with_context(|| format!("scaling {}/{}", w.namespace, w.name))?;
+        Ok(())
+    }
+
+    /// A burst made by parallel creates: `w`'s replicas as bare pods, `streams` requests
+    /// at a time. They share one controlling owner (a ConfigMap named after `w`, which
+    /// the scorer counts siblings by) and a Service of that name selects them (which
+    /// kube-scheduler's default topology spread finds siblings by), as a ReplicaSet's
+    /// replicas would have.
+    pub fn create_in_parallel(&self, w: &Workload, streams: usize) -> anyhow::Result<()> {
+        self.create_namespace(&w.namespace)?;
+        let owner: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": w.name, "namespace": w.namespace}}),
+        )?;
+        let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": w.name, "namespace": w.namespace},
+            "spec": {"selector": {"app": w.name}, "ports": [{"port": 80}]},
+        }))?;
+        let owner = self
+            .block_on(Api::namespaced(self.client(), &w.namespace).create(&PostParams::default(), &owner))
+            .with_context(|| format!("creating the owner ConfigMap {}/{}", w.namespace, w.name))?;
+        self.block_on(Api::namespaced(self.client(), &w.namespace).create(&PostParams::default(), &service))
+            .with_context(|| format!("creating Service {}/{}", w.namespace, w.name))?;
+        let reference = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: w.name.clone(),
+            uid: owner.metadata.uid.context("the owner has no UID")?,
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        let pods = (0..w.replicas)
+            .map(|i| {
+                let mut pod = w.pod(&format!("{}-{i:05}", w.name))?;
+                pod.metadata.owner_references = Some(vec![reference.clone()]);
+                Ok(pod)
+            })
+            .collect::<anyhow::Result<Vec<Pod>>>()?;
+        use futures::{StreamExt, TryStreamExt};
+        let api: Api<Pod> = Api::namespaced(self.client(), &w.namespace);
+        self.block_on(
+            futures::stream::iter(pods.iter().map(|p| {
+                let api = api.clone();
+                async move { api.create(&PostParams::default(), p).await.map(|_| ()) }
+            }))
+            .buffer_unordered(streams.max(1))
+            .try_collect::<Vec<()>>(),
+        )?;
+        Ok(())
     }
 
     /// Creates the workloads' namespaces, then the workloads, 16 requests at a time.

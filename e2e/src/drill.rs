@@ -1,6 +1,7 @@
 //! Outage drills with real processes, each returning its figures: `cargo xtask drill`
 //! prints them at full length, `e2e/tests/resilience.rs` runs short ones and asserts.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -489,4 +490,40 @@ pub fn replaced_pod_bind(tb: &Testbed, namespace: &str) -> anyhow::Result<Replac
         bound: now.spec.and_then(|s| s.node_name).is_some(),
         scorer_told: told - told_before,
     })
+}
+
+/// The most replicas on one node after each burst, by (profile, how, replicas): profile
+/// `spread` and `balanced` through fitsched, `default` for kube-scheduler alone (the
+/// chart's configuration without the extender); each burst of `sizes` made by a
+/// Deployment scale-up (`scale-up`) and by parallel creates in four streams (`parallel`).
+pub fn bursts(tb: &mut Testbed, sizes: &[u32]) -> anyhow::Result<BTreeMap<(String, &'static str, u32), u32>> {
+    let kubeconfig = tb.installed.scheduler_kubeconfig.clone();
+    let mut alone = tb.installed.scheduler_config.clone();
+    alone.as_object_mut().map(|o| o.remove("extenders"));
+    let runs = [
+        (tb.installed.scheduler_config.clone(), vec![("spread", tb.profile("spread")), ("balanced", tb.profile("balanced"))]),
+        (alone, vec![("default", tb.installed.profiles[0].clone())]),
+    ];
+    let mut most = BTreeMap::new();
+    for (config, profiles) in runs {
+        tb.cluster.start_scheduler(&config, &kubeconfig)?;
+        for (profile, scheduler_name) in &profiles {
+            for &replicas in sizes {
+                for how in ["scale-up", "parallel"] {
+                    let w = Workload::new("bursts", &format!("{profile}-{how}-{replicas}"), replicas, scheduler_name);
+                    progress(format!("burst: {replicas} replicas of {profile} by {how}"));
+                    match how {
+                        "scale-up" => tb.cluster.scale_up(&w)?,
+                        _ => tb.cluster.create_in_parallel(&w, 4)?,
+                    }
+                    let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(300))?;
+                    let per_node = tb.spread(&placed).per_node;
+                    most.insert(((*profile).to_owned(), how, replicas), per_node.values().copied().max().unwrap_or(0) as u32);
+                    tb.cluster.delete_workload(&w)?;
+                }
+            }
+        }
+        tb.cluster.stop_scheduler()?;
+    }
+    Ok(most)
 }

@@ -311,3 +311,28 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
     assert_eq!(scored.expect("the scheduler's account may score").into_inner().scores.len(), 1);
     assert!(metric(tb.stack.scorer_http, "fitsched_scorer_token_reviews_total", "result=\"accepted\"") >= 2);
 }
+
+/// Bursts at 500 nodes, made by a Deployment scale-up and by parallel creates, of 100 and
+/// 1 000 replicas. kube-scheduler scores the next replica before the last one's bind
+/// reaches the scorer, so only its own cache knows where the burst went: under `spread`
+/// no node takes a second replica while candidates hold none (at most one per node for
+/// 100, two for 1 000), and `balanced` never stacks more on a node than kube-scheduler
+/// alone does. (`cargo xtask bench bursts` repeats it five times and prints the figures.)
+#[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
+fn bursts_keep_replicas_apart() {
+    let _turn = take_turn();
+    let nodes = 500;
+    let mut tb = Testbed::start(TestbedConfig { window: "5s".into(), ..TestbedConfig::new("bursts", nodes) })
+        .expect("testbed starts");
+    let most = drill::bursts(&mut tb, &[100, 1000]).expect("the bursts run");
+    for (&(ref profile, how, replicas), &m) in &most {
+        if profile == "spread" {
+            assert!(m <= replicas.div_ceil(nodes), "spread, {how} of {replicas}: {m} replicas on one node: {most:?}");
+        }
+        if profile == "balanced" {
+            let alone = most[&("default".to_owned(), how, replicas)];
+            assert!(m <= alone, "balanced, {how} of {replicas}: {m} on one node, kube-scheduler alone {alone}: {most:?}");
+        }
+    }
+}
