@@ -317,7 +317,7 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
 /// reaches the scorer, so only its own cache knows where the burst went: under `spread`
 /// no node takes a second replica while candidates hold none (at most one per node for
 /// 100, two for 1 000), and `balanced` never stacks more on a node than kube-scheduler
-/// alone does. (`cargo xtask bench bursts` repeats it five times and prints the figures.)
+/// alone does. (`cargo xtask drill --only bursts --runs 5` repeats it and prints the figures.)
 #[test]
 #[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn bursts_keep_replicas_apart() {

@@ -19,6 +19,9 @@ pub enum Drill {
     Model,
     /// Binds the API server refuses, through the real kube-scheduler.
     Bind,
+    /// Bursts of replicas at 500 nodes (scale-up and parallel creates): spread keeps them
+    /// apart, balanced stacks no more than kube-scheduler alone.
+    Bursts,
 }
 
 #[derive(clap::Args)]
@@ -41,7 +44,7 @@ pub struct DrillArgs {
     /// How long the scorer stays down each time it is killed.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     down: Duration,
-    /// Runs of the restart drill; each must answer every call within its deadline.
+    /// Runs of the restart and bursts drills; each run must pass.
     #[arg(long, default_value_t = 1)]
     runs: u32,
 }
@@ -73,6 +76,11 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         println!("
 restart drill: every call within its deadline + 50 ms in {clean} of {} runs", args.runs);
         anyhow::ensure!(clean == late.len(), "calls answered late in {} of {} runs", late.len() - clean, late.len());
+    }
+    if wanted(Drill::Bursts) {
+        for run in 1..=args.runs {
+            bursts(run)?;
+        }
     }
     if wanted(Drill::Model) {
         model()?;
@@ -146,6 +154,30 @@ fn restart(pods: u32, down: Duration, run: u32) -> anyhow::Result<u64> {
     anyhow::ensure!(f.placed == f.pods, "pods left unplaced: {f:?}");
     anyhow::ensure!(f.recovered.iter().all(|d| *d <= f.window), "not back within one window: {f:?}");
     Ok(f.late())
+}
+
+fn bursts(run: u32) -> anyhow::Result<()> {
+    let nodes = 500;
+    let config = TestbedConfig { window: "5s".into(), ..TestbedConfig::new(&format!("drill-bursts-{run}"), nodes) };
+    let mut tb = Testbed::start(config)?;
+    let most = drill::bursts(&mut tb, &[100, 1000])?;
+    println!("\nbursts at {nodes} nodes, run {run}: the most replicas on one node");
+    println!("| profile | how | replicas | most on a node |");
+    println!("|---|---|---|---|");
+    for ((profile, how, replicas), m) in &most {
+        println!("| {profile} | {how} | {replicas} | {m} |");
+    }
+    for ((profile, how, replicas), &m) in &most {
+        match profile.as_str() {
+            "spread" => anyhow::ensure!(m <= replicas.div_ceil(nodes), "spread stacked {m} of {replicas} ({how})"),
+            "balanced" => {
+                let alone = most[&("default".to_owned(), *how, *replicas)];
+                anyhow::ensure!(m <= alone, "balanced stacked {m} of {replicas} ({how}), kube-scheduler alone {alone}");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn model() -> anyhow::Result<()> {
