@@ -22,6 +22,9 @@ pub enum Drill {
     /// Bursts of replicas at 500 nodes (scale-up and parallel creates): spread keeps them
     /// apart, balanced stacks no more than kube-scheduler alone.
     Bursts,
+    /// A slow control plane (etcd 150-700 ms away each way: bindings of about 0.5-3 s):
+    /// fitsched against the no-op extender through `bench scheduler`.
+    SlowApiserver,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +84,31 @@ restart drill: every call within its deadline + 50 ms in {clean} of {} runs", ar
         for run in 1..=args.runs {
             bursts(run)?;
         }
+    }
+    if wanted(Drill::SlowApiserver) {
+        // The comparison needs the no-op extender and the bench's per-variant runs: the
+        // lab has both.
+        fitsched_e2e::tools::cargo(&[
+            "run",
+            "--release",
+            "-p",
+            "fitsched-lab",
+            "--",
+            "bench",
+            "scheduler",
+            "--nodes",
+            "100",
+            "--pods",
+            "1000",
+            "--rounds",
+            "1",
+            "--variants",
+            "noop,fitsched,fitsched-nobind",
+            "--etcd-latency",
+            "150ms..700ms",
+            "--require-vs-noop",
+            "0.9",
+        ])?;
     }
     if wanted(Drill::Model) {
         model()?;

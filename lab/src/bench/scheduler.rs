@@ -74,6 +74,10 @@ pub struct SchedulerArgs {
     /// API server and etcd delayed by a random time in LOW..HIGH, each way.
     #[arg(long, value_parser = parse_range)]
     etcd_latency: Option<(Duration, Duration)>,
+    /// Fail unless every fitsched variant keeps at least this share of the no-op
+    /// extender's pods/s (the `slow-apiserver` drill's verdict).
+    #[arg(long)]
+    require_vs_noop: Option<f64>,
 }
 
 /// `150ms..700ms`.
@@ -119,6 +123,17 @@ pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         let runs = one_size(&args, nodes, &release)?;
         print_table(nodes, args.pods, &runs);
         all.push((nodes, runs));
+    }
+    if let Some(share) = args.require_vs_noop {
+        for (nodes, runs) in &all {
+            let noop = runs.iter().find(|r| r.variant == "noop").map(|r| r.pods_per_second);
+            let Some(noop) = noop else { bail!("--require-vs-noop needs the noop variant") };
+            for r in runs.iter().filter(|r| r.variant.starts_with("fitsched")) {
+                let ratio = r.pods_per_second / noop;
+                println!("{nodes} nodes: {} at {ratio:.2}x the no-op extender's pods/s (goal: {share})", r.variant);
+                anyhow::ensure!(ratio >= share, "{}: {ratio:.2}x the no-op's pods/s, below {share}", r.variant);
+            }
+        }
     }
     if all.len() > 1 {
         println!("\n(every table above, in order)");
