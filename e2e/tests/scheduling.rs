@@ -336,3 +336,29 @@ fn bursts_keep_replicas_apart() {
         }
     }
 }
+
+/// The short version of `cargo xtask drill --only slow-apiserver`: etcd 100-300 ms away
+/// from the API server each way, so every write takes about half a second to a second,
+/// and a burst through fitsched still ends with every pod bound. What went wrong on the
+/// way is counted: attempts kube-scheduler retried, and the shim's refused or late binds.
+#[test]
+#[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
+fn every_pod_is_bound_on_a_slow_control_plane() {
+    let _turn = take_turn();
+    let config = TestbedConfig {
+        cluster: fitsched_e2e::cluster::ClusterOptions { etcd_proxy: true },
+        ..TestbedConfig::new("slow-apiserver", 12)
+    };
+    let mut tb = Testbed::start(config).expect("testbed starts");
+    tb.start_scheduler().expect("kube-scheduler starts");
+    tb.cluster.etcd_latency(Duration::from_millis(100), Duration::from_millis(300)).unwrap();
+    let w = Workload::new("apps", "slow", 60, &tb.profile("balanced"));
+    tb.cluster.create_workload(&w).expect("Deployment created");
+    let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(300)).expect("every replica bound");
+    tb.cluster.etcd_latency(Duration::ZERO, Duration::ZERO).unwrap();
+    assert_eq!(placed.len(), 60);
+    let errors = sum_metric(&tb.cluster.scheduler_metrics().unwrap(), "scheduler_schedule_attempts_total", "result=\"error\"");
+    let bind_errors = metric(tb.stack.shim_metrics, "fitsched_shim_bind_errors_total", "");
+    let found = metric(tb.stack.shim_metrics, "fitsched_shim_binds_found_bound_total", "");
+    println!("slow control plane: 60 pods bound; kube-scheduler retried {errors} attempts; shim binds: {bind_errors} failed, {found} found already bound");
+}
