@@ -501,7 +501,10 @@ pub fn bursts(tb: &mut Testbed, sizes: &[u32]) -> anyhow::Result<BTreeMap<(Strin
     let mut alone = tb.installed.scheduler_config.clone();
     alone.as_object_mut().map(|o| o.remove("extenders"));
     let runs = [
-        (tb.installed.scheduler_config.clone(), vec![("spread", tb.profile("spread")), ("balanced", tb.profile("balanced"))]),
+        (
+            tb.installed.scheduler_config.clone(),
+            vec![("spread", tb.profile("spread")), ("balanced", tb.profile("balanced"))],
+        ),
         (alone, vec![("default", tb.installed.profiles[0].clone())]),
     ];
     let mut most = BTreeMap::new();
@@ -518,7 +521,10 @@ pub fn bursts(tb: &mut Testbed, sizes: &[u32]) -> anyhow::Result<BTreeMap<(Strin
                     }
                     let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(300))?;
                     let per_node = tb.spread(&placed).per_node;
-                    most.insert(((*profile).to_owned(), how, replicas), per_node.values().copied().max().unwrap_or(0) as u32);
+                    most.insert(
+                        ((*profile).to_owned(), how, replicas),
+                        per_node.values().copied().max().unwrap_or(0) as u32,
+                    );
                     tb.cluster.delete_workload(&w)?;
                 }
             }

@@ -332,7 +332,10 @@ fn bursts_keep_replicas_apart() {
         }
         if profile == "balanced" {
             let alone = most[&("default".to_owned(), how, replicas)];
-            assert!(m <= alone, "balanced, {how} of {replicas}: {m} on one node, kube-scheduler alone {alone}: {most:?}");
+            assert!(
+                m <= alone,
+                "balanced, {how} of {replicas}: {m} on one node, kube-scheduler alone {alone}: {most:?}"
+            );
         }
     }
 }
@@ -357,8 +360,11 @@ fn every_pod_is_bound_on_a_slow_control_plane() {
     let placed = tb.cluster.wait_scheduled(&w, Duration::from_secs(300)).expect("every replica bound");
     tb.cluster.etcd_latency(Duration::ZERO, Duration::ZERO).unwrap();
     assert_eq!(placed.len(), 60);
-    let errors = sum_metric(&tb.cluster.scheduler_metrics().unwrap(), "scheduler_schedule_attempts_total", "result=\"error\"");
+    let errors =
+        sum_metric(&tb.cluster.scheduler_metrics().unwrap(), "scheduler_schedule_attempts_total", "result=\"error\"");
     let bind_errors = metric(tb.stack.shim_metrics, "fitsched_shim_bind_errors_total", "");
     let found = metric(tb.stack.shim_metrics, "fitsched_shim_binds_found_bound_total", "");
-    println!("slow control plane: 60 pods bound; kube-scheduler retried {errors} attempts; shim binds: {bind_errors} failed, {found} found already bound");
+    println!(
+        "slow control plane: 60 pods bound; kube-scheduler retried {errors} attempts; shim binds: {bind_errors} failed, {found} found already bound"
+    );
 }

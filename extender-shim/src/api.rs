@@ -420,8 +420,14 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
         state.scorer.bind(request, until).await
     };
     match (notice, &state.binder) {
-        (Ok(answer), _) => info!(pod, verb = verb.as_str(), node, watched = answer.watched,
-            already_there = bound == Bound::AlreadyThere, "bind decision"),
+        (Ok(answer), _) => info!(
+            pod,
+            verb = verb.as_str(),
+            node,
+            watched = answer.watched,
+            already_there = bound == Bound::AlreadyThere,
+            "bind decision"
+        ),
         // Without a Binding, the scorer's record is the whole bind.
         (Err(e), Binder::ScorerOnly) => return failed(e.reason(), &e),
         (Err(e), Binder::Kubernetes(_)) => {
@@ -545,8 +551,12 @@ fn record(verb: Verb, start: Instant, response: &Response, deadline: Option<std:
         && took > deadline + LATE_AFTER
     {
         metrics::counter!(metric::LATE_ANSWERS, "verb" => verb.as_str()).increment(1);
-        warn!(verb = verb.as_str(), took_ms = took.as_millis() as u64, deadline_ms = deadline.as_millis() as u64,
-            "answered after the deadline");
+        warn!(
+            verb = verb.as_str(),
+            took_ms = took.as_millis() as u64,
+            deadline_ms = deadline.as_millis() as u64,
+            "answered after the deadline"
+        );
     }
 }
 

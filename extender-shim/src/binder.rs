@@ -250,7 +250,10 @@ pub(crate) mod tests {
         let conflict = status(409, "Conflict", "pod web-1 is already assigned to node n2");
         let cases = [
             // Bound elsewhere: the pod says so.
-            (vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-1", Some("n2"))))], "conflict"),
+            (
+                vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-1", Some("n2"))))],
+                "conflict",
+            ),
             (vec![Some((StatusCode::NOT_FOUND, status(404, "NotFound", "pods \"web-1\" not found")))], "not_found"),
             (vec![Some((StatusCode::FORBIDDEN, status(403, "Forbidden", "cannot create pods/binding")))], "forbidden"),
             (vec![Some((StatusCode::INTERNAL_SERVER_ERROR, status(500, "InternalError", "etcd")))], "api_error"),
@@ -265,15 +268,19 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_binding_already_there_for_the_asked_node_is_a_success() {
         let conflict = status(409, "Conflict", "pod web-1 is already assigned to node n7");
-        let (binder, seen) =
-            mock_api_answering(vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-1", Some("n7"))))]);
+        let (binder, seen) = mock_api_answering(vec![
+            Some((StatusCode::CONFLICT, conflict)),
+            Some((StatusCode::OK, pod("uid-1", Some("n7")))),
+        ]);
         assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap(), Bound::AlreadyThere);
         let seen = seen.await.unwrap();
         assert_eq!((&seen[1].0, seen[1].1.as_str()), (&Method::GET, "/api/v1/namespaces/shop/pods/web-1"));
         // Another pod under the same name on that node is not ours.
         let conflict = status(409, "Conflict", "pod web-1 is already assigned to node n7");
-        let (binder, _) =
-            mock_api_answering(vec![Some((StatusCode::CONFLICT, conflict)), Some((StatusCode::OK, pod("uid-2", Some("n7"))))]);
+        let (binder, _) = mock_api_answering(vec![
+            Some((StatusCode::CONFLICT, conflict)),
+            Some((StatusCode::OK, pod("uid-2", Some("n7")))),
+        ]);
         assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap_err().reason(), "conflict");
     }
 

@@ -103,38 +103,39 @@ struct Ready {
 
 impl Ready {
     async fn prepare(args: Args) -> anyhow::Result<Ready> {
-    let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), args.max_nodes));
-    tokio::spawn(forget_silent_nodes(store.clone(), args.forget_after));
-    // A new pod's load shows in its node's windows after about two windows.
-    let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.window * 2));
-    match args.cluster_client().await? {
-        Some(client) => {
-            watch::spawn(client, placements.clone(), store.clone());
-            tracing::info!("watching pods and nodes for replica and zone awareness");
+        let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), args.max_nodes));
+        tokio::spawn(forget_silent_nodes(store.clone(), args.forget_after));
+        // A new pod's load shows in its node's windows after about two windows.
+        let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.window * 2));
+        match args.cluster_client().await? {
+            Some(client) => {
+                watch::spawn(client, placements.clone(), store.clone());
+                tracing::info!("watching pods and nodes for replica and zone awareness");
+            }
+            None => tracing::info!(
+                "no cluster watch: replica and zone awareness from the scorer's own assumed and bound placements only"
+            ),
         }
-        None => tracing::info!(
-            "no cluster watch: replica and zone awareness from the scorer's own assumed and bound placements only"
-        ),
-    }
-    let model = match &args.model {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading --model {}", path.display()))?;
-            let loaded = onnx::OnnxModel::from_bytes(&bytes, path).context("loading --model")?;
-            let slot = ModelSlot::new(Arc::new(loaded));
-            reload::spawn(path.clone(), reload::fingerprint(&bytes), slot.clone(), store.clone(), args.model_poll);
-            slot
-        }
-        None => ModelSlot::new(Arc::new(Heuristic::new())),
-    };
-    let described = model.get().describe();
-    tracing::info!(kind = described.kind, version = %described.version, "{}", described.summary);
-    let queue = FitnessQueue::spawn(store.clone(), model.clone(), args.batch_window);
-    let filter =
-        FilterRules { min_fitness: args.filter_min_fitness, max_psi_memory_full: args.filter_max_psi_memory_full };
-    let scorer = ScorerService::new(store.clone(), placements.clone(), model.clone(), args.default_strategy, filter);
-    let ingest = ingest::IngestService::new(store.clone(), queue);
-    let auth = authenticator(&args).await?;
-    Ok(Ready { args, store, placements, model, scorer, ingest, auth })
+        let model = match &args.model {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading --model {}", path.display()))?;
+                let loaded = onnx::OnnxModel::from_bytes(&bytes, path).context("loading --model")?;
+                let slot = ModelSlot::new(Arc::new(loaded));
+                reload::spawn(path.clone(), reload::fingerprint(&bytes), slot.clone(), store.clone(), args.model_poll);
+                slot
+            }
+            None => ModelSlot::new(Arc::new(Heuristic::new())),
+        };
+        let described = model.get().describe();
+        tracing::info!(kind = described.kind, version = %described.version, "{}", described.summary);
+        let queue = FitnessQueue::spawn(store.clone(), model.clone(), args.batch_window);
+        let filter =
+            FilterRules { min_fitness: args.filter_min_fitness, max_psi_memory_full: args.filter_max_psi_memory_full };
+        let scorer =
+            ScorerService::new(store.clone(), placements.clone(), model.clone(), args.default_strategy, filter);
+        let ingest = ingest::IngestService::new(store.clone(), queue);
+        let auth = authenticator(&args).await?;
+        Ok(Ready { args, store, placements, model, scorer, ingest, auth })
     }
 
     /// Serves gRPC and HTTP on the given listeners until `shutdown` completes.
@@ -145,60 +146,61 @@ impl Ready {
         prometheus: Option<PrometheusHandle>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-    let Ready { args, store, placements, model, scorer, ingest, auth } = self;
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<ScorerServer<ScorerService>>().await;
-    health_reporter.set_serving::<IngestServer<ingest::IngestService>>().await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(fitsched_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
+        let Ready { args, store, placements, model, scorer, ingest, auth } = self;
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<ScorerServer<ScorerService>>().await;
+        health_reporter.set_serving::<IngestServer<ingest::IngestService>>().await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(fitsched_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
 
-    let stop = fitsched_runtime::Stop::on(shutdown);
+        let stop = fitsched_runtime::Stop::on(shutdown);
 
-    let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
-    // Bounded work per connection: at most MAX_STREAMS calls open on one, and a handler
-    // runs for at most MAX_CONCURRENT_CALLS of them at once; the rest wait for a slot.
-    let mut builder = tonic::transport::Server::builder()
-        .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
-        .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW)
-        .max_concurrent_streams(MAX_STREAMS)
-        .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS);
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-        builder =
-            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)).context("TLS settings")?;
-        tracing::info!(cert = %cert.display(), "gRPC over TLS");
-    }
-    let grpc_server = builder
-        .layer(auth::AuthLayer(Arc::new(auth)))
-        .add_service(health)
-        .add_service(reflection().build_v1().context("reflection v1")?)
-        .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
-        .add_service(
-            ScorerServer::new(scorer)
-                .max_decoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE)
-                .max_encoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE),
-        )
-        // A window is a few KB; MAX_METRICS bounds it far below the default 4 MiB.
-        .add_service(IngestServer::new(ingest))
-        .serve_with_incoming_shutdown(fitsched_runtime::http::nodelay_incoming(grpc), stop.stopped());
-    let http_server = fitsched_runtime::http::serve(
-        "http",
-        http,
-        http::router(http::HttpState { store, model, placements, prometheus }),
-        None,
-        fitsched_runtime::http::ServeLimits::default(),
-        stop.stopped(),
-    );
-    let (g, h) = tokio::join!(grpc_server, http_server);
-    g.context("gRPC server")?;
-    h.context("HTTP server")?;
-    tracing::info!("scorer stopped");
-    Ok(())
+        let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+        tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
+        // Bounded work per connection: at most MAX_STREAMS calls open on one, and a handler
+        // runs for at most MAX_CONCURRENT_CALLS of them at once; the rest wait for a slot.
+        let mut builder = tonic::transport::Server::builder()
+            .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
+            .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW)
+            .max_concurrent_streams(MAX_STREAMS)
+            .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS);
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .context("TLS settings")?;
+            tracing::info!(cert = %cert.display(), "gRPC over TLS");
+        }
+        let grpc_server = builder
+            .layer(auth::AuthLayer(Arc::new(auth)))
+            .add_service(health)
+            .add_service(reflection().build_v1().context("reflection v1")?)
+            .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
+            .add_service(
+                ScorerServer::new(scorer)
+                    .max_decoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE),
+            )
+            // A window is a few KB; MAX_METRICS bounds it far below the default 4 MiB.
+            .add_service(IngestServer::new(ingest))
+            .serve_with_incoming_shutdown(fitsched_runtime::http::nodelay_incoming(grpc), stop.stopped());
+        let http_server = fitsched_runtime::http::serve(
+            "http",
+            http,
+            http::router(http::HttpState { store, model, placements, prometheus }),
+            None,
+            fitsched_runtime::http::ServeLimits::default(),
+            stop.stopped(),
+        );
+        let (g, h) = tokio::join!(grpc_server, http_server);
+        g.context("gRPC server")?;
+        h.context("HTTP server")?;
+        tracing::info!("scorer stopped");
+        Ok(())
     }
 }
 

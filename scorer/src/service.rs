@@ -113,7 +113,8 @@ impl ScorerService {
                 };
                 // Allocatable as kube-scheduler sent it (full-node mode), else the CPUs the
                 // node's agent counted.
-                let allocatable = (node.allocatable_cpu_millis > 0).then(|| node.allocatable_cpu_millis as f64 / 1000.0);
+                let allocatable =
+                    (node.allocatable_cpu_millis > 0).then(|| node.allocatable_cpu_millis as f64 / 1000.0);
                 Candidate {
                     fitness,
                     recent: placed.recent_on(&node.name),

@@ -228,14 +228,8 @@ impl NodeStore {
             None if nodes.slots.len() >= self.max_nodes => return Stored::Full { max_nodes: self.max_nodes },
             None => Default::default(),
         };
-        let entry = Entry {
-            window: Box::new(compact),
-            psi_memory_full,
-            cpu_count,
-            received: now,
-            fitness,
-            fallback_features,
-        };
+        let entry =
+            Entry { window: Box::new(compact), psi_memory_full, cpu_count, received: now, fitness, fallback_features };
         nodes.put(window.node_name, entry);
         Stored::New { sequence }
     }
@@ -338,11 +332,7 @@ impl NodeStore {
             return NodeView::Stale { age };
         }
         let Some(fitness) = e.fitness else { return NodeView::NoFitness };
-        NodeView::Fresh {
-            fitness,
-            psi_memory_full: e.psi_memory_full,
-            cpu_count: e.cpu_count,
-        }
+        NodeView::Fresh { fitness, psi_memory_full: e.psi_memory_full, cpu_count: e.cpu_count }
     }
 
     /// Every node's status, sorted by name, for `ListNodes`.
@@ -440,8 +430,7 @@ mod tests {
         let s = NodeStore::new(Duration::from_secs(60));
         s.insert(window("a", "x", 1));
         s.set_fitness("a", "x", 1, Some(0.5), vec![]);
-        let fresh =
-            |f: f64| NodeView::Fresh { fitness: f, psi_memory_full: None, cpu_count: None };
+        let fresh = |f: f64| NodeView::Fresh { fitness: f, psi_memory_full: None, cpu_count: None };
         assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5), NodeView::Unknown]);
         // Same list again, after b appeared and a's fitness changed: both are seen.
         s.insert(window("b", "y", 1));

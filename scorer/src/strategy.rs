@@ -102,7 +102,6 @@ pub fn scale(raw: f64) -> i32 {
 }
 
 pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
-    let f = c.fitness.clamp(0.0, 1.0);
     let (n, z) = (f64::from(c.siblings_on_node), f64::from(c.siblings_in_zone));
     let raw = match strategy {
         Strategy::Spread => discounted(c) / (1.0 + 2.0 * n + 0.5 * z),
@@ -176,9 +175,8 @@ fn terms(strategy: Strategy, c: &Candidate) -> String {
     } else {
         format!("{} pod(s) placed since its window: x{:.2}, ", c.recent, discount(c))
     };
-    let guard = |passes: &str| {
-        format!("{:.2} with this pod and {} placed since its window{passes}", with_pod(c), c.recent)
-    };
+    let guard =
+        |passes: &str| format!("{:.2} with this pod and {} placed since its window{passes}", with_pod(c), c.recent);
     recent
         + &match strategy {
             Strategy::Spread => format!(

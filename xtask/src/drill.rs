@@ -76,8 +76,11 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
             late.push(restart(args.pods, args.down, run)?);
         }
         let clean = late.iter().filter(|&&l| l == 0).count();
-        println!("
-restart drill: every call within its deadline + 50 ms in {clean} of {} runs", args.runs);
+        println!(
+            "
+restart drill: every call within its deadline + 50 ms in {clean} of {} runs",
+            args.runs
+        );
         anyhow::ensure!(clean == late.len(), "calls answered late in {} of {} runs", late.len() - clean, late.len());
     }
     if wanted(Drill::Bursts) {
