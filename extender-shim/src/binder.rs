@@ -196,12 +196,15 @@ pub(crate) mod tests {
         (binder, tokio::spawn(async move { seen.await.unwrap().remove(0) }))
     }
 
+    /// A request the mock API server was sent: method, path, JSON body (or null).
+    pub(crate) type Seen = (Method, String, Value);
+
     /// A Kubernetes binder over a mock API server that answers its requests in turn with
     /// `answers` (never, for a `None`), and hands back what it was sent (method, path,
     /// JSON body or null).
     pub(crate) fn mock_api_answering(
         answers: Vec<Option<(StatusCode, Value)>>,
-    ) -> (Binder, tokio::task::JoinHandle<Vec<(Method, String, Value)>>) {
+    ) -> (Binder, tokio::task::JoinHandle<Vec<Seen>>) {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let seen = tokio::spawn(async move {
             let mut handle = std::pin::pin!(handle);
