@@ -517,6 +517,8 @@ impl Cluster {
             Some(name) => deployments.delete(name, &orphan).await.map(|_| ()),
             None => deployments.delete_collection(&orphan, &ListParams::default()).await.map(|_| ()),
         }
+        // A workload created as bare pods ([`Cluster::create_in_parallel`]) has none.
+        .or_else(|e| if matches!(&e, kube::Error::Api(s) if s.code == 404) { Ok(()) } else { Err(e) })
         .with_context(context)?;
         let replica_sets: Api<ReplicaSet> = Api::namespaced(self.client(), namespace);
         replica_sets.delete_collection(&orphan, lp).await.with_context(context)?;
