@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::binder::{Binder, BinderKind};
 use crate::client::ClientConfig;
-use crate::quantity;
+use fitsched_proto::quantity;
 
 /// fitsched's kube-scheduler extender: answers `filter`, `prioritize` and `bind` by
 /// asking the scorer over gRPC, and answers neutrally when the scorer cannot.

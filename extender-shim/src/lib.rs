@@ -13,7 +13,6 @@ mod api;
 mod binder;
 mod client;
 mod config;
-mod quantity;
 pub mod wire;
 
 use anyhow::Context;

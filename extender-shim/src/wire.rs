@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::config::ProfileStrategies;
-use crate::quantity;
+use fitsched_proto::quantity;
 
 // ---------------------------------------------------------------------------------------
 // Requests.

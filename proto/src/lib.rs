@@ -18,6 +18,7 @@ pub use generated::*;
 
 pub mod features;
 pub mod pod;
+pub mod quantity;
 pub mod time;
 pub use time::{now_unix_ms, unix_ms};
 pub mod validate;

@@ -12,7 +12,9 @@
 //!   wins) or deleted; without a watch, records simply expire.
 //!
 //! Counts are kept per owner and node; zones are resolved when a request is scored, so a
-//! node relabelled or learnt late never leaves a stale zone count behind.
+//! node relabelled or learnt late never leaves a stale zone count behind. The CPU the
+//! pods request is kept per node too (`pack` fills the node with the most), each pod
+//! counted as kube-scheduler scores it ([`counted_millis`]).
 
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard};
@@ -41,12 +43,22 @@ pub struct WatchedPod {
     pub owner: String,
     /// The node it is bound to; `None` while pending.
     pub node: Option<String>,
+    /// The CPU it requests, in millicores (0: none).
+    pub cpu_millis: i64,
+}
+
+/// The CPU a pod's request counts for on its node, in millicores: its request, or 100m
+/// for a pod that requests none, as kube-scheduler's scoring counts such pods.
+pub fn counted_millis(cpu_millis: i64) -> i64 {
+    if cpu_millis > 0 { cpu_millis } else { (crate::strategy::REQUEST_WHEN_NONE * 1000.0) as i64 }
 }
 
 #[derive(Debug, Clone)]
 struct Record {
     owner: String,
     node: String,
+    /// [`counted_millis`] of the pod's request.
+    cpu: i64,
     bound: bool,
     expires: Instant,
 }
@@ -55,6 +67,8 @@ struct Record {
 struct Placed {
     owner: String,
     node: String,
+    /// [`counted_millis`] of the pod's request.
+    cpu: i64,
 }
 
 #[derive(Default)]
@@ -63,6 +77,8 @@ struct Inner {
     placed: Map<String, Placed>,
     /// Owner UID -> node -> pods, from `placed`.
     owners: Map<String, Map<String, u32>>,
+    /// Node -> CPU the pods in `placed` request, in millicores.
+    requested: Map<String, i64>,
     /// Pods placed recently (UID -> node, since): their load is not in the node's windows
     /// yet. Pruned now and then ([`PRUNE_EVERY`]); readers skip what is too old.
     fresh: Map<String, (String, Instant)>,
@@ -113,10 +129,28 @@ impl Inner {
         }
     }
 
-    fn unplace(&mut self, uid: &str) {
-        if let Some(p) = self.placed.remove(uid) {
-            self.count(&p.owner, &p.node, -1);
+    /// Counts `placed` for its owner and its node's requests.
+    fn put(&mut self, uid: String, placed: Placed) {
+        self.count(&placed.owner, &placed.node, 1);
+        *self.requested.entry(placed.node.clone()).or_default() += placed.cpu;
+        self.placed.insert(uid, placed);
+    }
+
+    /// Takes `uid` out of the counts (not out of `fresh`).
+    fn take(&mut self, uid: &str) -> Option<Placed> {
+        let p = self.placed.remove(uid)?;
+        self.count(&p.owner, &p.node, -1);
+        if let Some(cpu) = self.requested.get_mut(&p.node) {
+            *cpu -= p.cpu;
+            if *cpu <= 0 {
+                self.requested.remove(&p.node);
+            }
         }
+        Some(p)
+    }
+
+    fn unplace(&mut self, uid: &str) {
+        self.take(uid);
         self.fresh.remove(uid);
     }
 }
@@ -138,22 +172,28 @@ impl Placements {
         Self { inner: RwLock::default(), assume_ttl, bound_ttl, recent }
     }
 
-    /// Records that `pod` (of `owner`) will probably land on `node`. Kept out when the
-    /// pod already has a bound record or the watch shows it placed.
-    pub fn assume(&self, pod: &str, owner: &str, node: &str) {
+    /// Records that `pod` (of `owner`, requesting `cpu_millis`) will probably land on
+    /// `node`. Kept out when the pod already has a bound record or the watch shows it
+    /// placed.
+    pub fn assume(&self, pod: &str, owner: &str, node: &str, cpu_millis: i64) {
         let now = Instant::now();
         let mut inner = self.write(now);
         if inner.placed.contains_key(pod) || inner.record(pod, now).is_some_and(|r| r.bound) {
             return;
         }
-        let record =
-            Record { owner: owner.to_owned(), node: node.to_owned(), bound: false, expires: now + self.assume_ttl };
+        let record = Record {
+            owner: owner.to_owned(),
+            node: node.to_owned(),
+            cpu: counted_millis(cpu_millis),
+            bound: false,
+            expires: now + self.assume_ttl,
+        };
         inner.keep(pod, record);
     }
 
     /// Records that `pod` has been bound to `node` (the shim created the Binding). The
-    /// owner comes from the assumed placement when there is one: a bind names the pod,
-    /// not its owner. Returns whether a pod watch will confirm it.
+    /// owner and request come from the assumed placement when there is one: a bind names
+    /// the pod, nothing else. Returns whether a pod watch will confirm it.
     pub fn bind(&self, pod: &str, node: &str) -> bool {
         let now = Instant::now();
         let mut inner = self.write(now);
@@ -161,8 +201,8 @@ impl Placements {
         if inner.placed.contains_key(pod) {
             return watched; // The watch was faster than the shim.
         }
-        let owner = inner.record(pod, now).map(|r| r.owner.clone()).unwrap_or_default();
-        let record = Record { owner, node: node.to_owned(), bound: true, expires: now + self.bound_ttl };
+        let (owner, cpu) = inner.record(pod, now).map_or((String::new(), counted_millis(0)), |r| (r.owner.clone(), r.cpu));
+        let record = Record { owner, node: node.to_owned(), cpu, bound: true, expires: now + self.bound_ttl };
         inner.keep(pod, record);
         watched
     }
@@ -186,20 +226,19 @@ impl Placements {
             let outcome = if r.node == node { "confirmed" } else { "contradicted" };
             metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => outcome).increment(1);
         }
-        let current = inner.placed.get(&pod.uid).map(|p| (p.node == node, p.owner.clone()));
-        match current {
-            Some((true, owner)) if owner == pod.owner => {}
-            Some((true, owner)) => {
-                // Same node, new owner (an orphan adopted): move the count only.
-                inner.count(&owner, &node, -1);
-                inner.count(&pod.owner, &node, 1);
-                inner.placed.insert(pod.uid, Placed { owner: pod.owner, node });
+        let placed = Placed { owner: pod.owner, node, cpu: counted_millis(pod.cpu_millis) };
+        match inner.placed.get(&pod.uid) {
+            Some(p) if p.node == placed.node && p.owner == placed.owner && p.cpu == placed.cpu => {}
+            Some(p) if p.node == placed.node => {
+                // Same node, new owner (an orphan adopted) or request (resized): recount;
+                // the pod is no more recent than it was.
+                inner.take(&pod.uid);
+                inner.put(pod.uid, placed);
             }
             _ => {
                 inner.unplace(&pod.uid);
-                inner.count(&pod.owner, &node, 1);
-                inner.fresh.insert(pod.uid.clone(), (node.clone(), now));
-                inner.placed.insert(pod.uid, Placed { owner: pod.owner, node });
+                inner.fresh.insert(pod.uid.clone(), (placed.node.clone(), now));
+                inner.put(pod.uid, placed);
             }
         }
     }
@@ -221,6 +260,7 @@ impl Placements {
         let previous = std::mem::take(&mut inner.placed);
         let fresh = std::mem::take(&mut inner.fresh);
         inner.owners.clear();
+        inner.requested.clear();
         for pod in pods {
             let uid = pod.uid.clone();
             let known = pod.node.as_ref().is_some_and(|n| previous.get(&uid).is_some_and(|p| &p.node == n));
@@ -280,8 +320,8 @@ impl Placements {
     }
 
     /// What one scoring request needs: the siblings of a pod of `owner` (not counting the
-    /// pod `pod` itself: a pod being rescored must not repel itself), zones, and recent
-    /// placements of any owner. Counting those walks every pod placed in the last two
+    /// pod `pod` itself: a pod being rescored must not repel itself), zones, recent
+    /// placements of any owner and the CPU requested per node. Counting those walks every pod placed in the last two
     /// windows (thousands in a burst, about a tenth of the scorer's CPU then), and every
     /// strategy needs them: without them, all pods arriving within one window herd onto
     /// the node whose last window looked best. Holds the read lock until dropped.
@@ -292,8 +332,10 @@ impl Placements {
         // The watch's counts are read through the lock; only the records' are copied.
         let mut recorded: Map<String, u32> = Map::default();
         let mut recent: Map<String, u32> = Map::default();
+        let mut requested: Map<String, i64> = Map::default();
         for (_, r) in inner.records.iter().filter(|e| live(e)) {
             *recent.entry(r.node.clone()).or_default() += 1;
+            *requested.entry(r.node.clone()).or_default() += r.cpu;
             if !owner.is_empty() && r.owner == owner {
                 *recorded.entry(r.node.clone()).or_default() += 1;
             }
@@ -311,7 +353,7 @@ impl Placements {
             }
         }
         let owner = if watched.is_some() { Some(owner.to_owned()) } else { None };
-        View { inner, owner, recorded, in_zone, recent }
+        View { inner, owner, recorded, in_zone, recent, requested }
     }
 
     /// How many pods the watch shows placed, and how many records await it.
@@ -350,6 +392,8 @@ pub struct View<'a> {
     recorded: Map<String, u32>,
     in_zone: Map<String, u32>,
     recent: Map<String, u32>,
+    /// CPU requested by the pods the scorer recorded and the watch does not show yet.
+    requested: Map<String, i64>,
 }
 
 impl View<'_> {
@@ -370,6 +414,13 @@ impl View<'_> {
         self.recent.get(node).copied().unwrap_or(0)
     }
 
+    /// The CPUs requested on `node` by every pod placed there or recorded for it (not the
+    /// pod being scored).
+    pub fn requested_on(&self, node: &str) -> f64 {
+        let watched = self.inner.requested.get(node).copied().unwrap_or(0);
+        (watched + self.requested.get(node).copied().unwrap_or(0)) as f64 / 1000.0
+    }
+
     /// The zone of `node`, or `""` when unknown.
     pub fn zone_of(&self, node: &str) -> &str {
         self.inner.zones.get(node).map_or("", String::as_str)
@@ -385,16 +436,16 @@ mod tests {
     }
 
     fn pod(uid: &str, owner: &str, node: Option<&str>) -> WatchedPod {
-        WatchedPod { uid: uid.into(), owner: owner.into(), node: node.map(Into::into) }
+        WatchedPod { uid: uid.into(), owner: owner.into(), node: node.map(Into::into), cpu_millis: 0 }
     }
 
     #[test]
     fn siblings_count_per_node_and_zone_without_self() {
         let p = placements();
         p.replace_zones([("n1".into(), "z1".into()), ("n2".into(), "z1".into())].into());
-        p.assume("pod-1", "rs-a", "n1");
-        p.assume("pod-2", "rs-a", "n2");
-        p.assume("pod-3", "rs-b", "n1");
+        p.assume("pod-1", "rs-a", "n1", 0);
+        p.assume("pod-2", "rs-a", "n2", 0);
+        p.assume("pod-3", "rs-b", "n1", 0);
         let v = p.view("rs-a", "pod-2");
         assert_eq!((v.on_node("n1"), v.on_node("n2"), v.in_zone("z1")), (1, 0, 1), "a pod is not its own sibling");
         assert_eq!(v.recent_on("n1"), 2);
@@ -410,20 +461,20 @@ mod tests {
     #[test]
     fn bind_confirms_and_moves_assumed_placements() {
         let p = placements();
-        p.assume("pod-1", "rs-a", "n1");
+        p.assume("pod-1", "rs-a", "n1", 0);
         assert!(!p.bind("pod-1", "n2"), "no watch yet");
         let v = p.view("rs-a", "other");
         assert_eq!((v.on_node("n1"), v.on_node("n2")), (0, 1));
         drop(v);
         // A later Score for the same pod does not undo the bind.
-        p.assume("pod-1", "rs-a", "n3");
+        p.assume("pod-1", "rs-a", "n3", 0);
         assert_eq!(p.view("rs-a", "other").on_node("n2"), 1);
     }
 
     #[test]
     fn assumed_placements_expire() {
         let p = Placements::new(Duration::ZERO, Duration::from_secs(600), Duration::ZERO);
-        p.assume("pod-1", "rs-a", "n1");
+        p.assume("pod-1", "rs-a", "n1", 0);
         let v = p.view("rs-a", "other");
         assert_eq!((v.on_node("n1"), v.recent_on("n1")), (0, 0));
         drop(v);
@@ -438,8 +489,8 @@ mod tests {
     fn the_watch_confirms_or_contradicts_records() {
         let p = placements();
         p.replace_pods(vec![]);
-        p.assume("u1", "rs", "n1");
-        p.assume("u2", "rs", "n1");
+        p.assume("u1", "rs", "n1", 0);
+        p.assume("u2", "rs", "n1", 0);
         // Confirmed: same node. Contradicted: the watch shows u2 elsewhere; the watch wins.
         p.apply_pod(pod("u1", "rs", Some("n1")));
         p.apply_pod(pod("u2", "rs", Some("n2")));
@@ -449,12 +500,12 @@ mod tests {
         drop(v);
         // Re-applying the same state changes nothing; a later assume of a placed pod is ignored.
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        p.assume("u1", "rs", "n9");
+        p.assume("u1", "rs", "n9", 0);
         assert_eq!(p.view("rs", "new").on_node("n1"), 1);
         assert_eq!(p.view("rs", "new").on_node("n9"), 0);
         // Deleted pods are forgotten, and so are their records.
         p.remove_pod("u1");
-        p.assume("u3", "rs", "n3");
+        p.assume("u3", "rs", "n3", 0);
         p.remove_pod("u3");
         let v = p.view("rs", "new");
         assert_eq!((v.on_node("n1"), v.on_node("n3")), (0, 0));
@@ -527,5 +578,31 @@ mod tests {
         let p = placements();
         p.apply_pod(pod("u1", "rs", Some("n1")));
         assert_eq!(p.view("", "x").recent_on("n1"), 1);
+    }
+
+    #[test]
+    fn requested_cpu_follows_the_watch_and_the_records() {
+        let p = placements();
+        let with_cpu = |uid: &str, node: Option<&str>, cpu_millis| WatchedPod { cpu_millis, ..pod(uid, "rs", node) };
+        p.apply_pod(with_cpu("u1", Some("n1"), 500));
+        p.apply_pod(with_cpu("u2", Some("n1"), 0));
+        p.assume("u3", "rs", "n1", 250);
+        p.assume("u4", "rs", "n2", 0);
+        let v = p.view("rs", "u4");
+        assert_eq!(v.requested_on("n1"), 0.85, "500m, a pod without requests as 100m, 250m assumed");
+        assert_eq!(v.requested_on("n2"), 0.0, "the pod scored is not counted");
+        drop(v);
+        p.bind("u4", "n2");
+        assert_eq!(p.view("rs", "x").requested_on("n2"), 0.1, "a bind keeps the assumed request");
+        p.apply_pod(with_cpu("u3", Some("n2"), 250));
+        assert_eq!(p.view("rs", "x").requested_on("n1"), 0.6, "the watch moved u3");
+        p.apply_pod(with_cpu("u1", Some("n1"), 1000));
+        assert_eq!(p.view("rs", "x").requested_on("n1"), 1.1, "a resized pod is recounted");
+        p.remove_pod("u1");
+        p.remove_pod("u2");
+        assert_eq!(p.view("rs", "x").requested_on("n1"), 0.0);
+        p.replace_pods(vec![with_cpu("u5", Some("n3"), 2000)]);
+        assert_eq!(p.view("rs", "x").requested_on("n2"), 0.1, "only the bound record of u4 is left on n2");
+        assert_eq!(p.view("rs", "x").requested_on("n3"), 2.0);
     }
 }

@@ -118,6 +118,7 @@ impl ScorerService {
                 Candidate {
                     fitness,
                     recent: placed.recent_on(&node.name),
+                    requested: placed.requested_on(&node.name),
                     cores: allocatable.or(cpu_count).unwrap_or(strategy::CORES_WHEN_UNKNOWN),
                     request,
                     siblings_on_node: placed.on_node(&node.name),
@@ -137,7 +138,7 @@ impl ScorerService {
         count_bases(&views);
         let all = if explain_all { (0..nodes.len()).map(detail).collect() } else { Vec::new() };
         if let Some(first) = top.first() {
-            self.placements.assume(&pod_key, &owner, &first.node);
+            self.placements.assume(&pod_key, &owner, &first.node, pod.cpu_request_millis);
         }
         Ok(Scoring { strategy, scores, top, all })
     }
@@ -541,8 +542,8 @@ mod tests {
 
         // Two siblings on the unknown node: the sibling penalty applies to it too, so it
         // falls below the empty median node.
-        s.placements.assume("uid-a", "uid-rs", "ghost");
-        s.placements.assume("uid-b", "uid-rs", "ghost");
+        s.placements.assume("uid-a", "uid-rs", "ghost", 0);
+        s.placements.assume("uid-b", "uid-rs", "ghost", 0);
         let next = s.score(&pod("p3", "rs"), &nodes(&["ghost", "mid"]), true).unwrap();
         assert!(next.scores[0] < next.scores[1], "{:?}", next.all);
         assert_eq!(next.scores, [0, 10], "two candidates span the whole range");

@@ -6,12 +6,13 @@
 //! discounted for the `r` pods of any owner placed on the node since its window (`c` its
 //! allocatable CPUs: the request's, else the window's CPU count, else 4), and
 //! `f'₊ = f / (1 + (r + q) / c)` the same after this pod too (`q` its CPU request in CPUs,
-//! 0.1 when it requests none, as kube-scheduler counts such pods):
+//! 0.1 when it requests none, as kube-scheduler counts such pods), and `u = min(1, (R + q)
+//! / c)` the node's requested share with this pod (`R` the CPUs the pods on it request):
 //!
 //! | strategy | raw score |
 //! |---|---|
 //! | `spread` | `f' / (1 + 2n + 0.5z)` |
-//! | `pack` | `1` when `f'₊ ≥ 0.5` (the guard), else `0.5·f'₊` (always below any node that passes) |
+//! | `pack` | `0.5 + 0.5·u` when `f'₊ ≥ 0.5` (the guard), else `0.5·f'₊` (always below any node that passes) |
 //! | `balanced` | `f' / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
 //!
 //! **Why `f'`**: a window shows the node before the pods placed since; every pod that
@@ -21,12 +22,15 @@
 //! for the next pod's benefit, on a 32-CPU node it barely counts.
 //!
 //! **What `pack` does**: consolidation follows requested resources, as the pack
-//! profile's `NodeResourcesFit` with `MostAllocated` does; the extender's part is only to
-//! keep pods off nodes whose measured state is bad. Every node whose fitness would stay
-//! at 0.5 or more with this pod on it scores the same, so kube-scheduler's plugins fill
-//! the fullest of them; the others score below, by how they would fare, so a pod still
-//! goes to the least bad node when none passes. A busy node is never preferred for being
-//! busy: filling a node that is already hot is not consolidation.
+//! profile's `NodeResourcesFit` with `MostAllocated` does; the extender's part is to keep
+//! pods off nodes whose measured state is bad. Among the nodes whose fitness would stay at
+//! 0.5 or more with this pod on it, the one whose pods request the largest share of its
+//! CPUs scores highest; the others score below, by how they would fare, so a pod still
+//! goes to the least bad node when none passes. A node is never preferred for being
+//! measured busy: filling a node that is already hot is not consolidation. Why the
+//! extender ranks by requests at all: `MostAllocated` scores integers, so on a 16-CPU node
+//! the first pods of 100m all score 0 and kube-scheduler spreads them at random; the
+//! scorer's requested share, normalised over the candidates, separates them.
 //!
 //! **Nodes without a usable fitness** (stale, unknown, or a window whose fitness is not
 //! computed) are scored with the same terms, `f` being the median fitness of the
@@ -68,6 +72,8 @@ pub struct Candidate {
     pub fitness: f64,
     /// Pods of any owner placed on the node since its window.
     pub recent: u32,
+    /// The CPUs the pods on the node request (placed or recorded; not this pod).
+    pub requested: f64,
     /// The node's allocatable CPUs ([`CORES_WHEN_UNKNOWN`] when nothing says).
     pub cores: f64,
     /// The pod's CPU request, in CPUs ([`REQUEST_WHEN_NONE`] when it requests none).
@@ -106,7 +112,7 @@ pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
     let raw = match strategy {
         Strategy::Spread => discounted(c) / (1.0 + 2.0 * n + 0.5 * z),
         Strategy::Pack => match with_pod(c) {
-            after if after >= PACK_MIN_FITNESS => 1.0,
+            after if after >= PACK_MIN_FITNESS => 0.5 + 0.5 * requested_share(c),
             after => 0.5 * after,
         },
         Strategy::Balanced => (discounted(c) / (1.0 + 0.5 * n) - 0.1 * zone_excess(c)).clamp(0.0, 1.0),
@@ -127,6 +133,11 @@ fn with_pod(c: &Candidate) -> f64 {
 /// The share of its fitness a node keeps for the pods placed since its window.
 fn discount(c: &Candidate) -> f64 {
     1.0 / (1.0 + f64::from(c.recent) / cores(c))
+}
+
+/// `u`: the share of the node's CPUs requested with this pod on it, at most 1.
+fn requested_share(c: &Candidate) -> f64 {
+    ((c.requested.max(0.0) + c.request.max(0.0)) / cores(c)).min(1.0)
 }
 
 fn cores(c: &Candidate) -> f64 {
@@ -185,9 +196,10 @@ fn terms(strategy: Strategy, c: &Candidate) -> String {
                 c.siblings_in_zone,
                 1.0 + 2.0 * f64::from(c.siblings_on_node) + 0.5 * f64::from(c.siblings_in_zone)
             ),
-            Strategy::Pack if with_pod(c) >= PACK_MIN_FITNESS => {
-                guard(&format!(" (at least {PACK_MIN_FITNESS}: kube-scheduler fills the fullest such node)"))
-            }
+            Strategy::Pack if with_pod(c) >= PACK_MIN_FITNESS => guard(&format!(
+                " (at least {PACK_MIN_FITNESS}), {:.0} % of its CPUs requested with this pod",
+                100.0 * requested_share(c)
+            )),
             Strategy::Pack => guard(&format!(" (below {PACK_MIN_FITNESS}: filled only when no node passes)")),
             Strategy::Balanced => {
                 format!("{} sibling(s) on node, {} more in zone than the emptiest", c.siblings_on_node, zone_excess(c))
@@ -223,6 +235,7 @@ mod tests {
         Candidate {
             fitness,
             recent: 0,
+            requested: 0.0,
             cores: 2.0,
             request: 0.1,
             siblings_on_node: on_node,
@@ -252,7 +265,7 @@ mod tests {
             "4 CPUs when the window does not say"
         );
         // pack counts them, and this pod, in its guard: 0.9 / (1 + 2.1 / 2) fails it.
-        assert_eq!(score(Strategy::Pack, &idle).raw, 1.0);
+        assert!(score(Strategy::Pack, &idle).raw >= 0.5, "{:?}", score(Strategy::Pack, &idle));
         assert!(score(Strategy::Pack, &just_filled).raw < 0.25, "{:?}", score(Strategy::Pack, &just_filled));
     }
 
@@ -275,12 +288,18 @@ mod tests {
     }
 
     #[test]
-    fn pack_leaves_consolidation_to_kube_scheduler_and_keeps_pods_off_bad_nodes() {
-        // Every node that keeps 0.5 with the pod on it scores the same: kube-scheduler's
-        // MostAllocated picks the fullest among them, never the extender.
+    fn pack_fills_the_most_requested_node_that_passes_and_keeps_pods_off_bad_nodes() {
+        // Among nodes that keep 0.5 with the pod on it, requests decide, never the measured
+        // fitness: a fitter empty node loses to a fit-enough one with pods requesting CPU.
         let fit = score(Strategy::Pack, &cand(0.9, 0, 0));
-        let fit_enough = score(Strategy::Pack, &cand(0.6, 0, 0));
-        assert_eq!((fit.raw, fit_enough.raw), (1.0, 1.0));
+        let filled = Candidate { requested: 0.9, cores: 4.0, ..cand(0.7, 0, 0) };
+        let fit_enough = score(Strategy::Pack, &filled);
+        assert_eq!(fit.raw, 0.5 + 0.5 * 0.1 / 2.0);
+        assert_eq!(fit_enough.raw, 0.5 + 0.5 * 1.0 / 4.0);
+        assert!(fit_enough.raw > fit.raw);
+        let full = Candidate { requested: 7.0, ..filled };
+        assert_eq!(score(Strategy::Pack, &full).raw, 1.0, "the share stops at the whole node");
+        assert!(reason(Strategy::Pack, &filled, fit_enough).contains("25 % of its CPUs requested with this pod"));
         // 0.55 on 2 CPUs with a 1.5-CPU pod: 0.55 / 1.75 = 0.31, below the guard.
         let big = Candidate { request: 1.5, ..cand(0.55, 0, 0) };
         let unfit = score(Strategy::Pack, &cand(0.3, 0, 0));
@@ -393,12 +412,13 @@ mod tests {
         #[test]
         fn pack_never_prefers_a_node_that_fails_its_guard(
             a in 0.0f64..1.0, b in 0.0f64..1.0, ra in 0u32..8, rb in 0u32..8, q in 0.0f64..4.0,
+            ua in 0.0f64..8.0, ub in 0.0f64..8.0,
         ) {
-            let x = Candidate { recent: ra, request: q, ..cand(a, 0, 0) };
-            let y = Candidate { recent: rb, request: q, ..cand(b, 0, 0) };
+            let x = Candidate { recent: ra, request: q, requested: ua, ..cand(a, 0, 0) };
+            let y = Candidate { recent: rb, request: q, requested: ub, ..cand(b, 0, 0) };
             let (sx, sy) = (score(Strategy::Pack, &x).raw, score(Strategy::Pack, &y).raw);
             match (with_pod(&x) >= PACK_MIN_FITNESS, with_pod(&y) >= PACK_MIN_FITNESS) {
-                (true, true) => prop_assert_eq!(sx, sy, "passing nodes are equal: consolidation is kube-scheduler's"),
+                (true, true) => prop_assert!((ua >= ub) == (sx >= sy) || sx == sy, "passing nodes rank by requests"),
                 (true, false) => prop_assert!(sx > sy),
                 (false, true) => prop_assert!(sy > sx),
                 (false, false) => prop_assert!((with_pod(&x) >= with_pod(&y)) == (sx >= sy)),

@@ -1,7 +1,7 @@
 //! The cluster watch: kube-rs reflectors over Pods and Nodes feed [`Placements`].
 //!
-//! Only what replica and zone awareness need is kept: of a pod its UID, controlling
-//! owner, node and phase; of a node its name and zone label (nodes are watched as
+//! Only what replica and zone awareness and `pack` need is kept: of a pod its UID,
+//! controlling owner, node, phase and CPU requests; of a node its name and zone label (nodes are watched as
 //! metadata only). Pending pods and finished ones (`Succeeded`, `Failed`) are excluded by
 //! a field selector: they hold no resources and are no longer (or not yet) replicas on a
 //! node; the API server reports a pod that is bound as added to the selection, and one
@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodStatus, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
@@ -129,7 +130,23 @@ pub fn watched_pod(pod: &Pod) -> Option<WatchedPod> {
             .map(|o| o.uid.clone())
             .unwrap_or_default(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        cpu_millis: pod.spec.as_ref().map_or(0, cpu_request_millis),
     })
+}
+
+/// The CPU a pod requests, in millicores, as kube-scheduler counts it for fitting: the
+/// larger of its containers' sum and its largest init container, plus the pod's
+/// overhead. The API server has validated every quantity; one that does not parse
+/// counts as none.
+pub fn cpu_request_millis(spec: &PodSpec) -> i64 {
+    let cpu = |c: &Container| c.resources.as_ref().and_then(|r| r.requests.as_ref()).map_or(0, |r| millis(r.get("cpu")));
+    let containers: i64 = spec.containers.iter().map(cpu).fold(0, i64::saturating_add);
+    let init = spec.init_containers.iter().flatten().map(cpu).max().unwrap_or(0);
+    containers.max(init).saturating_add(millis(spec.overhead.as_ref().and_then(|o| o.get("cpu"))))
+}
+
+fn millis(q: Option<&Quantity>) -> i64 {
+    q.and_then(|q| fitsched_proto::quantity::cpu_millis(&q.0).ok()).unwrap_or(0).max(0)
 }
 
 /// The zone label of a node.
@@ -149,7 +166,15 @@ fn slim_pod(pod: &mut Pod) {
         .owner_references
         .take()
         .map(|refs| fitsched_proto::pod::controller(&refs, |o| o.controller).cloned().into_iter().collect());
-    pod.spec = Some(PodSpec { node_name: pod.spec.take().and_then(|s| s.node_name), ..PodSpec::default() });
+    let spec = pod.spec.take().unwrap_or_default();
+    // One container carrying the effective request keeps what `cpu_request_millis` reads.
+    let cpu = cpu_request_millis(&spec);
+    let requests = (cpu > 0).then(|| [("cpu".to_owned(), Quantity(format!("{cpu}m")))].into());
+    let container = Container {
+        resources: Some(ResourceRequirements { requests, ..ResourceRequirements::default() }),
+        ..Container::default()
+    };
+    pod.spec = Some(PodSpec { node_name: spec.node_name, containers: vec![container], ..PodSpec::default() });
     pod.status = Some(PodStatus { phase: pod.status.take().and_then(|s| s.phase), ..PodStatus::default() });
 }
 
@@ -307,8 +332,8 @@ mod tests {
 
         let placements =
             Arc::new(Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(60)));
-        placements.assume("u4", "rs-a", "n3");
-        placements.assume("u9", "rs-a", "n2");
+        placements.assume("u4", "rs-a", "n3", 0);
+        placements.assume("u9", "rs-a", "n2", 0);
         placements.bind("u9", "n2");
         let windows = Arc::new(crate::store::NodeStore::new(Duration::from_secs(60)));
         for n in ["n1", "gone"] {
@@ -338,7 +363,7 @@ mod tests {
         assert_eq!(placements.counts(), (4, 2));
         let stored = pods.state();
         let u1 = stored.iter().find(|p| p.uid().as_deref() == Some("u1")).unwrap();
-        assert!(u1.annotations().is_empty() && u1.spec.as_ref().unwrap().containers.is_empty(), "slimmed: {u1:?}");
+        assert!(u1.annotations().is_empty() && u1.spec.as_ref().unwrap().containers.iter().all(|c| c.image.is_none()), "slimmed: {u1:?}");
         assert_eq!(u1.owner_references().len(), 1, "only the controller is kept");
 
         go_tx.send(true).unwrap();
@@ -355,9 +380,29 @@ mod tests {
     }
 
     #[test]
+    fn cpu_requests_count_as_kube_scheduler_counts_them() {
+        let mut p: Pod = serde_json::from_value(pod("u", None, Some("n"), "Running")).unwrap();
+        p.spec.as_mut().unwrap().containers = serde_json::from_value(json!([
+            {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "1"}}},
+            {"name": "c"},
+        ]))
+        .unwrap();
+        assert_eq!(watched_pod(&p).unwrap().cpu_millis, 1250, "containers sum");
+        let spec = p.spec.as_mut().unwrap();
+        spec.init_containers = serde_json::from_value(json!([{"name": "i", "resources": {"requests": {"cpu": "2"}}}])).unwrap();
+        spec.overhead = Some([("cpu".to_owned(), Quantity("100m".into()))].into());
+        assert_eq!(watched_pod(&p).unwrap().cpu_millis, 2100, "the larger init container, plus overhead");
+        slim_pod(&mut p);
+        assert_eq!(watched_pod(&p).unwrap().cpu_millis, 2100, "slimming keeps the request");
+        assert_eq!(p.spec.as_ref().unwrap().containers.len(), 1);
+    }
+
+    #[test]
     fn finished_and_ownerless_pods() {
         let p: Pod = serde_json::from_value(pod("u", None, Some("n"), "Running")).unwrap();
-        assert_eq!(watched_pod(&p), Some(WatchedPod { uid: "u".into(), owner: String::new(), node: Some("n".into()) }));
+        let expected = WatchedPod { uid: "u".into(), owner: String::new(), node: Some("n".into()), cpu_millis: 0 };
+        assert_eq!(watched_pod(&p), Some(expected));
         for phase in ["Succeeded", "Failed"] {
             let p: Pod = serde_json::from_value(pod("u", Some("rs"), Some("n"), phase)).unwrap();
             assert_eq!(watched_pod(&p), None);
