@@ -34,6 +34,16 @@ pub const MAX_RECORDS: usize = 100_000;
 /// How often expired records and old fresh placements are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
+/// A node as the watch shows it: its zone label and allocatable CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedNode {
+    pub name: String,
+    /// `topology.kubernetes.io/zone`; `None` when unlabelled.
+    pub zone: Option<String>,
+    /// `status.allocatable.cpu` in millicores; `None` when the node does not say.
+    pub cpu_millis: Option<i64>,
+}
+
 /// A pod as the watch shows it: its owner and the node it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedPod {
@@ -90,6 +100,8 @@ struct Inner {
     pruned: Option<Instant>,
     /// Node -> zone (`topology.kubernetes.io/zone`).
     zones: Map<String, String>,
+    /// Node -> allocatable CPU in millicores, from the node watch.
+    allocatable: Map<String, i64>,
     /// Whether the node watch owns `zones`; otherwise zones are learnt from requests.
     zones_watched: bool,
     /// Whether the pod watch has listed the cluster at least once.
@@ -201,7 +213,8 @@ impl Placements {
         if inner.placed.contains_key(pod) {
             return watched; // The watch was faster than the shim.
         }
-        let (owner, cpu) = inner.record(pod, now).map_or((String::new(), counted_millis(0)), |r| (r.owner.clone(), r.cpu));
+        let (owner, cpu) =
+            inner.record(pod, now).map_or((String::new(), counted_millis(0)), |r| (r.owner.clone(), r.cpu));
         let record = Record { owner, node: node.to_owned(), cpu, bound: true, expires: now + self.bound_ttl };
         inner.keep(pod, record);
         watched
@@ -275,24 +288,37 @@ impl Placements {
         inner.pods_watched = true;
     }
 
-    /// Sets the zone of `node` from the node watch (`None`: unlabelled or deleted).
-    pub fn set_zone(&self, node: &str, zone: Option<&str>) {
+    /// Sets what the node watch shows of one node.
+    pub fn set_node(&self, node: WatchedNode) {
         let mut inner = self.write(Instant::now());
         inner.zones_watched = true;
-        match zone.filter(|z| !z.is_empty()) {
-            Some(z) => {
-                inner.zones.insert(node.to_owned(), z.to_owned());
-            }
-            None => {
-                inner.zones.remove(node);
-            }
-        }
+        Self::set_node_locked(&mut inner, node);
     }
 
-    /// Replaces every zone with a fresh node listing.
-    pub fn replace_zones(&self, zones: HashMap<String, String>) {
+    fn set_node_locked(inner: &mut Inner, node: WatchedNode) {
+        match node.zone.filter(|z| !z.is_empty()) {
+            Some(z) => inner.zones.insert(node.name.clone(), z),
+            None => inner.zones.remove(&node.name),
+        };
+        match node.cpu_millis.filter(|&m| m > 0) {
+            Some(m) => inner.allocatable.insert(node.name, m),
+            None => inner.allocatable.remove(&node.name),
+        };
+    }
+
+    /// Forgets a node the watch shows deleted.
+    pub fn remove_node(&self, node: &str) {
+        self.set_node(WatchedNode { name: node.to_owned(), zone: None, cpu_millis: None });
+    }
+
+    /// Replaces every node's zone and allocatable CPU with a fresh node listing.
+    pub fn replace_nodes(&self, nodes: Vec<WatchedNode>) {
         let mut inner = self.write(Instant::now());
-        inner.zones = zones.into_iter().collect();
+        inner.zones.clear();
+        inner.allocatable.clear();
+        for node in nodes {
+            Self::set_node_locked(&mut inner, node);
+        }
         inner.zones_watched = true;
     }
 
@@ -421,6 +447,11 @@ impl View<'_> {
         (watched + self.requested.get(node).copied().unwrap_or(0)) as f64 / 1000.0
     }
 
+    /// The allocatable CPUs of `node`, when the node watch knows them.
+    pub fn allocatable_on(&self, node: &str) -> Option<f64> {
+        self.inner.allocatable.get(node).map(|&m| m as f64 / 1000.0)
+    }
+
     /// The zone of `node`, or `""` when unknown.
     pub fn zone_of(&self, node: &str) -> &str {
         self.inner.zones.get(node).map_or("", String::as_str)
@@ -435,6 +466,10 @@ mod tests {
         Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(60))
     }
 
+    fn node(name: &str, zone: Option<&str>) -> WatchedNode {
+        WatchedNode { name: name.into(), zone: zone.map(Into::into), cpu_millis: None }
+    }
+
     fn pod(uid: &str, owner: &str, node: Option<&str>) -> WatchedPod {
         WatchedPod { uid: uid.into(), owner: owner.into(), node: node.map(Into::into), cpu_millis: 0 }
     }
@@ -442,7 +477,7 @@ mod tests {
     #[test]
     fn siblings_count_per_node_and_zone_without_self() {
         let p = placements();
-        p.replace_zones([("n1".into(), "z1".into()), ("n2".into(), "z1".into())].into());
+        p.replace_nodes(vec![node("n1", Some("z1")), node("n2", Some("z1"))]);
         p.assume("pod-1", "rs-a", "n1", 0);
         p.assume("pod-2", "rs-a", "n2", 0);
         p.assume("pod-3", "rs-b", "n1", 0);
@@ -536,14 +571,19 @@ mod tests {
         let p = placements();
         p.learn_zones([("n1", "z-from-request")].into_iter());
         assert_eq!(p.view("", "x").zone_of("n1"), "z-from-request");
-        p.replace_zones([("n1".into(), "z1".into())].into());
+        p.replace_nodes(vec![WatchedNode { cpu_millis: Some(16_000), ..node("n1", Some("z1")) }]);
         p.learn_zones([("n1", "z-from-request")].into_iter());
         assert_eq!(p.view("", "x").zone_of("n1"), "z1", "the node watch owns zones");
+        assert_eq!(p.view("", "x").allocatable_on("n1"), Some(16.0));
         p.apply_pod(pod("u1", "rs", Some("n1")));
         assert_eq!(p.view("rs", "x").in_zone("z1"), 1);
-        p.set_zone("n1", Some("z2"));
+        p.set_node(node("n1", Some("z2")));
         let v = p.view("rs", "x");
         assert_eq!((v.in_zone("z1"), v.in_zone("z2")), (0, 1));
+        assert_eq!(v.allocatable_on("n1"), None, "the node no longer says");
+        drop(v);
+        p.remove_node("n1");
+        assert_eq!(p.view("rs", "x").zone_of("n1"), "");
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl ScorerService {
         // fitness of the fresh nodes: never a magnet, never a blacklist.
         let median = self.store.median_fitness();
         let request = strategy::request_cpus(pod.cpu_request_millis);
-        let candidates: Vec<Candidate> = nodes
+        let mut candidates: Vec<Candidate> = nodes
             .iter()
             .zip(&views)
             .map(|(node, view)| {
@@ -111,10 +111,11 @@ impl ScorerService {
                     NodeView::Fresh { fitness, cpu_count, .. } => (fitness, cpu_count),
                     _ => (median, None),
                 };
-                // Allocatable as kube-scheduler sent it (full-node mode), else the CPUs the
-                // node's agent counted.
-                let allocatable =
-                    (node.allocatable_cpu_millis > 0).then(|| node.allocatable_cpu_millis as f64 / 1000.0);
+                // Allocatable as kube-scheduler sent it (full-node mode), else as the node
+                // watch shows it, else the CPUs the node's agent counted.
+                let allocatable = (node.allocatable_cpu_millis > 0)
+                    .then(|| node.allocatable_cpu_millis as f64 / 1000.0)
+                    .or_else(|| placed.allocatable_on(&node.name));
                 Candidate {
                     fitness,
                     recent: placed.recent_on(&node.name),
@@ -124,9 +125,14 @@ impl ScorerService {
                     siblings_on_node: placed.on_node(&node.name),
                     siblings_in_zone: placed.in_zone(zone(&placed, node)),
                     fewest_in_any_zone,
+                    fullest_share: 0.0,
                 }
             })
             .collect();
+        let fullest_share = candidates.iter().filter_map(strategy::packing_share).fold(0.0, f64::max);
+        for c in &mut candidates {
+            c.fullest_share = fullest_share;
+        }
         drop(placed);
 
         let mut scored: Vec<strategy::Scored> = candidates.iter().map(|c| strategy::score(strategy, c)).collect();

@@ -4,15 +4,16 @@
 //! fitness, `n` the pod's siblings on the node, `z` its siblings in the node's zone,
 //! `z_min` the fewest siblings in any candidate zone, `f' = f / (1 + r / c)` the fitness
 //! discounted for the `r` pods of any owner placed on the node since its window (`c` its
-//! allocatable CPUs: the request's, else the window's CPU count, else 4), and
+//! allocatable CPUs: the request's, else the node watch's, else the window's CPU count, else 4), and
 //! `f'₊ = f / (1 + (r + q) / c)` the same after this pod too (`q` its CPU request in CPUs,
-//! 0.1 when it requests none, as kube-scheduler counts such pods), and `u = min(1, (R + q)
-//! / c)` the node's requested share with this pod (`R` the CPUs the pods on it request):
+//! 0.1 when it requests none, as kube-scheduler counts such pods), `u = min(1, (R + q) /
+//! c)` the node's requested share with this pod (`R` the CPUs the pods on it request) and
+//! `u_max` the largest `u` among the request's candidates that pass `pack`'s guard:
 //!
 //! | strategy | raw score |
 //! |---|---|
 //! | `spread` | `f' / (1 + 2n + 0.5z)` |
-//! | `pack` | `0.5 + 0.5·u` when `f'₊ ≥ 0.5` (the guard), else `0.5·f'₊` (always below any node that passes) |
+//! | `pack` | `0.5 + 0.49·u / u_max + 0.01·f'₊` when `f'₊ ≥ 0.5` (the guard), else `0.5·f'₊` (always below any node that passes) |
 //! | `balanced` | `f' / (1 + 0.5n) − 0.1·(z − z_min)`, clamped to [0, 1] |
 //!
 //! **Why `f'`**: a window shows the node before the pods placed since; every pod that
@@ -30,7 +31,12 @@
 //! measured busy: filling a node that is already hot is not consolidation. Why the
 //! extender ranks by requests at all: `MostAllocated` scores integers, so on a 16-CPU node
 //! the first pods of 100m all score 0 and kube-scheduler spreads them at random; the
-//! scorer's requested share, normalised over the candidates, separates them.
+//! scorer's requested share separates them. Relative to the fullest node that passes, so
+//! the node being filled stays well ahead of empty ones even when a node failing the
+//! guard stretches the request's range (kube-scheduler's topology spread, which scores
+//! every profile, outvotes a one-point lead). The hundredth for `f'₊` only breaks ties
+//! between equally requested nodes (empty ones most often): the fitter one is filled
+//! first, so it takes more pods before its guard fails.
 //!
 //! **Nodes without a usable fitness** (stale, unknown, or a window whose fitness is not
 //! computed) are scored with the same terms, `f` being the median fitness of the
@@ -82,6 +88,9 @@ pub struct Candidate {
     pub siblings_in_zone: u32,
     /// The fewest siblings in any zone among the candidates (0 without zones).
     pub fewest_in_any_zone: u32,
+    /// `u_max`: the largest requested share among the candidates that pass `pack`'s
+    /// guard ([`packing_share`]); 0 when none does.
+    pub fullest_share: f64,
 }
 
 /// A candidate's score: the raw value in [0, 1] and the extender's integer (after
@@ -112,7 +121,7 @@ pub fn score(strategy: Strategy, c: &Candidate) -> Scored {
     let raw = match strategy {
         Strategy::Spread => discounted(c) / (1.0 + 2.0 * n + 0.5 * z),
         Strategy::Pack => match with_pod(c) {
-            after if after >= PACK_MIN_FITNESS => 0.5 + 0.5 * requested_share(c),
+            after if after >= PACK_MIN_FITNESS => 0.5 + 0.49 * relative_share(c) + 0.01 * after,
             after => 0.5 * after,
         },
         Strategy::Balanced => (discounted(c) / (1.0 + 0.5 * n) - 0.1 * zone_excess(c)).clamp(0.0, 1.0),
@@ -133,6 +142,18 @@ fn with_pod(c: &Candidate) -> f64 {
 /// The share of its fitness a node keeps for the pods placed since its window.
 fn discount(c: &Candidate) -> f64 {
     1.0 / (1.0 + f64::from(c.recent) / cores(c))
+}
+
+/// `u` when the candidate passes `pack`'s guard: what [`Candidate::fullest_share`] is
+/// the largest of.
+pub fn packing_share(c: &Candidate) -> Option<f64> {
+    (with_pod(c) >= PACK_MIN_FITNESS).then(|| requested_share(c))
+}
+
+/// `u / u_max` (1 when `u_max` is unknown or not above `u`).
+fn relative_share(c: &Candidate) -> f64 {
+    let u = requested_share(c);
+    if c.fullest_share > u { u / c.fullest_share } else { 1.0 }
 }
 
 /// `u`: the share of the node's CPUs requested with this pod on it, at most 1.
@@ -241,6 +262,7 @@ mod tests {
             siblings_on_node: on_node,
             siblings_in_zone: in_zone,
             fewest_in_any_zone: 0,
+            fullest_share: 0.0,
         }
     }
 
@@ -291,14 +313,19 @@ mod tests {
     fn pack_fills_the_most_requested_node_that_passes_and_keeps_pods_off_bad_nodes() {
         // Among nodes that keep 0.5 with the pod on it, requests decide, never the measured
         // fitness: a fitter empty node loses to a fit-enough one with pods requesting CPU.
-        let fit = score(Strategy::Pack, &cand(0.9, 0, 0));
-        let filled = Candidate { requested: 0.9, cores: 4.0, ..cand(0.7, 0, 0) };
+        // The fullest node that passes: 1 CPU of 4 requested with this pod.
+        let filled = Candidate { requested: 0.9, cores: 4.0, fullest_share: 0.25, ..cand(0.7, 0, 0) };
+        let fit = score(Strategy::Pack, &Candidate { fullest_share: 0.25, ..cand(0.9, 0, 0) });
         let fit_enough = score(Strategy::Pack, &filled);
-        assert_eq!(fit.raw, 0.5 + 0.5 * 0.1 / 2.0);
-        assert_eq!(fit_enough.raw, 0.5 + 0.5 * 1.0 / 4.0);
-        assert!(fit_enough.raw > fit.raw);
-        let full = Candidate { requested: 7.0, ..filled };
-        assert_eq!(score(Strategy::Pack, &full).raw, 1.0, "the share stops at the whole node");
+        assert_eq!(packing_share(&filled), Some(0.25));
+        let (fit_after, filled_after) = (0.9 / 1.05, 0.7 / (1.0 + 0.1 / 4.0));
+        assert_eq!(fit.raw, 0.5 + 0.49 * (0.05 / 0.25) + 0.01 * fit_after, "0.1 of 2 CPUs, a fifth of the fullest's");
+        assert_eq!(fit_enough.raw, 0.5 + 0.49 + 0.01 * filled_after);
+        // Equally requested (empty) nodes: the fitter is filled first.
+        let empty = |f| score(Strategy::Pack, &Candidate { fullest_share: 0.05, ..cand(f, 0, 0) }).raw;
+        assert!(empty(0.9) > empty(0.6));
+        let full = Candidate { requested: 7.0, fullest_share: 0.0, ..filled };
+        assert_eq!(score(Strategy::Pack, &full).raw, 0.99 + 0.01 * filled_after, "the share stops at the whole node");
         assert!(reason(Strategy::Pack, &filled, fit_enough).contains("25 % of its CPUs requested with this pod"));
         // 0.55 on 2 CPUs with a 1.5-CPU pod: 0.55 / 1.75 = 0.31, below the guard.
         let big = Candidate { request: 1.5, ..cand(0.55, 0, 0) };
@@ -414,11 +441,18 @@ mod tests {
             a in 0.0f64..1.0, b in 0.0f64..1.0, ra in 0u32..8, rb in 0u32..8, q in 0.0f64..4.0,
             ua in 0.0f64..8.0, ub in 0.0f64..8.0,
         ) {
-            let x = Candidate { recent: ra, request: q, requested: ua, ..cand(a, 0, 0) };
-            let y = Candidate { recent: rb, request: q, requested: ub, ..cand(b, 0, 0) };
+            let (x, y) = (
+                Candidate { recent: ra, request: q, requested: ua, ..cand(a, 0, 0) },
+                Candidate { recent: rb, request: q, requested: ub, ..cand(b, 0, 0) },
+            );
+            let fullest_share = packing_share(&x).into_iter().chain(packing_share(&y)).fold(0.0, f64::max);
+            let (x, y) = (Candidate { fullest_share, ..x }, Candidate { fullest_share, ..y });
             let (sx, sy) = (score(Strategy::Pack, &x).raw, score(Strategy::Pack, &y).raw);
             match (with_pod(&x) >= PACK_MIN_FITNESS, with_pod(&y) >= PACK_MIN_FITNESS) {
-                (true, true) => prop_assert!((ua >= ub) == (sx >= sy) || sx == sy, "passing nodes rank by requests"),
+                (true, true) => prop_assert!(
+                    (requested_share(&x) - requested_share(&y)).abs() <= 0.03 * fullest_share || (ua > ub) == (sx > sy),
+                    "passing nodes rank by requests, fitness only within a fiftieth of the fullest share"
+                ),
                 (true, false) => prop_assert!(sx > sy),
                 (false, true) => prop_assert!(sy > sx),
                 (false, false) => prop_assert!((with_pod(&x) >= with_pod(&y)) == (sx >= sy)),

@@ -1,8 +1,9 @@
 //! The cluster watch: kube-rs reflectors over Pods and Nodes feed [`Placements`].
 //!
 //! Only what replica and zone awareness and `pack` need is kept: of a pod its UID,
-//! controlling owner, node, phase and CPU requests; of a node its name and zone label (nodes are watched as
-//! metadata only). Pending pods and finished ones (`Succeeded`, `Failed`) are excluded by
+//! controlling owner, node, phase and CPU requests; of a node its name, zone label and
+//! allocatable CPU (the rest of a Node, its images and conditions most, is dropped before
+//! the reflector stores it). Pending pods and finished ones (`Succeeded`, `Failed`) are excluded by
 //! a field selector: they hold no resources and are no longer (or not yet) replicas on a
 //! node; the API server reports a pod that is bound as added to the selection, and one
 //! that finishes as deleted from it.
@@ -11,19 +12,17 @@
 //! cluster's current objects and [`Placements`] is rebuilt from it, so pods deleted
 //! while the watch was down are forgotten. Between lists, events are applied one by one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodStatus, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Container, Node, NodeStatus, Pod, PodSpec, PodStatus, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio_stream::StreamExt;
 
-use crate::placements::{Placements, WatchedPod};
+use crate::placements::{Placements, WatchedNode, WatchedPod};
 
 /// Pods that occupy a node: bound, and not finished. Pending pods are left to the API
 /// server: they would cost a watch event each (decoded here, encoded there) for nothing,
@@ -36,7 +35,7 @@ pub fn spawn(
     client: Client,
     placements: Arc<Placements>,
     windows: Arc<crate::store::NodeStore>,
-) -> (Store<Pod>, Store<PartialObjectMeta<Node>>) {
+) -> (Store<Pod>, Store<Node>) {
     let pods = spawn_pods(client.clone(), placements.clone());
     let nodes = spawn_nodes(client, placements, windows);
     (pods, nodes)
@@ -70,14 +69,10 @@ fn spawn_pods(client: Client, placements: Arc<Placements>) -> Store<Pod> {
     store
 }
 
-fn spawn_nodes(
-    client: Client,
-    placements: Arc<Placements>,
-    windows: Arc<crate::store::NodeStore>,
-) -> Store<PartialObjectMeta<Node>> {
+fn spawn_nodes(client: Client, placements: Arc<Placements>, windows: Arc<crate::store::NodeStore>) -> Store<Node> {
     let (store, writer) = reflector::store();
     let reader = store.clone();
-    let stream = watcher(Api::<PartialObjectMeta<Node>>::all(client), watcher::Config::default())
+    let stream = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
         .modify(slim_node)
         .reflect(writer);
@@ -85,10 +80,10 @@ fn spawn_nodes(
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Apply(node)) => placements.set_zone(&node.name_any(), zone(&node)),
+                Ok(watcher::Event::Apply(node)) => placements.set_node(watched_node(&node)),
                 Ok(watcher::Event::Delete(node)) => {
                     let name = node.name_any();
-                    placements.set_zone(&name, None);
+                    placements.remove_node(&name);
                     // Its windows are of no use now, and its name may never come back.
                     if windows.remove(&name) {
                         metrics::counter!(crate::telemetry::metric::NODES_FORGOTTEN, "reason" => "deleted")
@@ -98,10 +93,10 @@ fn spawn_nodes(
                 }
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Ok(watcher::Event::InitDone) => {
-                    let zones: HashMap<String, String> =
-                        reader.state().iter().filter_map(|n| Some((n.name_any(), zone(n)?.to_owned()))).collect();
-                    tracing::info!(nodes = reader.state().len(), zoned = zones.len(), "node watch listed the cluster");
-                    placements.replace_zones(zones);
+                    let nodes: Vec<WatchedNode> = reader.state().iter().map(|n| watched_node(n)).collect();
+                    let zoned = nodes.iter().filter(|n| n.zone.is_some()).count();
+                    tracing::info!(nodes = nodes.len(), zoned, "node watch listed the cluster");
+                    placements.replace_nodes(nodes);
                     metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => "nodes").set(1.0);
                 }
                 Err(e) => watch_error("nodes", &e),
@@ -139,7 +134,8 @@ pub fn watched_pod(pod: &Pod) -> Option<WatchedPod> {
 /// overhead. The API server has validated every quantity; one that does not parse
 /// counts as none.
 pub fn cpu_request_millis(spec: &PodSpec) -> i64 {
-    let cpu = |c: &Container| c.resources.as_ref().and_then(|r| r.requests.as_ref()).map_or(0, |r| millis(r.get("cpu")));
+    let cpu =
+        |c: &Container| c.resources.as_ref().and_then(|r| r.requests.as_ref()).map_or(0, |r| millis(r.get("cpu")));
     let containers: i64 = spec.containers.iter().map(cpu).fold(0, i64::saturating_add);
     let init = spec.init_containers.iter().flatten().map(cpu).max().unwrap_or(0);
     containers.max(init).saturating_add(millis(spec.overhead.as_ref().and_then(|o| o.get("cpu"))))
@@ -149,9 +145,14 @@ fn millis(q: Option<&Quantity>) -> i64 {
     q.and_then(|q| fitsched_proto::quantity::cpu_millis(&q.0).ok()).unwrap_or(0).max(0)
 }
 
-/// The zone label of a node.
-fn zone(node: &PartialObjectMeta<Node>) -> Option<&str> {
-    node.labels().get(fitsched_proto::ZONE_LABEL).map(String::as_str)
+/// What the placements need of a node: its zone label and allocatable CPU.
+pub fn watched_node(node: &Node) -> WatchedNode {
+    let cpu = node.status.as_ref().and_then(|s| s.allocatable.as_ref()).and_then(|a| a.get("cpu"));
+    WatchedNode {
+        name: node.name_any(),
+        zone: node.labels().get(fitsched_proto::ZONE_LABEL).cloned(),
+        cpu_millis: cpu.and_then(|q| fitsched_proto::quantity::cpu_millis(&q.0).ok()),
+    }
 }
 
 /// Drops everything the placements never read, before the reflector stores the pod: a
@@ -178,15 +179,21 @@ fn slim_pod(pod: &mut Pod) {
     pod.status = Some(PodStatus { phase: pod.status.take().and_then(|s| s.phase), ..PodStatus::default() });
 }
 
-fn slim_node(node: &mut PartialObjectMeta<Node>) {
+fn slim_node(node: &mut Node) {
     let m = &mut node.metadata;
     m.annotations = None;
     m.managed_fields = None;
+    m.owner_references = None;
     m.labels = m.labels.take().map(|l| l.into_iter().filter(|(k, _)| k == fitsched_proto::ZONE_LABEL).collect());
+    node.spec = None;
+    let allocatable =
+        node.status.take().and_then(|s| s.allocatable).map(|a| a.into_iter().filter(|(k, _)| k == "cpu").collect());
+    node.status = Some(NodeStatus { allocatable, ..NodeStatus::default() });
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
 
     use http::{Request, Response};
@@ -221,8 +228,9 @@ mod tests {
         if let Some(z) = zone {
             labels[fitsched_proto::ZONE_LABEL] = json!(z);
         }
-        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-               "metadata": {"name": name, "resourceVersion": "1", "labels": labels}})
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "resourceVersion": "1", "labels": labels},
+               "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}, "images": [{"names": ["x".repeat(100)]}]}})
     }
 
     fn events(events: &[(&str, Value)]) -> Body {
@@ -277,13 +285,7 @@ mod tests {
                     )
                 }
                 ("/api/v1/nodes", false) => {
-                    let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-                    assert!(accept.is_some_and(|a| a.contains("as=PartialObjectMetadataList")), "{accept:?}");
-                    list(
-                        "PartialObjectMetadataList",
-                        "meta.k8s.io/v1",
-                        vec![node("n1", Some("z1")), node("n2", Some("z2")), node("n3", None)],
-                    )
+                    list("NodeList", "v1", vec![node("n1", Some("z1")), node("n2", Some("z2")), node("n3", None)])
                 }
                 (_, true) if first_watch.contains_key(path.as_str()) => {
                     let (body, mut go) = (first_watch.remove(path.as_str()).unwrap_or(Body::empty()), go.clone());
@@ -360,10 +362,18 @@ mod tests {
         })
         .await;
         assert_eq!(placements.view("rs-b", "new").on_node("n1"), 1);
+        assert_eq!(placements.view("", "new").allocatable_on("n1"), Some(16.0), "allocatable from the node watch");
+        let listed = nodes.state();
+        let n1 = listed.iter().find(|n| n.name_any() == "n1").unwrap();
+        let status = n1.status.as_ref().unwrap();
+        assert!(status.images.is_none() && status.allocatable.as_ref().unwrap().len() == 1, "slimmed: {n1:?}");
         assert_eq!(placements.counts(), (4, 2));
         let stored = pods.state();
         let u1 = stored.iter().find(|p| p.uid().as_deref() == Some("u1")).unwrap();
-        assert!(u1.annotations().is_empty() && u1.spec.as_ref().unwrap().containers.iter().all(|c| c.image.is_none()), "slimmed: {u1:?}");
+        assert!(
+            u1.annotations().is_empty() && u1.spec.as_ref().unwrap().containers.iter().all(|c| c.image.is_none()),
+            "slimmed: {u1:?}"
+        );
         assert_eq!(u1.owner_references().len(), 1, "only the controller is kept");
 
         go_tx.send(true).unwrap();
@@ -390,7 +400,8 @@ mod tests {
         .unwrap();
         assert_eq!(watched_pod(&p).unwrap().cpu_millis, 1250, "containers sum");
         let spec = p.spec.as_mut().unwrap();
-        spec.init_containers = serde_json::from_value(json!([{"name": "i", "resources": {"requests": {"cpu": "2"}}}])).unwrap();
+        spec.init_containers =
+            serde_json::from_value(json!([{"name": "i", "resources": {"requests": {"cpu": "2"}}}])).unwrap();
         spec.overhead = Some([("cpu".to_owned(), Quantity("100m".into()))].into());
         assert_eq!(watched_pod(&p).unwrap().cpu_millis, 2100, "the larger init container, plus overhead");
         slim_pod(&mut p);
