@@ -403,7 +403,7 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
             &ExtenderBindingResult { error: format!("fitsched: binding {pod} to {node} failed: {error}") },
         )
     };
-    let bound = match state.binder.bind(&request, deadline.saturating_sub(arrived.elapsed())).await {
+    let bound = match state.binder.bind(&request, deadline, arrived).await {
         Ok(bound) => bound,
         Err(e) => return failed(e.reason(), &e),
     };

@@ -74,12 +74,12 @@ impl Binder {
         }
     }
 
-    /// Creates the Binding of `req`'s pod to its node, within `deadline`: the POST gets
-    /// [`POST_SHARE`] of it, and a refusal or silence is checked against the pod in what
-    /// is left. `ScorerOnly` creates nothing and succeeds.
-    pub async fn bind(&self, req: &BindRequest, deadline: Duration) -> Result<Bound, BindError> {
+    /// Creates the Binding of `req`'s pod to its node, within `deadline` of `since` (when
+    /// the request arrived): the POST gets [`POST_SHARE`] of it, and a refusal or silence
+    /// is checked against the pod in what is left. `ScorerOnly` creates nothing and
+    /// succeeds.
+    pub async fn bind(&self, req: &BindRequest, deadline: Duration, since: Instant) -> Result<Bound, BindError> {
         let Self::Kubernetes(client) = self else { return Ok(Bound::Created) };
-        let started = Instant::now();
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(req.pod_name.clone()),
@@ -97,7 +97,8 @@ impl Binder {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &req.pod_namespace);
         let params = PostParams::default();
         let call = pods.create_subresource::<_, serde_json::Value>("binding", &req.pod_name, &params, &binding);
-        let error = match tokio::time::timeout(deadline.mul_f64(POST_SHARE), call).await {
+        let post_until = since + deadline.mul_f64(POST_SHARE);
+        let error = match tokio::time::timeout_at(post_until.into(), call).await {
             Ok(Ok(_)) => return Ok(Bound::Created),
             // Already bound (to our node, by a POST that landed late?), or not answered
             // in time (it may still land): the pod says which.
@@ -105,8 +106,7 @@ impl Binder {
             Err(_) => BindError::Timeout(deadline),
             Ok(Err(e)) => return Err(BindError::from_kube(e)),
         };
-        let left = deadline.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, pods.get_opt(&req.pod_name)).await {
+        match tokio::time::timeout_at((since + deadline).into(), pods.get_opt(&req.pod_name)).await {
             Ok(Ok(Some(pod))) if is_bound_as_asked(&pod, req) => Ok(Bound::AlreadyThere),
             _ => Err(error),
         }
@@ -241,7 +241,7 @@ pub(crate) mod tests {
     async fn creates_the_binding_as_the_default_binder_would() {
         let ok = json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 201});
         let (binder, seen) = mock_api(Some((StatusCode::CREATED, ok)));
-        assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap(), Bound::Created);
+        assert_eq!(binder.bind(&request(), Duration::from_secs(2), Instant::now()).await.unwrap(), Bound::Created);
         let (method, path, body) = seen.await.unwrap();
         assert_eq!((method, path.as_str()), (Method::POST, "/api/v1/namespaces/shop/pods/web-1/binding"));
         assert_eq!(body["metadata"], json!({"name": "web-1", "namespace": "shop", "uid": "uid-1"}));
@@ -263,7 +263,7 @@ pub(crate) mod tests {
         ];
         for (answers, reason) in cases {
             let (binder, _) = mock_api_answering(answers);
-            let e = binder.bind(&request(), Duration::from_secs(2)).await.unwrap_err();
+            let e = binder.bind(&request(), Duration::from_secs(2), Instant::now()).await.unwrap_err();
             assert_eq!(e.reason(), reason, "{e}");
         }
     }
@@ -275,7 +275,7 @@ pub(crate) mod tests {
             Some((StatusCode::CONFLICT, conflict)),
             Some((StatusCode::OK, pod("uid-1", Some("n7")))),
         ]);
-        assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap(), Bound::AlreadyThere);
+        assert_eq!(binder.bind(&request(), Duration::from_secs(2), Instant::now()).await.unwrap(), Bound::AlreadyThere);
         let seen = seen.await.unwrap();
         assert_eq!((&seen[1].0, seen[1].1.as_str()), (&Method::GET, "/api/v1/namespaces/shop/pods/web-1"));
         // Another pod under the same name on that node is not ours.
@@ -284,25 +284,40 @@ pub(crate) mod tests {
             Some((StatusCode::CONFLICT, conflict)),
             Some((StatusCode::OK, pod("uid-2", Some("n7")))),
         ]);
-        assert_eq!(binder.bind(&request(), Duration::from_secs(2)).await.unwrap_err().reason(), "conflict");
+        assert_eq!(
+            binder.bind(&request(), Duration::from_secs(2), Instant::now()).await.unwrap_err().reason(),
+            "conflict"
+        );
     }
 
     #[tokio::test]
     async fn a_silent_api_server_is_bounded_by_the_deadline_and_the_pod_asked() {
         // The POST is never answered, but it landed: the pod is where we asked.
         let (binder, seen) = mock_api_answering(vec![None, Some((StatusCode::OK, pod("uid-1", Some("n7"))))]);
-        assert_eq!(binder.bind(&request(), Duration::from_millis(200)).await.unwrap(), Bound::AlreadyThere);
+        assert_eq!(
+            binder.bind(&request(), Duration::from_millis(200), Instant::now()).await.unwrap(),
+            Bound::AlreadyThere
+        );
         assert_eq!(seen.await.unwrap().len(), 2);
         // Not bound yet: a timeout.
         let (binder, _) = mock_api_answering(vec![None, Some((StatusCode::OK, pod("uid-1", None)))]);
-        assert_eq!(binder.bind(&request(), Duration::from_millis(200)).await.unwrap_err().reason(), "timeout");
+        assert_eq!(
+            binder.bind(&request(), Duration::from_millis(200), Instant::now()).await.unwrap_err().reason(),
+            "timeout"
+        );
         // Nothing answers at all: the deadline ends it.
         let (binder, _) = mock_api_answering(vec![None, None]);
-        assert_eq!(binder.bind(&request(), Duration::from_millis(200)).await.unwrap_err().reason(), "timeout");
+        assert_eq!(
+            binder.bind(&request(), Duration::from_millis(200), Instant::now()).await.unwrap_err().reason(),
+            "timeout"
+        );
     }
 
     #[tokio::test]
     async fn scorer_only_creates_nothing() {
-        assert_eq!(Binder::ScorerOnly.bind(&request(), Duration::from_millis(1)).await.unwrap(), Bound::Created);
+        assert_eq!(
+            Binder::ScorerOnly.bind(&request(), Duration::from_millis(1), Instant::now()).await.unwrap(),
+            Bound::Created
+        );
     }
 }
