@@ -256,6 +256,20 @@ def assert_pack_profile(p: dict[str, Any], percentage: int = 100) -> None:
     assert p["plugins"] == {"score": {"disabled": [{"name": "NodeResourcesBalancedAllocation"}]}}
 
 
+def assert_spread_profile(p: dict[str, Any]) -> None:
+    """kube-scheduler's own topology spread keeps a workload's replicas one per node in a
+    burst (its cache sees the replicas it has just assumed), weighted above the extender's
+    10 x 5; zones are left to the extender."""
+    assert p["plugins"] == {"score": {"enabled": [{"name": "PodTopologySpread", "weight": 10}]}}
+    assert plugin_args(p, "PodTopologySpread") == {
+        "defaultingType": "List",
+        "defaultConstraints": [
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+    }
+    assert set(p) == {"schedulerName", "plugins", "pluginConfig"}, p
+
+
 def assert_default_profile(p: dict[str, Any]) -> None:
     """kube-scheduler's defaults (its system default topology spread spreads owned pods)."""
     assert set(p) == {"schedulerName"}, p
@@ -270,7 +284,8 @@ def test_one_profile_per_strategy(default_strategy):
     assert list(profiles) == ["fitsched", "fitsched-spread", "fitsched-pack", "fitsched-balanced"]
     strategy_of = {"fitsched": default_strategy, **{f"fitsched-{s}": s for s in STRATEGIES}}
     for name, strategy in strategy_of.items():
-        (assert_pack_profile if strategy == "pack" else assert_default_profile)(profiles[name])
+        check = {"pack": assert_pack_profile, "spread": assert_spread_profile}.get(strategy, assert_default_profile)
+        check(profiles[name])
     # The shim maps each profile to its strategy, the main profile included.
     shim = container(objs, "Deployment", f"{fullname()}-scheduler", "shim")
     mapping = [a.split("=", 1)[1] for a in shim["args"] if a.startswith("--profile-strategy=")]
