@@ -315,9 +315,9 @@ fn the_api_server_says_who_calls_and_an_agent_reports_its_own_node_only() {
 /// Bursts at 500 nodes, made by a Deployment scale-up and by parallel creates, of 100 and
 /// 1 000 replicas. kube-scheduler scores the next replica before the last one's bind
 /// reaches the scorer, so only its own cache knows where the burst went: under `spread`
-/// no node takes a second replica while candidates hold none (at most one per node for
-/// 100, two for 1 000), and `balanced` never stacks more on a node than kube-scheduler
-/// alone does. (`cargo xtask drill --only bursts --runs 5` repeats it and prints the figures.)
+/// no node takes a second replica while a node holds none, and `balanced` stacks no more
+/// than kube-scheduler alone ([`drill::burst_failures`] says exactly what is checked).
+/// (`cargo xtask drill --only bursts --runs 5` repeats it and prints the figures.)
 #[test]
 #[ignore = "runs a control plane (etcd, ../shared/kube) and the built binaries: cargo xtask test"]
 fn bursts_keep_replicas_apart() {
@@ -325,19 +325,9 @@ fn bursts_keep_replicas_apart() {
     let nodes = 500;
     let mut tb = Testbed::start(TestbedConfig { window: "5s".into(), ..TestbedConfig::new("bursts", nodes) })
         .expect("testbed starts");
-    let most = drill::bursts(&mut tb, &[100, 1000]).expect("the bursts run");
-    for (&(ref profile, how, replicas), &m) in &most {
-        if profile == "spread" {
-            assert!(m <= replicas.div_ceil(nodes), "spread, {how} of {replicas}: {m} replicas on one node: {most:?}");
-        }
-        if profile == "balanced" {
-            let alone = most[&("default".to_owned(), how, replicas)];
-            assert!(
-                m <= alone,
-                "balanced, {how} of {replicas}: {m} on one node, kube-scheduler alone {alone}: {most:?}"
-            );
-        }
-    }
+    let bursts = drill::bursts(&mut tb, &[100, 1000]).expect("the bursts run");
+    let failures = drill::burst_failures(&bursts, nodes);
+    assert!(failures.is_empty(), "{failures:#?} in {bursts:#?}");
 }
 
 /// The short version of `cargo xtask drill --only slow-apiserver`: etcd 100-300 ms away
