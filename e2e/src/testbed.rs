@@ -33,13 +33,22 @@ pub fn is_without_telemetry(node: &str) -> bool {
     node.starts_with("dark-node-")
 }
 
-/// Whether a simulated node follows the idle profile (`fitsched-agent --simulate`
-/// assigns profiles by index modulo 4, idle first).
+/// The simulated profile's place in `fitsched-agent --simulate`'s cycle (index modulo 4:
+/// idle, busy, memory held, disk busy), or `None` for a node the simulator does not run.
+fn sim_profile(node: &str) -> Option<usize> {
+    node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).and_then(|n| n.checked_sub(1)).map(|i| i % 4)
+}
+
+/// Whether a simulated node follows the idle profile.
 pub fn is_idle(node: &str) -> bool {
-    node.strip_prefix("sim-node-")
-        .and_then(|n| n.parse::<usize>().ok())
-        .and_then(|n| n.checked_sub(1))
-        .is_some_and(|i| i % 4 == 0)
+    sim_profile(node) == Some(0)
+}
+
+/// Whether a simulated node follows a profile the measurements call healthy: idle, or
+/// memory held without stalls (a stress-ng `vm` worker holding 60 % cost nginx nothing
+/// measurable), not a busy CPU or a busy disk (each a quarter of the throughput or more).
+pub fn is_healthy(node: &str) -> bool {
+    matches!(sim_profile(node), Some(0 | 2))
 }
 
 #[derive(Debug, Clone)]
