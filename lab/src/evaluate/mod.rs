@@ -62,6 +62,11 @@ pub struct EvaluateArgs {
     /// target/evaluate-quick unless --out says otherwise.
     #[arg(long)]
     quick: bool,
+    /// Sizes that also run the lever rows ([`LEVER_ROWS`]). They explain where the gain
+    /// comes from, which the smallest size shows; at 500 nodes they would add 43 minutes
+    /// and put the report past two hours from a fresh clone.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    levers_at: Vec<usize>,
     /// Steps (agent windows) per run; default 10 up to 50 nodes, 4 above.
     #[arg(long)]
     steps: Option<usize>,
@@ -253,12 +258,13 @@ fn one_size(
         wait_model(&tb, &split.version)?;
         let pool = Pool::new(split.samples.clone())?;
         let measured = Timeline::new(params.clone(), &pool, seed);
+        let lever_rows = if args.levers_at.contains(&nodes) { &LEVER_ROWS[..] } else { &[] };
         let levers: Vec<Timeline> =
-            LEVER_ROWS.iter().map(|&(_, _, lever)| Timeline::new(lever.params(&params), &pool, seed)).collect();
+            lever_rows.iter().map(|&(_, _, lever)| Timeline::new(lever.params(&params), &pool, seed)).collect();
         let rows = SCHEDULERS
             .iter()
             .map(|&s| (s, s, &measured))
-            .chain(LEVER_ROWS.iter().zip(&levers).map(|(&(r, s, _), t)| (r, s, t)));
+            .chain(lever_rows.iter().zip(&levers).map(|(&(r, s, _), t)| (r, s, t)));
         let rows: Vec<(&'static str, &'static str, &Timeline)> = rows.collect();
         for repeat in 0..args.repeats {
             for (i, &(row, scheduler, timeline)) in rows.iter().enumerate() {
