@@ -74,6 +74,11 @@ pub struct SchedulerArgs {
     /// API server and etcd delayed by a random time in LOW..HIGH, each way.
     #[arg(long, value_parser = parse_range)]
     etcd_latency: Option<(Duration, Duration)>,
+    /// Record the shim's and the scorer's CPU with `perf record` (99 Hz, call graphs)
+    /// while kube-scheduler places each fitsched variant's pods, into
+    /// DIR/<variant>-<round>-<process>.data, and print where their time went.
+    #[arg(long)]
+    perf: Option<PathBuf>,
     /// Fail unless every fitsched variant keeps at least this share of the no-op
     /// extender's pods/s (the `slow-apiserver` drill's verdict).
     #[arg(long)]
@@ -165,7 +170,7 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
         for variant in &args.variants {
             progress(format!("round {round} of {}", args.rounds));
             let (config, profile) = variant_config(&tb, variant, noop_addr)?;
-            all.push(one_variant(&mut tb, &noop, variant, &config, &profile, args.pods, args.etcd_latency)?);
+            all.push(one_variant(&mut tb, &noop, variant, &config, &profile, args, round)?);
         }
     }
     // Per variant, the run with the median rate, and the range of rates.
@@ -187,9 +192,10 @@ fn one_variant(
     variant: &str,
     config: &Value,
     profile: &str,
-    pods: u32,
-    etcd_latency: Option<(Duration, Duration)>,
+    args: &SchedulerArgs,
+    round: u32,
 ) -> anyhow::Result<Run> {
+    let (pods, etcd_latency) = (args.pods, args.etcd_latency);
     let workloads: Vec<Workload> = (0..pods.div_ceil(100))
         .map(|i| Workload::new("bench", &format!("rs-{i:02}"), 100.min(pods - i * 100), profile))
         .collect();
@@ -216,6 +222,10 @@ fn one_variant(
         progress(format!("{variant}: etcd {low:?}..{high:?} away from the API server, each way"));
         tb.cluster.etcd_latency(low, high)?;
     }
+    let recorders = match &args.perf {
+        Some(dir) if variant.starts_with("fitsched") => Perf::start(dir, &format!("{variant}-{round}"), &pids(tb))?,
+        _ => Perf::default(),
+    };
     let kubeconfig = tb.installed.scheduler_kubeconfig.clone();
     tb.cluster.start_scheduler(config, &kubeconfig)?;
 
@@ -237,6 +247,7 @@ fn one_variant(
         std::thread::sleep(Duration::from_millis(100));
     }
     let after: BTreeMap<&str, _> = pids(tb).into_iter().filter_map(|(n, p)| Some((n, usage(p).ok()?))).collect();
+    recorders.stop()?;
     let ((t0, c0), (t1, c1)) = match (first, last) {
         (Some(f), Some(l)) => (f, l),
         _ => bail!("{variant}: kube-scheduler did not schedule {pods} pods within 10 minutes"),
@@ -283,6 +294,62 @@ fn one_variant(
         errors,
         shim_binds,
     })
+}
+
+/// `perf record` on the shim and the scorer while one variant's pods are placed.
+#[derive(Default)]
+struct Perf {
+    recording: Vec<(std::process::Child, PathBuf)>,
+}
+
+impl Perf {
+    fn start(dir: &Path, run: &str, pids: &BTreeMap<&'static str, u32>) -> anyhow::Result<Perf> {
+        std::fs::create_dir_all(dir)?;
+        let mut recording = Vec::new();
+        for name in ["shim", "scorer"] {
+            let Some(pid) = pids.get(name) else { continue };
+            let out = dir.join(format!("{run}-{name}.data"));
+            let child = Command::new("perf")
+                .args(["record", "-F", "99", "-g", "-q", "-p", &pid.to_string(), "-o"])
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("perf record (apt install linux-perf): {e}"))?;
+            recording.push((child, out));
+        }
+        Ok(Perf { recording })
+    }
+
+    /// Stops the recorders (perf writes its file on SIGINT) and prints each profile's
+    /// heaviest symbols, self time.
+    fn stop(self) -> anyhow::Result<()> {
+        for (mut child, out) in self.recording {
+            Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+            child.wait()?;
+            let report = Command::new("perf")
+                .args([
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "--sort",
+                    "dso,symbol",
+                    "-g",
+                    "none",
+                    "--percent-limit",
+                    "1.5",
+                    "-i",
+                ])
+                .arg(&out)
+                .output()?;
+            let text = String::from_utf8_lossy(&report.stdout);
+            progress(format!("perf, self time over 1.5 %: {}", out.display()));
+            for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).take(25) {
+                println!("    {line}");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The shim's binds so far: answered (200, with or without an `Error`), found already
@@ -379,10 +446,42 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
             }
         ));
     }
+    print_goals(runs);
     println!("
 Errors and binds (an error is an attempt kube-scheduler retried; a 200 bind answer carries an Error when the shim's bind failed):");
     for line in binds {
         println!("{line}");
+    }
+}
+
+/// The CPU goal: shim plus scorer per scheduled pod, less the scorer's ingest (the
+/// no-op variant's scorer CPU, which only takes windows), in milliseconds.
+const CPU_GOAL_MS: f64 = 0.4;
+/// The rate goal: pods/s as a share of the no-op extender's.
+const RATE_GOAL: f64 = 0.95;
+
+/// Each fitsched variant's verdict on the CPU and rate goals (pack apart: it scores
+/// every node, not kube-scheduler's share of them).
+fn print_goals(runs: &[Run]) {
+    let Some(noop) = runs.iter().find(|r| r.variant == "noop") else { return };
+    let ingest = noop.cpu_ms_per_pod.get("scorer").copied().unwrap_or(0.0);
+    println!(
+        "\nGoals: shim + scorer ≤ {CPU_GOAL_MS} ms of CPU per pod beyond the scorer's ingest ({ingest:.2} ms/pod, the \
+         no-op variant's scorer); pods/s ≥ {RATE_GOAL}× the no-op extender's ({:.0}):",
+        noop.pods_per_second
+    );
+    let verdict = |ok: bool| if ok { "met" } else { "not met" };
+    for r in runs.iter().filter(|r| r.variant.starts_with("fitsched")) {
+        let ms = |n: &str| r.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
+        let cpu = ms("shim") + ms("scorer") - ingest;
+        let rate = r.pods_per_second / noop.pods_per_second;
+        let pack = if r.variant.contains("pack") { " (pack: every node scored, reported apart)" } else { "" };
+        println!(
+            "- {}{pack}: CPU {cpu:.2} ms/pod, {}; rate {rate:.2}×, {}",
+            r.variant,
+            verdict(cpu <= CPU_GOAL_MS),
+            verdict(rate >= RATE_GOAL)
+        );
     }
 }
 
