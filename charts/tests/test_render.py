@@ -121,7 +121,7 @@ def test_default_install_has_every_part():
     assert not [o for o in objs if o["kind"] == "Deployment" and "-bench-" in o["metadata"]["name"]]
     assert not find(objs, "Secret")
     for obj in objs:
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "FlowSchema"):
             assert obj["metadata"].get("namespace") in (NAMESPACE, "kube-system"), obj["metadata"]
 
 
@@ -443,3 +443,24 @@ def test_ingest_token_is_generated_once_and_shared():
         assert vol["secret"]["secretName"] == secret["metadata"]["name"]
     existing = objects(render(VARIANTS["existing-secrets"]))
     assert not find(existing, "Secret") and not find(existing, "ConfigMap", f"{fullname()}-model")
+
+
+@pytest.mark.parametrize("leader", [True, False])
+def test_scheduler_flow_schemas_match_its_account_and_lease(leader):
+    """The scheduler's Lease renewals at `leader-election`, everything else of its account at
+    `workload-high`, as the API server's own schemas do for kube-scheduler."""
+    objs = objects(render({"scheduler": {"leaderElection": {"enabled": leader}}}))
+    schemas = {s["metadata"]["name"]: s["spec"] for s in find(objs, "FlowSchema")}
+    account = {"kind": "ServiceAccount", "serviceAccount": {"name": f"{fullname()}-scheduler", "namespace": NAMESPACE}}
+    rest = schemas.pop(f"{fullname()}-scheduler")
+    assert rest["priorityLevelConfiguration"] == {"name": "workload-high"}
+    assert rest["rules"][0]["subjects"] == [account]
+    if leader:
+        election = schemas.pop(f"{fullname()}-scheduler-leader-election")
+        assert election["priorityLevelConfiguration"] == {"name": "leader-election"}
+        assert election["matchingPrecedence"] < rest["matchingPrecedence"], "renewals are matched first"
+        assert election["rules"][0]["subjects"] == [account]
+        assert election["rules"][0]["resourceRules"][0]["namespaces"] == [NAMESPACE]
+    assert schemas == {}
+    off = objects(render({"scheduler": {"priorityAndFairness": False}}))
+    assert find(off, "FlowSchema") == []
