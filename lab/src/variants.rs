@@ -1,5 +1,5 @@
 //! The kube-scheduler configurations the lab compares: the chart's own, kube-scheduler
-//! alone, a no-op extender, fitsched without its bind verb, pack by profile. `bench
+//! alone, a no-op extender, fitsched with the shim binding, pack by profile. `bench
 //! scheduler` runs them side by side; the evaluation runs `default` and `fitsched`.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// The variants `--variants` may name; [`variant_config`] says what each runs.
 pub const VARIANTS: [&str; 6] =
-    ["default", "noop", "fitsched", "fitsched-nobind", "fitsched-pack", "fitsched-pack-adaptive"];
+    ["default", "noop", "fitsched", "fitsched-bind", "fitsched-pack", "fitsched-pack-adaptive"];
 
 /// kube-scheduler's configuration for a variant, and the profile its pods name.
 pub fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Result<(Value, String)> {
@@ -32,9 +32,11 @@ pub fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::
             point_extenders_at(&mut config, shim);
             main
         }
-        "fitsched-nobind" => {
+        "fitsched-bind" => {
             point_extenders_at(&mut config, shim);
-            without_bind(&mut config);
+            for e in config["extenders"].as_array_mut().into_iter().flatten() {
+                e["bindVerb"] = "bind".into();
+            }
             main
         }
         "fitsched-pack" => {

@@ -106,7 +106,7 @@ restart drill: every call within its deadline + 50 ms in {clean} of {} runs",
             "--rounds",
             "1",
             "--variants",
-            "noop,fitsched,fitsched-nobind",
+            "noop,fitsched,fitsched-bind",
             "--etcd-latency",
             "150ms..700ms",
             "--require-vs-noop",
@@ -234,6 +234,7 @@ fn model() -> anyhow::Result<()> {
 fn bind() -> anyhow::Result<()> {
     let config = TestbedConfig {
         shim_kubeconfig: Some(|installed| installed.scorer_kubeconfig.clone()),
+        values: serde_json::json!({"extender": {"bindVerb": "bind"}}),
         ..TestbedConfig::new("drill-bind", 6)
     };
     let mut tb = Testbed::start(config)?;

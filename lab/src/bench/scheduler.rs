@@ -10,8 +10,8 @@
 //! - `default`: the chart's configuration without the extender (kube-scheduler alone);
 //! - `noop`: the extender entry pointed at a minimal no-op extender (`noop_extender`
 //!   example: decodes each call and answers every node, nothing else), without bindVerb;
-//! - `fitsched`: the chart's configuration as it is;
-//! - `fitsched-nobind`: the same without bindVerb (kube-scheduler binds);
+//! - `fitsched`: the chart's configuration as it is (kube-scheduler binds);
+//! - `fitsched-bind`: the same with bindVerb (the shim creates each Binding);
 //! - `fitsched-pack`: the chart's configuration, pods in the pack profile (every node
 //!   scored: `percentageOfNodesToScore: 100`);
 //! - `fitsched-pack-adaptive`: the same with kube-scheduler's adaptive percentage.
@@ -59,7 +59,7 @@ pub struct SchedulerArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "default,noop,fitsched,fitsched-nobind,fitsched-pack,fitsched-pack-adaptive",
+        default_value = "default,noop,fitsched,fitsched-bind,fitsched-pack,fitsched-pack-adaptive",
         value_parser = clap::builder::PossibleValuesParser::new(VARIANTS)
     )]
     variants: Vec<String>,
@@ -79,8 +79,8 @@ pub struct SchedulerArgs {
     /// DIR/<variant>-<round>-<process>.data, and print where their time went.
     #[arg(long)]
     perf: Option<PathBuf>,
-    /// Fail unless every fitsched variant keeps at least this share of the no-op
-    /// extender's pods/s (the `slow-apiserver` drill's verdict).
+    /// Fail unless the chart's configuration (variant `fitsched`) keeps at least this
+    /// share of the no-op extender's pods/s (the `slow-apiserver` drill's verdict).
     #[arg(long)]
     require_vs_noop: Option<f64>,
 }
@@ -133,7 +133,7 @@ pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         for (nodes, runs) in &all {
             let noop = runs.iter().find(|r| r.variant == "noop").map(|r| r.pods_per_second);
             let Some(noop) = noop else { bail!("--require-vs-noop needs the noop variant") };
-            for r in runs.iter().filter(|r| r.variant.starts_with("fitsched")) {
+            for r in runs.iter().filter(|r| r.variant == "fitsched") {
                 let ratio = r.pods_per_second / noop;
                 println!("{nodes} nodes: {} at {ratio:.2}x the no-op extender's pods/s (goal: {share})", r.variant);
                 anyhow::ensure!(ratio >= share, "{}: {ratio:.2}x the no-op's pods/s, below {share}", r.variant);
@@ -231,6 +231,7 @@ fn one_variant(
 
     let (mut first, mut last) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut polls = 0u32;
     loop {
         let scheduled = tb.cluster.scheduled_attempts().unwrap_or(0);
         let now = Instant::now();
@@ -239,6 +240,14 @@ fn one_variant(
         }
         if scheduled >= u64::from(pods) {
             last = Some((now, scheduled));
+            break;
+        }
+        // A bind that failed late (the extender's Binding landing after kube-scheduler
+        // gave up on it) binds the pod but counts as an error, never as scheduled: the
+        // pods themselves say when the run is over.
+        polls += 1;
+        if first.is_some() && polls.is_multiple_of(20) && bound_pods(&tb.cluster).unwrap_or(0) >= pods as usize {
+            last = Some((now, u64::from(pods)));
             break;
         }
         if now > deadline {
@@ -376,20 +385,21 @@ fn shim_binds(tb: &Testbed) -> anyhow::Result<BTreeMap<String, u64>> {
 
 /// Waits until the bench namespace holds exactly `count` pods (bound ones only, with
 /// `bound`).
+/// Pods in namespace `bench` bound to a node.
+fn bound_pods(cluster: &Cluster) -> anyhow::Result<usize> {
+    let api: Api<Pod> = Api::namespaced(cluster.client(), "bench");
+    let list = cluster.block_on(api.list(&ListParams::default()))?;
+    Ok(list.items.iter().filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some())).count())
+}
+
 fn wait_pods(cluster: &Cluster, count: usize, bound: bool, timeout: Duration) -> anyhow::Result<()> {
     let api: Api<Pod> = Api::namespaced(cluster.client(), "bench");
     let deadline = Instant::now() + timeout;
     loop {
-        let list = cluster.block_on(api.list_metadata(&ListParams::default()));
-        let n = match (list, bound) {
-            (Ok(l), false) => l.items.len(),
-            (Ok(_), true) => cluster
-                .block_on(api.list(&ListParams::default()))?
-                .items
-                .iter()
-                .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
-                .count(),
-            (Err(e), _) => return Err(e.into()),
+        let n = if bound {
+            bound_pods(cluster)?
+        } else {
+            cluster.block_on(api.list_metadata(&ListParams::default()))?.items.len()
         };
         if n == count || (bound && n >= count) {
             return Ok(());
