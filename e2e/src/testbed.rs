@@ -39,11 +39,6 @@ fn sim_profile(node: &str) -> Option<usize> {
     node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).and_then(|n| n.checked_sub(1)).map(|i| i % 4)
 }
 
-/// Whether a simulated node follows the idle profile.
-pub fn is_idle(node: &str) -> bool {
-    sim_profile(node) == Some(0)
-}
-
 /// Whether a simulated node follows a profile the measurements call healthy: idle, or
 /// memory held without stalls (a stress-ng `vm` worker holding 60 % cost nginx nothing
 /// measurable), not a busy CPU or a busy disk (each a quarter of the throughput or more).

@@ -497,7 +497,8 @@ fn print_goals(runs: &[Run]) {
 
 #[derive(Debug, clap::Args)]
 pub struct PlacementArgs {
-    /// Nodes with (simulated) telemetry; a quarter of them on the idle profile.
+    /// Nodes with (simulated) telemetry; half of them on profiles the measurements call
+    /// healthy (idle, memory held), half on a busy CPU or a busy disk.
     #[arg(long, default_value_t = 500)]
     nodes: u32,
     /// Nodes no agent reports for.
@@ -577,18 +578,18 @@ pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
         rows.push((case.name, summary(&tb, &placed)));
     }
     println!(
-        "\n{} pods (100m, 128Mi) per ReplicaSet on {} nodes with telemetry (a quarter idle) and {} without, \
+        "\n{} pods (100m, 128Mi) per ReplicaSet on {} nodes with telemetry (half healthy: idle or memory held) and {} without, \
          3 zones; a perfect packer needs 1 node; the nodes without telemetry's share is {dark_share:.1} pods:",
         args.replicas, args.nodes, args.without_telemetry
     );
-    println!("| case | nodes used | most on one node | on idle nodes | on nodes without telemetry | per zone |");
+    println!("| case | nodes used | most on one node | on healthy nodes | on nodes without telemetry | per zone |");
     println!("|---|---|---|---|---|---|");
     for (name, s) in rows {
         println!(
             "| {name} | {} | {} | {:.0} % | {} | {} |",
             s.nodes,
             s.most,
-            100.0 * s.idle as f64 / f64::from(args.replicas),
+            100.0 * s.healthy as f64 / f64::from(args.replicas),
             s.dark,
             s.zones
         );
@@ -599,7 +600,7 @@ pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
 struct Summary {
     nodes: usize,
     most: usize,
-    idle: usize,
+    healthy: usize,
     dark: usize,
     zones: String,
 }
@@ -609,7 +610,7 @@ fn summary(tb: &Testbed, placed: &[Placement]) -> Summary {
     Summary {
         nodes: spread.per_node.len(),
         most: spread.most_on_one_node(),
-        idle: placed.iter().filter(|p| fitsched_e2e::testbed::is_idle(&p.node)).count(),
+        healthy: placed.iter().filter(|p| fitsched_e2e::testbed::is_healthy(&p.node)).count(),
         dark: placed.iter().filter(|p| fitsched_e2e::testbed::is_without_telemetry(&p.node)).count(),
         zones: spread.per_zone.values().map(usize::to_string).collect::<Vec<_>>().join("/"),
     }
