@@ -355,32 +355,22 @@ impl Placements {
         let now = Instant::now();
         let inner = self.read();
         let live = |(key, r): &(&String, &Record)| r.expires > now && key.as_str() != pod;
-        // The watch's counts are read through the lock; only the records' are copied,
-        // tallied under borrowed names first: a burst holds thousands of records on a
-        // few hundred nodes, and a name copied per record was the scorer's largest cost
-        // (`perf` under `bench scheduler`).
-        let (recorded, recent, requested) = {
-            let mut recorded: Map<&str, u32> = Map::default();
-            let mut per_node: Map<&str, (u32, i64)> = Map::default();
-            for (_, r) in inner.records.iter().filter(|e| live(e)) {
-                let tally = per_node.entry(r.node.as_str()).or_default();
-                tally.0 += 1;
-                tally.1 += r.cpu;
-                if !owner.is_empty() && r.owner == owner {
-                    *recorded.entry(r.node.as_str()).or_default() += 1;
-                }
+        // The watch's counts are read through the lock; only the records' are copied.
+        let mut recorded: Map<String, u32> = Map::default();
+        let mut recent: Map<String, u32> = Map::default();
+        let mut requested: Map<String, i64> = Map::default();
+        for (_, r) in inner.records.iter().filter(|e| live(e)) {
+            *recent.entry(r.node.clone()).or_default() += 1;
+            *requested.entry(r.node.clone()).or_default() += r.cpu;
+            if !owner.is_empty() && r.owner == owner {
+                *recorded.entry(r.node.clone()).or_default() += 1;
             }
-            for (node, since) in inner.fresh.values() {
-                if now.saturating_duration_since(*since) < self.recent {
-                    per_node.entry(node.as_str()).or_default().0 += 1;
-                }
+        }
+        for (node, since) in inner.fresh.values() {
+            if now.saturating_duration_since(*since) < self.recent {
+                *recent.entry(node.clone()).or_default() += 1;
             }
-            let owned = |m: Map<&str, u32>| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>();
-            let recent = per_node.iter().map(|(k, t)| ((*k).to_owned(), t.0)).collect::<Map<_, _>>();
-            let requested =
-                per_node.iter().filter(|(_, t)| t.1 != 0).map(|(k, t)| ((*k).to_owned(), t.1)).collect::<Map<_, _>>();
-            (owned(recorded), recent, requested)
-        };
+        }
         let watched = if owner.is_empty() { None } else { inner.owners.get(owner) };
         let mut in_zone: Map<String, u32> = Map::default();
         for (node, n) in watched.into_iter().flatten().chain(&recorded) {
