@@ -40,8 +40,8 @@ fn sim_profile(node: &str) -> Option<usize> {
 }
 
 /// Whether a simulated node follows a profile the measurements call healthy: idle, or
-/// memory held without stalls (a stress-ng `vm` worker holding 60 % cost nginx nothing
-/// measurable), not a busy CPU or a busy disk (each a quarter of the throughput or more).
+/// memory held without stalls (a stress-ng `vm` worker holding 60 % cost nginx about
+/// 7 %), not a busy CPU or a busy disk (each a quarter of the throughput or more).
 pub fn is_healthy(node: &str) -> bool {
     matches!(sim_profile(node), Some(0 | 2))
 }
