@@ -3,7 +3,9 @@
 //! record), protobuf encode of the compact answer. `cargo xtask bench shim` measures the
 //! whole path over sockets; this separates the scorer's part of it, to profile.
 //!
-//! `cargo run --release -p fitsched-scorer --example score_path [N]` (default 5 000).
+//! `cargo run --release -p fitsched-scorer --example score_path [N] [R]`: N candidates
+//! (default 5 000), R placement records awaiting the pod watch (default 3 000, as in a
+//! burst: kube-scheduler scores pods faster than their binds show in the watch).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ use prost::Message;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let n: usize = std::env::args().nth(1).map_or(5000, |a| a.parse().expect("N: a number of nodes"));
+    let records: usize = std::env::args().nth(2).map_or(3000, |a| a.parse().expect("R: a number of records"));
     let store = Arc::new(NodeStore::new(Duration::from_secs(600)));
     let model = ModelSlot::new(Arc::new(Heuristic::new()));
     let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
@@ -35,6 +38,11 @@ async fn main() {
     fitsched_scorer::fitness::compute(&store, model.get().as_ref(), names.clone());
     let placements =
         Arc::new(Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(40)));
+    for i in 0..records {
+        // A tenth of them siblings of the pod scored, the rest of ten other owners.
+        let owner = if i % 10 == 0 { "rs".to_owned() } else { format!("rs-{}", i % 10) };
+        placements.assume(&format!("pod-{i}"), &owner, &names[i % n], 100);
+    }
     let svc = ScorerService::new(store, placements, model, Strategy::Spread, FilterRules::default());
     let req = ScoreRequest {
         pod: Some(PodFacts {
@@ -62,6 +70,6 @@ async fn main() {
     }
     for (what, v) in [("decode", &mut dec), ("score", &mut sc), ("encode", &mut enc)] {
         v.sort();
-        println!("{n} nodes, {what}: p50 {:?} p99 {:?}", v[v.len() / 2], v[v.len() * 99 / 100]);
+        println!("{n} nodes, {records} records, {what}: p50 {:?} p99 {:?}", v[v.len() / 2], v[v.len() * 99 / 100]);
     }
 }

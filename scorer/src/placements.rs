@@ -11,12 +11,15 @@
 //!   soon as the watch shows the pod on a node (confirmed, or contradicted: the watch
 //!   wins) or deleted; without a watch, records simply expire.
 //!
-//! Counts are kept per owner and node; zones are resolved when a request is scored, so a
-//! node relabelled or learnt late never leaves a stale zone count behind. The CPU the
-//! pods request is kept per node too (`pack` fills the node with the most), each pod
+//! Every count a scoring request reads is kept as pods and records come and go, per
+//! owner and node and per node, so a request costs the same whether a burst has left ten
+//! records awaiting the watch or ten thousand (walking them per request was a tenth of
+//! the scorer's CPU in a 3 000-pod burst). Zones are resolved when a request is scored,
+//! so a node relabelled or learnt late never leaves a stale zone count behind. The CPU
+//! the pods request is kept per node too (`pack` fills the node with the most), each pod
 //! counted as kube-scheduler scores it ([`counted_millis`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{RwLock, RwLockReadGuard};
 
 /// foldhash: a scoring request looks up every candidate here (zone, siblings, recent
@@ -30,9 +33,6 @@ pub const MAX_LEARNT_ZONES: usize = crate::store::DEFAULT_MAX_NODES;
 /// Most placement records kept (pods scored or bound that the watch has not shown yet):
 /// kube-scheduler binds a few hundred pods a second at most.
 pub const MAX_RECORDS: usize = 100_000;
-
-/// How often expired records and old fresh placements are dropped.
-const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// A node as the watch shows it: its zone label and allocatable CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,50 @@ struct Placed {
     cpu: i64,
 }
 
+/// Pods per node and the CPU they request, in millicores.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    pods: u32,
+    cpu: i64,
+}
+
+/// Keys in the order they expire. Every entry of one queue lives equally long, so
+/// insertion order is expiry order and expiring costs nothing per request. An entry whose
+/// key was since dropped or renewed stays until its time and is then skipped.
+#[derive(Default)]
+struct Expiries(VecDeque<(Instant, String)>);
+
+impl Expiries {
+    fn push(&mut self, at: Instant, key: &str) {
+        self.0.push_back((at, key.to_owned()));
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.0.front().is_some_and(|(at, _)| *at <= now)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<(Instant, String)> {
+        if self.due(now) { self.0.pop_front() } else { None }
+    }
+
+    /// Drops the entries `live` no longer recognises once they outnumber `limit`, so
+    /// keys dropped early (most: the watch confirms a bind long before it would expire)
+    /// cannot grow the queue for a whole expiry.
+    fn compact(&mut self, limit: usize, live: impl Fn(Instant, &str) -> bool) {
+        if self.0.len() > limit {
+            self.0.retain(|(at, key)| live(*at, key));
+        }
+    }
+}
+
+/// The value under `key`, made when missing; copies `key` only then.
+fn entry<'m, V: Default>(map: &'m mut Map<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("present: inserted above")
+}
+
 #[derive(Default)]
 struct Inner {
     /// Pods the watch shows on a node, by UID.
@@ -90,14 +134,20 @@ struct Inner {
     /// Node -> CPU the pods in `placed` request, in millicores.
     requested: Map<String, i64>,
     /// Pods placed recently (UID -> node, since): their load is not in the node's windows
-    /// yet. Pruned now and then ([`PRUNE_EVERY`]); readers skip what is too old.
+    /// yet. Dropped as they age ([`Inner::expire`]).
     fresh: Map<String, (String, Instant)>,
-    /// The scorer's own records the watch has not shown yet, by pod key. Expired ones
-    /// linger until the next prune; every reader goes through [`Inner::record`] or checks
-    /// `expires` itself.
+    /// Node -> pods in `fresh`.
+    fresh_on: Map<String, u32>,
+    fresh_order: Expiries,
+    /// The scorer's own records the watch has not shown yet, by pod key. Dropped as they
+    /// expire ([`Inner::expire`]), which every lock holder runs first.
     records: Map<String, Record>,
-    /// When `records` and `fresh` were last pruned.
-    pruned: Option<Instant>,
+    /// Node -> pods in `records` and the CPU they request.
+    recorded_on: Map<String, Tally>,
+    /// Owner UID -> node -> pods, from `records`.
+    recorded_owners: Map<String, Map<String, u32>>,
+    assumed_order: Expiries,
+    bound_order: Expiries,
     /// Node -> zone (`topology.kubernetes.io/zone`).
     zones: Map<String, String>,
     /// Node -> allocatable CPU in millicores, from the node watch.
@@ -106,6 +156,23 @@ struct Inner {
     zones_watched: bool,
     /// Whether the pod watch has listed the cluster at least once.
     pods_watched: bool,
+}
+
+/// Adds `delta` pods of `owner` on `node` to `owners` (an owner -> node -> pods map),
+/// forgetting zeros.
+fn count(owners: &mut Map<String, Map<String, u32>>, owner: &str, node: &str, delta: i32) {
+    if owner.is_empty() {
+        return;
+    }
+    let nodes = entry(owners, owner);
+    let n = entry(nodes, node);
+    *n = n.saturating_add_signed(delta);
+    if *n == 0 {
+        nodes.remove(node);
+        if nodes.is_empty() {
+            owners.remove(owner);
+        }
+    }
 }
 
 impl Inner {
@@ -118,7 +185,30 @@ impl Inner {
             metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => "dropped_full").increment(1);
             return;
         }
+        self.drop_record(pod);
+        count(&mut self.recorded_owners, &record.owner, &record.node, 1);
+        let t = entry(&mut self.recorded_on, &record.node);
+        t.pods += 1;
+        t.cpu += record.cpu;
+        let order = if record.bound { &mut self.bound_order } else { &mut self.assumed_order };
+        order.push(record.expires, pod);
+        let records = &self.records;
+        order.compact(2 * MAX_RECORDS, |at, key| records.get(key).is_some_and(|r| r.expires == at));
         self.records.insert(pod.to_owned(), record);
+    }
+
+    /// Forgets the record of `pod`, taking it out of the counts.
+    fn drop_record(&mut self, pod: &str) -> Option<Record> {
+        let r = self.records.remove(pod)?;
+        count(&mut self.recorded_owners, &r.owner, &r.node, -1);
+        if let Some(t) = self.recorded_on.get_mut(&r.node) {
+            t.pods -= 1;
+            t.cpu -= r.cpu;
+            if t.pods == 0 {
+                self.recorded_on.remove(&r.node);
+            }
+        }
+        Some(r)
     }
 
     /// The live record of `pod`.
@@ -126,24 +216,52 @@ impl Inner {
         self.records.get(pod).filter(|r| r.expires > now)
     }
 
-    fn count(&mut self, owner: &str, node: &str, delta: i32) {
-        if owner.is_empty() {
-            return;
+    fn add_fresh(&mut self, uid: &str, node: &str, since: Instant, recent: Duration) {
+        self.drop_fresh(uid);
+        *entry(&mut self.fresh_on, node) += 1;
+        self.fresh_order.push(since + recent, uid);
+        let fresh = &self.fresh;
+        let limit = 2 * MAX_RECORDS.max(fresh.len());
+        self.fresh_order.compact(limit, |at, key| fresh.get(key).is_some_and(|(_, s)| *s + recent == at));
+        self.fresh.insert(uid.to_owned(), (node.to_owned(), since));
+    }
+
+    fn drop_fresh(&mut self, uid: &str) {
+        let Some((node, _)) = self.fresh.remove(uid) else { return };
+        if let Some(n) = self.fresh_on.get_mut(&node) {
+            *n -= 1;
+            if *n == 0 {
+                self.fresh_on.remove(&node);
+            }
         }
-        let nodes = self.owners.entry(owner.to_owned()).or_default();
-        let n = nodes.entry(node.to_owned()).or_default();
-        *n = n.saturating_add_signed(delta);
-        if *n == 0 {
-            nodes.remove(node);
-            if nodes.is_empty() {
-                self.owners.remove(owner);
+    }
+
+    /// Whether a record has expired or a fresh placement aged past `recent`.
+    fn due(&self, now: Instant) -> bool {
+        self.assumed_order.due(now) || self.bound_order.due(now) || self.fresh_order.due(now)
+    }
+
+    /// Drops expired records and fresh placements older than `recent`.
+    fn expire(&mut self, now: Instant, recent: Duration) {
+        for bound in [false, true] {
+            loop {
+                let order = if bound { &mut self.bound_order } else { &mut self.assumed_order };
+                let Some((at, key)) = order.pop_due(now) else { break };
+                if self.records.get(&key).is_some_and(|r| r.expires == at) {
+                    self.drop_record(&key);
+                }
+            }
+        }
+        while let Some((at, uid)) = self.fresh_order.pop_due(now) {
+            if self.fresh.get(&uid).is_some_and(|(_, since)| *since + recent == at) {
+                self.drop_fresh(&uid);
             }
         }
     }
 
     /// Counts `placed` for its owner and its node's requests.
     fn put(&mut self, uid: String, placed: Placed) {
-        self.count(&placed.owner, &placed.node, 1);
+        count(&mut self.owners, &placed.owner, &placed.node, 1);
         *self.requested.entry(placed.node.clone()).or_default() += placed.cpu;
         self.placed.insert(uid, placed);
     }
@@ -151,7 +269,7 @@ impl Inner {
     /// Takes `uid` out of the counts (not out of `fresh`).
     fn take(&mut self, uid: &str) -> Option<Placed> {
         let p = self.placed.remove(uid)?;
-        self.count(&p.owner, &p.node, -1);
+        count(&mut self.owners, &p.owner, &p.node, -1);
         if let Some(cpu) = self.requested.get_mut(&p.node) {
             *cpu -= p.cpu;
             if *cpu <= 0 {
@@ -163,7 +281,7 @@ impl Inner {
 
     fn unplace(&mut self, uid: &str) {
         self.take(uid);
-        self.fresh.remove(uid);
+        self.drop_fresh(uid);
     }
 }
 
@@ -225,17 +343,17 @@ impl Placements {
     pub fn apply_pod(&self, pod: WatchedPod) {
         let now = Instant::now();
         let mut inner = self.write(now);
-        Self::apply_locked(&mut inner, pod, now);
+        self.apply_locked(&mut inner, pod, now);
     }
 
-    fn apply_locked(inner: &mut Inner, pod: WatchedPod, now: Instant) {
+    fn apply_locked(&self, inner: &mut Inner, pod: WatchedPod, now: Instant) {
         let Some(node) = pod.node else {
             // Pending (the watch's selector leaves these out; a re-list or a direct caller
             // may not): an assumed record of it stays until the pod is bound or expires.
             inner.unplace(&pod.uid);
             return;
         };
-        if let Some(r) = inner.records.remove(&pod.uid).filter(|r| r.expires > now) {
+        if let Some(r) = inner.drop_record(&pod.uid).filter(|r| r.expires > now) {
             let outcome = if r.node == node { "confirmed" } else { "contradicted" };
             metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => outcome).increment(1);
         }
@@ -250,7 +368,7 @@ impl Placements {
             }
             _ => {
                 inner.unplace(&pod.uid);
-                inner.fresh.insert(pod.uid.clone(), (placed.node.clone(), now));
+                inner.add_fresh(&pod.uid, &placed.node, now, self.recent);
                 inner.put(pod.uid, placed);
             }
         }
@@ -260,7 +378,7 @@ impl Placements {
     pub fn remove_pod(&self, uid: &str) {
         let mut inner = self.write(Instant::now());
         inner.unplace(uid);
-        inner.records.remove(uid);
+        inner.drop_record(uid);
     }
 
     /// Replaces every watched pod with a fresh listing (the watch's initial list and
@@ -272,17 +390,18 @@ impl Placements {
         let mut inner = self.write(now);
         let previous = std::mem::take(&mut inner.placed);
         let fresh = std::mem::take(&mut inner.fresh);
+        inner.fresh_on.clear();
         inner.owners.clear();
         inner.requested.clear();
         for pod in pods {
             let uid = pod.uid.clone();
             let known = pod.node.as_ref().is_some_and(|n| previous.get(&uid).is_some_and(|p| &p.node == n));
-            Self::apply_locked(&mut inner, pod, now);
+            self.apply_locked(&mut inner, pod, now);
             if known {
-                match fresh.get(&uid) {
-                    Some(f) => inner.fresh.insert(uid, f.clone()),
-                    None => inner.fresh.remove(&uid),
-                };
+                inner.drop_fresh(&uid);
+                if let Some((node, since)) = fresh.get(&uid) {
+                    inner.add_fresh(&uid, node, *since, self.recent);
+                }
             }
         }
         inner.pods_watched = true;
@@ -347,39 +466,36 @@ impl Placements {
 
     /// What one scoring request needs: the siblings of a pod of `owner` (not counting the
     /// pod `pod` itself: a pod being rescored must not repel itself), zones, recent
-    /// placements of any owner and the CPU requested per node. Counting those walks every pod placed in the last two
-    /// windows (thousands in a burst, about a tenth of the scorer's CPU then), and every
-    /// strategy needs them: without them, all pods arriving within one window herd onto
-    /// the node whose last window looked best. Holds the read lock until dropped.
+    /// placements of any owner and the CPU requested per node. Every strategy needs them:
+    /// without them, all pods arriving within one window herd onto the node whose last
+    /// window looked best. Holds the read lock until dropped.
     pub fn view(&self, owner: &str, pod: &str) -> View<'_> {
         let now = Instant::now();
-        let inner = self.read();
-        let live = |(key, r): &(&String, &Record)| r.expires > now && key.as_str() != pod;
-        // The watch's counts are read through the lock; only the records' are copied.
-        let mut recorded: Map<String, u32> = Map::default();
-        let mut recent: Map<String, u32> = Map::default();
-        let mut requested: Map<String, i64> = Map::default();
-        for (_, r) in inner.records.iter().filter(|e| live(e)) {
-            *recent.entry(r.node.clone()).or_default() += 1;
-            *requested.entry(r.node.clone()).or_default() += r.cpu;
-            if !owner.is_empty() && r.owner == owner {
-                *recorded.entry(r.node.clone()).or_default() += 1;
-            }
+        let mut inner = self.read();
+        if inner.due(now) {
+            drop(inner);
+            drop(self.write(now));
+            inner = self.read();
         }
-        for (node, since) in inner.fresh.values() {
-            if now.saturating_duration_since(*since) < self.recent {
-                *recent.entry(node.clone()).or_default() += 1;
-            }
-        }
-        let watched = if owner.is_empty() { None } else { inner.owners.get(owner) };
+        // The pod's own record is in the counts; the view takes it out again.
+        let own = inner.records.get(pod).map(|r| Own {
+            node: r.node.clone(),
+            cpu: r.cpu,
+            sibling: !owner.is_empty() && r.owner == owner,
+        });
         let mut in_zone: Map<String, u32> = Map::default();
-        for (node, n) in watched.into_iter().flatten().chain(&recorded) {
+        let siblings = [&inner.owners, &inner.recorded_owners].map(|m| m.get(owner)).into_iter().flatten();
+        for (node, n) in siblings.flatten() {
             if let Some(z) = inner.zones.get(node) {
-                *in_zone.entry(z.clone()).or_default() += n;
+                *entry(&mut in_zone, z) += n;
             }
         }
-        let owner = if watched.is_some() { Some(owner.to_owned()) } else { None };
-        View { inner, owner, recorded, in_zone, recent, requested }
+        if let Some(own) = own.as_ref().filter(|o| o.sibling)
+            && let Some(n) = inner.zones.get(&own.node).and_then(|z| in_zone.get_mut(z))
+        {
+            *n -= 1;
+        }
+        View { inner, owner: owner.to_owned(), own, in_zone }
     }
 
     /// How many pods the watch shows placed, and how many records await it.
@@ -394,39 +510,41 @@ impl Placements {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The write lock; drops expired records and old fresh placements at most every
-    /// [`PRUNE_EVERY`], not on each write: a busy cluster's pod watch writes for every
-    /// status change, and scanning both maps each time would be work per event.
+    /// The write lock, after dropping what has expired.
     fn write(&self, now: Instant) -> std::sync::RwLockWriteGuard<'_, Inner> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if inner.pruned.is_none_or(|p| now.saturating_duration_since(p) >= PRUNE_EVERY) {
-            inner.records.retain(|_, r| r.expires > now);
-            let recent = self.recent;
-            inner.fresh.retain(|_, (_, since)| now.saturating_duration_since(*since) < recent);
-            inner.pruned = Some(now);
-        }
+        inner.expire(now, self.recent);
         inner
     }
+}
+
+/// The scored pod's own record, which the counts include and its view leaves out.
+struct Own {
+    node: String,
+    cpu: i64,
+    /// Whether it is of the owner the view is for.
+    sibling: bool,
 }
 
 /// Siblings, zones and recent placements as one scoring request sees them.
 pub struct View<'a> {
     inner: RwLockReadGuard<'a, Inner>,
-    /// The owner, when the watch shows any of its pods.
-    owner: Option<String>,
-    /// The owner's pods the scorer recorded and the watch does not show yet, per node.
-    recorded: Map<String, u32>,
+    /// The owner's UID; empty for a bare pod, which has no siblings.
+    owner: String,
+    own: Option<Own>,
     in_zone: Map<String, u32>,
-    recent: Map<String, u32>,
-    /// CPU requested by the pods the scorer recorded and the watch does not show yet.
-    requested: Map<String, i64>,
 }
 
 impl View<'_> {
+    /// 1 when the scored pod's own record is on `node` (and `counts` it), else 0.
+    fn own_on(&self, node: &str, counts: impl Fn(&Own) -> bool) -> u32 {
+        self.own.as_ref().is_some_and(|o| o.node == node && counts(o)).into()
+    }
+
     /// The pod's siblings on `node`.
     pub fn on_node(&self, node: &str) -> u32 {
-        let watched = self.owner.as_ref().and_then(|o| self.inner.owners.get(o)?.get(node).copied()).unwrap_or(0);
-        watched + self.recorded.get(node).copied().unwrap_or(0)
+        let of = |m: &Map<String, Map<String, u32>>| m.get(&self.owner).and_then(|n| n.get(node)).copied().unwrap_or(0);
+        (of(&self.inner.owners) + of(&self.inner.recorded_owners)) - self.own_on(node, |o| o.sibling)
     }
 
     /// The pod's siblings in `zone` (an empty zone is no zone: 0).
@@ -437,14 +555,18 @@ impl View<'_> {
     /// Pods of any owner placed on `node` recently enough that its windows cannot show
     /// their load yet.
     pub fn recent_on(&self, node: &str) -> u32 {
-        self.recent.get(node).copied().unwrap_or(0)
+        let recorded = self.inner.recorded_on.get(node).map_or(0, |t| t.pods);
+        let fresh = self.inner.fresh_on.get(node).copied().unwrap_or(0);
+        recorded + fresh - self.own_on(node, |_| true)
     }
 
     /// The CPUs requested on `node` by every pod placed there or recorded for it (not the
     /// pod being scored).
     pub fn requested_on(&self, node: &str) -> f64 {
         let watched = self.inner.requested.get(node).copied().unwrap_or(0);
-        (watched + self.requested.get(node).copied().unwrap_or(0)) as f64 / 1000.0
+        let recorded = self.inner.recorded_on.get(node).map_or(0, |t| t.cpu);
+        let own = self.own.as_ref().filter(|o| o.node == node).map_or(0, |o| o.cpu);
+        (watched + recorded - own) as f64 / 1000.0
     }
 
     /// The allocatable CPUs of `node`, when the node watch knows them.
@@ -518,6 +640,29 @@ mod tests {
         p.bind("pod-1", "n2");
         assert_eq!(p.view("rs-a", "other").on_node("n2"), 0);
         assert_eq!(p.view("", "other").recent_on("n2"), 1);
+    }
+
+    #[test]
+    fn a_bind_outlives_the_assumed_records_expiry_and_counts_follow_each_record() {
+        let p = Placements::new(Duration::from_millis(50), Duration::from_secs(600), Duration::from_secs(60));
+        p.assume("pod-1", "rs-a", "n1", 300);
+        p.bind("pod-1", "n2");
+        p.assume("pod-2", "rs-a", "n1", 0);
+        std::thread::sleep(Duration::from_millis(80));
+        // Both assumed expiries have passed: pod-2 is forgotten, pod-1's bound record stays.
+        let v = p.view("rs-a", "other");
+        assert_eq!((v.on_node("n1"), v.on_node("n2"), v.recent_on("n1"), v.recent_on("n2")), (0, 1, 0, 1));
+        assert_eq!(v.requested_on("n2"), 0.3, "the bind kept the assumed request");
+        drop(v);
+        // Rebinding elsewhere moves every count; the watch then replaces the record.
+        p.bind("pod-1", "n3");
+        let v = p.view("rs-a", "other");
+        assert_eq!((v.on_node("n2"), v.on_node("n3"), v.recent_on("n3")), (0, 1, 1));
+        drop(v);
+        p.apply_pod(pod("pod-1", "rs-a", Some("n3")));
+        let v = p.view("rs-a", "pod-1");
+        assert_eq!((v.on_node("n3"), v.recent_on("n3")), (1, 1), "watched and fresh, no longer recorded");
+        assert_eq!(p.counts(), (1, 0));
     }
 
     #[test]
