@@ -167,9 +167,9 @@ pub fn router(config: &ShimConfig) -> anyhow::Result<Router> {
         profiles: Arc::new(config.profiles.clone()),
     };
     Ok(Router::new()
-        .route("/filter", post(filter))
-        .route("/prioritize", post(prioritize))
-        .route("/bind", post(bind))
+        .route("/filter", post(verb))
+        .route("/prioritize", post(verb))
+        .route("/bind", post(verb))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -194,7 +194,8 @@ fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).min(Semaphore::MAX_PERMITS as u32)
 }
 
-/// Reads a verb's body before the handler runs, within [`BodyLimits`]:
+/// Reads a verb's body before the handler runs, within [`BodyLimits`], and counts every
+/// answer, the handler's included ([`record`]):
 ///
 /// - declared larger than `max_body_bytes`: 413 at once, from the header; what the client
 ///   sends meanwhile is read and dropped for up to the read timeout, so a client that
@@ -254,7 +255,13 @@ async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     parts.extensions.insert(Arrived(start));
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let deadline = match verb {
+        Verb::Bind => state.scorer.bind_deadline(),
+        Verb::Filter | Verb::Prioritize => state.scorer.deadline(),
+    };
+    record(verb, start, &response, Some(deadline));
+    response
 }
 
 /// A request refused before it was understood: counted, logged, answered with a JSON
@@ -267,46 +274,24 @@ fn refuse(verb: Verb, status: StatusCode, message: String) -> Response {
     response
 }
 
-async fn filter(
+/// The three verbs: one handler, the body already read and the answer recorded by
+/// [`read_body`].
+async fn verb(
     State(state): State<AppState>,
+    uri: Uri,
     arrived: Option<Extension<Arrived>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let start = Arrived::of(arrived);
-    let response = match body {
-        Ok(body) => filter_body(&state, &body, start).await,
-        Err(rejection) => refuse_body(Verb::Filter, &state, &rejection),
-    };
-    record(Verb::Filter, start, &response, Some(state.scorer.deadline()));
-    response
-}
-
-async fn prioritize(
-    State(state): State<AppState>,
-    arrived: Option<Extension<Arrived>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let start = Arrived::of(arrived);
-    let response = match body {
-        Ok(body) => prioritize_body(&state, &body, start).await,
-        Err(rejection) => refuse_body(Verb::Prioritize, &state, &rejection),
-    };
-    record(Verb::Prioritize, start, &response, Some(state.scorer.deadline()));
-    response
-}
-
-async fn bind(
-    State(state): State<AppState>,
-    arrived: Option<Extension<Arrived>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let start = Arrived::of(arrived);
-    let response = match body {
-        Ok(body) => bind_body(&state, &body, start).await,
-        Err(rejection) => refuse_body(Verb::Bind, &state, &rejection),
-    };
-    record(Verb::Bind, start, &response, Some(state.scorer.bind_deadline()));
-    response
+    let Some(verb) = Verb::from_path(uri.path()) else { return not_found(Method::POST, uri).await };
+    let arrived = Arrived::of(arrived);
+    match body {
+        Ok(body) => match verb {
+            Verb::Filter => filter_body(&state, &body, arrived).await,
+            Verb::Prioritize => prioritize_body(&state, &body, arrived).await,
+            Verb::Bind => bind_body(&state, &body, arrived).await,
+        },
+        Err(rejection) => refuse_body(verb, &state, &rejection),
+    }
 }
 
 async fn filter_body(state: &AppState, body: &[u8], arrived: Instant) -> Response {
