@@ -41,7 +41,7 @@ pub struct Args {
     pub simulate: u32,
 
     /// Name prefix of simulated nodes (`sim-node-01`, `sim-node-02`, ...).
-    #[arg(long, env = "FITSCHED_SIMULATE_PREFIX", default_value = "sim-node-")]
+    #[arg(long, env = "FITSCHED_SIMULATE_PREFIX", default_value = crate::simulate::PREFIX)]
     pub simulate_prefix: String,
 
     /// PEM CA that signed the scorer's certificate; needed for an `https://` --scorer.

@@ -34,7 +34,10 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
 pub use config::Args;
-pub use simulate::METRICS as SIMULATED_METRICS;
+pub use simulate::{
+    METRICS as SIMULATED_METRICS, PREFIX as SIMULATED_PREFIX, Profile as SimulatedProfile,
+    node_name as simulated_node_name,
+};
 pub use status::NodeStatus;
 pub use stream::{StreamClient, StreamConfig};
 

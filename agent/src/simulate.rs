@@ -31,7 +31,16 @@ pub enum Profile {
     IoPressure,
 }
 
+/// The default name prefix of simulated nodes (`--simulate-prefix`).
+pub const PREFIX: &str = "sim-node-";
+
+/// The name of simulated node `index` (0-based) under `prefix`: `{prefix}{index+1:02}`.
+pub fn node_name(prefix: &str, index: usize) -> String {
+    format!("{prefix}{:02}", index + 1)
+}
+
 impl Profile {
+    /// The profile of simulated node `index` (0-based): the four in turn.
     pub fn for_index(index: usize) -> Self {
         match index % 4 {
             0 => Self::Idle,
@@ -39,6 +48,20 @@ impl Profile {
             2 => Self::MemoryPressure,
             _ => Self::IoPressure,
         }
+    }
+
+    /// The profile of the simulated node named `name` under `prefix`, or `None` for a
+    /// name the simulator does not give.
+    pub fn of_node(prefix: &str, name: &str) -> Option<Self> {
+        let number: usize = name.strip_prefix(prefix)?.parse().ok()?;
+        Some(Self::for_index(number.checked_sub(1)?))
+    }
+
+    /// Whether the measurements call this load harmless to a new pod: idle, or memory
+    /// held without stalls (a stress-ng `vm` worker holding 60 % cost nginx about 7 %),
+    /// not a busy CPU or a busy disk (each a quarter of the throughput or more).
+    pub fn is_healthy(self) -> bool {
+        matches!(self, Self::Idle | Self::MemoryPressure)
     }
 
     /// Long-run means of utilisation, iowait, available ratio, run queue per CPU, and
@@ -136,8 +159,7 @@ impl SimNode {
         for (i, s) in state.iter_mut().enumerate() {
             *s = means[i] + noise(&means, i) * rng.next_gaussian();
         }
-        let mut node =
-            Self { name: format!("{prefix}{:02}", index + 1), profile, cpu_count, memory_total_bytes, rng, state };
+        let mut node = Self { name: node_name(prefix, index), profile, cpu_count, memory_total_bytes, rng, state };
         node.constrain();
         node
     }
@@ -255,6 +277,11 @@ mod tests {
             profiles,
             [Profile::Idle, Profile::Busy, Profile::MemoryPressure, Profile::IoPressure, Profile::Idle]
         );
+        let named: Vec<_> = nodes.iter().map(|n| Profile::of_node("sim-node-", n.name())).collect();
+        assert_eq!(named, profiles.into_iter().map(Some).collect::<Vec<_>>());
+        for name in ["sim-node-00", "sim-node-x", "dark-node-01", "sim-node-"] {
+            assert_eq!(Profile::of_node("sim-node-", name), None, "{name}");
+        }
     }
 
     #[test]

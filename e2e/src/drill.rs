@@ -343,7 +343,7 @@ pub fn bad_model(name: &str, venv: &crate::tools::Venv, clients: usize) -> anyho
     let before = info(&stack)?;
     let body = serde_json::json!({
         "Pod": {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}},
-        "NodeNames": (1..=nodes).map(|i| format!("sim-node-{i:02}")).collect::<Vec<_>>(),
+        "NodeNames": (0..nodes as usize).map(crate::testbed::sim_node_name).collect::<Vec<_>>(),
     })
     .to_string();
     let url = format!("{}/prioritize", stack.shim_url());

@@ -14,13 +14,14 @@ use crate::chart::{self, Installed};
 use crate::cluster::{Cluster, ClusterOptions, NodeSpec, Placement, point_extenders_at};
 use crate::stack::{ClusterAccess, Stack, StackConfig};
 use crate::tools;
+use fitsched_agent::SimulatedProfile;
 
 /// The zones nodes are spread over, by index.
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
 /// The name `fitsched-agent --simulate` gives its node `i` (0-based): `sim-node-01`...
 pub fn sim_node_name(i: usize) -> String {
-    format!("sim-node-{:02}", i + 1)
+    fitsched_agent::simulated_node_name(fitsched_agent::SIMULATED_PREFIX, i)
 }
 
 /// The name of API node `i` (0-based) that no agent reports for.
@@ -33,17 +34,10 @@ pub fn is_without_telemetry(node: &str) -> bool {
     node.starts_with("dark-node-")
 }
 
-/// The simulated profile's place in `fitsched-agent --simulate`'s cycle (index modulo 4:
-/// idle, busy, memory held, disk busy), or `None` for a node the simulator does not run.
-fn sim_profile(node: &str) -> Option<usize> {
-    node.strip_prefix("sim-node-").and_then(|n| n.parse::<usize>().ok()).and_then(|n| n.checked_sub(1)).map(|i| i % 4)
-}
-
-/// Whether a simulated node follows a profile the measurements call healthy: idle, or
-/// memory held without stalls (a stress-ng `vm` worker holding 60 % cost nginx about
-/// 7 %), not a busy CPU or a busy disk (each a quarter of the throughput or more).
+/// Whether a simulated node carries load the measurements call harmless to a new pod
+/// ([`SimulatedProfile::is_healthy`]); `false` for a node the simulator does not run.
 pub fn is_healthy(node: &str) -> bool {
-    matches!(sim_profile(node), Some(0 | 2))
+    SimulatedProfile::of_node(fitsched_agent::SIMULATED_PREFIX, node).is_some_and(SimulatedProfile::is_healthy)
 }
 
 #[derive(Debug, Clone)]
