@@ -665,6 +665,80 @@ mod tests {
         assert_eq!(p.counts(), (1, 0));
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Assume(usize, usize, usize, i64),
+        Bind(usize, usize),
+        Apply(usize, usize, Option<usize>, i64),
+        Remove(usize),
+        Replace(Vec<(usize, usize, Option<usize>, i64)>),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let (pod, owner, node, cpu) = (0..8usize, 0..3usize, 0..4usize, prop_oneof![Just(0i64), Just(250i64)]);
+        let watched = (pod.clone(), owner.clone(), proptest::option::of(node.clone()), cpu.clone());
+        prop_oneof![
+            (pod.clone(), owner.clone(), node.clone(), cpu.clone()).prop_map(|(p, o, n, c)| Op::Assume(p, o, n, c)),
+            (pod.clone(), node.clone()).prop_map(|(p, n)| Op::Bind(p, n)),
+            watched.clone().prop_map(|(p, o, n, c)| Op::Apply(p, o, n, c)),
+            pod.prop_map(Op::Remove),
+            proptest::collection::vec(watched, 0..6).prop_map(Op::Replace),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The counts kept as records and pods come and go equal a count made afresh
+        /// from the records and pods themselves, as every request used to make it.
+        #[test]
+        fn kept_counts_equal_counts_made_afresh(
+            ops in proptest::collection::vec(op(), 1..40),
+            assume_ttl in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::strategy::Just(30)],
+            recent in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::strategy::Just(60)],
+        ) {
+            let p = Placements::new(Duration::from_secs(assume_ttl), Duration::from_secs(600), Duration::from_secs(recent));
+            p.replace_nodes(vec![node("n0", Some("z1")), node("n1", Some("z1")), node("n2", Some("z2")), node("n3", None)]);
+            let (pod, owner, node_) = (|i| format!("u{i}"), |i| format!("rs{i}"), |i| format!("n{i}"));
+            let watched = |(p, o, n, c): (usize, usize, Option<usize>, i64)| WatchedPod {
+                uid: pod(p), owner: owner(o), node: n.map(node_), cpu_millis: c,
+            };
+            for op in ops {
+                match op {
+                    Op::Assume(i, o, n, c) => p.assume(&pod(i), &owner(o), &node_(n), c),
+                    Op::Bind(i, n) => { p.bind(&pod(i), &node_(n)); }
+                    Op::Apply(i, o, n, c) => p.apply_pod(watched((i, o, n, c))),
+                    Op::Remove(i) => p.remove_pod(&pod(i)),
+                    Op::Replace(pods) => p.replace_pods(pods.into_iter().map(watched).collect()),
+                }
+                for (o, scored) in [(owner(0), pod(0)), (owner(1), pod(9)), (String::new(), pod(1))] {
+                    let v = p.view(&o, &scored);
+                    let nodes: Vec<String> = (0..4).map(node_).collect();
+                    let kept: Vec<_> = nodes.iter().map(|n| (v.on_node(n), v.recent_on(n), v.requested_on(n))).collect();
+                    let zones = (v.in_zone("z1"), v.in_zone("z2"));
+                    drop(v);
+                    let inner = p.read();
+                    let now = Instant::now();
+                    let live: Vec<&Record> = inner.records.iter()
+                        .filter(|(k, r)| r.expires > now && **k != scored).map(|(_, r)| r).collect();
+                    let siblings = |n: &str| {
+                        let watched = inner.owners.get(&o).and_then(|m| m.get(n)).copied().unwrap_or(0);
+                        watched + live.iter().filter(|r| !o.is_empty() && r.owner == o && r.node == n).count() as u32
+                    };
+                    let afresh: Vec<_> = nodes.iter().map(|n| {
+                        let fresh = inner.fresh.values()
+                            .filter(|(fn_, since)| fn_ == n && now.saturating_duration_since(*since) < p.recent).count();
+                        let recent = live.iter().filter(|r| &r.node == n).count() + fresh;
+                        let cpu = inner.requested.get(n).copied().unwrap_or(0)
+                            + live.iter().filter(|r| &r.node == n).map(|r| r.cpu).sum::<i64>();
+                        (siblings(n), recent as u32, cpu as f64 / 1000.0)
+                    }).collect();
+                    proptest::prop_assert_eq!(&kept, &afresh, "owner {:?}, scored {:?}", o, scored);
+                    proptest::prop_assert_eq!(zones, (siblings("n0") + siblings("n1"), siblings("n2")));
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_watch_confirms_or_contradicts_records() {
         let p = placements();
