@@ -25,7 +25,7 @@ pub fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::
         }
         "noop" => {
             point_extenders_at(&mut config, noop);
-            without_bind(&mut config);
+            set_bind_verb(&mut config, None);
             main
         }
         "fitsched" => {
@@ -34,9 +34,7 @@ pub fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::
         }
         "fitsched-bind" => {
             point_extenders_at(&mut config, shim);
-            for e in config["extenders"].as_array_mut().into_iter().flatten() {
-                e["bindVerb"] = "bind".into();
-            }
+            set_bind_verb(&mut config, Some("bind"));
             main
         }
         "fitsched-pack" => {
@@ -63,10 +61,30 @@ fn adaptive(config: &mut Value, profile: &str) {
     }
 }
 
-fn without_bind(config: &mut Value) {
-    if let Some(extenders) = config.get_mut("extenders").and_then(Value::as_array_mut) {
-        for e in extenders {
-            e.as_object_mut().map(|o| o.remove("bindVerb"));
-        }
+/// Sets every extender's `bindVerb`, or drops it (`None`: kube-scheduler binds).
+fn set_bind_verb(config: &mut Value, verb: Option<&str>) {
+    for e in config.get_mut("extenders").and_then(Value::as_array_mut).into_iter().flatten() {
+        match (verb, e.as_object_mut()) {
+            (Some(verb), Some(o)) => o.insert("bindVerb".into(), verb.into()),
+            (None, Some(o)) => o.remove("bindVerb"),
+            (_, None) => None,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_verb_is_set_on_every_extender_or_dropped() {
+        let mut config = serde_json::json!({"extenders": [{"urlPrefix": "a"}, {"urlPrefix": "b", "bindVerb": "bind"}]});
+        set_bind_verb(&mut config, Some("bind"));
+        assert!(config["extenders"].as_array().unwrap().iter().all(|e| e["bindVerb"] == "bind"));
+        set_bind_verb(&mut config, None);
+        assert!(config["extenders"].as_array().unwrap().iter().all(|e| e.get("bindVerb").is_none()));
+        let mut none = serde_json::json!({"profiles": []});
+        set_bind_verb(&mut none, Some("bind"));
+        assert_eq!(none, serde_json::json!({"profiles": []}), "no extenders: nothing added");
     }
 }

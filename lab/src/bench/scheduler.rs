@@ -383,8 +383,6 @@ fn shim_binds(tb: &Testbed) -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
-/// Waits until the bench namespace holds exactly `count` pods (bound ones only, with
-/// `bound`).
 /// Pods in namespace `bench` bound to a node.
 fn bound_pods(cluster: &Cluster) -> anyhow::Result<usize> {
     let api: Api<Pod> = Api::namespaced(cluster.client(), "bench");
@@ -392,6 +390,8 @@ fn bound_pods(cluster: &Cluster) -> anyhow::Result<usize> {
     Ok(list.items.iter().filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some())).count())
 }
 
+/// Waits until the bench namespace holds exactly `count` pods (at least `count` bound
+/// ones, with `bound`).
 fn wait_pods(cluster: &Cluster, count: usize, bound: bool, timeout: Duration) -> anyhow::Result<()> {
     let api: Api<Pod> = Api::namespaced(cluster.client(), "bench");
     let deadline = Instant::now() + timeout;
