@@ -144,11 +144,7 @@ impl BenchScorer {
         ];
         args.extend_from_slice(extra);
         let process = spawn(&paths::target_dir().join("release/fitsched-scorer"), &args, env, &logs.join(log))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(grpc).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "the scorer did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(grpc, "the scorer", Duration::from_secs(30))?;
         Ok(BenchScorer { process, grpc, http })
     }
 
@@ -693,6 +689,16 @@ impl Iterator for FeasibleLists {
     }
 }
 
+/// Waits until something accepts connections on `addr`.
+pub(crate) fn wait_listening(addr: std::net::SocketAddr, what: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(addr).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "{what} did not listen on {addr} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,3 +764,4 @@ mod tests {
         assert!(seen.iter().all(|&c| c == 23), "230 × 50 / 500 = 23 each");
     }
 }
+

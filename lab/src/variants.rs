@@ -1,5 +1,6 @@
 //! The kube-scheduler configurations the lab compares: the chart's own, kube-scheduler
-//! alone, a no-op extender, fitsched with the shim binding, pack by profile. `bench
+//! alone, a no-op extender (alone, or with one gRPC hop to a null scorer: the floor of
+//! the design's contract), fitsched with the shim binding, pack by profile. `bench
 //! scheduler` runs them side by side; the evaluation runs `default` and `fitsched`.
 
 use std::net::SocketAddr;
@@ -10,11 +11,28 @@ use fitsched_e2e::testbed::Testbed;
 use serde_json::Value;
 
 /// The variants `--variants` may name; [`variant_config`] says what each runs.
-pub const VARIANTS: [&str; 6] =
-    ["default", "noop", "fitsched", "fitsched-bind", "fitsched-pack", "fitsched-pack-adaptive"];
+pub const VARIANTS: [&str; 7] =
+    ["default", "noop", "noop-hop", "fitsched", "fitsched-bind", "fitsched-pack", "fitsched-pack-adaptive"];
+
+/// Where the baseline extenders listen (`lab/examples/noop_extender.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Baselines {
+    /// The no-op extender.
+    pub noop: SocketAddr,
+    /// The no-op extender that asks a null scorer once per call.
+    pub noop_hop: SocketAddr,
+}
+
+impl Baselines {
+    /// For callers that run none of them: an address nothing listens on.
+    pub fn none() -> anyhow::Result<Baselines> {
+        let unused = fitsched_e2e::stack::free_addr()?;
+        Ok(Baselines { noop: unused, noop_hop: unused })
+    }
+}
 
 /// kube-scheduler's configuration for a variant, and the profile its pods name.
-pub fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::Result<(Value, String)> {
+pub fn variant_config(tb: &Testbed, variant: &str, baselines: Baselines) -> anyhow::Result<(Value, String)> {
     let mut config = tb.installed.scheduler_config.clone();
     let main = tb.installed.profiles[0].clone();
     let shim = tb.stack.shim_http;
@@ -23,8 +41,8 @@ pub fn variant_config(tb: &Testbed, variant: &str, noop: SocketAddr) -> anyhow::
             config.as_object_mut().context("config")?.remove("extenders");
             main
         }
-        "noop" => {
-            point_extenders_at(&mut config, noop);
+        "noop" | "noop-hop" => {
+            point_extenders_at(&mut config, if variant == "noop" { baselines.noop } else { baselines.noop_hop });
             set_bind_verb(&mut config, None);
             main
         }

@@ -10,6 +10,10 @@
 //! - `default`: the chart's configuration without the extender (kube-scheduler alone);
 //! - `noop`: the extender entry pointed at a minimal no-op extender (`noop_extender`
 //!   example: decodes each call and answers every node, nothing else), without bindVerb;
+//! - `noop-hop`: the same extender sending one `Score` request per call to a null scorer
+//!   (a gRPC server that answers zeros): the least the design's contract, one gRPC
+//!   request per extender call, can cost. Its CPU and rate beside the no-op's say whether
+//!   the goals are within the contract's reach;
 //! - `fitsched`: the chart's configuration as it is (kube-scheduler binds);
 //! - `fitsched-bind`: the same with bindVerb (the shim creates each Binding);
 //! - `fitsched-pack`: the chart's configuration, pods in the pack profile (every node
@@ -45,7 +49,7 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use super::{Usage, usage};
-use crate::variants::{VARIANTS, variant_config};
+use crate::variants::{Baselines, VARIANTS, variant_config};
 
 #[derive(Debug, clap::Args)]
 pub struct SchedulerArgs {
@@ -118,6 +122,7 @@ struct Run {
 /// Processes whose CPU is counted, as the harness names them.
 const CONTROL_PLANE: [&str; 4] = ["kube-scheduler", "kube-apiserver", "etcd", "kube-controller-manager"];
 const FITSCHED: [&str; 3] = ["shim", "scorer", "agent-sim"];
+const BASELINES: [&str; 3] = ["noop-extender", "noop-hop", "null-scorer"];
 
 pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "fitsched-scorer", "-p", "fitsched-shim", "-p", "fitsched-agent", "--bins"])?;
@@ -159,17 +164,28 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
         ..TestbedConfig::new(&format!("bench-{nodes}"), nodes)
     };
     let mut tb = Testbed::start(config)?;
-    let noop_addr = free_addr()?;
+    let baselines = Baselines { noop: free_addr()?, noop_hop: free_addr()? };
+    let null_scorer = free_addr()?;
     let mut noop = Processes::new(tb.cluster.dir().join("logs"))?;
-    let mut cmd = Command::new(release.join("examples/noop_extender"));
-    cmd.arg(noop_addr.to_string());
+    let example = || Command::new(release.join("examples/noop_extender"));
+    let mut cmd = example();
+    cmd.arg(baselines.noop.to_string());
     noop.spawn("noop-extender", cmd)?;
+    let mut cmd = example();
+    cmd.args(["--null-scorer", &null_scorer.to_string()]);
+    noop.spawn("null-scorer", cmd)?;
+    let mut cmd = example();
+    cmd.args([&baselines.noop_hop.to_string(), "--hop", &null_scorer.to_string()]);
+    noop.spawn("noop-hop", cmd)?;
+    for (addr, what) in [(baselines.noop, "the no-op extender"), (null_scorer, "the null scorer"), (baselines.noop_hop, "noop-hop")] {
+        super::wait_listening(addr, what, Duration::from_secs(30))?;
+    }
 
     let mut all: Vec<Run> = Vec::new();
     for round in 1..=args.rounds {
         for variant in &args.variants {
             progress(format!("round {round} of {}", args.rounds));
-            let (config, profile) = variant_config(&tb, variant, noop_addr)?;
+            let (config, profile) = variant_config(&tb, variant, baselines)?;
             all.push(one_variant(&mut tb, &noop, variant, &config, &profile, args, round)?);
         }
     }
@@ -208,7 +224,7 @@ fn one_variant(
             .iter()
             .filter_map(|&n| Some((n, tb.cluster.pid(n)?)))
             .chain(FITSCHED.iter().filter_map(|&n| Some((n, tb.stack.pid(n)?))))
-            .chain(noop.pid("noop-extender").map(|p| ("noop-extender", p)))
+            .chain(BASELINES.iter().filter_map(|&n| Some((n, noop.pid(n)?))))
             .collect()
     };
     progress(format!("{variant}: kube-scheduler starts"));
@@ -414,8 +430,18 @@ fn wait_pods(cluster: &Cluster, count: usize, bound: bool, timeout: Duration) ->
 fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
     let rate = |v: &str| runs.iter().find(|r| r.variant == v).map(|r| r.pods_per_second);
     let (default, noop) = (rate("default"), rate("noop"));
-    let names: Vec<&str> =
-        ["kube-scheduler", "kube-apiserver", "etcd", "shim", "scorer", "noop-extender", "agent-sim"].into();
+    let names: Vec<&str> = [
+        "kube-scheduler",
+        "kube-apiserver",
+        "etcd",
+        "shim",
+        "scorer",
+        "noop-extender",
+        "noop-hop",
+        "null-scorer",
+        "agent-sim",
+    ]
+    .into();
     println!(
         "\n{nodes} nodes, {pods} pods created while kube-scheduler was down (release builds; the median run of each \
          variant, its range over the rounds; CPU per scheduled pod of that run):"
@@ -431,6 +457,7 @@ fn print_table(nodes: u32, pods: u32, runs: &[Run]) {
         let ms = |n: &str| r.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
         let extender = match r.variant.as_str() {
             "noop" => ms("noop-extender"),
+            "noop-hop" => ms("noop-hop") + ms("null-scorer"),
             v if v.starts_with("fitsched") => ms("shim") + ms("scorer"),
             _ => 0.0,
         };
@@ -481,6 +508,19 @@ fn print_goals(runs: &[Run]) {
         noop.pods_per_second
     );
     let verdict = |ok: bool| if ok { "met" } else { "not met" };
+    if let Some(hop) = runs.iter().find(|r| r.variant == "noop-hop") {
+        let ms = |n: &str| hop.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
+        let cpu = ms("noop-hop") + ms("null-scorer");
+        let rate = hop.pods_per_second / noop.pods_per_second;
+        println!(
+            "- the contract's floor (noop-hop: the no-op extender plus one gRPC request to a null scorer per call): \
+             CPU {cpu:.2} ms/pod with nothing to ingest, {}; rate {rate:.2}×, {}. Where the floor's CPU misses the \
+             goal, no shim and scorer that keep the contract can meet it; its rate holds on this host, where the \
+             scorer shares kube-scheduler's cores",
+            verdict(cpu <= CPU_GOAL_MS),
+            verdict(rate >= RATE_GOAL)
+        );
+    }
     for r in runs.iter().filter(|r| r.variant.starts_with("fitsched")) {
         let ms = |n: &str| r.cpu_ms_per_pod.get(n).copied().unwrap_or(0.0);
         let cpu = ms("shim") + ms("scorer") - ingest;
@@ -532,7 +572,7 @@ pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
         ..TestbedConfig::new(&format!("placement-{}", args.nodes), args.nodes)
     };
     let mut tb = Testbed::start(config)?;
-    let unused = free_addr()?;
+    let unused = Baselines::none()?;
     let chart = |variant: &str| variant_config(&tb, variant, unused);
     let cases = [
         Case {

@@ -38,7 +38,7 @@ use fitsched_e2e::{paths, progress};
 use fitsched_proto::{ListNodesRequest, ModelInfoRequest};
 use serde_json::{Value, json};
 
-use crate::variants::variant_config;
+use crate::variants::{Baselines, variant_config};
 use world::{Metrics, Offline, Params, Pool, Sample, Timeline, Usage, World};
 
 #[derive(Debug, clap::Args)]
@@ -348,7 +348,7 @@ fn run_real<'a>(
     window: Duration,
     namespace: &str,
 ) -> anyhow::Result<World<'a>> {
-    let unused = fitsched_e2e::stack::free_addr()?;
+    let unused = Baselines::none()?;
     let profile_uses_scorer = scheduler.starts_with("fitsched-");
     let (config, profile) = match scheduler.strip_prefix("fitsched-") {
         None => variant_config(tb, "default", unused)?,
