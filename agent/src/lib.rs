@@ -240,7 +240,8 @@ impl NodeOut {
 }
 
 /// At every window boundary, reads the replay file and reports the window that just
-/// ended for every node it names, until `stop`.
+/// ended for every node it names (once per `as_of_unix_ms`, when the file has one),
+/// until `stop`.
 async fn replay_loop(
     mut nodes: Vec<NodeOut>,
     path: std::path::PathBuf,
@@ -249,6 +250,7 @@ async fn replay_loop(
 ) {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
     let samples = nodes.first().map_or(1, |n| n.aggregator.samples_expected());
+    let mut last_reported = None;
     loop {
         let now = fitsched_proto::now_unix_ms();
         let end = now.div_euclid(window_ms) * window_ms + window_ms;
@@ -264,6 +266,10 @@ async fn replay_loop(
                 continue;
             }
         };
+        if !file.reported_in(end - window_ms, last_reported) {
+            continue;
+        }
+        last_reported = file.as_of_unix_ms;
         for node in &mut nodes {
             if let Some(w) = file.nodes.remove(node.aggregator.node_name()) {
                 let (metrics, missing) = w.into_parts(samples);

@@ -10,6 +10,12 @@
 //!     "missing": {"perf_ipc": "no PMU"}}}}
 //! ```
 //!
+//! With `"as_of_unix_ms": T` at the top, the file says its conditions hold from `T` on
+//! and nothing newer is known: each node's window is reported once, for the first window
+//! that begins at or after `T`, and none after it until a file with a new `T` arrives.
+//! A window that claims a later interval would tell the scorer that pods placed since
+//! `T` are in it, which the file cannot know.
+//!
 //! A node missing from the file, a node whose window the scorer would refuse
 //! (`fitsched_proto::validate`), or every node when the file is unreadable, gets no
 //! window that time: the scorer then sees it go stale, as it would a silent agent.
@@ -26,6 +32,20 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct ReplayFile {
     pub nodes: BTreeMap<String, ReplayWindow>,
+    /// Since when the conditions hold; `None`: report them every window.
+    #[serde(default)]
+    pub as_of_unix_ms: Option<i64>,
+}
+
+impl ReplayFile {
+    /// Whether the window `[start, start + window)` reports this file, given the `as_of`
+    /// of the last file reported (see the module doc).
+    pub fn reported_in(&self, start_unix_ms: i64, last_reported: Option<i64>) -> bool {
+        match self.as_of_unix_ms {
+            None => true,
+            Some(t) => start_unix_ms >= t && last_reported != Some(t),
+        }
+    }
 }
 
 /// What one node reports for one window.
@@ -96,6 +116,17 @@ mod tests {
         let (metrics, missing) = f.nodes.into_iter().next().unwrap().1.into_parts(20);
         assert_eq!(metrics["cpu_utilization"], MetricSummary { mean: 0.5, max: 0.9, p95: 0.8, last: 0.6, samples: 20 });
         assert_eq!(missing, vec![Missing { name: "perf_ipc".into(), reason: "no PMU".into() }]);
+    }
+
+    #[test]
+    fn a_file_as_of_a_time_is_reported_once_by_the_first_window_begun_after_it() {
+        let dir = dir("as-of");
+        let every = ReplayFile::read(&write(&dir, r#"{"nodes": {}}"#)).unwrap();
+        assert!(every.reported_in(0, None) && every.reported_in(0, Some(0)), "no as_of: every window");
+        let f = ReplayFile::read(&write(&dir, r#"{"nodes": {}, "as_of_unix_ms": 5000}"#)).unwrap();
+        assert!(!f.reported_in(4000, None), "a window begun before the conditions held");
+        assert!(f.reported_in(5000, None) && f.reported_in(6000, Some(4000)));
+        assert!(!f.reported_in(7000, Some(5000)), "reported already");
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl CompactWindow {
         self.sequence
     }
 
+    pub fn start_unix_ms(&self) -> i64 {
+        self.start_unix_ms
+    }
+
+    pub fn end_unix_ms(&self) -> i64 {
+        self.end_unix_ms
+    }
+
     /// A metric's summary, when the window has it.
     pub fn metric(&self, metric: &str) -> Option<&MetricSummary> {
         let i = self.metrics.binary_search_by(|(name, _)| name_order(name, metric)).ok()?;

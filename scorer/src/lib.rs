@@ -105,8 +105,10 @@ impl Ready {
     async fn prepare(args: Args) -> anyhow::Result<Ready> {
         let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), args.max_nodes));
         tokio::spawn(forget_silent_nodes(store.clone(), args.forget_after));
-        // A new pod's load shows in its node's windows after about two windows.
-        let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.window * 2));
+        // A new pod counts against its node until a fitness from a window begun after it
+        // lands (`View::recent_on`). The limit only matters for nodes without one: past
+        // staleness their fitness is the median, which never showed the pod either.
+        let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.stale_after() + args.window));
         match args.cluster_client().await? {
             Some(client) => {
                 watch::spawn(client, placements.clone(), store.clone());

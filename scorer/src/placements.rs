@@ -133,11 +133,11 @@ struct Inner {
     owners: Map<String, Map<String, u32>>,
     /// Node -> CPU the pods in `placed` request, in millicores.
     requested: Map<String, i64>,
-    /// Pods placed recently (UID -> node, since): their load is not in the node's windows
-    /// yet. Dropped as they age ([`Inner::expire`]).
-    fresh: Map<String, (String, Instant)>,
-    /// Node -> pods in `fresh`.
-    fresh_on: Map<String, u32>,
+    /// Pods placed recently (UID -> node, since, and since in unix ms): the node's windows
+    /// may not show their load yet. Dropped as they age ([`Inner::expire`]).
+    fresh: Map<String, (String, Instant, i64)>,
+    /// Node -> when each pod in `fresh` was placed there (unix ms), in order.
+    fresh_on: Map<String, Vec<i64>>,
     fresh_order: Expiries,
     /// The scorer's own records the watch has not shown yet, by pod key. Dropped as they
     /// expire ([`Inner::expire`]), which every lock holder runs first.
@@ -216,21 +216,27 @@ impl Inner {
         self.records.get(pod).filter(|r| r.expires > now)
     }
 
-    fn add_fresh(&mut self, uid: &str, node: &str, since: Instant, recent: Duration) {
+    fn add_fresh(&mut self, uid: &str, node: &str, since: Instant, since_ms: i64, recent: Duration) {
         self.drop_fresh(uid);
-        *entry(&mut self.fresh_on, node) += 1;
+        let times = entry(&mut self.fresh_on, node);
+        times.insert(times.partition_point(|&t| t <= since_ms), since_ms);
         self.fresh_order.push(since + recent, uid);
         let fresh = &self.fresh;
         let limit = 2 * MAX_RECORDS.max(fresh.len());
-        self.fresh_order.compact(limit, |at, key| fresh.get(key).is_some_and(|(_, s)| *s + recent == at));
-        self.fresh.insert(uid.to_owned(), (node.to_owned(), since));
+        self.fresh_order.compact(limit, |at, key| fresh.get(key).is_some_and(|(_, s, _)| *s + recent == at));
+        self.fresh.insert(uid.to_owned(), (node.to_owned(), since, since_ms));
     }
 
     fn drop_fresh(&mut self, uid: &str) {
-        let Some((node, _)) = self.fresh.remove(uid) else { return };
-        if let Some(n) = self.fresh_on.get_mut(&node) {
-            *n -= 1;
-            if *n == 0 {
+        let Some((node, _, since_ms)) = self.fresh.remove(uid) else { return };
+        if let Some(times) = self.fresh_on.get_mut(&node) {
+            match times.binary_search(&since_ms) {
+                Ok(i) => {
+                    times.remove(i);
+                }
+                Err(_) => debug_assert!(false, "fresh pod {uid} missing from {node}'s times"),
+            }
+            if times.is_empty() {
                 self.fresh_on.remove(&node);
             }
         }
@@ -253,7 +259,7 @@ impl Inner {
             }
         }
         while let Some((at, uid)) = self.fresh_order.pop_due(now) {
-            if self.fresh.get(&uid).is_some_and(|(_, since)| *since + recent == at) {
+            if self.fresh.get(&uid).is_some_and(|(_, since, _)| *since + recent == at) {
                 self.drop_fresh(&uid);
             }
         }
@@ -341,12 +347,17 @@ impl Placements {
     /// Applies what the watch shows of one pod. A pod on a node replaces the scorer's
     /// record of it, whether that record named the same node or not.
     pub fn apply_pod(&self, pod: WatchedPod) {
-        let now = Instant::now();
-        let mut inner = self.write(now);
-        self.apply_locked(&mut inner, pod, now);
+        self.apply_pod_at(pod, fitsched_proto::now_unix_ms());
     }
 
-    fn apply_locked(&self, inner: &mut Inner, pod: WatchedPod, now: Instant) {
+    /// [`Placements::apply_pod`] at `now_ms` by the scorer's clock.
+    fn apply_pod_at(&self, pod: WatchedPod, now_ms: i64) {
+        let now = Instant::now();
+        let mut inner = self.write(now);
+        self.apply_locked(&mut inner, pod, now, now_ms);
+    }
+
+    fn apply_locked(&self, inner: &mut Inner, pod: WatchedPod, now: Instant, now_ms: i64) {
         let Some(node) = pod.node else {
             // Pending (the watch's selector leaves these out; a re-list or a direct caller
             // may not): an assumed record of it stays until the pod is bound or expires.
@@ -368,7 +379,7 @@ impl Placements {
             }
             _ => {
                 inner.unplace(&pod.uid);
-                inner.add_fresh(&pod.uid, &placed.node, now, self.recent);
+                inner.add_fresh(&pod.uid, &placed.node, now, now_ms, self.recent);
                 inner.put(pod.uid, placed);
             }
         }
@@ -386,6 +397,11 @@ impl Placements {
     /// Pods already known on the same node keep their age, so a re-list does not make
     /// every pod look newly placed.
     pub fn replace_pods(&self, pods: Vec<WatchedPod>) {
+        self.replace_pods_at(pods, fitsched_proto::now_unix_ms());
+    }
+
+    /// [`Placements::replace_pods`] at `now_ms` by the scorer's clock.
+    fn replace_pods_at(&self, pods: Vec<WatchedPod>, now_ms: i64) {
         let now = Instant::now();
         let mut inner = self.write(now);
         let previous = std::mem::take(&mut inner.placed);
@@ -396,11 +412,11 @@ impl Placements {
         for pod in pods {
             let uid = pod.uid.clone();
             let known = pod.node.as_ref().is_some_and(|n| previous.get(&uid).is_some_and(|p| &p.node == n));
-            self.apply_locked(&mut inner, pod, now);
+            self.apply_locked(&mut inner, pod, now, now_ms);
             if known {
                 inner.drop_fresh(&uid);
-                if let Some((node, since)) = fresh.get(&uid) {
-                    inner.add_fresh(&uid, node, *since, self.recent);
+                if let Some((node, since, since_ms)) = fresh.get(&uid) {
+                    inner.add_fresh(&uid, node, *since, *since_ms, self.recent);
                 }
             }
         }
@@ -552,12 +568,14 @@ impl View<'_> {
         if zone.is_empty() { 0 } else { self.in_zone.get(zone).copied().unwrap_or(0) }
     }
 
-    /// Pods of any owner placed on `node` recently enough that its windows cannot show
-    /// their load yet.
-    pub fn recent_on(&self, node: &str) -> u32 {
+    /// Pods of any owner placed on `node` that its fitness cannot show: placed after the
+    /// window it was computed from began (`shown_since_ms`, unix ms), or, without one,
+    /// within the last `recent`. The scorer's records count until the watch shows them.
+    pub fn recent_on(&self, node: &str, shown_since_ms: Option<i64>) -> u32 {
         let recorded = self.inner.recorded_on.get(node).map_or(0, |t| t.pods);
-        let fresh = self.inner.fresh_on.get(node).copied().unwrap_or(0);
-        recorded + fresh - self.own_on(node, |_| true)
+        let times = self.inner.fresh_on.get(node).map_or(&[][..], Vec::as_slice);
+        let shown = shown_since_ms.map_or(0, |since| times.partition_point(|&t| t <= since));
+        recorded + (times.len() - shown) as u32 - self.own_on(node, |_| true)
     }
 
     /// The CPUs requested on `node` by every pod placed there or recorded for it (not the
@@ -605,11 +623,11 @@ mod tests {
         p.assume("pod-3", "rs-b", "n1", 0);
         let v = p.view("rs-a", "pod-2");
         assert_eq!((v.on_node("n1"), v.on_node("n2"), v.in_zone("z1")), (1, 0, 1), "a pod is not its own sibling");
-        assert_eq!(v.recent_on("n1"), 2);
+        assert_eq!(v.recent_on("n1", None), 2);
         drop(v);
         let bare = p.view("", "x");
         assert_eq!(
-            (bare.on_node("n1"), bare.in_zone("z1"), bare.recent_on("n1")),
+            (bare.on_node("n1"), bare.in_zone("z1"), bare.recent_on("n1", None)),
             (0, 0, 2),
             "bare pods have no siblings"
         );
@@ -633,13 +651,13 @@ mod tests {
         let p = Placements::new(Duration::ZERO, Duration::from_secs(600), Duration::ZERO);
         p.assume("pod-1", "rs-a", "n1", 0);
         let v = p.view("rs-a", "other");
-        assert_eq!((v.on_node("n1"), v.recent_on("n1")), (0, 0));
+        assert_eq!((v.on_node("n1"), v.recent_on("n1", None)), (0, 0));
         drop(v);
         // Expired but not yet pruned: neither counted nor lending its owner to a bind.
         assert_eq!(p.counts(), (0, 0));
         p.bind("pod-1", "n2");
         assert_eq!(p.view("rs-a", "other").on_node("n2"), 0);
-        assert_eq!(p.view("", "other").recent_on("n2"), 1);
+        assert_eq!(p.view("", "other").recent_on("n2", None), 1);
     }
 
     #[test]
@@ -651,17 +669,17 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         // Both assumed expiries have passed: pod-2 is forgotten, pod-1's bound record stays.
         let v = p.view("rs-a", "other");
-        assert_eq!((v.on_node("n1"), v.on_node("n2"), v.recent_on("n1"), v.recent_on("n2")), (0, 1, 0, 1));
+        assert_eq!((v.on_node("n1"), v.on_node("n2"), v.recent_on("n1", None), v.recent_on("n2", None)), (0, 1, 0, 1));
         assert_eq!(v.requested_on("n2"), 0.3, "the bind kept the assumed request");
         drop(v);
         // Rebinding elsewhere moves every count; the watch then replaces the record.
         p.bind("pod-1", "n3");
         let v = p.view("rs-a", "other");
-        assert_eq!((v.on_node("n2"), v.on_node("n3"), v.recent_on("n3")), (0, 1, 1));
+        assert_eq!((v.on_node("n2"), v.on_node("n3"), v.recent_on("n3", None)), (0, 1, 1));
         drop(v);
         p.apply_pod(pod("pod-1", "rs-a", Some("n3")));
         let v = p.view("rs-a", "pod-1");
-        assert_eq!((v.on_node("n3"), v.recent_on("n3")), (1, 1), "watched and fresh, no longer recorded");
+        assert_eq!((v.on_node("n3"), v.recent_on("n3", None)), (1, 1), "watched and fresh, no longer recorded");
         assert_eq!(p.counts(), (1, 0));
     }
 
@@ -695,6 +713,7 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..40),
             assume_ttl in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::strategy::Just(30)],
             recent in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::strategy::Just(60)],
+            cut_at in 0usize..40,
         ) {
             let p = Placements::new(Duration::from_secs(assume_ttl), Duration::from_secs(600), Duration::from_secs(recent));
             p.replace_nodes(vec![node("n0", Some("z1")), node("n1", Some("z1")), node("n2", Some("z2")), node("n3", None)]);
@@ -702,18 +721,26 @@ mod tests {
             let watched = |(p, o, n, c): (usize, usize, Option<usize>, i64)| WatchedPod {
                 uid: pod(p), owner: owner(o), node: n.map(node_), cpu_millis: c,
             };
-            for op in ops {
+            for (t, op) in ops.into_iter().enumerate() {
+                // Each event a millisecond after the last, so window starts can fall between them.
+                let at = 1_000_000 + t as i64;
                 match op {
                     Op::Assume(i, o, n, c) => p.assume(&pod(i), &owner(o), &node_(n), c),
                     Op::Bind(i, n) => { p.bind(&pod(i), &node_(n)); }
-                    Op::Apply(i, o, n, c) => p.apply_pod(watched((i, o, n, c))),
+                    Op::Apply(i, o, n, c) => p.apply_pod_at(watched((i, o, n, c)), at),
                     Op::Remove(i) => p.remove_pod(&pod(i)),
-                    Op::Replace(pods) => p.replace_pods(pods.into_iter().map(watched).collect()),
+                    Op::Replace(pods) => p.replace_pods_at(pods.into_iter().map(watched).collect(), at),
                 }
+                // A window start that some fresh pods came before and others after, or none.
+                let mut times: Vec<i64> = p.read().fresh.values().map(|(_, _, ms)| *ms).collect();
+                times.sort_unstable();
+                let cut = (!times.is_empty()).then(|| times[cut_at % times.len()]);
                 for (o, scored) in [(owner(0), pod(0)), (owner(1), pod(9)), (String::new(), pod(1))] {
                     let v = p.view(&o, &scored);
                     let nodes: Vec<String> = (0..4).map(node_).collect();
-                    let kept: Vec<_> = nodes.iter().map(|n| (v.on_node(n), v.recent_on(n), v.requested_on(n))).collect();
+                    let kept: Vec<_> = nodes.iter()
+                        .map(|n| (v.on_node(n), v.recent_on(n, None), v.recent_on(n, cut), v.requested_on(n)))
+                        .collect();
                     let zones = (v.in_zone("z1"), v.in_zone("z2"));
                     drop(v);
                     let inner = p.read();
@@ -725,12 +752,14 @@ mod tests {
                         watched + live.iter().filter(|r| !o.is_empty() && r.owner == o && r.node == n).count() as u32
                     };
                     let afresh: Vec<_> = nodes.iter().map(|n| {
-                        let fresh = inner.fresh.values()
-                            .filter(|(fn_, since)| fn_ == n && now.saturating_duration_since(*since) < p.recent).count();
-                        let recent = live.iter().filter(|r| &r.node == n).count() + fresh;
+                        let fresh = |after: i64| inner.fresh.values()
+                            .filter(|(fn_, since, ms)| fn_ == n && now.saturating_duration_since(*since) < p.recent && *ms > after)
+                            .count();
+                        let recorded = live.iter().filter(|r| &r.node == n).count();
                         let cpu = inner.requested.get(n).copied().unwrap_or(0)
                             + live.iter().filter(|r| &r.node == n).map(|r| r.cpu).sum::<i64>();
-                        (siblings(n), recent as u32, cpu as f64 / 1000.0)
+                        let recent = |after| (recorded + fresh(after)) as u32;
+                        (siblings(n), recent(i64::MIN), recent(cut.unwrap_or(i64::MIN)), cpu as f64 / 1000.0)
                     }).collect();
                     proptest::prop_assert_eq!(&kept, &afresh, "owner {:?}, scored {:?}", o, scored);
                     proptest::prop_assert_eq!(zones, (siblings("n0") + siblings("n1"), siblings("n2")));
@@ -826,17 +855,44 @@ mod tests {
         }
         assert_eq!(p.counts().1, MAX_RECORDS);
         p.bind("p0", "n2");
-        assert_eq!(p.view("", "x").recent_on("n2"), 1, "a known pod's record moved");
+        assert_eq!(p.view("", "x").recent_on("n2", None), 1, "a known pod's record moved");
     }
 
     #[test]
     fn recently_placed_pods_count_for_a_while() {
         let p = Placements::new(Duration::from_secs(30), Duration::from_secs(600), Duration::ZERO);
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("", "x").recent_on("n1"), 0, "older than `recent`");
+        assert_eq!(p.view("", "x").recent_on("n1", None), 0, "older than `recent`");
         let p = placements();
         p.apply_pod(pod("u1", "rs", Some("n1")));
-        assert_eq!(p.view("", "x").recent_on("n1"), 1);
+        assert_eq!(p.view("", "x").recent_on("n1", None), 1);
+    }
+
+    #[test]
+    fn a_placed_pod_counts_until_a_window_begun_after_it_shows_it() {
+        let p = placements();
+        let before = fitsched_proto::now_unix_ms() - 1;
+        p.apply_pod(pod("u1", "rs", Some("n1")));
+        p.assume("u2", "rs", "n1", 0);
+        let v = p.view("", "x");
+        assert_eq!(v.recent_on("n1", Some(before)), 2, "a window begun before the pod cannot show it");
+        assert_eq!(
+            v.recent_on("n1", Some(fitsched_proto::now_unix_ms() + 1)),
+            1,
+            "a later one does; the record still counts"
+        );
+        assert_eq!(v.recent_on("n1", None), 2, "a node without a fitness counts it for `recent`");
+        drop(v);
+        // Moved or gone, it no longer counts where it was.
+        p.apply_pod(pod("u1", "rs", Some("n2")));
+        assert_eq!(p.view("", "x").recent_on("n1", Some(before)), 1);
+        p.remove_pod("u1");
+        assert_eq!(p.view("", "x").recent_on("n2", Some(before)), 0);
+        // A re-list keeps a known pod's time: a window begun after it still shows it.
+        p.apply_pod_at(pod("u3", "rs", Some("n3")), 100);
+        p.replace_pods_at(vec![pod("u3", "rs", Some("n3")), pod("u4", "rs", Some("n3"))], 200);
+        let v = p.view("", "x");
+        assert_eq!((v.recent_on("n3", Some(150)), v.recent_on("n3", Some(99))), (1, 2), "u4 is new at 200");
     }
 
     #[test]

@@ -107,9 +107,9 @@ impl ScorerService {
             .iter()
             .zip(&views)
             .map(|(node, view)| {
-                let (fitness, cpu_count) = match *view {
-                    NodeView::Fresh { fitness, cpu_count, .. } => (fitness, cpu_count),
-                    _ => (median, None),
+                let (fitness, cpu_count, shown_since_ms) = match *view {
+                    NodeView::Fresh { fitness, cpu_count, since_ms, .. } => (fitness, cpu_count, Some(since_ms)),
+                    _ => (median, None, None),
                 };
                 // Allocatable as kube-scheduler sent it (full-node mode), else as the node
                 // watch shows it, else the CPUs the node's agent counted.
@@ -118,7 +118,7 @@ impl ScorerService {
                     .or_else(|| placed.allocatable_on(&node.name));
                 Candidate {
                     fitness,
-                    recent: placed.recent_on(&node.name),
+                    recent: placed.recent_on(&node.name, shown_since_ms),
                     requested: placed.requested_on(&node.name),
                     cores: allocatable.or(cpu_count).unwrap_or(strategy::CORES_WHEN_UNKNOWN),
                     request,
@@ -626,7 +626,7 @@ mod tests {
         let req =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: "n9".into() };
         assert!(!Scorer::bind(&s, Request::new(req)).await.unwrap().into_inner().watched);
-        assert_eq!(s.placements.view("", "other").recent_on("n9"), 1);
+        assert_eq!(s.placements.view("", "other").recent_on("n9", None), 1);
         let bad =
             BindRequest { pod_name: "p".into(), pod_namespace: "ns".into(), pod_uid: "u".into(), node: String::new() };
         assert_eq!(Scorer::bind(&s, Request::new(bad)).await.unwrap_err().code(), tonic::Code::InvalidArgument);

@@ -41,7 +41,12 @@ struct Entry {
     psi_memory_full: Option<f64>,
     cpu_count: Option<f64>,
     received: Instant,
+    /// `received` by the scorer's clock, unix ms.
+    received_ms: i64,
     fitness: Option<f64>,
+    /// Where the window `fitness` was computed from began (unix ms; see [`shown_since`]):
+    /// kept with the fitness, which outlives its window until the next one's lands.
+    fitness_since_ms: i64,
     fallback_features: Vec<String>,
 }
 
@@ -61,6 +66,9 @@ pub enum NodeView {
         psi_memory_full: Option<f64>,
         /// The node's CPUs, when the window has them.
         cpu_count: Option<f64>,
+        /// When the window the fitness comes from began (unix ms, the agent's clock): pods
+        /// placed before then are in it, pods placed since are not.
+        since_ms: i64,
     },
 }
 
@@ -89,6 +97,15 @@ struct Median {
     /// is fresh, and the neutral fitness is [`NEUTRAL_FITNESS`] until a batch lands.
     /// `None`: not within the clock's range.
     until: Option<Instant>,
+}
+
+/// When the pods a window shows whole were placed by: its start, by the agent's clock,
+/// but never later than its arrival less its length, by the scorer's (which stamps the
+/// pods' placements). An agent whose clock runs ahead must not make the pods placed
+/// since look measured, which would switch off the discount for them.
+fn shown_since(window: &CompactWindow, received_ms: i64) -> i64 {
+    let length = window.end_unix_ms().saturating_sub(window.start_unix_ms()).max(0);
+    window.start_unix_ms().min(received_ms.saturating_sub(length))
 }
 
 /// The neutral fitness when no node is fresh.
@@ -219,17 +236,26 @@ impl NodeStore {
         let psi_memory_full = mean(metric::PSI_MEMORY_FULL);
         let cpu_count = mean(metric::CPU_COUNT).filter(|&c| c >= 1.0);
         let sequence = window.sequence;
+        let received_ms = fitsched_proto::now_unix_ms();
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        let (fitness, fallback_features) = match nodes.get(&window.node_name) {
+        let (fitness, fitness_since_ms, fallback_features) = match nodes.get(&window.node_name) {
             Some(e) if e.window.agent_id() == window.agent_id && sequence <= e.window.sequence() => {
                 return Stored::Duplicate { acked: e.window.sequence() };
             }
-            Some(e) => (e.fitness, e.fallback_features.clone()),
+            Some(e) => (e.fitness, e.fitness_since_ms, e.fallback_features.clone()),
             None if nodes.slots.len() >= self.max_nodes => return Stored::Full { max_nodes: self.max_nodes },
             None => Default::default(),
         };
-        let entry =
-            Entry { window: Box::new(compact), psi_memory_full, cpu_count, received: now, fitness, fallback_features };
+        let entry = Entry {
+            window: Box::new(compact),
+            psi_memory_full,
+            cpu_count,
+            received: now,
+            received_ms,
+            fitness,
+            fitness_since_ms,
+            fallback_features,
+        };
         nodes.put(window.node_name, entry);
         Stored::New { sequence }
     }
@@ -259,6 +285,7 @@ impl NodeStore {
                 && e.window.agent_id() == l.agent_id
             {
                 e.fitness = l.fitness;
+                e.fitness_since_ms = shown_since(&e.window, e.received_ms);
                 e.fallback_features = l.fallbacks;
             }
         }
@@ -332,7 +359,12 @@ impl NodeStore {
             return NodeView::Stale { age };
         }
         let Some(fitness) = e.fitness else { return NodeView::NoFitness };
-        NodeView::Fresh { fitness, psi_memory_full: e.psi_memory_full, cpu_count: e.cpu_count }
+        NodeView::Fresh {
+            fitness,
+            psi_memory_full: e.psi_memory_full,
+            cpu_count: e.cpu_count,
+            since_ms: e.fitness_since_ms,
+        }
     }
 
     /// Every node's status, sorted by name, for `ListNodes`.
@@ -411,7 +443,14 @@ mod tests {
     }
 
     fn window(node: &str, agent: &str, seq: u64) -> NodeWindow {
-        NodeWindow { node_name: node.into(), agent_id: agent.into(), sequence: seq, ..Default::default() }
+        let start_unix_ms = 1_000 * seq as i64;
+        NodeWindow {
+            node_name: node.into(),
+            agent_id: agent.into(),
+            sequence: seq,
+            start_unix_ms,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -430,18 +469,31 @@ mod tests {
         let s = NodeStore::new(Duration::from_secs(60));
         s.insert(window("a", "x", 1));
         s.set_fitness("a", "x", 1, Some(0.5), vec![]);
-        let fresh = |f: f64| NodeView::Fresh { fitness: f, psi_memory_full: None, cpu_count: None };
-        assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5), NodeView::Unknown]);
+        let fresh = |f: f64, since_ms| NodeView::Fresh { fitness: f, psi_memory_full: None, cpu_count: None, since_ms };
+        assert_eq!(s.view(&["a", "b"]), vec![fresh(0.5, 1_000), NodeView::Unknown]);
         // Same list again, after b appeared and a's fitness changed: both are seen.
         s.insert(window("b", "y", 1));
         s.insert(window("a", "x", 2));
+        // Until the new window's fitness lands, the old one's fitness and start hold.
+        assert_eq!(s.view(&["a"]), vec![fresh(0.5, 1_000)]);
         s.set_fitness("a", "x", 2, Some(0.7), vec![]);
-        assert_eq!(s.view(&["a", "b"]), vec![fresh(0.7), NodeView::NoFitness]);
+        assert_eq!(s.view(&["a", "b"]), vec![fresh(0.7, 2_000), NodeView::NoFitness]);
         // Another order, a list that is a prefix, and names that join to the same bytes.
-        assert_eq!(s.view(&["b", "a"]), vec![NodeView::NoFitness, fresh(0.7)]);
-        assert_eq!(s.view(&["a"]), vec![fresh(0.7)]);
+        assert_eq!(s.view(&["b", "a"]), vec![NodeView::NoFitness, fresh(0.7, 2_000)]);
+        assert_eq!(s.view(&["a"]), vec![fresh(0.7, 2_000)]);
         assert_eq!(s.view(&["ab"]), vec![NodeView::Unknown]);
         assert_eq!(s.view(&[]), vec![]);
+    }
+
+    #[test]
+    fn a_window_from_an_agent_clock_ahead_shows_no_pod_placed_after_its_arrival_less_its_length() {
+        let s = NodeStore::new(Duration::from_secs(60));
+        let now = fitsched_proto::now_unix_ms();
+        let ahead = NodeWindow { start_unix_ms: now + 3_600_000, end_unix_ms: now + 3_620_000, ..window("a", "x", 1) };
+        s.insert(ahead);
+        s.set_fitness("a", "x", 1, Some(0.8), vec![]);
+        let NodeView::Fresh { since_ms, .. } = s.view(&["a"])[0] else { panic!("fresh") };
+        assert!((now - 20_000..=fitsched_proto::now_unix_ms() - 20_000).contains(&since_ms), "{since_ms} vs {now}");
     }
 
     #[test]

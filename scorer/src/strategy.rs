@@ -20,7 +20,10 @@
 //! arrives within one window would otherwise be scored against the same picture and
 //! herd onto the node that looked best. Each recent pod is taken to keep one CPU busy
 //! (the scorer records pods, not their sizes), so on a 2-CPU node one halves the fitness
-//! for the next pod's benefit, on a 32-CPU node it barely counts.
+//! for the next pod's benefit, on a 32-CPU node it barely counts. A pod counts until the
+//! node's fitness comes from a window that began after the pod was placed (the window
+//! that shows it whole), not for a fixed time: a burst longer than a window, or an agent
+//! that reports late, would otherwise see the pods vanish before any window shows them.
 //!
 //! **What `pack` does**: consolidation follows requested resources, as the pack
 //! profile's `NodeResourcesFit` with `MostAllocated` does; the extender's part is to keep

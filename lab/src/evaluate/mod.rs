@@ -246,6 +246,7 @@ fn one_size(
         kube_bin: args.kube_bin.clone(),
         replay: Some(ReplayNodes { nodes: specs, file: replay.clone() }),
         model: Some(model.clone()),
+        values: json!({ "scorer": { "staleAfterWindows": STALE_AFTER_WINDOWS } }),
         ..TestbedConfig::new(&format!("evaluate-{nodes}"), 0)
     };
     progress(format!("{nodes} nodes: starting the control plane and fitsched"));
@@ -327,15 +328,27 @@ fn wait_model(tb: &Testbed, version: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Writes every node's window for this step, replacing the file in one rename.
-fn write_replay(path: &Path, world: &World<'_>) -> anyhow::Result<()> {
+/// Writes every node's window for this step, replacing the file in one rename, and
+/// returns the time it holds from (unix ms).
+///
+/// A step is one window of the emulated timeline however long its burst takes here: the
+/// agent reports the file once, in the first window begun after it was written, so no
+/// window claims to show the pods placed during the step (a window per second did, and
+/// a 500-node burst of five seconds lost the scorer's count of them after two); the
+/// scorer then keeps each node fresh for the whole step (`STALE_AFTER_WINDOWS`).
+fn write_replay(path: &Path, world: &World<'_>) -> anyhow::Result<i64> {
     let nodes: serde_json::Map<String, Value> =
         (0..world.timeline.params.nodes).map(|n| (node_name(n), world.window(n).clone())).collect();
+    let as_of = fitsched_proto::now_unix_ms();
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&json!({ "nodes": nodes }))?)?;
+    std::fs::write(&tmp, serde_json::to_vec(&json!({ "nodes": nodes, "as_of_unix_ms": as_of }))?)?;
     std::fs::rename(&tmp, path)?;
-    Ok(())
+    Ok(as_of)
 }
+
+/// The scorer's staleness in the evaluation, in windows: longer than any step and any
+/// pause between runs, since the agent reports once per step (see [`write_replay`]).
+const STALE_AFTER_WINDOWS: u32 = 86_400;
 
 /// Runs the timeline through the real kube-scheduler: `default` is the chart's
 /// configuration without the extender, the others the chart's profile of that strategy.
@@ -374,15 +387,16 @@ fn run_real<'a>(
                 world.end_step();
                 continue;
             }
-            write_replay(replay, &world)?;
+            let as_of = write_replay(replay, &world)?;
             if profile_uses_scorer {
                 world.note_shown();
             }
-            // The agent reports at the next boundary; the scorer has the fitness a
-            // moment later. Pods arrive then, scored on this step's windows. The
-            // default profile never asks the scorer: its pods need not wait.
+            // The agent reports in the first window begun after the file was written; the
+            // scorer has the fitness a moment after that window ends. Pods arrive then,
+            // scored on this step's windows. The default profile never asks the scorer:
+            // its pods need not wait.
             if profile_uses_scorer {
-                let boundary = (fitsched_proto::now_unix_ms() + 100).div_euclid(window_ms) * window_ms + window_ms;
+                let boundary = (as_of + window_ms - 1).div_euclid(window_ms) * window_ms + window_ms;
                 wait_windows(tb, timeline.params.nodes, boundary, Duration::from_secs(30))?;
             }
             let created: Vec<Workload> = arrivals

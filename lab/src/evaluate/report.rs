@@ -312,9 +312,13 @@ pub fn write(
              first step, the outside load alone. A window and an outcome are drawn independently from their classes, \
              so a window says no more about the outcome than its condition does (the column `outcome was the shown \
              sample` counts, as a diagnostic, the outcome windows that happened to draw the sample the node's window \
-             showed; `scorer's windows matched exactly` counts the windows fitsched was shown). One step is one window: {} of wall time \
-             standing for the measured 20 s, so emulated time runs 20 s / {} faster than the measurements'; the \
-             model and the scorer only ever see whole windows, and no outcome depends on wall time.",
+             showed; `scorer's windows matched exactly` counts the windows fitsched was shown). One step is one window: at least {} of wall time \
+             standing for the measured 20 s, so emulated time runs up to 20 s / {} faster than the measurements'; the \
+             model and the scorer only ever see whole windows, and no outcome depends on wall time. The agent reports \
+             each step's windows once, in the first window begun after they were written, and the scorer keeps nodes \
+             fresh across a step: a step's burst, however long it takes, is scored as arriving within one window, and \
+             no window claims to show the pods it placed (with a window every second, a 500-node burst of five seconds \
+             lost the scorer's count of its pods after two).",
             100.0 * p.idle_share,
             p.dwell,
             args.window,
