@@ -764,4 +764,3 @@ mod tests {
         assert!(seen.iter().all(|&c| c == 23), "230 × 50 / 500 = 23 each");
     }
 }
-

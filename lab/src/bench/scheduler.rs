@@ -177,7 +177,9 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
     let mut cmd = example();
     cmd.args([&baselines.noop_hop.to_string(), "--hop", &null_scorer.to_string()]);
     noop.spawn("noop-hop", cmd)?;
-    for (addr, what) in [(baselines.noop, "the no-op extender"), (null_scorer, "the null scorer"), (baselines.noop_hop, "noop-hop")] {
+    for (addr, what) in
+        [(baselines.noop, "the no-op extender"), (null_scorer, "the null scorer"), (baselines.noop_hop, "noop-hop")]
+    {
         super::wait_listening(addr, what, Duration::from_secs(30))?;
     }
 
