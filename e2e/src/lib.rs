@@ -15,6 +15,7 @@
 //! - [`testbed`]: fitsched as users run it on such a cluster, with simulated nodes.
 //! - [`drill`]: outage drills, each returning its figures.
 //! - [`extender`]: kube-scheduler's extender request bodies, for the shim benchmark.
+//! - [`images`]: the container images as OCI archives, built without a Docker daemon.
 //!
 //! `cargo xtask demo` and `drill`, the lab (`fitsched-lab`) and the end-to-end tests in
 //! `tests/` use these. Those tests need what is outside the repository (etcd and Debian
@@ -26,6 +27,7 @@ pub mod chart;
 pub mod cluster;
 pub mod drill;
 pub mod extender;
+pub mod images;
 pub mod kube_bins;
 pub mod paths;
 pub mod process;

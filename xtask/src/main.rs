@@ -6,6 +6,7 @@ mod chart;
 mod demo;
 mod drill;
 mod fuzz;
+mod images;
 mod test;
 
 use std::os::unix::process::CommandExt;
@@ -34,6 +35,9 @@ enum Task {
     /// Fuzzes what fitsched accepts from the network (extender JSON in both modes,
     /// bindings, windows, every scorer request) for a set time per target.
     Fuzz(fuzz::FuzzArgs),
+    /// Writes an OCI image archive per image (agent, scorer, shim, bench, kube-scheduler),
+    /// without a Docker daemon or a registry.
+    Images(images::ImagesArgs),
     /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
     /// --full: a whole KubeSchedulerConfiguration).
     Policy(chart::PolicyArgs),
@@ -67,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Task::Policy(args) => chart::policy(args),
         Task::Drill(args) => drill::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Images(args) => images::run(args),
         Task::Collect(f) => lab("collect", f),
         Task::Train(f) => lab("train", f),
         Task::Evaluate(f) => lab("evaluate", f),
