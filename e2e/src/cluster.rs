@@ -173,6 +173,12 @@ pub struct ClusterOptions {
     /// The API server reaches etcd through a [`Proxy`], so [`Cluster::etcd_latency`] can
     /// slow every etcd call (and so every write the API server makes) at will.
     pub etcd_proxy: bool,
+    /// Serve kubelets too ([`crate::node`]): the API server listens and advertises on this
+    /// address (the host's end of a real node's link) rather than loopback, with
+    /// ServiceAccount tokens mounted into pods and a client certificate for kubelets'
+    /// logs and exec; the controller manager runs every controller a node needs
+    /// (DaemonSets, ServiceAccounts, the root CA, EndpointSlices).
+    pub serve_kubelets_on: Option<std::net::Ipv4Addr>,
 }
 
 impl Cluster {
@@ -214,7 +220,9 @@ impl Cluster {
         let etcd_url = format!("http://{}", etcd_proxy.as_ref().map_or(etcd_client, |p| p.addr));
 
         let pki = dir.join("pki");
-        let tls = TlsFiles::generate(&pki)?;
+        let api_host = options.serve_kubelets_on.map_or("127.0.0.1".to_owned(), |ip| ip.to_string());
+        // Pods reach the API server through the `kubernetes` Service's first address.
+        let tls = TlsFiles::generate_for(&pki, &[&api_host, "10.96.0.1", "kubernetes.default.svc"])?;
         let sa_key = rcgen::KeyPair::generate()?;
         std::fs::write(pki.join("sa.key"), sa_key.serialize_pem())?;
         std::fs::write(pki.join("sa.pub"), sa_key.public_key_pem())?;
@@ -226,7 +234,7 @@ impl Cluster {
         apiserver
             .arg(format!("--etcd-servers={etcd_url}"))
             .arg(format!("--secure-port={}", api.port()))
-            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--bind-address={api_host}"))
             .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
             .arg(format!("--tls-cert-file={}", tls.cert.display()))
             .arg(format!("--tls-private-key-file={}", tls.key.display()))
@@ -236,12 +244,24 @@ impl Cluster {
             .arg(format!("--service-account-signing-key-file={}", pki.join("sa.key").display()))
             .arg("--service-account-issuer=https://kubernetes.default.svc")
             .arg("--service-cluster-ip-range=10.96.0.0/16")
-            .arg("--delete-collection-workers=4")
+            .arg("--delete-collection-workers=4");
+        if options.serve_kubelets_on.is_some() {
+            let (client_cert, client_key) = tls.client();
+            apiserver
+                .arg(format!("--advertise-address={api_host}"))
+                // The node's name does not resolve here (no DNS): reach kubelets by address.
+                .arg("--kubelet-preferred-address-types=InternalIP")
+                .arg(format!("--kubelet-client-certificate={}", client_cert.display()))
+                .arg(format!("--kubelet-client-key={}", client_key.display()))
+                // API-only nodes never report their conditions: no taints from them.
+                .arg("--disable-admission-plugins=TaintNodesByCondition");
+        } else {
             // No kubelets: nothing mounts tokens into pods, and nodes carry no condition taints.
-            .arg("--disable-admission-plugins=ServiceAccount,TaintNodesByCondition");
+            apiserver.arg("--disable-admission-plugins=ServiceAccount,TaintNodesByCondition");
+        }
         procs.spawn("kube-apiserver", apiserver)?;
 
-        let api_url = format!("https://127.0.0.1:{}", api.port());
+        let api_url = format!("https://{api_host}:{}", api.port());
         let admin = dir.join("admin.kubeconfig");
         write_kubeconfig(&admin, &api_url, &tls.ca, &admin_token)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -256,7 +276,15 @@ impl Cluster {
             .arg(format!("--secure-port={}", free_addr()?.port()))
             .arg(format!("--cert-dir={}", dir.join("kcm-certs").display()))
             .arg("--leader-elect=false")
-            .arg("--controllers=replicaset,deployment,garbagecollector,namespace")
+            .arg(if options.serve_kubelets_on.is_some() {
+                // Everything but what needs a cloud or node IPAM (the bridge CNI assigns pod
+                // addresses) and the node lifecycle, which would taint the API-only nodes.
+                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-ttl,-bootstrapsigner,-tokencleaner"
+            } else {
+                "--controllers=replicaset,deployment,garbagecollector,namespace"
+            })
+            .arg(format!("--root-ca-file={}", tls.ca.display()))
+            .arg(format!("--flex-volume-plugin-dir={}", dir.join("flexvolume").display()))
             .arg(format!("--service-account-private-key-file={}", pki.join("sa.key").display()))
             // Its default of 20 requests/s would take minutes to create a benchmark's pods.
             .args(["--kube-api-qps=1000", "--kube-api-burst=2000", "--concurrent-replicaset-syncs=10"]);
@@ -289,6 +317,17 @@ impl Cluster {
     /// The API server's URL.
     pub fn api_url(&self) -> &str {
         &self.api_url
+    }
+
+    /// The CA that signed the API server's certificate (and the client certificate it
+    /// shows kubelets).
+    pub fn ca(&self) -> &Path {
+        &self.tls.ca
+    }
+
+    /// The static admin token (`system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// The cluster's folder (kubeconfigs, certificates, `logs/`).

@@ -27,25 +27,38 @@ use crate::{paths, progress, tools};
 pub const KUBE_VERSION: &str = "v1.36.2";
 /// The binaries the control plane needs.
 pub const BINARIES: [&str; 3] = ["kube-apiserver", "kube-scheduler", "kube-controller-manager"];
+/// The binaries a real node needs ([`crate::node`]).
+pub const NODE_BINARIES: [&str; 2] = ["kubelet", "kube-proxy"];
 /// Where Kubernetes publishes its release binaries (`<url>/<name>` and `<url>/<name>.sha256`).
 pub const OFFICIAL_URL: &str = "https://dl.k8s.io/release/v1.36.2/bin/linux/amd64";
 
 /// The folder holding verified executables of [`BINARIES`].
 pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    locate_these(explicit, &BINARIES)
+}
+
+/// The folder holding verified executables of [`NODE_BINARIES`], found as [`locate`]
+/// finds the control plane's.
+pub fn locate_node(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    locate_these(explicit, &NODE_BINARIES)
+}
+
+fn locate_these(explicit: Option<&Path>, names: &[&str]) -> anyhow::Result<PathBuf> {
     let from_env = std::env::var_os("FITSCHED_KUBE_BIN").map(PathBuf::from);
     if let Some(dir) = explicit.map(Path::to_path_buf).or(from_env) {
-        return from_folder(&dir)
+        return from_folder(&dir, names)
             .with_context(|| format!("the kube binaries in {} (--kube-bin / FITSCHED_KUBE_BIN)", dir.display()));
     }
     let shared = paths::shared_dir().join("kube");
     if shared.join("SHA256SUMS").is_file() {
-        return from_folder(&shared).with_context(|| format!("the kube binaries in {}", shared.display()));
+        return from_folder(&shared, names).with_context(|| format!("the kube binaries in {}", shared.display()));
     }
     let url = std::env::var("FITSCHED_KUBE_DOWNLOAD_URL").unwrap_or_else(|_| OFFICIAL_URL.to_owned());
-    download_to(&url, &cache_dir()).with_context(|| {
+    download_these(&url, &cache_dir(), names).with_context(|| {
         format!(
-            "no kube-apiserver, kube-scheduler and kube-controller-manager {KUBE_VERSION}: none in --kube-bin / \
-             FITSCHED_KUBE_BIN, none in {}, and downloading them from {url} failed",
+            "no {} {KUBE_VERSION}: none in --kube-bin / FITSCHED_KUBE_BIN, none in {}, and downloading them from \
+             {url} failed",
+            names.join(", "),
             shared.display()
         )
     })
@@ -57,15 +70,15 @@ fn cache_dir() -> PathBuf {
 
 /// Plain executables are used as they are; gzipped ones are unpacked into the cache and
 /// checked against the folder's `SHA256SUMS`.
-fn from_folder(dir: &Path) -> anyhow::Result<PathBuf> {
-    if BINARIES.iter().all(|b| dir.join(b).is_file()) {
+fn from_folder(dir: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
+    if names.iter().all(|b| dir.join(b).is_file()) {
         return Ok(dir.to_path_buf());
     }
     let sums = std::fs::read_to_string(dir.join("SHA256SUMS"))
         .with_context(|| format!("{} has neither the executables nor SHA256SUMS", dir.display()))?;
     let cache = cache_dir();
     std::fs::create_dir_all(&cache)?;
-    for name in BINARIES {
+    for &name in names {
         let want = expected_sum(&sums, name)?;
         let out = cache.join(name);
         if out.is_file() && sha256(&out)? == want {
@@ -100,9 +113,13 @@ fn expected_sum(sums: &str, name: &str) -> anyhow::Result<String> {
 /// so is the stale cached binary it was to replace) and the call fails. Needs `curl`,
 /// installed through Debian when missing.
 pub fn download_to(url: &str, cache: &Path) -> anyhow::Result<PathBuf> {
+    download_these(url, cache, &BINARIES)
+}
+
+fn download_these(url: &str, cache: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(cache)?;
     tools::ensure_debian_tools(&[("curl", "curl")])?;
-    for name in BINARIES {
+    for &name in names {
         let out = cache.join(name);
         let sum_text = fetch_text(&format!("{url}/{name}.sha256"))?;
         let want = sum_text.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();

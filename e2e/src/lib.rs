@@ -11,6 +11,8 @@
 //!   kube-controller-manager v1.36.2.
 //! - [`cluster`]: a real control plane without kubelets: etcd, kube-apiserver,
 //!   kube-controller-manager, kube-scheduler; API-only nodes.
+//! - [`node`]: a real node (kubelet, containerd, kube-proxy) in a network namespace of
+//!   its own, joined to such a control plane; the host restored after it.
 //! - [`chart`]: the Helm chart rendered and installed into such a cluster.
 //! - [`testbed`]: fitsched as users run it on such a cluster, with simulated nodes.
 //! - [`drill`]: outage drills, each returning its figures.
@@ -29,6 +31,7 @@ pub mod drill;
 pub mod extender;
 pub mod images;
 pub mod kube_bins;
+pub mod node;
 pub mod paths;
 pub mod process;
 pub mod proxy;

@@ -82,7 +82,15 @@ impl TlsFiles {
     /// Writes a fresh CA (`ca.pem`) and a server certificate it signed for `localhost` and
     /// 127.0.0.1 (`server.pem`, `server-key.pem`) into `dir`.
     pub fn generate(dir: &std::path::Path) -> anyhow::Result<Self> {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        Self::generate_for(dir, &[])
+    }
+
+    /// [`TlsFiles::generate`] with more names (DNS names or IP addresses) in the server
+    /// certificate, and a client certificate the same CA signed (`client.pem`,
+    /// `client-key.pem`, [`TlsFiles::client`]) for `system:masters`: what the API server
+    /// shows a kubelet that trusts this CA.
+    pub fn generate_for(dir: &std::path::Path, extra_names: &[&str]) -> anyhow::Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         std::fs::create_dir_all(dir)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -90,13 +98,26 @@ impl TlsFiles {
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate()?;
-        let cert =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?.signed_by(&key, &issuer)?;
+        let names = ["localhost", "127.0.0.1"].iter().chain(extra_names).map(|n| n.to_string()).collect::<Vec<_>>();
+        let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
         let files = Self { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server-key.pem") };
         std::fs::write(&files.ca, ca.pem())?;
         std::fs::write(&files.cert, cert.pem())?;
         std::fs::write(&files.key, key.serialize_pem())?;
+        let client_key = KeyPair::generate()?;
+        let mut client = CertificateParams::new(Vec::<String>::new())?;
+        client.distinguished_name.push(DnType::CommonName, "fitsched-test-client");
+        client.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        let (client_cert, client_key_path) = files.client();
+        std::fs::write(client_cert, client.signed_by(&client_key, &issuer)?.pem())?;
+        std::fs::write(client_key_path, client_key.serialize_pem())?;
         Ok(files)
+    }
+
+    /// The client certificate and key [`TlsFiles::generate_for`] wrote.
+    pub fn client(&self) -> (PathBuf, PathBuf) {
+        let dir = self.ca.parent().unwrap_or(std::path::Path::new("."));
+        (dir.join("client.pem"), dir.join("client-key.pem"))
     }
 }
 
