@@ -69,8 +69,9 @@ pub struct Args {
     #[arg(long, env = "FITSCHED_PCM_URL")]
     pub pcm_url: Option<String>,
 
-    /// The cgroup v2 mount to read the kubepods slices from (default: found in
-    /// /proc/self/mountinfo, pure v2 or hybrid).
+    /// The host's cgroup root to read the kubepods cgroup from: a cgroup v2 mount, or a
+    /// v1 or hybrid host's /sys/fs/cgroup with its hierarchies (cpu, cpuacct, memory,
+    /// unified) inside (default: found in /proc/self/mountinfo).
     #[arg(long, env = "FITSCHED_CGROUP_ROOT")]
     pub cgroup_root: Option<PathBuf>,
 

@@ -74,17 +74,35 @@ const STACK_OWNED_FLAGS: [&str; 14] = [
     "--metrics-listen",
 ];
 
-/// Renders the chart with `values` and installs it into `cluster`.
+/// Renders the chart with `values` and installs it into `cluster`: the workloads by a
+/// server-side dry run only, for a cluster without kubelets.
 pub fn install(cluster: &Cluster, venv: &Venv, values: &Value) -> anyhow::Result<Installed> {
+    install_with(cluster, venv, values, false)
+}
+
+/// [`install`] with the workloads created too, for a cluster with a real node
+/// ([`crate::node`]) to run them.
+pub fn install_for_real(cluster: &Cluster, venv: &Venv, values: &Value) -> anyhow::Result<Installed> {
+    install_with(cluster, venv, values, true)
+}
+
+fn install_with(cluster: &Cluster, venv: &Venv, values: &Value, workloads: bool) -> anyhow::Result<Installed> {
     let script = paths::workspace_root().join("e2e/scripts/render_chart.py");
-    let out = tools::run(Command::new(venv.python()).arg(&script).arg(values.to_string()))?;
+    let mut render = Command::new(venv.python());
+    render.arg(&script).arg(values.to_string());
+    if workloads {
+        // As `helm install` does: the chart sees the cluster's own version (the scheduler
+        // image's tag follows it).
+        render.arg(cluster.block_on(cluster.client().apiserver_version())?.git_version);
+    }
+    let out = tools::run(&mut render)?;
     let rendered: Value = serde_json::from_str(&out).context("render_chart.py printed no JSON")?;
     let namespace = rendered["namespace"].as_str().context("no namespace")?.to_owned();
     let objects: Vec<Value> = rendered["objects"].as_array().context("no objects")?.clone();
 
     cluster.create_namespace(&namespace)?;
     for obj in &objects {
-        create(cluster, &namespace, obj)?;
+        create(cluster, &namespace, obj, workloads)?;
     }
 
     let scheduler_config = scheduler_config(&objects)?;
@@ -109,7 +127,7 @@ pub fn install(cluster: &Cluster, venv: &Venv, values: &Value) -> anyhow::Result
     })
 }
 
-fn create(cluster: &Cluster, namespace: &str, obj: &Value) -> anyhow::Result<()> {
+fn create(cluster: &Cluster, namespace: &str, obj: &Value, workloads: bool) -> anyhow::Result<()> {
     let (group, version) = match obj["apiVersion"].as_str().context("object without apiVersion")?.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", obj["apiVersion"].as_str().unwrap_or_default()),
@@ -128,7 +146,7 @@ fn create(cluster: &Cluster, namespace: &str, obj: &Value) -> anyhow::Result<()>
         ),
         Scope::Cluster => Api::all_with(cluster.client(), &resource),
     };
-    let dry_run = WORKLOAD_KINDS.contains(&kind);
+    let dry_run = !workloads && WORKLOAD_KINDS.contains(&kind);
     let object: DynamicObject = serde_json::from_value(obj.clone())?;
     cluster
         .block_on(api.create(&PostParams { dry_run, ..PostParams::default() }, &object))

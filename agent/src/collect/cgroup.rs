@@ -1,5 +1,13 @@
-//! The cgroup v2 collector: CPU, throttling, memory and pressure of the `kubepods`
+//! The cgroup collector: CPU, throttling, memory and pressure of the `kubepods`
 //! cgroup, i.e. the load the pods cause and the load they suffer.
+//!
+//! cgroup v2 is read where the kubelet uses it. A kubelet on cgroup v1 (many production
+//! nodes still are, and hybrid hosts, whose unified hierarchy holds no controllers) is
+//! read from the v1 hierarchies for the same metrics: `cpuacct.usage` for CPU, the pods'
+//! v1 `cpu.stat` for throttling, `memory.usage_in_bytes` for memory (like v2's
+//! `memory.current`, it counts the page cache). v1 has no pressure files: on a hybrid host
+//! they come from the unified hierarchy's kubepods cgroup, which holds the same
+//! processes; on a pure v1 host they are reported missing.
 //!
 //! Parsing is pure (`parse_*` take file contents) and apart from I/O
 //! ([`CgroupCollector::read`]); the maths is tested on committed sample trees of both
@@ -94,13 +102,38 @@ pub fn cgroup2_root(mounts: &[Mount]) -> Option<PathBuf> {
     Some(v2.find(|m| m.root == "/").unwrap_or(first).mount_point.clone())
 }
 
-/// The cgroup v1 hierarchy with the `cpu` controller, if any: where a kubelet on
-/// cgroup v1 puts its pods.
-pub fn cgroup1_cpu_root(mounts: &[Mount]) -> Option<PathBuf> {
-    mounts
-        .iter()
-        .find(|m| m.fstype == "cgroup" && m.root == "/" && m.super_options.split(',').any(|o| o == "cpu"))
-        .map(|m| m.mount_point.clone())
+/// The cgroup v1 hierarchies the collector reads, where mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct V1Roots {
+    /// With the `cpu` controller: the pods' throttling.
+    pub cpu: Option<PathBuf>,
+    /// With `cpuacct`: CPU usage (often the same hierarchy as `cpu`).
+    pub cpuacct: Option<PathBuf>,
+    pub memory: Option<PathBuf>,
+}
+
+impl V1Roots {
+    /// The hierarchies `mountinfo` lists (whole hierarchies only).
+    pub fn from_mounts(mounts: &[Mount]) -> V1Roots {
+        let with = |controller: &str| {
+            mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.root == "/" && m.super_options.split(',').any(|o| o == controller))
+                .map(|m| m.mount_point.clone())
+        };
+        V1Roots { cpu: with("cpu"), cpuacct: with("cpuacct"), memory: with("memory") }
+    }
+
+    /// The hierarchies under a v1 cgroup root mounted elsewhere (a container's view of
+    /// the host's `/sys/fs/cgroup`), by the names the kernel and init systems give them.
+    pub fn under(root: &Path) -> V1Roots {
+        let first = |names: &[&str]| names.iter().map(|n| root.join(n)).find(|p| p.is_dir());
+        V1Roots {
+            cpu: first(&["cpu", "cpu,cpuacct", "cpuacct,cpu"]),
+            cpuacct: first(&["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]),
+            memory: first(&["memory"]),
+        }
+    }
 }
 
 /// The kubelet's cgroup driver, which decides how the pods' cgroups are named.
@@ -149,14 +182,29 @@ impl Driver {
 /// The kubepods cgroup found under a cgroup root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kubepods {
+    /// Where the pods are listed and their `cpu.stat` read (for v1, in the `cpu`
+    /// hierarchy).
     pub path: PathBuf,
     pub driver: Driver,
+    /// The v1 files, when the kubelet uses cgroup v1.
+    pub v1: Option<V1Files>,
+}
+
+/// A v1 kubepods cgroup's other hierarchies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Files {
+    /// The kubepods cgroup in the `cpuacct` hierarchy.
+    pub cpuacct: PathBuf,
+    /// The kubepods cgroup in the `memory` hierarchy.
+    pub memory: PathBuf,
+    /// The kubepods cgroup of a cgroup v2 hierarchy beside them, for pressure.
+    pub pressure: Option<PathBuf>,
 }
 
 /// Looks for the kubepods cgroup under `root` (one `stat` per candidate).
 pub fn find_kubepods(root: &Path) -> Option<Kubepods> {
     KUBEPODS_CANDIDATES.iter().map(|(rel, driver)| (root.join(rel), *driver)).find_map(|(path, driver)| {
-        std::fs::metadata(&path).is_ok_and(|m| m.is_dir()).then_some(Kubepods { path, driver })
+        std::fs::metadata(&path).is_ok_and(|m| m.is_dir()).then_some(Kubepods { path, driver, v1: None })
     })
 }
 
@@ -197,6 +245,38 @@ pub fn parse_cpu_stat(contents: &str) -> Result<CpuStat, ParseError> {
         _ => None,
     };
     Ok(CpuStat { usage_usec: usage.ok_or(ParseError::MissingField("usage_usec"))?, throttling })
+}
+
+/// A cgroup v1 `cpu.stat`'s throttling (`throttled_time` is in nanoseconds).
+pub fn parse_cpu_stat_v1(contents: &str) -> Result<Throttling, ParseError> {
+    let (mut nr_throttled, mut throttled_ns) = (None, None);
+    for line in contents.lines() {
+        let Some((key, value)) = line.split_once(' ') else { continue };
+        let slot = match key {
+            "nr_throttled" => &mut nr_throttled,
+            "throttled_time" => &mut throttled_ns,
+            _ => continue,
+        };
+        *slot = Some(
+            value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ParseError::Malformed { what: "cpu.stat line", line: line.to_owned() })?,
+        );
+    }
+    Ok(Throttling {
+        nr_throttled: nr_throttled.ok_or(ParseError::MissingField("nr_throttled"))?,
+        throttled_usec: throttled_ns.ok_or(ParseError::MissingField("throttled_time"))? / 1000,
+    })
+}
+
+/// A v1 `cpuacct.usage` (nanoseconds) in microseconds, as v2's `usage_usec`.
+pub fn parse_cpuacct_usage(contents: &str) -> Result<u64, ParseError> {
+    contents
+        .trim()
+        .parse::<u64>()
+        .map(|ns| ns / 1000)
+        .map_err(|_| ParseError::Malformed { what: "cpuacct.usage", line: contents.trim().to_owned() })
 }
 
 pub fn parse_memory_current(contents: &str) -> Result<u64, ParseError> {
@@ -240,6 +320,9 @@ const PSI: [(&str, &str, Option<&str>); 3] = [
 #[derive(Debug, Clone)]
 pub struct CgroupReadings {
     pub kubepods: PathBuf,
+    /// The files are cgroup v1's (`cpu_stat` holds `cpuacct.usage`, `memory_current`
+    /// `memory.usage_in_bytes`, the pods' `cpu.stat` v1's format).
+    pub v1: bool,
     pub cpu_stat: Result<String, String>,
     pub memory_current: Result<String, String>,
     /// `cpu.pressure`, `memory.pressure`, `io.pressure` in that order.
@@ -263,23 +346,32 @@ struct Prev {
 pub struct CgroupCollector {
     /// The cgroup v2 root, or why there is none.
     root: Result<PathBuf, String>,
-    /// The cgroup v1 `cpu` hierarchy, to explain a kubelet that still uses v1.
-    v1_cpu_root: Option<PathBuf>,
+    /// The cgroup v1 hierarchies, for a kubelet that uses v1.
+    v1: V1Roots,
     prev: Option<Prev>,
     /// What the last tick found (kubepods path or why not), to log only changes.
     last_location: Option<Result<PathBuf, String>>,
 }
 
 impl CgroupCollector {
-    /// Reads the cgroup v2 tree at `root_override`, or where `/proc/self/mountinfo`
-    /// says cgroup2 is mounted. The kubepods cgroup is looked up every tick, so a
-    /// kubelet that starts after the agent is picked up.
+    /// Reads the cgroup tree at `root_override` (a cgroup v2 root, or a v1 or hybrid
+    /// host's `/sys/fs/cgroup` mounted there, its v2 hierarchy in `unified/`), or where
+    /// `/proc/self/mountinfo` says the hierarchies are mounted. The kubepods cgroup is
+    /// looked up every tick, so a kubelet that starts after the agent is picked up.
     pub fn new(root_override: Option<PathBuf>) -> Self {
         match root_override {
-            Some(root) => Self::with_roots(Ok(root), None),
+            Some(root) => {
+                let unified = root.join("unified");
+                let v2 =
+                    if !root.join("cgroup.controllers").exists() && unified.is_dir() { unified } else { root.clone() };
+                Self::with_roots(Ok(v2), V1Roots::under(&root))
+            }
             None => match std::fs::read_to_string(MOUNTINFO) {
                 Ok(mountinfo) => Self::from_mountinfo(&mountinfo),
-                Err(e) => Self::with_roots(Err(format!("{NO_CGROUP2_REASON} (cannot read {MOUNTINFO}: {e})")), None),
+                Err(e) => Self::with_roots(
+                    Err(format!("{NO_CGROUP2_REASON} (cannot read {MOUNTINFO}: {e})")),
+                    V1Roots::default(),
+                ),
             },
         }
     }
@@ -290,24 +382,33 @@ impl CgroupCollector {
         let mounts = parse_mountinfo(mountinfo);
         // Logged by the first tick, with every later change of what is found.
         let root = cgroup2_root(&mounts).ok_or_else(|| NO_CGROUP2_REASON.to_owned());
-        Self::with_roots(root, cgroup1_cpu_root(&mounts))
+        Self::with_roots(root, V1Roots::from_mounts(&mounts))
     }
 
-    fn with_roots(root: Result<PathBuf, String>, v1_cpu_root: Option<PathBuf>) -> Self {
-        Self { root, v1_cpu_root, prev: None, last_location: None }
+    fn with_roots(root: Result<PathBuf, String>, v1: V1Roots) -> Self {
+        Self { root, v1, prev: None, last_location: None }
     }
 
-    /// The kubepods cgroup, or why there is none.
+    /// The kubepods cgroup, or why there is none: cgroup v1's when the kubelet put the
+    /// pods in the v1 memory and cpuacct hierarchies, else cgroup v2's.
     pub fn locate(&self) -> Result<Kubepods, String> {
+        if let Some(v1) = self.locate_v1() {
+            return Ok(v1);
+        }
         let root = self.root.as_ref().map_err(Clone::clone)?;
-        find_kubepods(root).ok_or_else(|| {
-            let hint = match &self.v1_cpu_root {
-                Some(v1) if find_kubepods(v1).is_some() => {
-                    format!(": the kubelet uses cgroup v1 ({}), which this collector does not read", v1.display())
-                }
-                _ => " (not a Kubernetes node?)".to_owned(),
-            };
-            format!("no kubepods cgroup under {}{hint}", root.display())
+        find_kubepods(root)
+            .ok_or_else(|| format!("no kubepods cgroup under {} (not a Kubernetes node?)", root.display()))
+    }
+
+    fn locate_v1(&self) -> Option<Kubepods> {
+        let memory = find_kubepods(self.v1.memory.as_deref()?)?;
+        let cpuacct = find_kubepods(self.v1.cpuacct.as_deref()?)?;
+        let cpu = self.v1.cpu.as_deref().and_then(find_kubepods).unwrap_or_else(|| cpuacct.clone());
+        let pressure = self.root.as_deref().ok().and_then(find_kubepods).map(|k| k.path);
+        Some(Kubepods {
+            path: cpu.path,
+            driver: cpuacct.driver,
+            v1: Some(V1Files { cpuacct: cpuacct.path, memory: memory.path, pressure }),
         })
     }
 
@@ -331,12 +432,26 @@ impl CgroupCollector {
                 .collect()
         });
         const PSI_HINT: &str = "kernel without PSI, or cgroup.pressure set to 0";
-        CgroupReadings {
-            kubepods: dir.clone(),
-            cpu_stat: read("cpu.stat", "not a cgroup v2 directory?"),
-            memory_current: read("memory.current", "memory controller not enabled for kubepods"),
-            pressure: PSI.map(|(file, _, _)| read(file, PSI_HINT)),
-            pods,
+        match &kubepods.v1 {
+            None => CgroupReadings {
+                kubepods: dir.clone(),
+                v1: false,
+                cpu_stat: read("cpu.stat", "not a cgroup v2 directory?"),
+                memory_current: read("memory.current", "memory controller not enabled for kubepods"),
+                pressure: PSI.map(|(file, _, _)| read(file, PSI_HINT)),
+                pods,
+            },
+            Some(v1) => CgroupReadings {
+                kubepods: dir.clone(),
+                v1: true,
+                cpu_stat: read_file(&v1.cpuacct.join("cpuacct.usage"), "no cpuacct controller?"),
+                memory_current: read_file(&v1.memory.join("memory.usage_in_bytes"), "no memory controller?"),
+                pressure: PSI.map(|(file, _, _)| match &v1.pressure {
+                    Some(p) => read_file(&p.join(file), PSI_HINT),
+                    None => Err("cgroup v1 has no pressure files, and no cgroup v2 hierarchy holds kubepods".into()),
+                }),
+                pods,
+            },
         }
     }
 
@@ -360,17 +475,22 @@ impl CgroupCollector {
         let mut next = Prev { at: now, kubepods: raw.kubepods.clone(), usage_usec: None, psi: [None; 3], pods: None };
         let file = |name: &str| raw.kubepods.join(name).display().to_string();
 
-        match raw
-            .cpu_stat
-            .and_then(|s| parse_cpu_stat(&s).map_err(|e| format!("cannot parse {}: {e}", file("cpu.stat"))))
-        {
-            Ok(stat) => {
+        let v1 = raw.v1;
+        let usage = raw.cpu_stat.and_then(|s| {
+            if v1 {
+                parse_cpuacct_usage(&s).map_err(|e| format!("cannot parse cpuacct.usage: {e}"))
+            } else {
+                parse_cpu_stat(&s).map(|c| c.usage_usec).map_err(|e| format!("cannot parse {}: {e}", file("cpu.stat")))
+            }
+        });
+        match usage {
+            Ok(usage_usec) => {
                 if let (Some(p), Some(us)) = (prev.as_ref().and_then(|p| p.usage_usec), elapsed_us)
-                    && let Some(cores) = cpu_cores(p, stat.usage_usec, us)
+                    && let Some(cores) = cpu_cores(p, usage_usec, us)
                 {
                     sample.set(metric::KUBEPODS_CPU_CORES, cores);
                 }
-                next.usage_usec = Some(stat.usage_usec);
+                next.usage_usec = Some(usage_usec);
             }
             Err(reason) => sample.set_missing(metric::KUBEPODS_CPU_CORES, reason),
         }
@@ -425,14 +545,15 @@ impl CgroupCollector {
                 let mut first_error = None;
                 for (pod, contents) in pods {
                     let parsed = contents.and_then(|s| {
-                        parse_cpu_stat(&s)
-                            .map_err(|e| format!("cannot parse {}: {e}", file(&format!("{pod}/cpu.stat"))))
+                        let throttling =
+                            if v1 { parse_cpu_stat_v1(&s).map(Some) } else { parse_cpu_stat(&s).map(|c| c.throttling) };
+                        throttling.map_err(|e| format!("cannot parse {}: {e}", file(&format!("{pod}/cpu.stat"))))
                     });
                     match parsed {
-                        Ok(CpuStat { throttling: Some(t), .. }) => {
+                        Ok(Some(t)) => {
                             cur.insert(pod, t);
                         }
-                        Ok(_) => {}
+                        Ok(None) => {}
                         Err(e) => {
                             first_error.get_or_insert(e);
                         }
@@ -581,7 +702,9 @@ mod tests {
         let mounts = parse_mountinfo(MOUNTINFO_HYBRID);
         assert_eq!(mounts.len(), 19);
         assert_eq!(cgroup2_root(&mounts), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        assert_eq!(cgroup1_cpu_root(&mounts), Some(PathBuf::from("/sys/fs/cgroup/cpu")));
+        let v1 = V1Roots::from_mounts(&mounts);
+        assert_eq!(v1.cpu, Some(PathBuf::from("/sys/fs/cgroup/cpu")));
+        assert!(v1.memory.is_some() && v1.cpuacct.is_some(), "{v1:?}");
     }
 
     #[test]
@@ -590,7 +713,7 @@ mod tests {
         assert_eq!(mounts.len(), 14);
         // The container's bind mount of a subtree comes first but is not the hierarchy.
         assert_eq!(cgroup2_root(&mounts), Some(PathBuf::from("/sys/fs/cgroup")));
-        assert_eq!(cgroup1_cpu_root(&mounts), None);
+        assert_eq!(V1Roots::from_mounts(&mounts), V1Roots::default());
         let escaped = mounts.iter().find(|m| m.mount_point.ends_with("cgroup v2")).unwrap();
         assert_eq!(escaped.mount_point, PathBuf::from("/mnt/cgroup v2"));
         let bind = mounts.iter().find(|m| m.root != "/" && m.fstype == "cgroup2").unwrap();
@@ -702,6 +825,7 @@ mod tests {
     fn readings(usage: u64, pods: &[(&str, Option<(u64, u64)>)], psi: [(u64, u64); 3]) -> CgroupReadings {
         CgroupReadings {
             kubepods: PathBuf::from("/sys/fs/cgroup/kubepods.slice"),
+            v1: false,
             cpu_stat: Ok(stat(usage, Some((0, 0)))),
             memory_current: Ok("1000\n".into()),
             pressure: psi.map(|(some, full)| Ok(pressure(some, full))),
@@ -711,7 +835,7 @@ mod tests {
 
     #[test]
     fn rates_from_deltas_summed_over_pods_in_both_readings() {
-        let mut c = CgroupCollector::with_roots(Err("unused".into()), None);
+        let mut c = CgroupCollector::with_roots(Err("unused".into()), V1Roots::default());
         let t0 = Instant::now();
         let first = readings(
             10_000_000,
@@ -814,7 +938,7 @@ mod tests {
 
     #[test]
     fn unparsable_or_unlisted_inputs_are_missing_with_reasons() {
-        let mut c = CgroupCollector::with_roots(Err("unused".into()), None);
+        let mut c = CgroupCollector::with_roots(Err("unused".into()), V1Roots::default());
         let mut raw = readings(1, &[], [(0, 0); 3]);
         raw.cpu_stat = Ok("garbage".into());
         raw.memory_current = Ok("lots".into());
@@ -839,10 +963,87 @@ mod tests {
         let want = format!("no kubepods cgroup under {} (not a Kubernetes node?)", empty.display());
         assert!(s.missing.iter().all(|m| m.reason == want), "{:?}", s.missing);
 
-        // A kubelet on cgroup v1 has its kubepods in the v1 cpu hierarchy.
-        let c = CgroupCollector::with_roots(Ok(empty.clone()), Some(testdata("systemd")));
-        assert!(c.locate().unwrap_err().contains("the kubelet uses cgroup v1"));
         let _ = std::fs::remove_dir_all(&empty);
+    }
+
+    /// A v1 host's `/sys/fs/cgroup` as a container sees it, with the kubelet's cgroupfs
+    /// tree (`cpu` and `cpuacct` apart, as on the hybrid host the real-node test runs
+    /// on), and with `unified` when `hybrid`.
+    fn v1_tree(name: &str, hybrid: bool) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("fitsched-agent-cgroup-v1-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let write = |rel: &str, text: &str| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let v1_stat = |nr: u64, ns: u64| format!("nr_periods 100\nnr_throttled {nr}\nthrottled_time {ns}\n");
+        write("cpu/kubepods/cpu.stat", &v1_stat(0, 0));
+        write("cpu/kubepods/burstable/pod1f2e3d4c/cpu.stat", &v1_stat(10, 1_000_000_000));
+        write("cpu/kubepods/pod5a7b9c1d/cpu.stat", &v1_stat(0, 0));
+        write("cpuacct/kubepods/cpuacct.usage", "5000000000\n");
+        write("memory/kubepods/memory.usage_in_bytes", "734003200\n");
+        if hybrid {
+            write("unified/cgroup.controllers", "hugetlb\n");
+            for f in ["cpu.pressure", "memory.pressure", "io.pressure"] {
+                write(&format!("unified/kubepods/{f}"), &pressure(1_000_000, 0));
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn a_kubelet_on_cgroup_v1_is_read_from_the_v1_hierarchies() {
+        for hybrid in [true, false] {
+            let root = v1_tree(if hybrid { "hybrid" } else { "v1" }, hybrid);
+            let mut c = CgroupCollector::new(Some(root.clone()));
+            let kp = c.locate().unwrap();
+            assert_eq!(kp.path, root.join("cpu/kubepods"));
+            let v1 = kp.v1.clone().expect("read as v1");
+            assert_eq!(v1.memory, root.join("memory/kubepods"));
+            assert_eq!(v1.pressure.is_some(), hybrid);
+
+            let t0 = Instant::now();
+            let s = c.sample(t0);
+            assert_eq!(s.values[metric::KUBEPODS_MEMORY_BYTES], 734_003_200.0);
+            // A second later: 0.5 s more CPU, 5 more throttled periods and 0.2 s throttled.
+            std::fs::write(root.join("cpuacct/kubepods/cpuacct.usage"), "5500000000\n").unwrap();
+            std::fs::write(
+                root.join("cpu/kubepods/burstable/pod1f2e3d4c/cpu.stat"),
+                "nr_periods 110\nnr_throttled 15\nthrottled_time 1200000000\n",
+            )
+            .unwrap();
+            if hybrid {
+                std::fs::write(root.join("unified/kubepods/cpu.pressure"), pressure(1_100_000, 0)).unwrap();
+            }
+            let s = c.sample(t0 + Duration::from_secs(1));
+            let near = |name: &str, want: f64| {
+                let got = s.values[name];
+                assert!((got - want).abs() < 1e-9, "{name}: {got}, want {want}");
+            };
+            near(metric::KUBEPODS_CPU_CORES, 0.5);
+            near(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, 5.0);
+            near(metric::KUBEPODS_CPU_THROTTLED, 0.2);
+            if hybrid {
+                near(metric::KUBEPODS_PSI_CPU_SOME, 0.1);
+                assert!(s.missing.iter().all(|m| m.name == metric::KUBEPODS_PSI_MEMORY_FULL), "{:?}", s.missing);
+            } else {
+                // Missing, never zero: v1 has no pressure files.
+                let psi: Vec<&str> = s.missing.iter().map(|m| m.name.as_str()).collect();
+                assert_eq!(psi.len(), 4, "{psi:?}");
+                assert!(s.missing.iter().all(|m| m.reason.contains("cgroup v1 has no pressure files")));
+            }
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+
+    #[test]
+    fn v1_cpu_stat_and_cpuacct_usage_parse() {
+        let t = parse_cpu_stat_v1("nr_periods 7\nnr_throttled 3\nthrottled_time 4500\nnr_bursts 0\n").unwrap();
+        assert_eq!(t, Throttling { nr_throttled: 3, throttled_usec: 4 });
+        assert!(parse_cpu_stat_v1("nr_periods 7\n").is_err());
+        assert_eq!(parse_cpuacct_usage("123456789\n").unwrap(), 123_456);
+        assert!(parse_cpuacct_usage("x").is_err());
     }
 
     #[test]

@@ -72,7 +72,12 @@ without a vendor suffix (v1.30.4-eks-a737599 -> v1.30.4).
 
 {{/* The scorer's gRPC URL as agents and the shim dial it. */}}
 {{- define "fitsched.scorerURL" -}}
-{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" .Values.tls.enabled) (include "fitsched.scorerName" .) .Release.Namespace (int .Values.scorer.grpcPort) }}
+{{- $scheme := ternary "https" "http" .Values.tls.enabled }}
+{{- if .Values.scorer.address }}
+{{- printf "%s://%s" $scheme .Values.scorer.address }}
+{{- else }}
+{{- printf "%s://%s.%s.svc:%d" $scheme (include "fitsched.scorerName" .) .Release.Namespace (int .Values.scorer.grpcPort) }}
+{{- end }}
 {{- end }}
 
 {{- define "fitsched.ingestTokenSecret" -}}
