@@ -340,7 +340,7 @@ fn bursts_keep_replicas_apart() {
 fn every_pod_is_bound_on_a_slow_control_plane() {
     let _turn = take_turn();
     let config = TestbedConfig {
-        cluster: fitsched_e2e::cluster::ClusterOptions { etcd_proxy: true },
+        cluster: fitsched_e2e::cluster::ClusterOptions { etcd_proxy: true, ..Default::default() },
         ..TestbedConfig::new("slow-apiserver", 12)
     };
     let mut tb = Testbed::start(config).expect("testbed starts");

@@ -160,7 +160,10 @@ fn one_size(args: &SchedulerArgs, nodes: u32, release: &Path) -> anyhow::Result<
         window: "20s".into(),
         bin_dir: Some(release.to_path_buf()),
         kube_bin: args.kube_bin.clone(),
-        cluster: fitsched_e2e::cluster::ClusterOptions { etcd_proxy: args.etcd_latency.is_some() },
+        cluster: fitsched_e2e::cluster::ClusterOptions {
+            etcd_proxy: args.etcd_latency.is_some(),
+            ..Default::default()
+        },
         ..TestbedConfig::new(&format!("bench-{nodes}"), nodes)
     };
     let mut tb = Testbed::start(config)?;
