@@ -253,6 +253,9 @@ impl Cluster {
                 .arg("--kubelet-preferred-address-types=InternalIP")
                 .arg(format!("--kubelet-client-certificate={}", client_cert.display()))
                 .arg(format!("--kubelet-client-key={}", client_key.display()))
+                // Publishes the CA (`extension-apiserver-authentication`) that kube-scheduler in
+                // a pod reads to authenticate calls to its own port.
+                .arg(format!("--client-ca-file={}", tls.ca.display()))
                 // API-only nodes never report their conditions: no taints from them.
                 .arg("--disable-admission-plugins=TaintNodesByCondition");
         } else {

@@ -2,13 +2,22 @@
 //! API-only nodes, and the host as it was after it: no namespace, mount or cgroup left,
 //! kubelet's sysctls restored.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use fitsched_e2e::cluster::{Cluster, NodeSpec};
+use fitsched_e2e::cluster::{Cluster, NodeSpec, sum_metric};
 use fitsched_e2e::node::{self, NODE_NAME, RealNode};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+
+/// One test at a time: each checks the host after its node is gone, which another
+/// test's node would spoil (the lock on the machine only orders the nodes).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn sysctls() -> Vec<String> {
     ["vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops"]
@@ -38,6 +47,7 @@ fn host_leftovers() -> Vec<String> {
 #[test]
 #[ignore = "runs a real kubelet with containerd as root (../shared/kube, Debian packages): cargo xtask test"]
 fn a_real_node_runs_pods_and_leaves_the_host_as_it_was() {
+    let _turn = take_turn();
     let before = sysctls();
     {
         let prepared = node::prepare().expect("the node's network");
@@ -67,6 +77,96 @@ fn a_real_node_runs_pods_and_leaves_the_host_as_it_was() {
             std::thread::sleep(Duration::from_millis(250));
         }
         drop(node);
+    }
+    assert_eq!(host_leftovers(), Vec::<String>::new(), "the real node left these behind");
+    assert_eq!(sysctls(), before, "kubelet's sysctls were not restored");
+}
+
+/// The chart installed as users install it, its pods run by the kubelet from images
+/// `cargo xtask images` builds: every workload Ready, the agent streaming what it reads
+/// from the host's /proc and the pods' cgroups (v1 on this host), the scorer reached
+/// through its Service with grpcurl, and a benchmark pod that the `fitsched-balanced`
+/// profile placed serving requests.
+#[test]
+#[ignore = "runs a real kubelet with containerd as root, the chart's images built from the debug binaries: cargo xtask test"]
+fn the_chart_runs_on_a_real_node() {
+    use fitsched_e2e::node::install::{InstallOptions, NodeInstall};
+    let _turn = take_turn();
+    let before = sysctls();
+    {
+        let mut run = NodeInstall::start(&InstallOptions::new("chart-on-node")).expect("the chart runs on a real node");
+        for component in ["agent", "scorer", "scheduler", "bench"] {
+            let pods = run.pods(component).unwrap();
+            assert!(!pods.is_empty(), "no {component} pod");
+            for p in pods {
+                let node = p.spec.and_then(|s| s.node_name);
+                assert_eq!(node.as_deref(), Some(NODE_NAME), "{component} pod {:?}", p.metadata.name);
+            }
+        }
+
+        // The agent's window of the real node, through the scorer: the kubepods figures
+        // of the pods running there, read from the host's cgroup v1 hierarchies.
+        let window = run
+            .wait_for(Duration::from_secs(60), "the real node's window with kubepods figures", |r| {
+                let nodes = r.grpcurl("fitsched.v1.Scorer/ListNodes", &json!({}))?;
+                let window = nodes["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|n| n["name"] == NODE_NAME)
+                    .map(|n| n["latest"].clone());
+                Ok(window.filter(|w| w["metrics"].get("kubepods_cpu_cores").is_some()))
+            })
+            .unwrap();
+        for metric in ["kubepods_cpu_cores", "kubepods_memory_bytes", "cpu_utilization"] {
+            assert!(window["metrics"].get(metric).is_some(), "{metric} missing from {window:#}");
+        }
+        let memory = window["metrics"]["kubepods_memory_bytes"]["mean"].as_f64().unwrap_or_default();
+        assert!(memory > 1e6, "the pods use {memory} bytes");
+
+        // kube-scheduler, in its pod, asked the shim beside it, which asked the scorer: the
+        // shim counts the benchmark pod's filter call, answered without a fallback. (With
+        // one feasible node, the API-only ones tainted, kube-scheduler skips scoring, so
+        // the filter verb is what shows the path.)
+        // The first benchmark pod may have been placed while the shim was still starting
+        // (kube-scheduler skips an ignorable extender that does not answer): its
+        // replacement is placed with both up.
+        let first = run.pods("bench").unwrap().remove(0).metadata.name.unwrap();
+        let pods: Api<Pod> = Api::namespaced(run.cluster.client(), &run.installed.namespace);
+        run.cluster.block_on(pods.delete(&first, &Default::default())).expect("benchmark pod deleted");
+        let bench = run
+            .wait_for(Duration::from_secs(60), "the replacement benchmark pod Ready", |r| {
+                Ok(r.pods("bench")?.into_iter().find(|p| {
+                    p.metadata.name.as_deref() != Some(first.as_str())
+                        && p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                }))
+            })
+            .unwrap();
+        let name = bench.metadata.name.clone().unwrap();
+        assert_eq!(bench.spec.and_then(|s| s.node_name).as_deref(), Some(NODE_NAME));
+        let scheduler = run.pods("scheduler").unwrap().remove(0);
+        let ip = scheduler.status.and_then(|s| s.pod_ip).expect("the scheduler pod's address");
+        let shim = run.http_get(&format!("http://{ip}:9091/metrics")).expect("the shim's /metrics");
+        assert!(sum_metric(&shim, "fitsched_shim_requests_total", "verb=\"filter\"") >= 1, "{shim}");
+        assert_eq!(sum_metric(&shim, "fitsched_shim_fallbacks_total", ""), 0, "{shim}");
+
+        // The benchmark serves: wrk's summary in its container's log.
+        let log = run
+            .wait_for(Duration::from_secs(60), "a wrk run in the benchmark's log", |r| {
+                let log = r.logs(&name, "wrk")?;
+                Ok(log.contains("Requests/sec:").then_some(log))
+            })
+            .unwrap();
+        let rps: f64 = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!(rps > 10.0, "nginx served {rps} requests/s:\n{log}");
+        println!("stages: {:?}", run.timings.stages);
     }
     assert_eq!(host_leftovers(), Vec::<String>::new(), "the real node left these behind");
     assert_eq!(sysctls(), before, "kubelet's sysctls were not restored");

@@ -40,6 +40,8 @@ use crate::images::{self, Image};
 use crate::process::{Processes, tail};
 use crate::{kube_bins, progress, tools};
 
+pub mod install;
+
 /// The node's name in the cluster.
 pub const NODE_NAME: &str = "real-node-1";
 /// The node's network namespace.
