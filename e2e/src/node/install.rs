@@ -127,7 +127,7 @@ impl NodeInstall {
         let mut cluster = Cluster::start_with(&options.name, None, prepared.cluster_options())?;
         // The cluster's own scheduler (default-scheduler), which places the chart's pods;
         // the chart's kube-scheduler, in its pod, places the pods of fitsched's profiles.
-        let admin = cluster.kubeconfig("default-scheduler", &cluster.admin_token().to_owned())?;
+        let admin = cluster.kubeconfig("default-scheduler", cluster.admin_token())?;
         let config = json!({
             "apiVersion": "kubescheduler.config.k8s.io/v1",
             "kind": "KubeSchedulerConfiguration",
