@@ -1,4 +1,4 @@
-"""The benchmark image's nginx configuration and wrk loop (docker/bench), run with the
+"""The benchmark image's nginx configuration and wrk loop (images/bench), run with the
 Debian nginx and wrk the image installs, as the unprivileged image runs them."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from conftest import WORKSPACE
 
-BENCH = WORKSPACE / "docker" / "bench"
+BENCH = WORKSPACE / "images" / "bench"
 
 
 def free_port() -> int:

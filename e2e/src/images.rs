@@ -124,6 +124,19 @@ impl Image {
         self
     }
 
+    /// Adds every file under the host's folder `dir`, at the same paths.
+    pub fn tree(&mut self, dir: &Path) -> anyhow::Result<&mut Self> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                self.tree(&path)?;
+            } else {
+                self.file(&path.to_string_lossy(), &path);
+            }
+        }
+        Ok(self)
+    }
+
     /// Adds the ELF file `host` at `path` and every shared library it loads.
     pub fn program(&mut self, path: &str, host: &Path) -> anyhow::Result<&mut Self> {
         self.file(path, host);
@@ -425,7 +438,7 @@ pub struct Inputs {
     pub version: String,
     /// The kube-scheduler image's tag.
     pub kube_version: String,
-    /// `docker/bench`: nginx's configuration, its page and the wrk loop.
+    /// `images/bench`: nginx's configuration, its page and the wrk loop.
     pub bench_dir: PathBuf,
 }
 
@@ -433,7 +446,12 @@ impl Inputs {
     /// The inputs of this checkout: binaries from `bin_dir`, ONNX Runtime from the
     /// project venv, nginx, wrk and busybox from Debian (installed when missing).
     pub fn from_checkout(bin_dir: PathBuf, kube_bin: PathBuf) -> anyhow::Result<Inputs> {
-        tools::ensure_debian_tools(&[("nginx", "nginx"), ("wrk", "wrk"), ("ldd", "libc-bin")])?;
+        tools::ensure_debian_tools(&[
+            ("nginx", "nginx"),
+            ("wrk", "wrk"),
+            ("ldd", "libc-bin"),
+            ("pcm-sensor-server", "pcm"),
+        ])?;
         tools::ensure_debian_file(Path::new(BUSYBOX), "busybox-static")?;
         tools::ensure_debian_file(Path::new(CA_CERTIFICATES), "ca-certificates")?;
         let root = crate::paths::workspace_root();
@@ -444,7 +462,7 @@ impl Inputs {
             kube_bin,
             version: chart_app_version(&root.join("charts/fitsched/Chart.yaml"))?,
             kube_version: crate::kube_bins::KUBE_VERSION.to_owned(),
-            bench_dir: root.join("docker/bench"),
+            bench_dir: root.join("images/bench"),
         })
     }
 }
@@ -459,8 +477,18 @@ pub fn chart_app_version(chart_yaml: &Path) -> anyhow::Result<String> {
     chart["appVersion"].as_str().map(str::to_owned).context("Chart.yaml has no appVersion")
 }
 
-/// The names [`definitions`] builds, in its order.
-pub const NAMES: &[&str] = &["fitsched-agent", "fitsched-scorer", "fitsched-shim", "fitsched-bench", "kube-scheduler"];
+/// The names [`definitions`] builds, in its order, with their repositories.
+pub const NAMES: &[&str] =
+    &["fitsched-agent", "fitsched-scorer", "fitsched-shim", "fitsched-pcm", "fitsched-bench", "kube-scheduler"];
+
+/// The repository an image of [`NAMES`] is published as.
+pub fn repository(name: &str) -> String {
+    if name == "kube-scheduler" { KUBE_SCHEDULER_REPOSITORY.to_owned() } else { format!("{REGISTRY}/{name}") }
+}
+
+/// The upstream name: the chart's scheduler image defaults to
+/// `registry.k8s.io/kube-scheduler:<the cluster's version>`.
+const KUBE_SCHEDULER_REPOSITORY: &str = "registry.k8s.io/kube-scheduler";
 
 /// Every image, defined once. `only`: the names to build (all when empty).
 pub fn definitions(inputs: &Inputs, only: &[String]) -> anyhow::Result<Vec<Image>> {
@@ -471,7 +499,7 @@ pub fn definitions(inputs: &Inputs, only: &[String]) -> anyhow::Result<Vec<Image
     let v = &inputs.version;
     let mut images = Vec::new();
     let fitsched = |name: &str, description: &str| {
-        let mut image = Image::new(&format!("{REGISTRY}/{name}"), v, name, description);
+        let mut image = Image::new(&repository(name), v, name, description);
         image.file(CA_CERTIFICATES, Path::new(CA_CERTIFICATES));
         image
     };
@@ -514,6 +542,18 @@ pub fn definitions(inputs: &Inputs, only: &[String]) -> anyhow::Result<Vec<Image
             .port(8080);
         images.push(image);
     }
+    if wanted("fitsched-pcm") {
+        // Intel PCM from Debian; it reads model-specific registers, so the chart runs it
+        // as root in a privileged container whatever the image's user.
+        let mut image = fitsched("fitsched-pcm", "Intel PCM pcm-sensor-server from Debian, the agent's PCM sidecar");
+        image
+            .program("/usr/sbin/pcm-sensor-server", Path::new("/usr/sbin/pcm-sensor-server"))?
+            .tree(Path::new("/usr/share/pcm"))?
+            .entrypoint(&["pcm-sensor-server"])
+            .cmd(&["-p", "9738"])
+            .port(9738);
+        images.push(image);
+    }
     if wanted("fitsched-bench") {
         let mut image = fitsched(
             "fitsched-bench",
@@ -539,7 +579,7 @@ pub fn definitions(inputs: &Inputs, only: &[String]) -> anyhow::Result<Vec<Image
         // The tested binary under the upstream name: the chart's scheduler image defaults
         // to `registry.k8s.io/kube-scheduler:<the cluster's version>`.
         let mut image = Image::new(
-            "registry.k8s.io/kube-scheduler",
+            KUBE_SCHEDULER_REPOSITORY,
             &inputs.kube_version,
             "kube-scheduler",
             "kube-scheduler, built from the Kubernetes source fitsched is tested with",
@@ -646,6 +686,29 @@ mod tests {
         let b = write_archive(&image, &dir.join("b")).unwrap();
         assert_ne!(a.digest, b.digest);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every image the chart runs is one this module builds, tagged as the chart's
+    /// values default to; the release workflow pushes what `cargo xtask images` writes.
+    #[test]
+    fn the_chart_runs_the_images_defined_here() {
+        let root = crate::paths::workspace_root();
+        let values: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(root.join("charts/fitsched/values.yaml")).unwrap())
+                .unwrap();
+        let defined: Vec<String> = NAMES.iter().map(|n| repository(n)).collect();
+        for path in
+            ["/agent/image", "/scorer/image", "/shim/image", "/agent/pcm/image", "/bench/image", "/scheduler/image"]
+        {
+            let image = values.pointer(path).unwrap_or_else(|| panic!("values.yaml has no {path}"));
+            let repository = image["repository"].as_str().unwrap().to_owned();
+            assert!(defined.contains(&repository), "{path}: {repository} is not built by `cargo xtask images`");
+            assert_eq!(image["tag"], "", "{path}: the tag follows the chart (appVersion, or the cluster's version)");
+            assert_eq!(image["pullPolicy"], "IfNotPresent", "{path}: imported archives need IfNotPresent");
+        }
+        let workflow = std::fs::read_to_string(root.join(".github/workflows/release.yml")).unwrap();
+        assert!(workflow.contains("cargo xtask images --out dist/images"), "the release pushes other images");
+        assert!(!root.join("docker/Dockerfile").exists(), "a second definition of the images");
     }
 
     #[test]

