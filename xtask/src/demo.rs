@@ -42,6 +42,11 @@ pub struct DemoArgs {
     /// Where kube-apiserver, kube-scheduler and kube-controller-manager are.
     #[arg(long)]
     kube_bin: Option<PathBuf>,
+    /// The chart as users install it, on a real kubelet node: images built offline and
+    /// imported, every pod of the chart running (root; containerd, runc and the CNI
+    /// plugins from Debian).
+    #[arg(long)]
+    real_node: bool,
 }
 
 /// The namespace of the demo's Deployments.
@@ -52,6 +57,9 @@ const WORKLOADS: [(&str, &str); 3] = [("web", "spread"), ("batch", "pack"), ("ap
 const MAX_PSI_MEMORY_FULL: f64 = 0.08;
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.real_node {
+        return crate::demo_node::run(args.hold);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;

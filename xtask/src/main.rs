@@ -4,6 +4,7 @@
 
 mod chart;
 mod demo;
+mod demo_node;
 mod drill;
 mod fuzz;
 mod images;
