@@ -131,7 +131,8 @@ def pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 
 def container(objs: list[dict[str, Any]], kind: str, name: str, container_name: str) -> dict[str, Any]:
     spec = one(objs, kind, name)["spec"]["template"]["spec"]
-    matches = [c for c in spec["containers"] if c["name"] == container_name]
+    # Native sidecars (init containers that keep running) count as the pod's containers.
+    matches = [c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == container_name]
     assert matches, f"{kind}/{name} has no container {container_name}"
     return matches[0]
 

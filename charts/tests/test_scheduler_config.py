@@ -20,6 +20,7 @@ import yaml
 from conftest import (
     FIXTURES,
     NAMESPACE,
+    OLDEST_KUBE,
     SCHEMAS,
     bin_path,
     container,
@@ -116,7 +117,10 @@ def test_rendered_configuration_is_valid_and_wired(name):
     # The extender is the shim beside kube-scheduler, on the port the shim listens on.
     scheduler = one(objs, "Deployment", f"{fullname()}-scheduler")
     pod = scheduler["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["containers"]] == ["kube-scheduler", "shim"]
+    assert [c["name"] for c in pod["containers"]] == ["kube-scheduler"]
+    # A native sidecar: running (and, with exposeMetrics, answering) before kube-scheduler
+    # starts, so no pod is scheduled while the extender cannot answer.
+    assert [(c["name"], c["restartPolicy"]) for c in pod["initContainers"]] == [("shim", "Always")]
     shim = container(objs, "Deployment", scheduler["metadata"]["name"], "shim")
     host, port = flag(shim, "listen").rsplit(":", 1)
     assert ext["urlPrefix"] == f"http://127.0.0.1:{port}"
@@ -135,6 +139,14 @@ def test_rendered_configuration_is_valid_and_wired(name):
     vol = next(x for x in pod["volumes"] if x["name"] == mount["name"])
     assert vol["configMap"]["name"] == f"{fullname()}-scheduler"
     assert config_path.rsplit("/", 1)[1] == "scheduler-config.yaml"
+
+
+def test_before_native_sidecars_the_shim_is_a_plain_container():
+    objs = objects(render(kube_version=OLDEST_KUBE))
+    pod = one(objs, "Deployment", f"{fullname()}-scheduler")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["kube-scheduler", "shim"]
+    assert "initContainers" not in pod
+    assert all("restartPolicy" not in c for c in pod["containers"])
 
 
 @pytest.mark.parametrize(

@@ -177,9 +177,12 @@ fn container(objects: &[Value], suffix: &str, name: &str) -> anyhow::Result<Cont
         bail!("the chart rendered no Deployment *{suffix}");
     };
     let spec = &deploy["spec"]["template"]["spec"];
-    let c = spec["containers"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+    // Native sidecars (init containers that keep running) count as the pod's containers.
+    let c = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| spec[*list].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
         .with_context(|| format!("Deployment *{suffix} has no container {name}"))?;
     Ok(Container {
         service_account: spec["serviceAccountName"].as_str().context("no serviceAccountName")?.to_owned(),

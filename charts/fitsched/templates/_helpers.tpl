@@ -289,3 +289,85 @@ node passes, and the verb would cost an HTTP and a gRPC round trip per pod for n
   ignorable: {{ $e.ignorable }}
   httpTimeout: {{ $e.httpTimeout }}
 {{- end }}
+
+{{/*
+The shim container beside kube-scheduler: (dict "root" $ "sidecar" true) renders it as a
+native sidecar (an init container with restartPolicy Always, Kubernetes 1.29+).
+*/}}
+{{- define "fitsched.shimContainer" -}}
+- name: shim
+{{- if .sidecar }}
+  # A native sidecar: started, and with exposeMetrics answering /health, before
+  # kube-scheduler starts, so no pod is scheduled while the extender cannot answer.
+  restartPolicy: Always
+{{- end }}
+  image: {{ include "fitsched.image" (dict "image" .root.Values.shim.image "root" .root) }}
+  imagePullPolicy: {{ .root.Values.shim.image.pullPolicy }}
+  args:
+    # Loopback: only the kube-scheduler beside it can call the verbs.
+    - --listen=127.0.0.1:{{ .root.Values.shim.port }}
+    - --metrics-listen={{ ternary "0.0.0.0" "127.0.0.1" .root.Values.shim.exposeMetrics }}:{{ .root.Values.shim.metricsPort }}
+    - --scorer={{ include "fitsched.scorerURL" .root }}
+    - --deadline={{ .root.Values.shim.deadline }}
+    - --bind-deadline={{ .root.Values.shim.bindDeadline }}
+    # Bindings are created with this pod's service account (system:kube-scheduler).
+    - --binder=kubernetes
+    - --max-body-bytes={{ .root.Values.shim.maxBodyBytes }}
+    # A pod without a fitsched.io/strategy annotation gets its profile's strategy.
+    {{- range include "fitsched.profiles" .root | fromJsonArray }}
+    - --profile-strategy={{ .name }}={{ .strategy }}
+    {{- end }}
+    {{- if .root.Values.tls.enabled }}
+    - --tls-ca=/etc/fitsched/tls/ca.crt
+    {{- end }}
+    {{- if .root.Values.auth.tokenReview }}
+    - --token-file=/var/run/secrets/fitsched/token
+    {{- end }}
+  env:
+    - name: RUST_LOG
+      value: {{ .root.Values.shim.logLevel | quote }}
+  ports:
+    - name: extender
+      containerPort: {{ .root.Values.shim.port }}
+      protocol: TCP
+    - name: shim-metrics
+      containerPort: {{ .root.Values.shim.metricsPort }}
+      protocol: TCP
+  {{- if .root.Values.shim.exposeMetrics }}
+  {{- if .sidecar }}
+  startupProbe:
+    httpGet:
+      path: /health
+      port: shim-metrics
+    periodSeconds: 1
+    failureThreshold: 60
+  {{- end }}
+  livenessProbe:
+    httpGet:
+      path: /health
+      port: shim-metrics
+    periodSeconds: 10
+  readinessProbe:
+    httpGet:
+      path: /health
+      port: shim-metrics
+    periodSeconds: 5
+  {{- end }}
+  resources:
+    {{- toYaml .root.Values.shim.resources | nindent 4 }}
+  securityContext:
+    {{- include "fitsched.containerSecurityContext" .root | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- if .root.Values.tls.enabled }}
+    - name: scorer-ca
+      mountPath: /etc/fitsched/tls
+      readOnly: true
+    {{- end }}
+    {{- if .root.Values.auth.tokenReview }}
+    - name: scorer-token
+      mountPath: /var/run/secrets/fitsched
+      readOnly: true
+    {{- end }}
+{{- end }}
