@@ -61,6 +61,8 @@ pub struct Image {
     cmd: Vec<String>,
     env: Vec<String>,
     ports: Vec<u16>,
+    /// `uid:gid` the image runs as when the pod does not say.
+    user: String,
     labels: BTreeMap<String, String>,
 }
 
@@ -77,6 +79,7 @@ impl Image {
             cmd: Vec::new(),
             env: vec![PATH_ENV.into()],
             ports: Vec::new(),
+            user: format!("{NONROOT}:{NONROOT}"),
             labels: BTreeMap::new(),
         };
         for (link, target) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"), ("sbin", "usr/sbin")] {
@@ -195,6 +198,12 @@ impl Image {
         self
     }
 
+    /// Runs as root unless the pod says otherwise.
+    pub fn as_root(&mut self) -> &mut Self {
+        self.user = "0:0".into();
+        self
+    }
+
     pub fn port(&mut self, port: u16) -> &mut Self {
         self.ports.push(port);
         self
@@ -258,8 +267,10 @@ impl Image {
                         Content::Host(host) => {
                             use std::os::unix::fs::PermissionsExt;
                             let bytes = std::fs::read(host).with_context(|| format!("reading {}", host.display()))?;
-                            let mode = std::fs::metadata(host)?.permissions().mode() & 0o7777;
-                            file_header(&mut header, mode & 0o755, bytes.len());
+                            // Executable or not, readable by all: the build's umask does not
+                            // reach the image (nor its digest).
+                            let executable = std::fs::metadata(host)?.permissions().mode() & 0o111 != 0;
+                            file_header(&mut header, if executable { 0o755 } else { 0o644 }, bytes.len());
                             tar.append_data(&mut header, path, bytes.as_slice())?;
                         }
                         Content::Dir(_) => unreachable!("directories are walked from `dirs`"),
@@ -295,7 +306,9 @@ fn normalize(path: &Path) -> PathBuf {
 /// The absolute paths of the shared libraries `elf` loads, the dynamic loader included;
 /// none for a static executable.
 pub fn shared_libraries(elf: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(elf).output().context("running ldd")?;
+    // As the loader in the image will resolve them: not through a library path that
+    // cargo or the caller set for themselves.
+    let out = Command::new("ldd").arg(elf).env_remove("LD_LIBRARY_PATH").output().context("running ldd")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -351,7 +364,7 @@ pub fn write_archive(image: &Image, dir: &Path) -> anyhow::Result<Written> {
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "User": format!("{NONROOT}:{NONROOT}"),
+            "User": image.user,
             "Entrypoint": image.entrypoint,
             "Cmd": image.cmd,
             "Env": image.env,
@@ -587,7 +600,11 @@ pub fn definitions(inputs: &Inputs, only: &[String]) -> anyhow::Result<Vec<Image
         image
             .file(CA_CERTIFICATES, Path::new(CA_CERTIFICATES))
             .program("/usr/local/bin/kube-scheduler", &inputs.kube_bin.join("kube-scheduler"))?
-            .entrypoint(&["/usr/local/bin/kube-scheduler"]);
+            .entrypoint(&["/usr/local/bin/kube-scheduler"])
+            // As upstream's image: imported on a control-plane node, this name and tag is
+            // also what a kubeadm static pod runs, which reads a root-only kubeconfig. The
+            // chart's pod runs it as 65532 all the same.
+            .as_root();
         images.push(image);
     }
     Ok(images)
@@ -660,6 +677,7 @@ mod tests {
             }
             assert_eq!(e.header().mtime().unwrap(), MTIME);
             if path == "usr/local/bin/prog" {
+                // Written 0644 on the host (the build's umask): not executable, readable by all.
                 assert_eq!(e.header().mode().unwrap() & 0o777, 0o644);
             }
             if path == "home/nonroot" {

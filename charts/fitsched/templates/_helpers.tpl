@@ -80,6 +80,17 @@ without a vendor suffix (v1.30.4-eks-a737599 -> v1.30.4).
 {{- end }}
 {{- end }}
 
+{{/*
+With scorer.address, the name the scorer's certificate carries (the Service's, as the
+documented certificate names it) differs from the address dialled: agents and the shim
+check it instead.
+*/}}
+{{- define "fitsched.scorerTLSDomain" -}}
+{{- if .Values.scorer.address }}
+{{- printf "%s.%s.svc" (include "fitsched.scorerName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
 {{- define "fitsched.ingestTokenSecret" -}}
 {{- .Values.ingestToken.existingSecret | default (printf "%s-ingest-token" (include "fitsched.fullname" .)) }}
 {{- end }}
@@ -319,6 +330,9 @@ native sidecar (an init container with restartPolicy Always, Kubernetes 1.29+).
     {{- end }}
     {{- if .root.Values.tls.enabled }}
     - --tls-ca=/etc/fitsched/tls/ca.crt
+    {{- with include "fitsched.scorerTLSDomain" .root }}
+    - --tls-domain={{ . }}
+    {{- end }}
     {{- end }}
     {{- if .root.Values.auth.tokenReview }}
     - --token-file=/var/run/secrets/fitsched/token

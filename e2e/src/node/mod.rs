@@ -136,6 +136,9 @@ pub fn prepare() -> anyhow::Result<Prepared> {
     tools::ensure_debian_tools(&PACKAGES)?;
     tools::ensure_debian_file(&Path::new(CNI_BIN).join("bridge"), "containernetworking-plugins")?;
     let lock = lock()?;
+    if let Some(why) = foreign_kubelet() {
+        anyhow::bail!("this host runs a kubelet of its own ({why}): a real node would share its paths and cgroups");
+    }
     recover()?;
     std::fs::create_dir_all(run_dir())?;
     network_up()?;
@@ -189,11 +192,11 @@ impl RealNode {
         record_pid(&procs, "containerd")?;
         wait_for(Duration::from_secs(20), "containerd's socket", || {
             procs.check_alive()?;
-            Ok(ctr().args(["version"]).output().is_ok_and(|o| o.status.success()))
+            Ok(ctr(5).args(["version"]).output().is_ok_and(|o| o.status.success()))
         })?;
         let pause = pause_image(&dir)?;
         for archive in std::iter::once(&pause).chain(images) {
-            tools::run(ctr().args(["images", "import", "--no-unpack"]).arg(archive))
+            tools::run(ctr(300).args(["images", "import", "--no-unpack"]).arg(archive))
                 .with_context(|| format!("importing {}", archive.display()))?;
         }
 
@@ -267,9 +270,11 @@ impl Drop for Prepared {
     }
 }
 
-fn ctr() -> Command {
-    let mut c = Command::new("ctr");
-    c.arg("--address").arg(socket()).args(["--namespace", "k8s.io"]);
+/// `ctr` on the node's containerd, killed after `seconds`: a containerd that hangs must
+/// not hang the harness.
+fn ctr(seconds: u32) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg(seconds.to_string()).args(["ctr", "--address"]).arg(socket()).args(["--namespace", "k8s.io"]);
     c
 }
 
@@ -305,59 +310,80 @@ fn save_sysctls() -> anyhow::Result<()> {
 
 /// Undoes whatever a real node left on this host, running or not: its processes, the
 /// pods' containers, mounts and cgroups, its network, kubelet's sysctls and fixed paths.
-/// Idempotent; on a clean host it changes nothing.
+/// Idempotent; on a clean host it changes nothing. Every step is tried; the first error
+/// is returned, and the state folder (with the sysctl record) is kept unless all went well.
 pub fn recover() -> anyhow::Result<()> {
+    let ran = Path::new(STATE).exists();
+    let mut errors: Vec<anyhow::Error> = Vec::new();
     let run = run_dir();
     // kubelet first, so it starts no container while they are stopped.
     for name in ["kube-proxy", "kubelet"] {
         stop_recorded(&run.join(format!("{name}.pid")));
     }
     if socket().exists() {
-        // The pods' containers: their shims outlive containerd.
-        if let Ok(out) = ctr().args(["tasks", "ls", "-q"]).output() {
+        // The pods' containers, through containerd while it still answers.
+        if let Ok(out) = ctr(20).args(["tasks", "ls", "-q"]).output() {
             for task in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = ctr().args(["tasks", "kill", "-s", "KILL", task]).output();
+                let _ = ctr(20).args(["tasks", "kill", "-s", "KILL", task]).output();
             }
             std::thread::sleep(Duration::from_millis(500));
             for task in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = ctr().args(["tasks", "rm", "-f", task]).output();
+                let _ = ctr(20).args(["tasks", "rm", "-f", task]).output();
             }
         }
     }
     stop_recorded(&run.join("containerd.pid"));
     kill_shims();
-    // Deepest first, lazily: a pod's volumes, container roots, sandbox namespaces.
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut ours: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|m| m.starts_with(STATE) || m.starts_with("/run/netns/cni-"))
-        .collect();
-    ours.sort_unstable_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in ours {
-        let _ = Command::new("umount").args(["-l", m]).status();
+    // Whatever still runs in the pods' cgroups (containerd killed with the test's process
+    // group, shims killed above: their containers live on, reparented).
+    if let Err(e) = kill_pod_processes() {
+        errors.push(e);
     }
-    remove_kubepods_cgroups();
+    // Deepest first, lazily: a pod's volumes, container roots, the sandboxes' network
+    // namespaces (containerd keeps them under its state folder).
+    let ours = || {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut ours: Vec<String> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| *m == STATE || m.starts_with(&format!("{STATE}/")))
+            .map(str::to_owned)
+            .collect();
+        ours.sort_unstable_by_key(|m| std::cmp::Reverse(m.len()));
+        ours
+    };
+    for m in ours() {
+        let _ = Command::new("umount").args(["-l", &m]).status();
+    }
+    let left = ours();
+    if !left.is_empty() {
+        errors.push(anyhow::anyhow!("still mounted, so {STATE} is kept: {}", left.join(", ")));
+    }
+    if let Err(e) = remove_kubepods_cgroups() {
+        errors.push(e);
+    }
     if Path::new(&format!("/run/netns/{NETNS}")).exists() {
         // The veth pair and everything kube-proxy and the CNI set up in it go with it.
-        ip(&["netns", "del", NETNS])?;
-    }
-    let _ = Command::new("ip").args(["link", "del", HOST_LINK]).output();
-    for leftover in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
-        if leftover.file_name().to_string_lossy().starts_with("cni-") {
-            let _ = std::fs::remove_file(leftover.path());
+        if let Err(e) = ip(&["netns", "del", NETNS]) {
+            errors.push(e);
         }
     }
+    let _ = Command::new("ip").args(["link", "del", HOST_LINK]).output();
     let orig = state().join("sysctl.orig");
     if let Ok(text) = std::fs::read_to_string(&orig) {
         for line in text.lines().filter(|l| !l.is_empty()) {
-            tools::run(Command::new("sysctl").args(["-q", "-w", line]))?;
+            if let Err(e) = tools::run(Command::new("sysctl").args(["-q", "-w", line])) {
+                errors.push(e);
+            }
         }
     }
-    // kubelet's paths it does not take from its configuration.
-    let _ = std::fs::remove_file("/var/lib/kubelet/device-plugins/kubelet.sock");
-    for dir in ["/var/lib/kubelet/device-plugins", "/var/lib/kubelet"] {
-        let _ = std::fs::remove_dir(dir);
+    if ran {
+        // kubelet's paths it does not take from its configuration ([`prepare`] refuses a
+        // host with a kubelet of its own, so what is there is ours).
+        let _ = std::fs::remove_file("/var/lib/kubelet/device-plugins/kubelet.sock");
+        for dir in ["/var/lib/kubelet/device-plugins", "/var/lib/kubelet"] {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     for link in std::fs::read_dir("/var/log/containers").into_iter().flatten().flatten() {
         if std::fs::read_link(link.path()).is_ok_and(|t| t.starts_with(STATE)) {
@@ -365,10 +391,72 @@ pub fn recover() -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir("/var/log/containers");
-    if Path::new(STATE).exists() {
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first.context("recovering the host from a real node"));
+    }
+    if ran {
         std::fs::remove_dir_all(STATE).with_context(|| format!("removing {STATE}"))?;
     }
     Ok(())
+}
+
+/// Whether this host has a kubelet that is not one of ours: its fixed paths or a
+/// `kubepods` cgroup without our state folder. A real node would share them.
+fn foreign_kubelet() -> Option<String> {
+    if Path::new(STATE).exists() {
+        return None;
+    }
+    if Path::new("/var/lib/kubelet").exists() {
+        return Some("/var/lib/kubelet exists".into());
+    }
+    kubepods_roots().into_iter().next().map(|p| format!("{} exists", p.display()))
+}
+
+/// The `kubepods` cgroup of every hierarchy (v1 controllers, unified, or a pure v2 root).
+fn kubepods_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path().join("kubepods"))
+        .collect();
+    roots.push(PathBuf::from("/sys/fs/cgroup/kubepods"));
+    roots.retain(|r| r.is_dir());
+    roots
+}
+
+/// Every cgroup under `root`, children before parents.
+fn cgroups_under(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&entry.path(), out);
+            }
+        }
+        out.push(dir.to_path_buf());
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
+/// SIGKILL to every process in the pods' cgroups, until none is left (5 s at most).
+fn kill_pod_processes() -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids: Vec<String> = kubepods_roots()
+            .iter()
+            .flat_map(|r| cgroups_under(r))
+            .filter_map(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
+            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "processes in the pods' cgroups survive SIGKILL: {}", pids.join(" "));
+        let _ = Command::new("kill").arg("-KILL").args(&pids).output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// SIGTERM to a recorded pid, SIGKILL after 10 s; the record removed.
@@ -405,27 +493,15 @@ fn kill_shims() {
     }
 }
 
-/// Removes the empty `kubepods` cgroups kubelet made, in every hierarchy.
-fn remove_kubepods_cgroups() {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                walk(&entry.path(), out);
-                out.push(entry.path());
-            }
+/// Removes the `kubepods` cgroups kubelet made, in every hierarchy.
+fn remove_kubepods_cgroups() -> anyhow::Result<()> {
+    for root in kubepods_roots() {
+        for cgroup in cgroups_under(&root) {
+            let _ = std::fs::remove_dir(&cgroup);
         }
+        ensure!(!root.exists(), "{} could not be removed", root.display());
     }
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let root = hierarchy.path().join("kubepods");
-        if root.is_dir() {
-            let mut dirs = Vec::new();
-            walk(&root, &mut dirs);
-            dirs.push(root);
-            for d in dirs {
-                let _ = std::fs::remove_dir(d);
-            }
-        }
-    }
+    Ok(())
 }
 
 fn write_containerd_config(dir: &Path) -> anyhow::Result<()> {
@@ -461,6 +537,9 @@ state = "{run}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause_name}:{pause_tag}"
+  # The sandboxes' network namespaces under the state folder, not /run/netns, where a
+  # containerd of the host's keeps its own.
+  netns_mounts_under_state_dir = true
   # Root here lacks CAP_SYS_RESOURCE: without this every sandbox fails to start.
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
