@@ -2,8 +2,7 @@
 
 The chart is rendered with Helm's own Go SDK (helm-python-sdk, module ``helm_python``),
 never with a ``helm`` binary. ``cargo xtask test`` runs these through ``chart::check()``,
-which sets FITSCHED_XTASK (the xtask binary, for ``policy``) and FITSCHED_BIN_DIR (the
-built fitsched binaries). The wire fixtures are the repository's own, in
+which sets FITSCHED_BIN_DIR (the built fitsched binaries). The wire fixtures are the repository's own, in
 ``extender-shim/testdata/kube-scheduler-extender/``.
 """
 
@@ -151,15 +150,6 @@ def duration_ms(d: str) -> int:
         if d.endswith(unit) and d[: -len(unit)].isdigit():
             return int(d[: -len(unit)]) * units[unit]
     raise ValueError(f"not a simple duration: {d!r}")
-
-
-def xtask_policy(*args: str) -> str:
-    """Runs `cargo xtask policy ARGS` (the xtask binary itself when cargo xtask test runs us)."""
-    exe = os.environ.get("FITSCHED_XTASK")
-    cmd = [exe, "policy", *args] if exe else ["cargo", "run", "-q", "-p", "xtask", "--", "policy", *args]
-    proc = subprocess.run(cmd, cwd=WORKSPACE, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{shlex.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
 
 
 def bin_path(name: str) -> Path:

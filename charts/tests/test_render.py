@@ -389,7 +389,7 @@ def test_notes_print_the_grpcurl_commands():
     tls_notes = render(load_values("full"))["fitsched/templates/NOTES.txt"]
     assert "-cacert ca.crt" in tls_notes and "-plaintext" not in tls_notes
     no_scheduler = render(VARIANTS["extend-default-scheduler"])["fitsched/templates/NOTES.txt"]
-    assert "cargo xtask policy --full" in no_scheduler
+    assert "--show-only templates/policy.yaml --set policy.print=full" in no_scheduler
 
 
 def test_closed_by_default():

@@ -1,11 +1,11 @@
 """The second scheduler: its KubeSchedulerConfiguration is valid against the
-kubescheduler.config.k8s.io/v1 schema, equals what `cargo xtask policy` prints for the
-same options, and points at verbs the real shim serves on the port it listens on."""
+kubescheduler.config.k8s.io/v1 schema, is what templates/policy.yaml prints for a
+scheduler of an operator's own, and points at verbs the real shim serves on the port it
+listens on."""
 
 from __future__ import annotations
 
 import json
-import shlex
 import socket
 import subprocess
 import time
@@ -33,7 +33,6 @@ from conftest import (
     one,
     render,
     scheduler_config,
-    xtask_policy,
 )
 
 SCHEMA = json.loads((SCHEMAS / "kubescheduler.config.k8s.io_v1_KubeSchedulerConfiguration.json").read_text())
@@ -101,7 +100,8 @@ def test_rendered_configuration_is_valid_and_wired(name):
     else:
         assert le == {"leaderElect": False}
     # In-cluster credentials (no kubeconfig), and a rate limit that does not cap binding.
-    assert cfg["clientConnection"] == v["scheduler"]["clientConnection"]
+    conn = v["scheduler"]["clientConnection"]
+    assert cfg["clientConnection"] == {"qps": conn["qps"], "burst": conn["burst"]}
 
     assert len(cfg["extenders"]) == 1
     ext = cfg["extenders"][0]
@@ -160,87 +160,66 @@ def test_scheduler_image_follows_the_cluster_version(server, tag):
     assert container(pinned, "Deployment", f"{fullname()}-scheduler", "kube-scheduler")["image"].endswith(":v1.31.0")
 
 
-def policy_args(values: dict[str, Any] | None) -> list[str]:
-    v = merged(values)
-    e = v["extender"]
-    le = v["scheduler"]["leaderElection"]
-    args = [
-        "--full",
-        f"--scheduler-name={v['scheduler']['name']}",
-        f"--default-strategy={v['scorer']['defaultStrategy']}",
-        f"--strategy-profiles={'true' if v['scheduler']['strategyProfiles'] else 'false'}",
-        f"--pack-percentage={v['scheduler']['packPercentageOfNodesToScore']}",
-        f"--leader-elect={'true' if le['enabled'] else 'false'}",
-        f"--lease-name={le['leaseName'] or fullname() + '-scheduler'}",
-        f"--lease-namespace={NAMESPACE}",
-        "--kubeconfig=",
-        f"--api-qps={v['scheduler']['clientConnection']['qps']}",
-        f"--api-burst={v['scheduler']['clientConnection']['burst']}",
-        f"--weight={e['weight']}",
-        f"--filter={'true' if e['filterVerb'] and filter_rule(v) else 'false'}",
-        f"--prioritize={'true' if e['prioritizeVerb'] else 'false'}",
-        f"--bind={'true' if e['bindVerb'] else 'false'}",
-        f"--node-cache-capable={'true' if e['nodeCacheCapable'] else 'false'}",
-        f"--ignorable={'true' if e['ignorable'] else 'false'}",
-        f"--http-timeout={e['httpTimeout']}",
-        f"--shim-url=http://127.0.0.1:{v['shim']['port']}",
-    ]
-    return args
-
-
 def filter_rule(v: dict[str, Any]) -> bool:
     return any(v["scorer"]["filter"].get(k) is not None for k in ("minFitness", "maxPsiMemoryFull"))
 
 
-def without_comments(text: str) -> str:
-    return "".join(line + "\n" for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
-
-
-def command_in_comment(rendered: str) -> list[str]:
-    """The `cargo xtask policy ...` command the ConfigMap's comment names."""
-    comment = " ".join(
-        line.strip().lstrip("#").strip() for line in rendered.splitlines() if line.strip().startswith("#")
-    )
-    command = comment.split("`")[1]
-    words = shlex.split(command)
-    assert words[:3] == ["cargo", "xtask", "policy"], command
-    return words[3:]
+def policy(values: dict[str, Any] | None, printed: str) -> tuple[str, dict[str, Any] | None]:
+    """templates/policy.yaml rendered with `values` and policy.print=`printed`."""
+    v = {**(values or {}), "policy": {"print": printed}}
+    text = render(v)["fitsched/templates/policy.yaml"]
+    return text, yaml.safe_load(text)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_chart_and_xtask_policy_print_the_same_configuration(name):
+def test_the_printed_policy_is_the_charts_own_configuration(name):
+    """One source: what policy.yaml prints for a scheduler of your own is the document the
+    chart's scheduler runs, from the same helpers, for the same values."""
     values = CONFIGS[name]
-    rendered = render(values)
-    text, cfg = scheduler_config(objects(rendered))
-    args = policy_args(values)
-    printed = xtask_policy(*args)
-    assert yaml.safe_load(printed) == cfg
-    assert without_comments(printed) == without_comments(text), "same YAML, line for line"
-    # The command the ConfigMap documents is that one.
-    documented = command_in_comment(rendered["fitsched/templates/scheduler-config.yaml"])
-    assert sorted(documented) == sorted(args)
+    _, cfg = scheduler_config(objects(render(values)))
+    _, full = policy(values, "full")
+    assert full == cfg
+    _, entry = policy(values, "extenders")
+    assert entry == {"extenders": cfg["extenders"]}
 
 
-def test_policy_defaults_are_the_charts():
-    """`cargo xtask policy` with no options prints the chart's default extender entry."""
-    _, cfg = scheduler_config(objects(render()))
-    printed = yaml.safe_load(xtask_policy())
-    assert printed == {"extenders": cfg["extenders"]}
-    full = yaml.safe_load(xtask_policy("--full"))
+def test_nothing_is_printed_unless_asked_for():
+    assert render()["fitsched/templates/policy.yaml"].strip() == ""
+
+
+def test_the_policy_for_a_kubeadm_scheduler():
+    """The README's values for the cluster's own kube-scheduler: its profile, Lease and
+    kubeconfig as kubeadm sets them up, the shim at an address of the operator's."""
+    values = {
+        "scheduler": {
+            "name": "default-scheduler",
+            "strategyProfiles": True,
+            "leaderElection": {"leaseName": "kube-scheduler", "leaseNamespace": "kube-system"},
+            "clientConnection": {"kubeconfig": "/etc/kubernetes/scheduler.conf"},
+        },
+        "extender": {"urlPrefix": "http://127.0.0.1:8080/"},
+    }
+    text, full = policy(values, "full")
     assert schema_errors(full) == []
-    assert full["profiles"] == [{"schedulerName": "default-scheduler"}]
-    assert full["leaderElection"]["resourceName"] == "kube-scheduler"
-    assert full["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf", **merged(None)["scheduler"]["clientConnection"]}
-    assert full["extenders"] == cfg["extenders"]
-    assert "filterVerb" not in printed["extenders"][0], "an operator's scorer rules are unknown here"
-    assert "filterVerb" in yaml.safe_load(xtask_policy("--filter"))["extenders"][0]
-    # The operator's own profile keeps kube-scheduler's defaults unless asked otherwise.
-    with_profiles = yaml.safe_load(xtask_policy("--full", "--strategy-profiles"))
-    assert schema_errors(with_profiles) == []
-    assert [p["schedulerName"] for p in with_profiles["profiles"]] == [
+    assert full["leaderElection"] == {
+        "leaderElect": True,
+        "resourceLock": "leases",
+        "resourceName": "kube-scheduler",
+        "resourceNamespace": "kube-system",
+    }
+    assert full["clientConnection"]["kubeconfig"] == "/etc/kubernetes/scheduler.conf"
+    assert full["extenders"][0]["urlPrefix"] == "http://127.0.0.1:8080"
+    assert [p["schedulerName"] for p in full["profiles"]] == [
         "default-scheduler",
         *(f"default-scheduler-{s}" for s in STRATEGIES),
     ]
+    # The shim beside it needs each profile's strategy: the comment names the flags.
+    for p in full["profiles"]:
+        assert f"--profile-strategy={p['schedulerName']}=" in text
+    # Without a scorer filter rule kube-scheduler is not asked to filter (a wasted call).
+    assert "filterVerb" not in full["extenders"][0]
+    _, filtered = policy({**values, "scorer": {"filter": {"maxPsiMemoryFull": 0.1}}}, "extenders")
+    assert filtered["extenders"][0]["filterVerb"] == "filter"
 
 
 # ---- profiles: one per strategy ------------------------------------------------------

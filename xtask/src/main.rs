@@ -39,9 +39,6 @@ enum Task {
     /// Writes an OCI image archive per image (agent, scorer, shim, bench, kube-scheduler),
     /// without a Docker daemon or a registry.
     Images(images::ImagesArgs),
-    /// Prints fitsched's kube-scheduler extender policy (the chart's `extenders:` entry;
-    /// --full: a whole KubeSchedulerConfiguration).
-    Policy(chart::PolicyArgs),
     /// The lab: measures the model's training data (`fitsched-lab collect --help`).
     #[command(disable_help_flag = true)]
     Collect(Forwarded),
@@ -69,7 +66,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Demo(args) => demo::run(args),
         Task::Test(args) => test::run(args),
-        Task::Policy(args) => chart::policy(args),
         Task::Drill(args) => drill::run(args),
         Task::Fuzz(args) => fuzz::run(args),
         Task::Images(args) => images::run(args),

@@ -174,15 +174,18 @@ workload template, so a bad combination fails the render with a message.
 {{- end }}
 
 {{/*
-The second scheduler's KubeSchedulerConfiguration. In-cluster credentials (no
-clientConnection.kubeconfig), its own profiles and Lease, and the shim beside it as the
-extender (extenders serve every profile). xtask/src/chart.rs (`cargo xtask policy --full`)
-prints the same document.
+The second scheduler's KubeSchedulerConfiguration: by default in-cluster credentials, its
+own profiles and Lease, and the shim beside it as the extender (extenders serve every
+profile). templates/policy.yaml prints the same document for a kube-scheduler of an
+operator's own (its kubeconfig, Lease and shim URL from values).
 */}}
 {{- define "fitsched.schedulerConfig" -}}
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
+  {{- with .Values.scheduler.clientConnection.kubeconfig }}
+  kubeconfig: {{ . | quote }}
+  {{- end }}
   qps: {{ .Values.scheduler.clientConnection.qps | int64 }}
   burst: {{ .Values.scheduler.clientConnection.burst | int64 }}
 leaderElection:
@@ -190,7 +193,7 @@ leaderElection:
 {{- if .Values.scheduler.leaderElection.enabled }}
   resourceLock: leases
   resourceName: {{ include "fitsched.leaseName" . }}
-  resourceNamespace: {{ .Release.Namespace }}
+  resourceNamespace: {{ .Values.scheduler.leaderElection.leaseNamespace | default .Release.Namespace }}
 {{- end }}
 profiles:
 {{- $packPercentage := .Values.scheduler.packPercentageOfNodesToScore }}
@@ -219,7 +222,7 @@ strategy. The shim gets the same list as --profile-strategy=<name>=<strategy>.
 
 {{/*
 One KubeSchedulerProfile: (dict "name" "fitsched-pack" "strategy" "pack" "packPercentage" 100). The one place
-that owns each strategy's plugin settings; xtask/src/chart.rs (profile_yaml) writes the same.
+that owns each strategy's plugin settings.
 balanced keeps kube-scheduler's defaults: its system default topology spread already
 spreads a workload's pods over hostnames and zones.
 */}}
@@ -285,7 +288,7 @@ node passes, and the verb would cost an HTTP and a gRPC round trip per pod for n
 {{/* The extender entry: the shim sidecar on loopback, verbs and knobs from .Values.extender. */}}
 {{- define "fitsched.extender" -}}
 {{- $e := .Values.extender -}}
-- urlPrefix: http://127.0.0.1:{{ .Values.shim.port }}
+- urlPrefix: {{ .Values.extender.urlPrefix | default (printf "http://127.0.0.1:%d" (int .Values.shim.port)) | trimSuffix "/" }}
 {{- with include "fitsched.filterVerb" . }}
   filterVerb: {{ . }}
 {{- end }}
