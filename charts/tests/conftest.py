@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shlex
-import subprocess
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
