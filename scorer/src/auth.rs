@@ -23,7 +23,8 @@
 //!   (a projected token, as the kubelet mounts it), from which the API server names the
 //!   pod's node (`authentication.kubernetes.io/node-name`): the agent may stream windows
 //!   for that node only, and any other gets `PERMISSION_DENIED`. Answers are cached for
-//!   [`REVIEW_TTL`]; at most [`MAX_REVIEWS_IN_FLIGHT`] reviews run at once, so a flood of
+//!   [`Limits::review_ttl`](crate::Limits); at most
+//!   [`Limits::max_reviews_in_flight`](crate::Limits) reviews run at once, so a flood of
 //!   bad tokens cannot flood the API server.
 //!
 //! Without any of these the scorer starts only with `--allow-unauthenticated` (the
@@ -49,12 +50,6 @@ pub mod metric {
     pub const REVIEWS: &str = "fitsched_scorer_token_reviews_total";
 }
 
-/// How long a TokenReview's answer is reused.
-pub const REVIEW_TTL: Duration = Duration::from_secs(60);
-/// TokenReviews running at once; a caller past it is answered `UNAVAILABLE`.
-pub const MAX_REVIEWS_IN_FLIGHT: usize = 8;
-/// Cached reviews; when full, expired ones are dropped, then all.
-const MAX_CACHED_REVIEWS: usize = 4096;
 /// Where the API server puts the node of a pod-bound service account token.
 const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
@@ -175,6 +170,9 @@ struct Reviewer {
     accounts: Vec<ServiceAccountRole>,
     cache: Mutex<HashMap<String, (Caller, Instant)>>,
     in_flight: tokio::sync::Semaphore,
+    /// [`Limits::review_ttl`](crate::Limits) and [`Limits::max_cached_reviews`](crate::Limits).
+    ttl: Duration,
+    max_cached: usize,
 }
 
 impl Authenticator {
@@ -188,13 +186,21 @@ impl Authenticator {
     }
 
     /// Adds TokenReview through `client` for tokens of `audience` from `accounts`.
-    pub fn with_review(mut self, client: kube::Client, audience: String, accounts: Vec<ServiceAccountRole>) -> Self {
+    pub fn with_review(
+        mut self,
+        client: kube::Client,
+        audience: String,
+        accounts: Vec<ServiceAccountRole>,
+        limits: &crate::Limits,
+    ) -> Self {
         self.review = Some(Reviewer {
             client,
             audience,
             accounts,
             cache: Mutex::new(HashMap::new()),
-            in_flight: tokio::sync::Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
+            in_flight: tokio::sync::Semaphore::new(limits.max_reviews_in_flight),
+            ttl: limits.review_ttl,
+            max_cached: limits.max_cached_reviews,
         });
         self
     }
@@ -266,7 +272,7 @@ type Refusal = (&'static str, Status);
 impl Reviewer {
     async fn caller(&self, token: &str) -> Result<Caller, Refusal> {
         if let Some((caller, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(token)
-            && at.elapsed() < REVIEW_TTL
+            && at.elapsed() < self.ttl
         {
             return Ok(caller.clone());
         }
@@ -309,9 +315,9 @@ impl Reviewer {
         metrics::counter!(metric::REVIEWS, "result" => "accepted").increment(1);
         let caller = Caller { role: account.role, subject: name, node };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED_REVIEWS {
-            cache.retain(|_, (_, at)| at.elapsed() < REVIEW_TTL);
-            if cache.len() >= MAX_CACHED_REVIEWS {
+        if cache.len() >= self.max_cached {
+            cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            if cache.len() >= self.max_cached {
                 cache.clear();
             }
         }

@@ -107,7 +107,7 @@ pub struct Args {
     pub allow_unauthenticated: bool,
 
     /// Most nodes tracked; windows of further nodes are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "FITSCHED_MAX_NODES", default_value_t = crate::store::DEFAULT_MAX_NODES)]
+    #[arg(long, env = "FITSCHED_MAX_NODES", default_value_t = crate::Limits::DEFAULT_MAX_NODES)]
     pub max_nodes: usize,
 
     /// A node not heard from for this long is forgotten (it was stale long before);

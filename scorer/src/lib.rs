@@ -19,6 +19,7 @@ mod decisions;
 pub mod fitness;
 mod http;
 mod ingest;
+mod limits;
 pub mod model;
 pub mod onnx;
 mod placements;
@@ -40,6 +41,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use config::Args;
+pub use limits::Limits;
 pub use placements::Placements;
 pub use service::{FilterRules, ScorerService, Scoring};
 pub use store::{NodeStore, NodeView, Stored};
@@ -52,12 +54,6 @@ use crate::model::Heuristic;
 /// Histogram buckets (seconds) for inference and request durations: 10 µs to 1 s.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
-
-/// HTTP/2 streams one gRPC connection may have open (agents multiplex one stream per
-/// reported node: a replaying or simulating agent reports hundreds).
-pub const MAX_STREAMS: u32 = 1024;
-/// Calls a connection's handlers serve at once.
-pub const MAX_CONCURRENT_CALLS: usize = 256;
 
 /// Binds the configured addresses and serves until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -99,16 +95,20 @@ struct Ready {
     scorer: ScorerService,
     ingest: ingest::IngestService,
     auth: auth::Authenticator,
+    limits: Limits,
 }
 
 impl Ready {
     async fn prepare(args: Args) -> anyhow::Result<Ready> {
-        let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), args.max_nodes));
-        tokio::spawn(forget_silent_nodes(store.clone(), args.forget_after));
+        let limits = Limits::from_args(&args);
+        let store = Arc::new(NodeStore::with_max_nodes(args.stale_after(), limits.max_nodes));
+        tokio::spawn(forget_silent_nodes(store.clone(), limits.forget_after));
         // A new pod counts against its node until a fitness from a window begun after it
         // lands (`View::recent_on`). The limit only matters for nodes without one: past
         // staleness their fitness is the median, which never showed the pod either.
-        let placements = Arc::new(Placements::new(args.assume_ttl, args.bound_ttl, args.stale_after() + args.window));
+        let placements = Arc::new(
+            Placements::new(args.assume_ttl, args.bound_ttl, args.stale_after() + args.window).with_limits(&limits),
+        );
         match args.cluster_client().await? {
             Some(client) => {
                 watch::spawn(client, placements.clone(), store.clone());
@@ -134,10 +134,11 @@ impl Ready {
         let filter =
             FilterRules { min_fitness: args.filter_min_fitness, max_psi_memory_full: args.filter_max_psi_memory_full };
         let scorer =
-            ScorerService::new(store.clone(), placements.clone(), model.clone(), args.default_strategy, filter);
+            ScorerService::new(store.clone(), placements.clone(), model.clone(), args.default_strategy, filter)
+                .with_limits(&limits);
         let ingest = ingest::IngestService::new(store.clone(), queue);
-        let auth = authenticator(&args).await?;
-        Ok(Ready { args, store, placements, model, scorer, ingest, auth })
+        let auth = authenticator(&args, &limits).await?;
+        Ok(Ready { args, store, placements, model, scorer, ingest, auth, limits })
     }
 
     /// Serves gRPC and HTTP on the given listeners until `shutdown` completes.
@@ -148,7 +149,7 @@ impl Ready {
         prometheus: Option<PrometheusHandle>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Ready { args, store, placements, model, scorer, ingest, auth } = self;
+        let Ready { args, store, placements, model, scorer, ingest, auth, limits } = self;
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<ScorerServer<ScorerService>>().await;
         health_reporter.set_serving::<IngestServer<ingest::IngestService>>().await;
@@ -167,8 +168,8 @@ impl Ready {
         let mut builder = tonic::transport::Server::builder()
             .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
             .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW)
-            .max_concurrent_streams(MAX_STREAMS)
-            .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS);
+            .max_concurrent_streams(limits.max_streams)
+            .concurrency_limit_per_connection(limits.max_concurrent_calls);
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
             let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
@@ -184,8 +185,8 @@ impl Ready {
             .add_service(reflection().build_v1alpha().context("reflection v1alpha")?)
             .add_service(
                 ScorerServer::new(scorer)
-                    .max_decoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE)
-                    .max_encoding_message_size(fitsched_runtime::MAX_GRPC_MESSAGE),
+                    .max_decoding_message_size(limits.max_grpc_message)
+                    .max_encoding_message_size(limits.max_grpc_message),
             )
             // A window is a few KB; MAX_METRICS bounds it far below the default 4 MiB.
             .add_service(IngestServer::new(ingest))
@@ -207,14 +208,14 @@ impl Ready {
 }
 
 /// Whom the scorer lets in (see [`auth`]).
-async fn authenticator(args: &Args) -> anyhow::Result<auth::Authenticator> {
+async fn authenticator(args: &Args, limits: &Limits) -> anyhow::Result<auth::Authenticator> {
     let files = args.all_token_files();
     let token_files = files.len();
     let mut auth = auth::Authenticator::new(files);
     if args.token_review {
         let config = kube::Config::infer().await.context("--token-review: no Kubernetes configuration")?;
         let client = kube::Client::try_from(config).context("building the Kubernetes client for TokenReview")?;
-        auth = auth.with_review(client, args.token_audience.clone(), args.service_accounts.clone());
+        auth = auth.with_review(client, args.token_audience.clone(), args.service_accounts.clone(), limits);
     }
     if auth.is_configured() {
         tracing::info!(

@@ -27,13 +27,6 @@ use std::sync::{RwLock, RwLockReadGuard};
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
-/// Most node zones learnt from requests (without a node watch): the store's node limit.
-pub const MAX_LEARNT_ZONES: usize = crate::store::DEFAULT_MAX_NODES;
-
-/// Most placement records kept (pods scored or bound that the watch has not shown yet):
-/// kube-scheduler binds a few hundred pods a second at most.
-pub const MAX_RECORDS: usize = 100_000;
-
 /// A node as the watch shows it: its zone label and allocatable CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedNode {
@@ -127,6 +120,10 @@ fn entry<'m, V: Default>(map: &'m mut Map<String, V>, key: &str) -> &'m mut V {
 
 #[derive(Default)]
 struct Inner {
+    /// [`Limits::max_placement_records`](crate::Limits) and
+    /// [`Limits::max_learnt_zones`](crate::Limits).
+    max_records: usize,
+    max_learnt_zones: usize,
     /// Pods the watch shows on a node, by UID.
     placed: Map<String, Placed>,
     /// Owner UID -> node -> pods, from `placed`.
@@ -181,7 +178,7 @@ impl Inner {
     /// so binds for pods no watch will show (made up, or with no watch running) would
     /// otherwise grow the map for that long.
     fn keep(&mut self, pod: &str, record: Record) {
-        if self.records.len() >= MAX_RECORDS && !self.records.contains_key(pod) {
+        if self.records.len() >= self.max_records && !self.records.contains_key(pod) {
             metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => "dropped_full").increment(1);
             return;
         }
@@ -193,7 +190,7 @@ impl Inner {
         let order = if record.bound { &mut self.bound_order } else { &mut self.assumed_order };
         order.push(record.expires, pod);
         let records = &self.records;
-        order.compact(2 * MAX_RECORDS, |at, key| records.get(key).is_some_and(|r| r.expires == at));
+        order.compact(2 * self.max_records, |at, key| records.get(key).is_some_and(|r| r.expires == at));
         self.records.insert(pod.to_owned(), record);
     }
 
@@ -222,7 +219,7 @@ impl Inner {
         times.insert(times.partition_point(|&t| t <= since_ms), since_ms);
         self.fresh_order.push(since + recent, uid);
         let fresh = &self.fresh;
-        let limit = 2 * MAX_RECORDS.max(fresh.len());
+        let limit = 2 * self.max_records.max(fresh.len());
         self.fresh_order.compact(limit, |at, key| fresh.get(key).is_some_and(|(_, s, _)| *s + recent == at));
         self.fresh.insert(uid.to_owned(), (node.to_owned(), since, since_ms));
     }
@@ -304,8 +301,19 @@ pub struct Placements {
 impl Placements {
     /// `assume_ttl`: life of an assumed placement; `bound_ttl`: of a bound one the watch
     /// has not confirmed; `recent`: how long a new placement discounts its node.
+    /// The record limits are [`Limits::default`](crate::Limits)'s until
+    /// [`Placements::with_limits`].
     pub fn new(assume_ttl: Duration, bound_ttl: Duration, recent: Duration) -> Self {
-        Self { inner: RwLock::default(), assume_ttl, bound_ttl, recent }
+        Self { inner: RwLock::default(), assume_ttl, bound_ttl, recent }.with_limits(&crate::Limits::default())
+    }
+
+    /// Keeps at most `limits.max_placement_records` records and learns at most
+    /// `limits.max_learnt_zones` zones from requests.
+    pub fn with_limits(mut self, limits: &crate::Limits) -> Self {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        inner.max_records = limits.max_placement_records;
+        inner.max_learnt_zones = limits.max_learnt_zones;
+        self
     }
 
     /// Records that `pod` (of `owner`, requesting `cpu_millis`) will probably land on
@@ -474,7 +482,7 @@ impl Placements {
         for (n, z) in nodes.filter(|(_, z)| !z.is_empty()) {
             // Names sent in requests are not checked against a cluster: past the limit
             // only known nodes' zones change, so made-up names cannot grow the map.
-            if inner.zones.len() < MAX_LEARNT_ZONES || inner.zones.contains_key(n) {
+            if inner.zones.len() < inner.max_learnt_zones || inner.zones.contains_key(n) {
                 inner.zones.insert(n.to_owned(), z.to_owned());
             }
         }
@@ -836,7 +844,8 @@ mod tests {
 
     #[test]
     fn zones_learnt_from_requests_stop_at_the_limit_for_new_names_only() {
-        let p = placements();
+        const MAX_LEARNT_ZONES: usize = 20;
+        let p = placements().with_limits(&crate::Limits::new(MAX_LEARNT_ZONES, Duration::from_secs(600)));
         let names: Vec<String> = (0..MAX_LEARNT_ZONES + 10).map(|i| format!("n{i}")).collect();
         p.learn_zones(names.iter().map(|n| (n.as_str(), "z1")));
         let v = p.view("", "x");
@@ -849,7 +858,9 @@ mod tests {
 
     #[test]
     fn records_stop_at_their_limit_but_known_pods_still_update() {
-        let p = placements();
+        const MAX_RECORDS: usize = 50;
+        let p =
+            placements().with_limits(&crate::Limits { max_placement_records: MAX_RECORDS, ..crate::Limits::default() });
         for i in 0..MAX_RECORDS + 5 {
             p.bind(&format!("p{i}"), "n1");
         }

@@ -21,11 +21,6 @@ use crate::placements::Placements;
 use crate::store::{NodeStore, NodeView};
 use crate::strategy::{self, Candidate, Strategy};
 
-/// Most candidate nodes one request may name.
-pub const MAX_CANDIDATES: usize = 100_000;
-/// Most rows one `Predict` may carry.
-pub const MAX_PREDICT_ROWS: usize = 10_000;
-
 /// Hardware reasons the operator enabled for dropping nodes in `Filter`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FilterRules {
@@ -42,10 +37,8 @@ pub struct ScorerService {
     decisions: Decisions,
     /// `Predict` calls running; more are refused, each holds a blocking thread.
     predicting: Arc<tokio::sync::Semaphore>,
+    limits: crate::Limits,
 }
-
-/// `Predict` calls run at once (each on a blocking thread, off the async runtime).
-pub const MAX_CONCURRENT_PREDICTS: usize = 2;
 
 impl ScorerService {
     pub fn new(
@@ -62,8 +55,17 @@ impl ScorerService {
             default_strategy,
             filter,
             decisions: Decisions::default(),
-            predicting: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PREDICTS)),
+            predicting: Arc::new(tokio::sync::Semaphore::new(0)),
+            limits: crate::Limits::default(),
         }
+        .with_limits(&crate::Limits::default())
+    }
+
+    /// Enforces `limits` (candidates and Predict rows per request, Predict calls at once).
+    pub fn with_limits(mut self, limits: &crate::Limits) -> Self {
+        self.predicting = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_predicts));
+        self.limits = limits.clone();
+        self
     }
 
     /// Scores `nodes` for `pod`: every candidate's score in request order, and the best
@@ -260,9 +262,10 @@ fn check_pod(pod: Option<&PodFacts>) -> Result<&PodFacts, Status> {
     Ok(pod)
 }
 
-fn check_nodes(nodes: &[CandidateNode]) -> Result<(), Status> {
-    if nodes.len() > MAX_CANDIDATES {
-        return Err(Status::invalid_argument(format!("{} candidate nodes, at most {MAX_CANDIDATES}", nodes.len())));
+fn check_nodes(nodes: &[CandidateNode], limits: &crate::Limits) -> Result<(), Status> {
+    if nodes.len() > limits.max_candidates {
+        let max = limits.max_candidates;
+        return Err(Status::invalid_argument(format!("{} candidate nodes, at most {max}", nodes.len())));
     }
     for n in nodes {
         node_name(&n.name).map_err(|e| Status::invalid_argument(format!("candidate node: {e}")))?;
@@ -275,7 +278,7 @@ impl Scorer for ScorerService {
     async fn score(&self, request: Request<ScoreRequest>) -> Result<Response<ScoreResponse>, Status> {
         let req = request.into_inner();
         let pod = check_pod(req.pod.as_ref())?;
-        check_nodes(&req.nodes)?;
+        check_nodes(&req.nodes, &self.limits)?;
         let scoring = self.score(pod, &req.nodes, !req.scores_only)?;
         let strategy = scoring.strategy;
         metrics::counter!(crate::telemetry::metric::DECISIONS, "strategy" => strategy.as_str()).increment(1);
@@ -306,7 +309,7 @@ impl Scorer for ScorerService {
     async fn filter(&self, request: Request<FilterRequest>) -> Result<Response<FilterResponse>, Status> {
         let req = request.into_inner();
         let pod = check_pod(req.pod.as_ref())?;
-        check_nodes(&req.nodes)?;
+        check_nodes(&req.nodes, &self.limits)?;
         let names: Vec<&str> = req.nodes.iter().map(|n| n.name.as_str()).collect();
         let mut out = FilterResponse::default();
         for (name, view) in names.iter().zip(self.store.view(&names)) {
@@ -337,8 +340,9 @@ impl Scorer for ScorerService {
 
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let req = request.into_inner();
-        if req.rows.len() > MAX_PREDICT_ROWS {
-            return Err(Status::invalid_argument(format!("{} rows, at most {MAX_PREDICT_ROWS}", req.rows.len())));
+        if req.rows.len() > self.limits.max_predict_rows {
+            let max = self.limits.max_predict_rows;
+            return Err(Status::invalid_argument(format!("{} rows, at most {max}", req.rows.len())));
         }
         let model = self.model.get();
         let wanted = model.features();
@@ -362,7 +366,8 @@ impl Scorer for ScorerService {
         }
         model::check_rows(model.as_ref(), &rows).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let _permit = self.predicting.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!("{MAX_CONCURRENT_PREDICTS} Predict calls are running; retry"))
+            let max = self.limits.max_concurrent_predicts;
+            Status::resource_exhausted(format!("{max} Predict calls are running; retry"))
         })?;
         let started = std::time::Instant::now();
         let version = model.describe().version;

@@ -180,13 +180,9 @@ pub struct NodeStore {
 /// hundred.
 const MAX_SHARED_STRINGS: usize = 65_536;
 
-/// The default limit of tracked nodes: Kubernetes supports clusters of 5 000 nodes; ten
-/// times that leaves room for churn, and bounds the store near 100 MB.
-pub const DEFAULT_MAX_NODES: usize = 50_000;
-
 impl NodeStore {
     pub fn new(stale_after: Duration) -> Self {
-        Self::with_max_nodes(stale_after, DEFAULT_MAX_NODES)
+        Self::with_max_nodes(stale_after, crate::Limits::DEFAULT_MAX_NODES)
     }
 
     /// A store that refuses windows of new nodes once it holds `max_nodes`.
