@@ -1,11 +1,10 @@
 //! The extender's HTTP API: `POST /filter`, `/prioritize`, `/bind`; `GET /health`. On a
 //! listener of their own ([`metrics_router`]): `GET /metrics`, `/health`.
 //!
-//! The promise to kube-scheduler is that scheduling never stops because of fitsched:
-//! when the scorer gives no usable answer to Filter or Score, the shim still answers 200
-//! within its deadline with a neutral result (every node passes, every node scores
-//! `score::NEUTRAL`), so kube-scheduler's own plugins decide. Bind is the exception: a
-//! failed bind cannot be answered neutrally, so it is reported and kube-scheduler retries.
+//! The handlers translate: kube-scheduler's JSON to one gRPC request, the scorer's answer
+//! back. When the scorer gives no usable answer, what they answer and when comes from
+//! [`crate::fallback`] (the deadlines and the neutral answers); every answer is counted by
+//! the [`crate::observe`] layer; request bodies are bounded by [`read_body`].
 //!
 //! # How kube-scheduler reads the answers
 //!
@@ -78,45 +77,25 @@ use tracing::{info, warn};
 use crate::binder::{Binder, Bound};
 use crate::client::{CallError, Scorer};
 use crate::config::{BodyLimits, ProfileStrategies, ShimConfig};
+use crate::fallback::{self, Deadlines};
+use crate::observe::{self, Arrived, metric};
 use crate::wire::{
     self, BadRequest, ErrorBody, ExtenderBindingResult, ExtenderFilterResult, FailedNodes, HostPriority, SchedulingArgs,
 };
-
-/// Metric names, all prefixed `fitsched_`.
-pub mod metric {
-    /// Counter `{verb, code}`: answered extender requests by HTTP status.
-    pub const REQUESTS: &str = "fitsched_shim_requests_total";
-    /// Histogram `{verb}`: time from request to answer, seconds.
-    pub const REQUEST_DURATION: &str = "fitsched_shim_request_duration_seconds";
-    /// Counter `{verb, reason}`: neutral answers given because the scorer gave no usable one.
-    pub const FALLBACKS: &str = "fitsched_shim_fallbacks_total";
-    /// Counter `{verb, code}`: requests refused (400, 408, 413, 503).
-    pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
-    /// Counter `{reason}`: binds reported failed to kube-scheduler.
-    pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
-    /// Counter: answers that left more than 50 ms after their verb's deadline (counted
-    /// from the request's arrival), by verb.
-    pub const LATE_ANSWERS: &str = "fitsched_shim_late_answers_total";
-    /// Binds whose POST was refused or unanswered, but whose pod was already on the
-    /// requested node: reported bound.
-    pub const BINDS_FOUND_BOUND: &str = "fitsched_shim_binds_found_bound_total";
-    /// Counter: Bindings created whose notice to the scorer failed.
-    pub const BIND_NOTICE_FAILURES: &str = "fitsched_shim_bind_notice_failures_total";
-}
 
 // Above this size, decoding and encoding run through `block_in_place`, so a 30 MB
 // full-mode body does not stall the other tasks on its worker thread.
 const LARGE_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verb {
+pub(crate) enum Verb {
     Filter,
     Prioritize,
     Bind,
 }
 
 impl Verb {
-    fn from_path(path: &str) -> Option<Self> {
+    pub(crate) fn from_path(path: &str) -> Option<Self> {
         match path {
             "/filter" => Some(Self::Filter),
             "/prioritize" => Some(Self::Prioritize),
@@ -125,7 +104,7 @@ impl Verb {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Filter => "filter",
             Self::Prioritize => "prioritize",
@@ -134,23 +113,12 @@ impl Verb {
     }
 }
 
-/// When a verb's request arrived. Its deadline counts from here: reading and decoding
-/// the body spend the same budget as the scorer's answer, so the answer leaves within
-/// the deadline, not within the deadline after the body was read.
-#[derive(Debug, Clone, Copy)]
-struct Arrived(Instant);
-
-impl Arrived {
-    fn of(extension: Option<Extension<Arrived>>) -> Instant {
-        extension.map_or_else(Instant::now, |Extension(Arrived(at))| at)
-    }
-}
-
 #[derive(Clone)]
 struct AppState {
     scorer: Scorer,
     binder: Binder,
     limits: BodyLimits,
+    deadlines: Deadlines,
     /// Request-body bytes being read or held, in KiB: the shim's memory bound.
     in_flight: Arc<Semaphore>,
     profiles: Arc<ProfileStrategies>,
@@ -163,6 +131,7 @@ pub fn router(config: &ShimConfig) -> anyhow::Result<Router> {
         scorer: Scorer::connect_lazy(&config.client)?,
         binder: config.binder.clone(),
         limits: config.limits,
+        deadlines: config.deadlines,
         in_flight: Arc::new(Semaphore::new(kib(config.limits.max_in_flight_bytes) as usize)),
         profiles: Arc::new(config.profiles.clone()),
     };
@@ -175,6 +144,9 @@ pub fn router(config: &ShimConfig) -> anyhow::Result<Router> {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        // Outermost: it stamps the arrival every deadline counts from and records every
+        // answer, refusals included.
+        .layer(middleware::from_fn_with_state(config.deadlines, observe::observe))
         .with_state(state))
 }
 
@@ -209,15 +181,10 @@ fn kib(bytes: usize) -> u32 {
 /// Refusals close the connection: the rest of the body may still be in flight.
 async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(verb) = Verb::from_path(req.uri().path()) else { return next.run(req).await };
-    let start = Instant::now();
     let limits = state.limits;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let (mut parts, mut body) = req.into_parts();
-    let refused = |status, message| {
-        let response = refuse(verb, status, message);
-        record(verb, start, &response, None);
-        response
-    };
+    let (parts, mut body) = req.into_parts();
+    let refused = refuse_with(verb);
     if let Some(len) = declared.filter(|&len| len > limits.max_body_bytes as u64) {
         // Answered at once; the body is read and dropped for up to the read time
         // meanwhile, so a client that writes its whole body before reading gets this
@@ -254,14 +221,11 @@ async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> R
             return refused(StatusCode::REQUEST_TIMEOUT, message);
         }
     };
-    parts.extensions.insert(Arrived(start));
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    let deadline = match verb {
-        Verb::Bind => state.scorer.bind_deadline(),
-        Verb::Filter | Verb::Prioritize => state.scorer.deadline(),
-    };
-    record(verb, start, &response, Some(deadline));
-    response
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+fn refuse_with(verb: Verb) -> impl Fn(StatusCode, String) -> Response {
+    move |status, message| refuse(verb, status, message)
 }
 
 /// A request refused before it was understood: counted, logged, answered with a JSON
@@ -307,7 +271,7 @@ async fn filter_body(state: &AppState, body: &[u8], arrived: Instant) -> Respons
         return json(body.len(), StatusCode::OK, &ExtenderFilterResult::new(&args, &[], FailedNodes::default()));
     }
     let request = FilterRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone() };
-    let (passing, failed) = match state.scorer.filter(request, arrived + state.scorer.deadline()).await {
+    let (passing, failed) = match state.scorer.filter(request, state.deadlines.until(verb, arrived)).await {
         Ok(answer) => {
             let (passing, failed, unaccounted) = apply_filter(&args.nodes, answer);
             if unaccounted > 0 {
@@ -317,8 +281,8 @@ async fn filter_body(state: &AppState, body: &[u8], arrived: Instant) -> Respons
             (passing, failed)
         }
         Err(e) => {
-            fallback(verb, &pod, &e);
-            ((0..candidates).collect(), FailedNodes::default())
+            fallback::answered_neutrally(verb, &pod, &e);
+            fallback::every_node_passes(candidates)
         }
     };
     json(body.len(), StatusCode::OK, &ExtenderFilterResult::new(&args, &passing, failed))
@@ -341,7 +305,7 @@ async fn prioritize_body(state: &AppState, body: &[u8], arrived: Instant) -> Res
     // reasons cost more than the rest of the call. The scorer keeps the best nodes'
     // reasons for its log and `Explain`.
     let request = ScoreRequest { pod: Some(args.pod.clone()), nodes: args.nodes.clone(), scores_only: true };
-    let priorities = match state.scorer.score(request, arrived + state.scorer.deadline()).await {
+    let priorities = match state.scorer.score(request, state.deadlines.until(verb, arrived)).await {
         Ok(answer) => {
             let strategy = answer.strategy.clone();
             let (priorities, unscored) = apply_scores(&args.nodes, answer);
@@ -362,8 +326,8 @@ async fn prioritize_body(state: &AppState, body: &[u8], arrived: Instant) -> Res
             priorities
         }
         Err(e) => {
-            fallback(verb, &pod, &e);
-            args.nodes.iter().map(|n| HostPriority { host: &n.name, score: i64::from(score::NEUTRAL) }).collect()
+            fallback::answered_neutrally(verb, &pod, &e);
+            fallback::neutral_scores(&args.nodes)
         }
     };
     json(0, StatusCode::OK, &priorities)
@@ -377,7 +341,7 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
     };
     let pod = format!("{}/{}", request.pod_namespace, request.pod_name);
     let node = request.node.clone();
-    let deadline = state.scorer.bind_deadline();
+    let deadline = state.deadlines.bind;
     let failed = |reason: &'static str, error: &dyn std::fmt::Display| {
         metrics::counter!(metric::BIND_ERRORS, "reason" => reason).increment(1);
         warn!(pod, verb = verb.as_str(), node, reason, error = %error,
@@ -395,10 +359,7 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
     if bound == Bound::AlreadyThere {
         metrics::counter!(metric::BINDS_FOUND_BOUND).increment(1);
     }
-    // The notice gets what is left of --bind-deadline, which bounds the whole /bind, and
-    // never more than the scorer's own deadline: a scorer that is down or restarting
-    // must not hold a bound pod's answer for the rest of a second.
-    let until = (arrived + deadline).min(Instant::now() + state.scorer.deadline());
+    let until = state.deadlines.notice_until(arrived);
     let notice = if until <= Instant::now() {
         Err(CallError::Timeout(deadline))
     } else {
@@ -477,11 +438,6 @@ fn apply_scores(nodes: &[CandidateNode], answer: ScoreResponse) -> (Vec<HostPrio
     (list, unscored)
 }
 
-fn fallback(verb: Verb, pod: &str, e: &CallError) {
-    metrics::counter!(metric::FALLBACKS, "verb" => verb.as_str(), "reason" => e.reason()).increment(1);
-    warn!(pod, verb = verb.as_str(), reason = e.reason(), error = %e, "scorer gave no usable answer; answering neutrally");
-}
-
 async fn health(State(state): State<AppState>) -> Response {
     #[derive(Serialize)]
     struct Health {
@@ -524,30 +480,6 @@ fn bad_request(verb: Verb, e: &BadRequest) -> Response {
 fn error(status: StatusCode, message: String) -> Response {
     json(0, status, &ErrorBody { error: message })
 }
-
-/// Counts an answer and its time since the request arrived; one that left later than
-/// `deadline` + [`LATE_AFTER`] is counted and logged as late.
-fn record(verb: Verb, start: Instant, response: &Response, deadline: Option<std::time::Duration>) {
-    let code = response.status().as_u16().to_string();
-    let took = start.elapsed();
-    metrics::counter!(metric::REQUESTS, "verb" => verb.as_str(), "code" => code).increment(1);
-    metrics::histogram!(metric::REQUEST_DURATION, "verb" => verb.as_str()).record(took.as_secs_f64());
-    if let Some(deadline) = deadline
-        && took > deadline + LATE_AFTER
-    {
-        metrics::counter!(metric::LATE_ANSWERS, "verb" => verb.as_str()).increment(1);
-        warn!(
-            verb = verb.as_str(),
-            took_ms = took.as_millis() as u64,
-            deadline_ms = deadline.as_millis() as u64,
-            "answered after the deadline"
-        );
-    }
-}
-
-/// How far past its deadline an answer may leave before it counts as late: encoding and
-/// writing the answer, and the scheduling of the task that does it.
-pub const LATE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A JSON response; `size_hint` is the request size, which bounds the answer's size
 /// and decides whether encoding counts as heavy.

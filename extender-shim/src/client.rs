@@ -16,10 +16,6 @@ use tonic::{Code, Status};
 pub struct ClientConfig {
     /// `http://host:port` of the scorer's gRPC server.
     pub url: String,
-    /// Deadline of `Filter` and `Score`: past it the shim answers neutrally.
-    pub deadline: Duration,
-    /// Deadline of a whole `/bind`: the Binding in the Kubernetes API, then `Bind`.
-    pub bind_deadline: Duration,
     /// TCP connect timeout of the (re)connection attempts.
     pub connect_timeout: Duration,
     /// HTTP/2 PING interval, so a dead scorer is noticed between scheduling bursts.
@@ -33,12 +29,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The defaults for `url`, deadline 300 ms, bind deadline 1 s.
+    /// The defaults for `url`. Each call's deadline is the caller's
+    /// ([`crate::fallback::Deadlines`]).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            deadline: Duration::from_millis(300),
-            bind_deadline: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             keep_alive_interval: Duration::from_secs(10),
             tls_ca: None,
@@ -95,8 +90,6 @@ const MAX_MESSAGE_BYTES: usize = fitsched_runtime::MAX_GRPC_MESSAGE;
 #[derive(Debug, Clone)]
 pub struct Scorer {
     client: ScorerClient<Channel>,
-    deadline: Duration,
-    bind_deadline: Duration,
     last: Arc<AtomicU8>,
     /// The shim's credential at the scorer (`--token-file`).
     token: Option<Arc<fitsched_runtime::BearerToken>>,
@@ -120,8 +113,6 @@ impl Scorer {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
             client,
-            deadline: config.deadline,
-            bind_deadline: config.bind_deadline,
             last: Arc::new(AtomicU8::new(UNKNOWN)),
             token: config.token_file.as_ref().map(|p| Arc::new(fitsched_runtime::BearerToken::new(p))),
         })
@@ -136,12 +127,12 @@ impl Scorer {
         }
     }
 
-    /// Filters, waiting until `until` at most (the request's arrival plus [`Self::deadline`]).
+    /// Filters, waiting until `until` at most (the request's deadline).
     pub async fn filter(&self, req: FilterRequest, until: Instant) -> Result<FilterResponse, CallError> {
         self.call(until, req, |mut c, r| async move { c.filter(r).await }).await
     }
 
-    /// Scores, waiting until `until` at most (the request's arrival plus [`Self::deadline`]).
+    /// Scores, waiting until `until` at most (the request's deadline).
     pub async fn score(&self, req: ScoreRequest, until: Instant) -> Result<ScoreResponse, CallError> {
         self.call(until, req, |mut c, r| async move { c.score(r).await }).await
     }
@@ -149,16 +140,6 @@ impl Scorer {
     /// Tells the scorer of a binding, waiting until `until` at most.
     pub async fn bind(&self, req: BindRequest, until: Instant) -> Result<BindResponse, CallError> {
         self.call(until, req, |mut c, r| async move { c.bind(r).await }).await
-    }
-
-    /// The deadline of `Filter` and `Score`, from a request's arrival.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
-    }
-
-    /// The deadline of a whole `/bind`: the Binding and the scorer's notice.
-    pub fn bind_deadline(&self) -> Duration {
-        self.bind_deadline
     }
 
     async fn call<M, T, F, Fut>(&self, until: Instant, message: M, f: F) -> Result<T, CallError>

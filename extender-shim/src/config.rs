@@ -7,6 +7,7 @@ use clap::Parser;
 
 use crate::binder::{Binder, BinderKind};
 use crate::client::ClientConfig;
+use crate::fallback::Deadlines;
 use fitsched_proto::quantity;
 
 /// fitsched's kube-scheduler extender: answers `filter`, `prioritize` and `bind` by
@@ -114,8 +115,6 @@ impl Args {
     /// Refuses a profile mapped to two different strategies.
     pub fn shim_config(&self) -> Result<ShimConfig, String> {
         let mut client = ClientConfig::new(self.scorer.clone());
-        client.deadline = self.deadline;
-        client.bind_deadline = self.bind_deadline;
         client.tls_ca = self.tls_ca.clone();
         client.tls_domain = self.tls_domain.clone();
         client.token_file = self.token_file.clone();
@@ -131,7 +130,8 @@ impl Args {
             read_timeout: self.body_read_timeout,
             max_in_flight_bytes: self.max_body_bytes_in_flight,
         };
-        Ok(ShimConfig { client, limits, binder: Binder::ScorerOnly, profiles })
+        let deadlines = Deadlines { verb: self.deadline, bind: self.bind_deadline };
+        Ok(ShimConfig { client, limits, deadlines, binder: Binder::ScorerOnly, profiles })
     }
 
     /// The connection limits of both listeners.
@@ -209,6 +209,8 @@ impl ProfileStrategies {
 pub struct ShimConfig {
     pub client: ClientConfig,
     pub limits: BodyLimits,
+    /// When the scorer's answer is given up on and the answer is neutral.
+    pub deadlines: Deadlines,
     /// Who creates Bindings; [`Args::shim_config`] leaves `ScorerOnly`, [`crate::run`]
     /// sets what `--binder` asks for (it needs a Kubernetes client, built async).
     pub binder: Binder,
@@ -223,6 +225,7 @@ impl ShimConfig {
         Self {
             client: ClientConfig::new(url),
             limits: BodyLimits::default(),
+            deadlines: Deadlines::default(),
             binder: Binder::ScorerOnly,
             profiles: ProfileStrategies::default(),
         }
@@ -270,7 +273,7 @@ mod tests {
         assert!(a.profile_strategy.is_empty());
         let c = a.shim_config().unwrap();
         assert!(c.profiles.is_empty());
-        assert_eq!(c.client.deadline, Duration::from_millis(300));
+        assert_eq!(c.deadlines.verb, Duration::from_millis(300));
         assert_eq!(c.limits, BodyLimits::default());
     }
 

@@ -43,7 +43,7 @@ async fn metrics_name_verbs_codes_and_fallback_reasons() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let mut config = ShimConfig::new(url);
-    config.client.deadline = Duration::from_millis(300);
+    config.deadlines.verb = Duration::from_millis(300);
     let app = fitsched_shim::router(&config).unwrap();
     let metrics = fitsched_shim::metrics_router(Some(handle));
 

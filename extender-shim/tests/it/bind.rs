@@ -122,7 +122,7 @@ async fn a_slow_scorer_does_not_stretch_the_bind_past_its_deadline() {
     let url = start_fake(fake.clone()).await;
     let (binder, _seen) = api(201);
     let mut config = config(&url, Duration::from_secs(5));
-    config.client.bind_deadline = Duration::from_millis(300);
+    config.deadlines.bind = Duration::from_millis(300);
     config.binder = binder;
     let app = fitsched_shim::router(&config).unwrap();
     let started = std::time::Instant::now();

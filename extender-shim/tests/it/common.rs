@@ -156,8 +156,7 @@ pub async fn closed_port_url() -> String {
 
 pub fn config(url: &str, deadline: Duration) -> ShimConfig {
     let mut c = ShimConfig::new(url);
-    c.client.deadline = deadline;
-    c.client.bind_deadline = deadline;
+    c.deadlines = fitsched_shim::Deadlines { verb: deadline, bind: deadline };
     c
 }
 

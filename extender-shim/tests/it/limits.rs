@@ -16,7 +16,7 @@ async fn start(limits: BodyLimits) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     // No scorer listens on port 1: the shim answers neutrally, which is all this needs.
     let mut config = ShimConfig::new("http://127.0.0.1:1");
-    config.client.deadline = Duration::from_millis(100);
+    config.deadlines.verb = Duration::from_millis(100);
     config.limits = limits;
     let app = fitsched_shim::router(&config).unwrap();
     tokio::spawn(serve("extender", listener, app, None, ServeLimits::default(), std::future::pending()));

@@ -30,7 +30,7 @@ async fn start(dir: &Path) -> (SocketAddr, CertificateDer<'static>, tokio::sync:
     let addr = listener.local_addr().unwrap();
     // No scorer listens on port 1: the shim answers neutrally, which is all this needs.
     let mut config = fitsched_shim::ShimConfig::new("http://127.0.0.1:1");
-    config.client.deadline = Duration::from_millis(100);
+    config.deadlines.verb = Duration::from_millis(100);
     let app = fitsched_shim::router(&config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(
