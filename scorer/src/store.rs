@@ -6,10 +6,11 @@
 //!
 //! A new window keeps the previous window's fitness until its own is computed: windows
 //! are wall-clock aligned, so every node's arrives in the same second, and blanking
-//! fitness on arrival would score the whole cluster neutral for the length of a batch.
+//! fitness on arrival would score the whole cluster on the stand-in for the length of a batch.
 //!
-//! The store also keeps the median fitness of the fresh nodes, the neutral fitness a node
-//! without a usable one is scored with. It is recomputed once per landed batch (one
+//! The store also keeps the median fitness of the fresh nodes, the *stand-in fitness* a
+//! node without a usable one is scored with (not to be confused with the shim's neutral
+//! answer, which scores every node alike when the scorer cannot answer). It is recomputed once per landed batch (one
 //! selection over the store's nodes, so a batch of k nodes costs one O(n) pass, not k)
 //! and read in O(1) by every scoring request; it is 0.5 when no node is fresh.
 
@@ -94,7 +95,7 @@ struct Median {
     /// `None`: no node was fresh.
     fitness: Option<f64>,
     /// When the freshest of those nodes goes stale: from then on no node that counted
-    /// is fresh, and the neutral fitness is [`NEUTRAL_FITNESS`] until a batch lands.
+    /// is fresh, and the stand-in is [`STAND_IN_WITHOUT_FRESH_NODES`] until a batch lands.
     /// `None`: not within the clock's range.
     until: Option<Instant>,
 }
@@ -108,8 +109,8 @@ fn shown_since(window: &CompactWindow, received_ms: i64) -> i64 {
     window.start_unix_ms().min(received_ms.saturating_sub(length))
 }
 
-/// The neutral fitness when no node is fresh.
-pub const NEUTRAL_FITNESS: f64 = 0.5;
+/// The stand-in fitness when no node is fresh.
+pub const STAND_IN_WITHOUT_FRESH_NODES: f64 = 0.5;
 
 /// One node's fitness as a batch computed it (see [`NodeStore::land`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -315,14 +316,14 @@ impl NodeStore {
         Median { fitness: Some(fitness), until: freshest.checked_add(self.stale_after) }
     }
 
-    /// The neutral fitness: the median fitness of the fresh nodes as of the last landed
-    /// batch, or [`NEUTRAL_FITNESS`] when none is fresh. O(1).
+    /// The stand-in fitness: the median fitness of the fresh nodes as of the last landed
+    /// batch, or [`STAND_IN_WITHOUT_FRESH_NODES`] when none is fresh. O(1).
     pub fn median_fitness(&self) -> f64 {
         let m = self.read().median;
         match (m.fitness, m.until) {
             (Some(f), Some(until)) if Instant::now() <= until => f,
             (Some(f), None) => f,
-            _ => NEUTRAL_FITNESS,
+            _ => STAND_IN_WITHOUT_FRESH_NODES,
         }
     }
 
@@ -526,9 +527,9 @@ mod tests {
     #[test]
     fn the_median_follows_landed_fitness_and_counts_fresh_nodes_only() {
         let s = NodeStore::new(Duration::from_secs(60));
-        assert_eq!(s.median_fitness(), NEUTRAL_FITNESS, "no node at all");
+        assert_eq!(s.median_fitness(), STAND_IN_WITHOUT_FRESH_NODES, "no node at all");
         s.insert(window("a", "x", 1));
-        assert_eq!(s.median_fitness(), NEUTRAL_FITNESS, "a window without fitness does not count");
+        assert_eq!(s.median_fitness(), STAND_IN_WITHOUT_FRESH_NODES, "a window without fitness does not count");
         let land = |node: &str, seq: u64, fitness: Option<f64>| Landed {
             node: node.into(),
             agent_id: "x".into(),
@@ -560,13 +561,13 @@ mod tests {
     }
 
     #[test]
-    fn the_median_is_neutral_once_every_counted_node_is_stale() {
+    fn the_stand_in_is_the_default_once_every_counted_node_is_stale() {
         let s = NodeStore::new(Duration::from_millis(50));
         s.insert(window("a", "x", 1));
         s.set_fitness("a", "x", 1, Some(0.8), vec![]);
         assert_eq!(s.median_fitness(), 0.8);
         std::thread::sleep(Duration::from_millis(80));
         assert!(matches!(s.view(&["a"])[0], NodeView::Stale { .. }));
-        assert_eq!(s.median_fitness(), NEUTRAL_FITNESS, "no batch landed, yet nothing is fresh any more");
+        assert_eq!(s.median_fitness(), STAND_IN_WITHOUT_FRESH_NODES, "no batch landed, yet nothing is fresh any more");
     }
 }

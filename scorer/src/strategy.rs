@@ -74,8 +74,8 @@ pub const CORES_WHEN_UNKNOWN: f64 = 4.0;
 /// (`DefaultMilliCPURequest`, 100m) for scoring such pods.
 pub const REQUEST_WHEN_NONE: f64 = 0.1;
 
-/// What a strategy knows of one candidate node: its fitness, or the neutral (median)
-/// fitness for a node without a usable one.
+/// What a strategy knows of one candidate node: its fitness, or the stand-in (the fresh
+/// nodes' median) for a node without a usable one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub fitness: f64,
