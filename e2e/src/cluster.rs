@@ -676,16 +676,22 @@ pub fn ensure_etcd() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sum of a counter's samples whose labels contain `label`.
+/// The sum of a counter's samples that carry `label` ([`sum_samples`]).
 pub fn sum_metric(text: &str, name: &str, label: &str) -> u64 {
     sum_samples(text, name, label) as u64
 }
 
-/// The sum of the samples of `name` (with or without labels) whose line contains `label`.
+/// The sum of the samples of `name` in a `/metrics` text that carry `label`
+/// (`key="value"`; empty: every sample of `name`), read with the one exposition parser
+/// (`fitsched_runtime::exposition`). A text with no sample sums to 0.
 pub fn sum_samples(text: &str, name: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    let want = label.split_once('=').map(|(k, v)| (k.trim(), v.trim().trim_matches('"')));
+    let Ok(exposition) = fitsched_runtime::exposition::parse(text) else { return 0.0 };
+    exposition
+        .samples
+        .iter()
+        .filter(|s| s.name == name && want.is_none_or(|(k, v)| s.label(k) == Some(v)))
+        .map(|s| s.value)
         .sum()
 }
 

@@ -4,6 +4,7 @@
 //!
 //! This crate holds process plumbing only; no fitsched concept lives here.
 
+pub mod exposition;
 pub mod http;
 
 use std::io::IsTerminal;
