@@ -3,12 +3,12 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fitsched_e2e::cluster::{sum_metric, sum_samples};
-use fitsched_e2e::process::status_kib;
+use fitsched_e2e::process::{Processes, status_kib};
 use fitsched_e2e::stack::free_addr;
 use fitsched_e2e::tools::cargo;
 use fitsched_e2e::{paths, progress};
@@ -123,7 +123,7 @@ fn template_window() -> anyhow::Result<serde_json::Value> {
 
 /// A release scorer on loopback (no authentication: only the benchmark calls it).
 struct BenchScorer {
-    process: Killed,
+    process: Spawned,
     grpc: std::net::SocketAddr,
     http: std::net::SocketAddr,
 }
@@ -143,13 +143,13 @@ impl BenchScorer {
             "--allow-unauthenticated".into(),
         ];
         args.extend_from_slice(extra);
-        let process = spawn(&paths::target_dir().join("release/fitsched-scorer"), &args, env, &logs.join(log))?;
+        let process = spawn(&paths::target_dir().join("release/fitsched-scorer"), &args, env, log)?;
         wait_listening(grpc, "the scorer", Duration::from_secs(30))?;
         Ok(BenchScorer { process, grpc, http })
     }
 
     fn pid(&self) -> u32 {
-        self.process.0.id()
+        self.process.pid
     }
 
     /// One real window for each of `nodes` nodes over `streams` streams
@@ -179,7 +179,7 @@ impl BenchScorer {
 fn store(nodes: usize, streams: usize) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "fitsched-scorer", "--bins"])?;
     cargo(&["build", "--release", "-p", "fitsched-lab", "--example", "ingest_load"])?;
-    let scorer = BenchScorer::start(nodes, &[], &[], "store-scorer.log")?;
+    let scorer = BenchScorer::start(nodes, &[], &[], "store-scorer")?;
     let pid = scorer.pid();
     let before = status_kib(pid, "VmRSS")?;
     let load = scorer.load(nodes, streams)?;
@@ -226,7 +226,7 @@ fn batch(nodes: usize, seconds: f64) -> anyhow::Result<()> {
     std::fs::copy(paths::workspace_root().join("onnx/fitness.onnx"), &model)?;
     let ort = venv.onnxruntime_library()?;
     let extra = ["--model".into(), model.display().to_string(), "--model-poll".into(), "100ms".into()];
-    let scorer = BenchScorer::start(nodes, &extra, &[("ORT_DYLIB_PATH", ort.as_os_str())], "batch-scorer.log")?;
+    let scorer = BenchScorer::start(nodes, &extra, &[("ORT_DYLIB_PATH", ort.as_os_str())], "batch-scorer")?;
     scorer.load(nodes, 2)?;
     let predictions = || scorer.metrics().map(|m| sum_metric(&m, "inference_predictions_total", ""));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -318,26 +318,20 @@ fn clock_ticks() -> f64 {
     100.0
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A benchmarked process, killed when dropped (the harness's process guard).
+struct Spawned {
+    _guard: Processes,
+    pid: u32,
 }
 
-fn spawn(path: &Path, args: &[String], env: &[(&str, &OsStr)], log: &Path) -> anyhow::Result<Killed> {
-    let out = std::fs::File::create(log)?;
-    let child = Command::new(path)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("starting {}", path.display()))?;
-    Ok(Killed(child))
+/// Starts `path` with its output in `<bench logs>/<name>.log`.
+fn spawn(path: &Path, args: &[String], env: &[(&str, &OsStr)], name: &str) -> anyhow::Result<Spawned> {
+    let mut guard = Processes::new(paths::state_dir().join("bench-logs"))?;
+    let mut cmd = Command::new(path);
+    cmd.args(args).envs(env.iter().copied());
+    guard.spawn(name, cmd)?;
+    let pid = guard.pid(name).context("a started process without a pid")?;
+    Ok(Spawned { _guard: guard, pid })
 }
 
 fn agent(duration: Duration) -> anyhow::Result<()> {
@@ -356,7 +350,7 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
     let logs = paths::state_dir().join("bench-logs");
     std::fs::create_dir_all(&logs)?;
     let agent_http = free_addr()?;
-    let scorer = BenchScorer::start(1, &[], &[], "scorer.log")?;
+    let scorer = BenchScorer::start(1, &[], &[], "scorer")?;
     let agent = spawn(
         &release.join("fitsched-agent"),
         &[
@@ -370,15 +364,15 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
             "20s".into(),
         ],
         &[],
-        &logs.join("agent.log"),
+        "agent",
     )?;
-    let floor = spawn(&release.join("examples/procfs_floor"), &["1000".into()], &[], &logs.join("floor.log"))?;
+    let floor = spawn(&release.join("examples/procfs_floor"), &["1000".into()], &[], "floor")?;
 
     // Start-up (connecting, first reads) is not the steady state being measured.
     let warmup = Duration::from_secs(20);
     progress(format!("warming up for {warmup:?}"));
     std::thread::sleep(warmup);
-    let (a0, f0, t0) = (usage(agent.0.id())?, usage(floor.0.id())?, Instant::now());
+    let (a0, f0, t0) = (usage(agent.pid)?, usage(floor.pid)?, Instant::now());
     let mut last = Instant::now();
     while t0.elapsed() < duration {
         std::thread::sleep(Duration::from_secs(1));
@@ -387,7 +381,7 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
             last = Instant::now();
         }
     }
-    let (a1, f1, wall) = (usage(agent.0.id())?, usage(floor.0.id())?, t0.elapsed());
+    let (a1, f1, wall) = (usage(agent.pid)?, usage(floor.pid)?, t0.elapsed());
     let share = |u0: Usage, u1: Usage| u0.cpu_since(&u1).as_secs_f64() / wall.as_secs_f64() * 100.0;
     let (agent_cpu, floor_cpu) = (share(a0, a1), share(f0, f1));
     let mib = |u: Usage| u.peak_rss_kib as f64 / 1024.0;
