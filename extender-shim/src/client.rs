@@ -26,6 +26,8 @@ pub struct ClientConfig {
     pub tls_domain: Option<String>,
     /// File with the bearer token the scorer knows the shim by.
     pub token_file: Option<std::path::PathBuf>,
+    /// A gRPC message, either way ([`crate::Limits::max_grpc_message`]).
+    pub max_message_bytes: usize,
 }
 
 impl ClientConfig {
@@ -39,6 +41,7 @@ impl ClientConfig {
             tls_ca: None,
             tls_domain: None,
             token_file: None,
+            max_message_bytes: fitsched_runtime::MAX_GRPC_MESSAGE,
         }
     }
 }
@@ -84,8 +87,6 @@ const UNKNOWN: u8 = 0;
 const REACHABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
 
-const MAX_MESSAGE_BYTES: usize = fitsched_runtime::MAX_GRPC_MESSAGE;
-
 /// A cheap-to-clone handle on the scorer.
 #[derive(Debug, Clone)]
 pub struct Scorer {
@@ -109,8 +110,8 @@ impl Scorer {
                 .keep_alive_while_idle(true)
                 .connect_lazy();
         let client = ScorerClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes);
         Ok(Self {
             client,
             last: Arc::new(AtomicU8::new(UNKNOWN)),

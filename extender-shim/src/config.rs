@@ -119,28 +119,11 @@ impl Args {
         client.tls_domain = self.tls_domain.clone();
         client.token_file = self.token_file.clone();
         let profiles = ProfileStrategies::new(self.profile_strategy.iter().cloned())?;
-        if self.max_body_bytes > self.max_body_bytes_in_flight {
-            return Err(format!(
-                "--max-body-bytes ({}) is larger than --max-body-bytes-in-flight ({}): no such body could ever be read",
-                self.max_body_bytes, self.max_body_bytes_in_flight
-            ));
-        }
-        let limits = BodyLimits {
-            max_body_bytes: self.max_body_bytes,
-            read_timeout: self.body_read_timeout,
-            max_in_flight_bytes: self.max_body_bytes_in_flight,
-        };
+        let all = crate::Limits::from_args(self)?;
+        client.max_message_bytes = all.max_grpc_message;
+        let limits = all.body;
         let deadlines = Deadlines { verb: self.deadline, bind: self.bind_deadline };
         Ok(ShimConfig { client, limits, deadlines, binder: Binder::ScorerOnly, profiles })
-    }
-
-    /// The connection limits of both listeners.
-    pub fn serve_limits(&self) -> fitsched_runtime::http::ServeLimits {
-        fitsched_runtime::http::ServeLimits {
-            header_read_timeout: self.header_read_timeout,
-            max_connections: self.max_connections,
-            ..Default::default()
-        }
     }
 }
 

@@ -14,6 +14,7 @@ mod binder;
 mod client;
 mod config;
 mod fallback;
+mod limits;
 mod observe;
 pub mod wire;
 
@@ -26,6 +27,7 @@ pub use api::{metrics_router, router};
 pub use binder::{Binder, BinderKind};
 pub use config::{Args, BodyLimits, ProfileStrategies, ProfileStrategy, ShimConfig};
 pub use fallback::Deadlines;
+pub use limits::Limits;
 
 // Extender answers should take milliseconds; the upper buckets show deadline-bound
 // fallbacks and slow decoding of very large full-mode bodies.
@@ -65,7 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let stop = fitsched_runtime::Stop::on(fitsched_runtime::shutdown_signal());
-    let limits = args.serve_limits();
+    let limits = Limits::from_args(&args).map_err(anyhow::Error::msg)?.serve;
     let (served, metrics_served) = tokio::join!(
         http::serve("extender", listener, app, tls, limits, stop.stopped()),
         http::serve("metrics", metrics_listener, metrics_router(Some(metrics)), None, limits, stop.stopped()),
