@@ -23,7 +23,8 @@ use std::time::Instant;
 use fitsched_proto::metric;
 use tracing::{info, warn};
 
-use super::procfs::{ParseError, Pressure, parse_pressure, stall_share};
+use super::procfs::ParseError;
+use super::psi::{PsiFile, PsiTracker};
 use super::{Collector, Sample};
 
 /// Reason given for every metric when no cgroup v2 hierarchy is mounted.
@@ -310,10 +311,14 @@ pub fn throttling_delta(prev: &BTreeMap<String, Throttling>, cur: &BTreeMap<Stri
 }
 
 /// The pressure files and the metrics each one feeds (`some`, `full`).
-const PSI: [(&str, &str, Option<&str>); 3] = [
-    ("cpu.pressure", metric::KUBEPODS_PSI_CPU_SOME, None),
-    ("memory.pressure", metric::KUBEPODS_PSI_MEMORY_SOME, Some(metric::KUBEPODS_PSI_MEMORY_FULL)),
-    ("io.pressure", metric::KUBEPODS_PSI_IO_SOME, None),
+const PSI: [PsiFile; 3] = [
+    PsiFile { resource: "cpu.pressure", some: metric::KUBEPODS_PSI_CPU_SOME, full: None },
+    PsiFile {
+        resource: "memory.pressure",
+        some: metric::KUBEPODS_PSI_MEMORY_SOME,
+        full: Some(metric::KUBEPODS_PSI_MEMORY_FULL),
+    },
+    PsiFile { resource: "io.pressure", some: metric::KUBEPODS_PSI_IO_SOME, full: None },
 ];
 
 /// One tick's file contents of the kubepods tree, or why a file could not be read.
@@ -337,7 +342,6 @@ struct Prev {
     at: Instant,
     kubepods: PathBuf,
     usage_usec: Option<u64>,
-    psi: [Option<Pressure>; 3],
     pods: Option<BTreeMap<String, Throttling>>,
 }
 
@@ -349,6 +353,7 @@ pub struct CgroupCollector {
     /// The cgroup v1 hierarchies, for a kubelet that uses v1.
     v1: V1Roots,
     prev: Option<Prev>,
+    psi: PsiTracker,
     /// What the last tick found (kubepods path or why not), to log only changes.
     last_location: Option<Result<PathBuf, String>>,
 }
@@ -386,7 +391,7 @@ impl CgroupCollector {
     }
 
     fn with_roots(root: Result<PathBuf, String>, v1: V1Roots) -> Self {
-        Self { root, v1, prev: None, last_location: None }
+        Self { root, v1, prev: None, psi: PsiTracker::default(), last_location: None }
     }
 
     /// The kubepods cgroup, or why there is none: cgroup v1's when the kubelet put the
@@ -438,7 +443,7 @@ impl CgroupCollector {
                 v1: false,
                 cpu_stat: read("cpu.stat", "not a cgroup v2 directory?"),
                 memory_current: read("memory.current", "memory controller not enabled for kubepods"),
-                pressure: PSI.map(|(file, _, _)| read(file, PSI_HINT)),
+                pressure: PSI.map(|f| read(f.resource, PSI_HINT)),
                 pods,
             },
             Some(v1) => CgroupReadings {
@@ -446,8 +451,8 @@ impl CgroupCollector {
                 v1: true,
                 cpu_stat: read_file(&v1.cpuacct.join("cpuacct.usage"), "no cpuacct controller?"),
                 memory_current: read_file(&v1.memory.join("memory.usage_in_bytes"), "no memory controller?"),
-                pressure: PSI.map(|(file, _, _)| match &v1.pressure {
-                    Some(p) => read_file(&p.join(file), PSI_HINT),
+                pressure: PSI.map(|f| match &v1.pressure {
+                    Some(p) => read_file(&p.join(f.resource), PSI_HINT),
                     None => Err("cgroup v1 has no pressure files, and no cgroup v2 hierarchy holds kubepods".into()),
                 }),
                 pods,
@@ -463,6 +468,7 @@ impl CgroupCollector {
             Ok(raw) => raw,
             Err(reason) => {
                 self.prev = None;
+                self.psi.reset();
                 for name in METRICS {
                     sample.set_missing(name, reason.clone());
                 }
@@ -472,7 +478,7 @@ impl CgroupCollector {
         // Counters of another kubepods cgroup (the kubelet moved) are no baseline.
         let prev = self.prev.take().filter(|p| p.kubepods == raw.kubepods);
         let elapsed_us = prev.as_ref().map(|p| now.saturating_duration_since(p.at).as_secs_f64() * 1e6);
-        let mut next = Prev { at: now, kubepods: raw.kubepods.clone(), usage_usec: None, psi: [None; 3], pods: None };
+        let mut next = Prev { at: now, kubepods: raw.kubepods.clone(), usage_usec: None, pods: None };
         let file = |name: &str| raw.kubepods.join(name).display().to_string();
 
         let v1 = raw.v1;
@@ -503,36 +509,10 @@ impl CgroupCollector {
             Err(reason) => sample.set_missing(metric::KUBEPODS_MEMORY_BYTES, reason),
         }
 
-        for (i, ((name, some, full), contents)) in PSI.into_iter().zip(raw.pressure).enumerate() {
-            let cur = match contents
-                .and_then(|s| parse_pressure(&s).map_err(|e| format!("cannot parse {}: {e}", file(name))))
-            {
-                Ok(cur) => cur,
-                Err(reason) => {
-                    sample.set_missing(some, reason.clone());
-                    if let Some(full) = full {
-                        sample.set_missing(full, reason);
-                    }
-                    continue;
-                }
-            };
-            if let Some(full) = full
-                && cur.full_total_us.is_none()
-            {
-                sample.set_missing(full, format!("no `full` line in {}", file(name)));
-            }
-            if let (Some(p), Some(us)) = (prev.as_ref().and_then(|p| p.psi[i]), elapsed_us) {
-                if let Some(share) = stall_share(p.some_total_us, cur.some_total_us, us) {
-                    sample.set(some, share);
-                }
-                if let (Some(full), Some(p), Some(c)) = (full, p.full_total_us, cur.full_total_us)
-                    && let Some(share) = stall_share(p, c, us)
-                {
-                    sample.set(full, share);
-                }
-            }
-            next.psi[i] = Some(cur);
+        if prev.is_none() {
+            self.psi.reset();
         }
+        self.psi.compute(&PSI, raw.pressure, |name| file(name), now, &mut sample);
 
         match raw.pods {
             Err(reason) => {

@@ -10,6 +10,7 @@ pub mod net;
 pub mod pcm;
 pub mod perf;
 pub mod procfs;
+pub mod psi;
 pub mod rates;
 
 use std::collections::BTreeMap;

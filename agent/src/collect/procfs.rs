@@ -1,5 +1,5 @@
 //! The procfs/PSI collector: CPU, memory and load from `/proc`, stall shares from
-//! `/proc/pressure`.
+//! `/proc/pressure` (through the PSI tracker every pressure file shares, [`super::psi`]).
 //!
 //! Parsing is pure (`parse_*` take file contents) and apart from I/O
 //! ([`ProcfsCollector::read`]), so the maths is tested on real samples without a
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use fitsched_proto::metric;
 
+use super::psi::{PsiFile, PsiTracker};
 use super::rates::Rates;
 use super::{Collector, Sample};
 
@@ -201,47 +202,11 @@ pub fn parse_loadavg(contents: &str) -> Result<f64, ParseError> {
         .ok_or_else(|| ParseError::Malformed { what: "loadavg", line: contents.trim().to_owned() })
 }
 
-/// Cumulative stall time of one `/proc/pressure/*` file, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pressure {
-    pub some_total_us: u64,
-    /// Absent for `cpu` before Linux 5.13.
-    pub full_total_us: Option<u64>,
-}
-
-pub fn parse_pressure(contents: &str) -> Result<Pressure, ParseError> {
-    let mut some = None;
-    let mut full = None;
-    for line in contents.lines() {
-        let mut tokens = line.split_ascii_whitespace();
-        let slot = match tokens.next() {
-            Some("some") => &mut some,
-            Some("full") => &mut full,
-            _ => continue,
-        };
-        let total = tokens
-            .find_map(|t| t.strip_prefix("total="))
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| ParseError::Malformed { what: "pressure line", line: line.to_owned() })?;
-        *slot = Some(total);
-    }
-    Ok(Pressure { some_total_us: some.ok_or(ParseError::MissingField("some"))?, full_total_us: full })
-}
-
-/// Share of `elapsed_us` spent stalled, from two cumulative counters; `None` on reset or
-/// when no time passed.
-pub fn stall_share(prev_us: u64, cur_us: u64, elapsed_us: f64) -> Option<f64> {
-    let delta = cur_us.checked_sub(prev_us)?;
-    // Readings of different files are a few microseconds apart, so a share can
-    // overshoot 1 slightly.
-    (elapsed_us > 0.0).then(|| (delta as f64 / elapsed_us).clamp(0.0, 1.0))
-}
-
 /// The PSI resources and the metrics each one feeds (`some`, `full`).
-const PSI: [(&str, &str, Option<&str>); 3] = [
-    ("cpu", metric::PSI_CPU_SOME, None),
-    ("memory", metric::PSI_MEMORY_SOME, Some(metric::PSI_MEMORY_FULL)),
-    ("io", metric::PSI_IO_SOME, Some(metric::PSI_IO_FULL)),
+const PSI: [PsiFile; 3] = [
+    PsiFile { resource: "cpu", some: metric::PSI_CPU_SOME, full: None },
+    PsiFile { resource: "memory", some: metric::PSI_MEMORY_SOME, full: Some(metric::PSI_MEMORY_FULL) },
+    PsiFile { resource: "io", some: metric::PSI_IO_SOME, full: Some(metric::PSI_IO_FULL) },
 ];
 
 /// One tick's file contents, or why a file could not be read.
@@ -260,13 +225,13 @@ pub struct RawReadings {
 pub struct ProcfsCollector {
     root: PathBuf,
     prev_cpu: Option<CpuTimes>,
-    prev_psi: [Option<(Pressure, Instant)>; 3],
+    psi: PsiTracker,
     vmstat: Rates,
 }
 
 impl ProcfsCollector {
     pub fn new(proc_root: impl Into<PathBuf>) -> Self {
-        Self { root: proc_root.into(), prev_cpu: None, prev_psi: [None; 3], vmstat: Rates::default() }
+        Self { root: proc_root.into(), prev_cpu: None, psi: PsiTracker::default(), vmstat: Rates::default() }
     }
 
     /// Reads the files. Blocking, but procfs reads are served from kernel memory in
@@ -276,7 +241,7 @@ impl ProcfsCollector {
         let pressure_dir = self.root.join("pressure");
         let pressure = match std::fs::metadata(&pressure_dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            _ => Some(PSI.map(|(resource, _, _)| read(&pressure_dir.join(resource)))),
+            _ => Some(PSI.map(|f| read(&pressure_dir.join(f.resource)))),
         };
         RawReadings {
             stat: read(&self.root.join("stat")),
@@ -407,50 +372,8 @@ impl ProcfsCollector {
         }
 
         match raw.pressure {
-            None => {
-                self.prev_psi = [None; 3];
-                for (_, some, full) in PSI {
-                    sample.set_missing(some, NO_PSI_REASON);
-                    if let Some(full) = full {
-                        sample.set_missing(full, NO_PSI_REASON);
-                    }
-                }
-            }
-            Some(files) => {
-                for (i, ((resource, some, full), contents)) in PSI.into_iter().zip(files).enumerate() {
-                    let parsed = contents.and_then(|s| {
-                        parse_pressure(&s).map_err(|e| format!("cannot parse /proc/pressure/{resource}: {e}"))
-                    });
-                    let cur = match parsed {
-                        Ok(cur) => cur,
-                        Err(reason) => {
-                            self.prev_psi[i] = None;
-                            sample.set_missing(some, reason.clone());
-                            if let Some(full) = full {
-                                sample.set_missing(full, reason);
-                            }
-                            continue;
-                        }
-                    };
-                    if let Some(full) = full
-                        && cur.full_total_us.is_none()
-                    {
-                        sample.set_missing(full, format!("no `full` line in /proc/pressure/{resource}"));
-                    }
-                    if let Some((prev, at)) = self.prev_psi[i] {
-                        let elapsed_us = now.saturating_duration_since(at).as_secs_f64() * 1e6;
-                        if let Some(share) = stall_share(prev.some_total_us, cur.some_total_us, elapsed_us) {
-                            sample.set(some, share);
-                        }
-                        if let (Some(full), Some(p), Some(c)) = (full, prev.full_total_us, cur.full_total_us)
-                            && let Some(share) = stall_share(p, c, elapsed_us)
-                        {
-                            sample.set(full, share);
-                        }
-                    }
-                    self.prev_psi[i] = Some((cur, now));
-                }
-            }
+            None => self.psi.missing(&PSI, NO_PSI_REASON, &mut sample),
+            Some(files) => self.psi.compute(&PSI, files, |r| format!("/proc/pressure/{r}"), now, &mut sample),
         }
         sample
     }
@@ -468,6 +391,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    use super::super::psi::{Pressure, parse_pressure, stall_share};
     use super::*;
 
     // Captured from a real machine (2 CPUs, Linux 6.18).
