@@ -391,7 +391,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use super::super::psi::{Pressure, parse_pressure, stall_share};
+    use super::super::psi::{Pressure, parse_pressure};
     use super::*;
 
     // Captured from a real machine (2 CPUs, Linux 6.18).
