@@ -20,17 +20,10 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn sysctls() -> Vec<String> {
-    [
-        "vm.overcommit_memory",
-        "vm.panic_on_oom",
-        "kernel.panic",
-        "kernel.panic_on_oops",
-        "kernel.keys.root_maxkeys",
-        "kernel.keys.root_maxbytes",
-    ]
-    .iter()
-    .map(|k| std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/"))).unwrap())
-    .collect()
+    node::KUBELET_SYSCTLS
+        .iter()
+        .map(|k| std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/"))).unwrap())
+        .collect()
 }
 
 fn host_leftovers() -> Vec<String> {

@@ -62,16 +62,7 @@ mod tests {
     use clap::Parser;
 
     fn row(limit: &str) -> String {
-        let readme = include_str!("../../README.md");
-        let table = readme.split("**Limits, each with a clear error.**").nth(1).expect("the README's limits table");
-        table
-            .lines()
-            .skip_while(|l| !l.starts_with('|'))
-            .take_while(|l| l.starts_with('|'))
-            .find_map(|l| {
-                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-                (cells.get(1) == Some(&limit)).then(|| cells.get(2).unwrap_or(&"").to_string())
-            })
+        fitsched_runtime::limits_table::row(include_str!("../../README.md"), limit)
             .unwrap_or_else(|| panic!("the README's limits table has no row {limit:?}"))
     }
 

@@ -6,6 +6,7 @@
 
 pub mod exposition;
 pub mod http;
+pub mod limits_table;
 
 use std::io::IsTerminal;
 use std::path::Path;

@@ -95,55 +95,31 @@ mod tests {
         out
     }
 
-    /// The README's limits table, as (limit, default) cells.
-    fn readme_rows() -> Vec<(String, String)> {
-        let readme = include_str!("../../README.md");
-        let table = readme.split("**Limits, each with a clear error.**").nth(1).expect("the README's limits table");
-        table
-            .lines()
-            .skip_while(|l| !l.starts_with('|'))
-            .take_while(|l| l.starts_with('|'))
-            .filter_map(|l| {
-                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-                Some((cells.get(1)?.to_string(), cells.get(2)?.to_string()))
-            })
-            .collect()
-    }
-
-    fn row(rows: &[(String, String)], limit: &str) -> String {
-        rows.iter()
-            .find(|(l, _)| l == limit)
-            .map(|(_, v)| v.clone())
+    fn row(limit: &str) -> String {
+        fitsched_runtime::limits_table::row(include_str!("../../README.md"), limit)
             .unwrap_or_else(|| panic!("the README's limits table has no row {limit:?}"))
     }
 
     #[test]
     fn the_readme_table_says_what_the_scorer_enforces() {
         let l = Limits::default();
-        let rows = readme_rows();
         let v = fitsched_proto::validate::MAX_NODE_NAME;
         let m = fitsched_proto::validate::MAX_METRICS;
         assert_eq!(
-            row(&rows, "node name, metrics per window, candidate nodes per request, Predict rows"),
+            row("node name, metrics per window, candidate nodes per request, Predict rows"),
             format!("{v} B, {}, {}, {}", spaced(m), spaced(l.max_candidates), spaced(l.max_predict_rows))
         );
-        assert_eq!(row(&rows, "tracked nodes"), format!("`--max-nodes {}`", l.max_nodes));
-        assert_eq!(row(&rows, "zones learnt from requests (no node watch)"), "one per tracked node (`--max-nodes`)");
-        assert_eq!(row(&rows, "placement records the watch has not confirmed"), spaced(l.max_placement_records));
+        assert_eq!(row("tracked nodes"), format!("`--max-nodes {}`", l.max_nodes));
+        assert_eq!(row("zones learnt from requests (no node watch)"), "one per tracked node (`--max-nodes`)");
+        assert_eq!(row("placement records the watch has not confirmed"), spaced(l.max_placement_records));
         assert_eq!(
-            row(&rows, "gRPC calls per connection (scorer)"),
+            row("gRPC calls per connection (scorer)"),
             format!("{} served at once, {} streams open", l.max_concurrent_calls, spaced(l.max_streams as usize))
         );
+        assert_eq!(row("Predict calls at once"), format!("{}, each on a blocking thread", l.max_concurrent_predicts));
+        assert_eq!(row("node silent"), format!("`--forget-after {}`", humantime::format_duration(l.forget_after)));
         assert_eq!(
-            row(&rows, "Predict calls at once"),
-            format!("{}, each on a blocking thread", l.max_concurrent_predicts)
-        );
-        assert_eq!(
-            row(&rows, "node silent"),
-            format!("`--forget-after {}`", humantime::format_duration(l.forget_after))
-        );
-        assert_eq!(
-            row(&rows, "gRPC message, both ends"),
+            row("gRPC message, both ends"),
             format!("{} MiB (`fitsched_runtime::MAX_GRPC_MESSAGE`)", l.max_grpc_message >> 20)
         );
     }

@@ -61,7 +61,7 @@ pub const LOCK: &str = "/run/fitsched-real-node.lock";
 /// Everything the node writes: containerd's root, kubelet's, the records [`recover`] reads.
 pub const STATE: &str = "/var/lib/fitsched-node";
 /// The sysctls kubelet sets when it starts (`protectKernelDefaults: false`).
-const KUBELET_SYSCTLS: [&str; 6] = [
+pub const KUBELET_SYSCTLS: [&str; 6] = [
     "vm.overcommit_memory",
     "vm.panic_on_oom",
     "kernel.panic",

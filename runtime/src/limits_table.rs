@@ -1,0 +1,22 @@
+//! The README's limits table ("Limits, each with a clear error."), read for the tests
+//! that hold each binary's `Limits` to it.
+
+/// The default cell of the row whose first cell is `limit`, in `readme`'s limits table.
+pub fn row(readme: &str, limit: &str) -> Option<String> {
+    let table = readme.split("**Limits, each with a clear error.**").nth(1)?;
+    table.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).find_map(|l| {
+        let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+        (cells.get(1) == Some(&limit)).then(|| cells.get(2).unwrap_or(&"").to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_a_row_of_the_table_only() {
+        let readme = "| x | 1 | a |\n**Limits, each with a clear error.**\n\ntext\n\n| limit | default | past it |\n|---|---|---|\n| x | 2 | b |\n\n| y | 3 | c |\n";
+        assert_eq!(super::row(readme, "x").as_deref(), Some("2"));
+        assert_eq!(super::row(readme, "y"), None, "after the table");
+        assert_eq!(super::row("no table", "x"), None);
+    }
+}
