@@ -10,14 +10,14 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::status::NodeStatus;
+use crate::status::NodeProgress;
 
 #[derive(Clone)]
 pub struct HttpState {
     /// The node this agent runs on (for a simulation, the host running it).
     pub node: String,
     /// One entry per reported node: the real one, or every simulated one.
-    pub nodes: Arc<Vec<Arc<NodeStatus>>>,
+    pub nodes: Arc<Vec<Arc<NodeProgress>>>,
     /// `None` when no recorder was installed (tests, or a second agent in one process).
     pub prometheus: Option<PrometheusHandle>,
 }
@@ -90,7 +90,7 @@ mod tests {
     }
 
     fn state(prometheus: Option<PrometheusHandle>) -> HttpState {
-        let a = Arc::new(NodeStatus::new("n1", "a1"));
+        let a = Arc::new(NodeProgress::new("n1", "a1"));
         a.set_last_window_sequence(7);
         a.set_last_acked_sequence(5);
         a.set_buffered(2);

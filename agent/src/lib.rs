@@ -7,7 +7,7 @@
 //! has not acknowledged. `/health` and `/metrics` are served over HTTP.
 //!
 //! The public API: [`run`] (or [`run_with`]) the binary from [`Args`]; the stream client
-//! to the scorer ([`StreamClient`], [`StreamConfig`], reporting into a [`NodeStatus`]);
+//! to the scorer ([`StreamClient`], [`StreamConfig`], reporting into a [`NodeProgress`]);
 //! the metrics a simulated node reports ([`SIMULATED_METRICS`]). Everything else is
 //! internal.
 
@@ -38,7 +38,7 @@ pub use simulate::{
     METRICS as SIMULATED_METRICS, PREFIX as SIMULATED_PREFIX, Profile as SimulatedProfile,
     node_name as simulated_node_name,
 };
-pub use status::NodeStatus;
+pub use status::NodeProgress;
 pub use stream::{StreamClient, StreamConfig};
 
 use collect::{
@@ -130,7 +130,7 @@ pub async fn run_with(
     let mut clients = Vec::with_capacity(collectors.len());
     for (index, (name, collector)) in collectors.into_iter().enumerate() {
         let agent_id = window::new_agent_id(index as u64);
-        let status = Arc::new(NodeStatus::new(&name, &agent_id));
+        let status = Arc::new(NodeProgress::new(&name, &agent_id));
         // The client drains this promptly into its own bounded buffer; the channel only
         // has to absorb a burst while it is busy connecting.
         let (tx, rx) = mpsc::channel(args.buffer.max(1));
@@ -196,7 +196,7 @@ pub async fn run_with(
 struct NodeOut {
     aggregator: WindowAggregator,
     windows: mpsc::Sender<NodeWindow>,
-    status: Arc<NodeStatus>,
+    status: Arc<NodeProgress>,
     missing: MissingGauge,
 }
 

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
-pub struct NodeStatus {
+pub struct NodeProgress {
     pub node_name: String,
     pub agent_id: String,
     last_window_sequence: AtomicU64,
@@ -15,7 +15,7 @@ pub struct NodeStatus {
     rtt_us: AtomicU64,
 }
 
-impl NodeStatus {
+impl NodeProgress {
     pub fn new(node_name: impl Into<String>, agent_id: impl Into<String>) -> Self {
         Self { node_name: node_name.into(), agent_id: agent_id.into(), ..Default::default() }
     }

@@ -24,7 +24,7 @@ use tonic::{Code, Status};
 use tracing::{debug, error, info, warn};
 
 use crate::rng::SplitMix64;
-use crate::status::NodeStatus;
+use crate::status::NodeProgress;
 use crate::telemetry;
 
 /// Unacknowledged windows, oldest first, at most `capacity` of them, and the newest
@@ -171,7 +171,7 @@ enum Link {
 /// One node's stream to the scorer; run it with [`StreamClient::run`].
 pub struct StreamClient {
     config: StreamConfig,
-    status: Arc<NodeStatus>,
+    status: Arc<NodeProgress>,
     windows: mpsc::Receiver<NodeWindow>,
     outbox: Outbox,
     backoff: Backoff,
@@ -182,7 +182,7 @@ pub struct StreamClient {
 
 impl StreamClient {
     /// The client reads windows from `windows` until that channel closes.
-    pub fn new(config: StreamConfig, status: Arc<NodeStatus>, windows: mpsc::Receiver<NodeWindow>) -> Self {
+    pub fn new(config: StreamConfig, status: Arc<NodeProgress>, windows: mpsc::Receiver<NodeWindow>) -> Self {
         let jitter = SplitMix64::new(crate::rng::mix(
             SplitMix64::from_entropy().next_u64()
                 ^ status.agent_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Behaviour, FakeScorer, free_addr, wait_until};
-use fitsched_agent::NodeStatus;
+use fitsched_agent::NodeProgress;
 use fitsched_agent::{StreamClient, StreamConfig};
 use fitsched_proto::NodeWindow;
 use tokio::sync::mpsc;
@@ -27,13 +27,13 @@ fn window(sequence: u64) -> NodeWindow {
 fn client(
     addr: std::net::SocketAddr,
     buffer: usize,
-) -> (mpsc::Sender<NodeWindow>, Arc<NodeStatus>, tokio::task::JoinHandle<()>) {
+) -> (mpsc::Sender<NodeWindow>, Arc<NodeProgress>, tokio::task::JoinHandle<()>) {
     let mut config = StreamConfig::new(&format!("http://{addr}"), buffer, Duration::from_secs(1)).unwrap();
     // Fast retries keep the test short; the logic is the same as with the defaults.
     config.backoff_initial = Duration::from_millis(20);
     config.backoff_max = Duration::from_millis(200);
     config.endpoint = config.endpoint.connect_timeout(Duration::from_secs(1));
-    let status = Arc::new(NodeStatus::new("n1", "agent-1"));
+    let status = Arc::new(NodeProgress::new("n1", "agent-1"));
     let (tx, rx) = mpsc::channel(64);
     let task = tokio::spawn(StreamClient::new(config, Arc::clone(&status), rx).run());
     (tx, status, task)

@@ -78,7 +78,7 @@ use crate::binder::{Binder, Bound};
 use crate::client::{CallError, Scorer};
 use crate::config::{BodyLimits, ProfileStrategies, ShimConfig};
 use crate::fallback::{self, Deadlines};
-use crate::observe::{self, Arrived, metric};
+use crate::observe::{self, Arrived, series};
 use crate::wire::{
     self, BadRequest, ErrorBody, ExtenderBindingResult, ExtenderFilterResult, FailedNodes, HostPriority, SchedulingArgs,
 };
@@ -231,7 +231,7 @@ fn refuse_with(verb: Verb) -> impl Fn(StatusCode, String) -> Response {
 /// A request refused before it was understood: counted, logged, answered with a JSON
 /// error, connection closed (the rest of its body may still be on the way).
 fn refuse(verb: Verb, status: StatusCode, message: String) -> Response {
-    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str(), "code" => status.as_str().to_owned()).increment(1);
+    metrics::counter!(series::BAD_REQUESTS, "verb" => verb.as_str(), "code" => status.as_str().to_owned()).increment(1);
     warn!(verb = verb.as_str(), status = status.as_u16(), message, "request refused");
     let mut response = error(status, message);
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -343,7 +343,7 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
     let node = request.node.clone();
     let deadline = state.deadlines.bind;
     let failed = |reason: &'static str, error: &dyn std::fmt::Display| {
-        metrics::counter!(metric::BIND_ERRORS, "reason" => reason).increment(1);
+        metrics::counter!(series::BIND_ERRORS, "reason" => reason).increment(1);
         warn!(pod, verb = verb.as_str(), node, reason, error = %error,
             "bind failed; kube-scheduler retries the pod (binds it itself if the extender is ignorable)");
         json(
@@ -357,7 +357,7 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
         Err(e) => return failed(e.reason(), &e),
     };
     if bound == Bound::AlreadyThere {
-        metrics::counter!(metric::BINDS_FOUND_BOUND).increment(1);
+        metrics::counter!(series::BINDS_FOUND_BOUND).increment(1);
     }
     let until = state.deadlines.notice_until(arrived);
     let notice = if until <= Instant::now() {
@@ -377,7 +377,7 @@ async fn bind_body(state: &AppState, body: &[u8], arrived: Instant) -> Response 
         // Without a Binding, the scorer's record is the whole bind.
         (Err(e), Binder::ScorerOnly) => return failed(e.reason(), &e),
         (Err(e), Binder::Kubernetes(_)) => {
-            metrics::counter!(metric::BIND_NOTICE_FAILURES).increment(1);
+            metrics::counter!(series::BIND_NOTICE_FAILURES).increment(1);
             warn!(pod, verb = verb.as_str(), node, reason = e.reason(), error = %e,
                 "bound, but the scorer was not told; its pod watch will show the pod");
         }
@@ -472,7 +472,7 @@ fn refuse_body(verb: Verb, state: &AppState, rejection: &BytesRejection) -> Resp
 }
 
 fn bad_request(verb: Verb, e: &BadRequest) -> Response {
-    metrics::counter!(metric::BAD_REQUESTS, "verb" => verb.as_str(), "code" => "400").increment(1);
+    metrics::counter!(series::BAD_REQUESTS, "verb" => verb.as_str(), "code" => "400").increment(1);
     warn!(verb = verb.as_str(), error = %e, "bad request");
     error(StatusCode::BAD_REQUEST, e.0.clone())
 }

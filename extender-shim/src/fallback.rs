@@ -13,7 +13,7 @@ use tracing::warn;
 
 use crate::api::Verb;
 use crate::client::CallError;
-use crate::observe::metric;
+use crate::observe::series;
 use crate::wire::{FailedNodes, HostPriority};
 
 /// The verbs' deadlines, from a request's arrival.
@@ -70,7 +70,7 @@ pub(crate) fn neutral_scores(nodes: &[CandidateNode]) -> Vec<HostPriority<'_>> {
 
 /// Counts and logs a neutral answer, with why the scorer gave no usable one.
 pub(crate) fn answered_neutrally(verb: Verb, pod: &str, e: &CallError) {
-    metrics::counter!(metric::FALLBACKS, "verb" => verb.as_str(), "reason" => e.reason()).increment(1);
+    metrics::counter!(series::FALLBACKS, "verb" => verb.as_str(), "reason" => e.reason()).increment(1);
     warn!(pod, verb = verb.as_str(), reason = e.reason(), error = %e, "scorer gave no usable answer; answering neutrally");
 }
 

@@ -79,32 +79,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let handle = fitsched_runtime::install_prometheus(&[(observe::metric::REQUEST_DURATION, DURATION_BUCKETS)])?;
-    metrics::describe_counter!(observe::metric::REQUESTS, "Extender requests answered, by verb and HTTP status code.");
+    let handle = fitsched_runtime::install_prometheus(&[(observe::series::REQUEST_DURATION, DURATION_BUCKETS)])?;
+    metrics::describe_counter!(observe::series::REQUESTS, "Extender requests answered, by verb and HTTP status code.");
     metrics::describe_histogram!(
-        observe::metric::REQUEST_DURATION,
+        observe::series::REQUEST_DURATION,
         metrics::Unit::Seconds,
         "Time from receiving an extender request to answering it."
     );
     metrics::describe_counter!(
-        observe::metric::FALLBACKS,
+        observe::series::FALLBACKS,
         "Neutral answers given because the scorer was unreachable, too slow or refused the request."
     );
     metrics::describe_counter!(
-        observe::metric::BAD_REQUESTS,
+        observe::series::BAD_REQUESTS,
         "Requests refused: malformed (400), body too slow (408), too large (413), no room for the body (503)."
     );
-    metrics::describe_counter!(observe::metric::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
+    metrics::describe_counter!(observe::series::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
     metrics::describe_counter!(
-        observe::metric::LATE_ANSWERS,
+        observe::series::LATE_ANSWERS,
         "Answers that left more than 50 ms after their verb's deadline, counted from the request's arrival."
     );
     metrics::describe_counter!(
-        observe::metric::BINDS_FOUND_BOUND,
+        observe::series::BINDS_FOUND_BOUND,
         "Binds refused (409) or unanswered whose pod was already on the requested node: reported bound."
     );
     metrics::describe_counter!(
-        observe::metric::BIND_NOTICE_FAILURES,
+        observe::series::BIND_NOTICE_FAILURES,
         "Bindings created whose notice to the scorer failed (its pod watch catches up)."
     );
     http::describe_metrics();

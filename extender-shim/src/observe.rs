@@ -14,7 +14,7 @@ use crate::api::Verb;
 use crate::fallback::{Deadlines, LATE_AFTER};
 
 /// Metric names, all prefixed `fitsched_`.
-pub mod metric {
+pub mod series {
     /// Counter `{verb, code}`: answered extender requests by HTTP status.
     pub const REQUESTS: &str = "fitsched_shim_requests_total";
     /// Histogram `{verb}`: time from request to answer, seconds.
@@ -63,10 +63,10 @@ pub(crate) async fn observe(State(deadlines): State<Deadlines>, mut req: Request
 fn record(verb: Verb, start: Instant, response: &Response, deadline: std::time::Duration) {
     let code = response.status().as_u16().to_string();
     let took = start.elapsed();
-    metrics::counter!(metric::REQUESTS, "verb" => verb.as_str(), "code" => code).increment(1);
-    metrics::histogram!(metric::REQUEST_DURATION, "verb" => verb.as_str()).record(took.as_secs_f64());
+    metrics::counter!(series::REQUESTS, "verb" => verb.as_str(), "code" => code).increment(1);
+    metrics::histogram!(series::REQUEST_DURATION, "verb" => verb.as_str()).record(took.as_secs_f64());
     if response.status() == axum::http::StatusCode::OK && took > deadline + LATE_AFTER {
-        metrics::counter!(metric::LATE_ANSWERS, "verb" => verb.as_str()).increment(1);
+        metrics::counter!(series::LATE_ANSWERS, "verb" => verb.as_str()).increment(1);
         warn!(
             verb = verb.as_str(),
             took_ms = took.as_millis() as u64,

@@ -172,13 +172,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
     }
 }
 
-/// The parts of a v1.Node fitsched reads.
+/// The parts of a Kubernetes v1.Node fitsched reads (full mode's `Nodes`).
 #[derive(Debug, Default, Deserialize)]
-pub struct NodeView<'a> {
+pub struct KubeNode<'a> {
     #[serde(default)]
     pub metadata: Option<NodeMeta>,
     #[serde(borrow, default)]
-    pub status: Option<NodeStatus<'a>>,
+    pub status: Option<KubeNodeStatus<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,7 +195,7 @@ pub struct NodeLabels {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct NodeStatus<'a> {
+pub struct KubeNodeStatus<'a> {
     #[serde(borrow, default)]
     pub allocatable: Option<ResourceList<'a>>,
 }
@@ -283,7 +283,7 @@ fn expect_object(body: &[u8], what: &str) -> Result<(), BadRequest> {
 }
 
 fn candidate(index: usize, raw: &RawValue) -> Result<CandidateNode, BadRequest> {
-    let view: NodeView<'_> = serde_json::from_str(raw.get())
+    let view: KubeNode<'_> = serde_json::from_str(raw.get())
         .map_err(|e| BadRequest(format!("ExtenderArgs.Nodes.items[{index}] is not a valid Node: {e}")))?;
     let meta = view.metadata.unwrap_or_default();
     let name = meta
@@ -515,7 +515,7 @@ mod tests {
         let pod: Pod<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!(pod.metadata.unwrap().annotations.unwrap().strategy.as_deref(), Some("spread"));
         let text = json!({"metadata": {"labels": {fitsched_proto::ZONE_LABEL: "z"}}}).to_string();
-        let node: NodeView<'_> = serde_json::from_str(&text).unwrap();
+        let node: KubeNode<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!(node.metadata.unwrap().labels.unwrap().zone.as_deref(), Some("z"));
     }
 

@@ -31,7 +31,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Metric names, all prefixed `fitsched_`.
-pub mod metric {
+pub mod series {
     /// Counter: connections dropped because their TLS handshake failed or timed out.
     pub const TLS_HANDSHAKE_FAILURES: &str = "fitsched_http_tls_handshake_failures_total";
     /// Gauge: open HTTP connections.
@@ -41,10 +41,10 @@ pub mod metric {
 /// Describes the metrics of this module; call after installing the recorder.
 pub fn describe_metrics() {
     metrics::describe_counter!(
-        metric::TLS_HANDSHAKE_FAILURES,
+        series::TLS_HANDSHAKE_FAILURES,
         "HTTPS connections dropped because their TLS handshake failed or timed out."
     );
-    metrics::describe_gauge!(metric::CONNECTIONS, "Open HTTP connections, by listener.");
+    metrics::describe_gauge!(series::CONNECTIONS, "Open HTTP connections, by listener.");
 }
 
 /// Connection-level limits of [`serve`].
@@ -98,7 +98,7 @@ pub async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let open = metrics::gauge!(metric::CONNECTIONS, "listener" => name);
+    let open = metrics::gauge!(series::CONNECTIONS, "listener" => name);
     loop {
         let slot = tokio::select! {
             () = &mut shutdown => break,
@@ -126,11 +126,11 @@ pub async fn serve(
                 Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => serve_connection(stream, app, limits, stop).await,
                     Ok(Err(e)) => {
-                        metrics::counter!(metric::TLS_HANDSHAKE_FAILURES).increment(1);
+                        metrics::counter!(series::TLS_HANDSHAKE_FAILURES).increment(1);
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     }
                     Err(_) => {
-                        metrics::counter!(metric::TLS_HANDSHAKE_FAILURES).increment(1);
+                        metrics::counter!(series::TLS_HANDSHAKE_FAILURES).increment(1);
                         tracing::debug!(%peer, "TLS handshake timed out");
                     }
                 },

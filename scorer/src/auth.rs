@@ -43,7 +43,7 @@ use kube::api::{Api, PostParams};
 use tonic::Status;
 
 /// Metric names, all prefixed `fitsched_scorer_`.
-pub mod metric {
+pub mod series {
     /// Counter `{reason}`: calls refused (`unauthenticated`, `forbidden`, `unavailable`).
     pub const REFUSED: &str = "fitsched_scorer_auth_refused_total";
     /// Counter `{result}`: TokenReviews asked of the API server.
@@ -91,7 +91,7 @@ impl Caller {
     pub fn check_node(&self, node: &str) -> Result<(), Status> {
         match &self.node {
             Some(own) if own != node => {
-                metrics::counter!(metric::REFUSED, "reason" => "forbidden").increment(1);
+                metrics::counter!(series::REFUSED, "reason" => "forbidden").increment(1);
                 Err(Status::permission_denied(format!("{} speaks for node {own:?}, not {node:?}", self.subject)))
             }
             _ => Ok(()),
@@ -215,7 +215,7 @@ impl Authenticator {
     pub async fn authorize(&self, path: &str, headers: &::http::HeaderMap) -> Result<Option<Caller>, Status> {
         let Some(roles) = allowed(path).filter(|_| self.is_configured()) else { return Ok(None) };
         let refuse = |reason: &'static str, status: Status| {
-            metrics::counter!(metric::REFUSED, "reason" => reason).increment(1);
+            metrics::counter!(series::REFUSED, "reason" => reason).increment(1);
             tracing::warn!(path, reason, message = status.message(), "call refused");
             status
         };
@@ -286,13 +286,13 @@ impl Reviewer {
         };
         let api: Api<TokenReview> = Api::all(self.client.clone());
         let answer = api.create(&PostParams::default(), &review).await.map_err(|e| {
-            metrics::counter!(metric::REVIEWS, "result" => "error").increment(1);
+            metrics::counter!(series::REVIEWS, "result" => "error").increment(1);
             tracing::error!(error = %e, "TokenReview failed");
             ("unavailable", Status::unavailable("the scorer cannot check tokens right now"))
         })?;
         let status = answer.status.unwrap_or_default();
         let unknown = |why: String| {
-            metrics::counter!(metric::REVIEWS, "result" => "refused").increment(1);
+            metrics::counter!(series::REVIEWS, "result" => "refused").increment(1);
             ("unauthenticated", Status::unauthenticated(why))
         };
         if status.authenticated != Some(true) {
@@ -312,7 +312,7 @@ impl Reviewer {
                 "{name}'s token is not bound to a pod on a node; an agent needs a projected service account token"
             )));
         }
-        metrics::counter!(metric::REVIEWS, "result" => "accepted").increment(1);
+        metrics::counter!(series::REVIEWS, "result" => "accepted").increment(1);
         let caller = Caller { role: account.role, subject: name, node };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= self.max_cached {

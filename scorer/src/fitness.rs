@@ -95,16 +95,16 @@ pub fn compute(store: &NodeStore, model: &dyn Model, nodes: impl IntoIterator<It
     }
     let started = Instant::now();
     let result = model.predict(&rows);
-    metrics::histogram!(crate::telemetry::metric::INFERENCE_DURATION).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::telemetry::series::INFERENCE_DURATION).record(started.elapsed().as_secs_f64());
     let landed =
         |(node, agent_id, sequence, fallbacks), fitness| Landed { node, agent_id, sequence, fitness, fallbacks };
     match result {
         Ok(fitness) => {
-            metrics::counter!(crate::telemetry::metric::INFERENCE_PREDICTIONS).increment(fitness.len() as u64);
+            metrics::counter!(crate::telemetry::series::INFERENCE_PREDICTIONS).increment(fitness.len() as u64);
             store.land(keys.into_iter().zip(fitness).map(|(k, f)| landed(k, Some(f))));
         }
         Err(e) => {
-            metrics::counter!(crate::telemetry::metric::MODEL_ERRORS).increment(1);
+            metrics::counter!(crate::telemetry::series::MODEL_ERRORS).increment(1);
             tracing::warn!(error = %e, nodes = keys.len(), "model failed on a batch; those nodes get the median fitness");
             // The previous window's fitness no longer describes them.
             store.land(keys.into_iter().map(|k| landed(k, None)));

@@ -41,10 +41,10 @@ async fn health(State(s): State<HttpState>) -> Json<Value> {
 async fn metrics(State(s): State<HttpState>) -> String {
     // Gauges are sampled at scrape time so they are never older than the scrape.
     let (nodes, stale) = s.store.counts();
-    metrics::gauge!(crate::telemetry::metric::NODES).set(nodes as f64);
-    metrics::gauge!(crate::telemetry::metric::STALE_NODES).set(stale as f64);
+    metrics::gauge!(crate::telemetry::series::NODES).set(nodes as f64);
+    metrics::gauge!(crate::telemetry::series::STALE_NODES).set(stale as f64);
     let (placed, records) = s.placements.counts();
-    metrics::gauge!(crate::telemetry::metric::WATCHED_PODS).set(placed as f64);
-    metrics::gauge!(crate::telemetry::metric::PLACEMENT_RECORDS).set(records as f64);
+    metrics::gauge!(crate::telemetry::series::WATCHED_PODS).set(placed as f64);
+    metrics::gauge!(crate::telemetry::series::PLACEMENT_RECORDS).set(records as f64);
     s.prometheus.map(|h| h.render()).unwrap_or_default()
 }

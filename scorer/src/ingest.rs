@@ -47,7 +47,7 @@ impl Ingest for IngestService {
                     }
                 };
                 if let Err(why) = validate(&window) {
-                    metrics::counter!(crate::telemetry::metric::WINDOWS_REJECTED).increment(1);
+                    metrics::counter!(crate::telemetry::series::WINDOWS_REJECTED).increment(1);
                     tracing::warn!(?peer, node = %window.node_name, sequence = window.sequence, %why, "window refused");
                     let _ = tx.send(Err(Status::invalid_argument(format!("window refused: {why}")))).await;
                     break;
@@ -60,17 +60,17 @@ impl Ingest for IngestService {
                 let (node, agent_id) = (window.node_name.clone(), window.agent_id.clone());
                 let acked_sequence = match store.insert(window) {
                     Stored::New { sequence } => {
-                        metrics::counter!(crate::telemetry::metric::WINDOWS).increment(1);
+                        metrics::counter!(crate::telemetry::series::WINDOWS).increment(1);
                         tracing::debug!(%node, sequence, "window stored");
                         fitness.push(node.clone()).await;
                         sequence
                     }
                     Stored::Duplicate { acked } => {
-                        metrics::counter!(crate::telemetry::metric::WINDOWS_DUPLICATE).increment(1);
+                        metrics::counter!(crate::telemetry::series::WINDOWS_DUPLICATE).increment(1);
                         acked
                     }
                     Stored::Full { max_nodes } => {
-                        metrics::counter!(crate::telemetry::metric::WINDOWS_REJECTED).increment(1);
+                        metrics::counter!(crate::telemetry::series::WINDOWS_REJECTED).increment(1);
                         tracing::warn!(?peer, %node, max_nodes, "window of a new node refused: the store is full");
                         let message = format!("the scorer tracks its limit of {max_nodes} nodes (--max-nodes)");
                         let _ = tx.send(Err(Status::resource_exhausted(message))).await;

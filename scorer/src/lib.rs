@@ -10,7 +10,7 @@
 //! service itself ([`ScorerService`] over a [`NodeStore`], [`Placements`] and a
 //! [`fitness::ModelSlot`]) for embedding and benchmarks; the [`model`] trait with its
 //! [`onnx`] and heuristic implementations and [`fitness::compute`] that batches them;
-//! the metric names ([`metric`]). Everything else is internal.
+//! the Prometheus series names ([`series`]; `fitsched_proto::metric` names a window's metrics). Everything else is internal.
 
 mod auth;
 mod compact;
@@ -46,7 +46,7 @@ pub use placements::Placements;
 pub use service::{FilterRules, ScorerService, Scoring};
 pub use store::{NodeStore, NodeView, Stored};
 pub use strategy::Strategy;
-pub use telemetry::metric;
+pub use telemetry::series;
 
 use crate::fitness::{FitnessQueue, ModelSlot};
 use crate::model::Heuristic;
@@ -59,7 +59,7 @@ pub const DURATION_BUCKETS: &[f64] =
 pub async fn run(args: Args) -> anyhow::Result<()> {
     args.validate()?;
     let prometheus =
-        fitsched_runtime::install_prometheus(&[(crate::telemetry::metric::INFERENCE_DURATION, DURATION_BUCKETS)])?;
+        fitsched_runtime::install_prometheus(&[(crate::telemetry::series::INFERENCE_DURATION, DURATION_BUCKETS)])?;
     telemetry::describe();
     // Everything is ready before the ports open: a client that connected while the model
     // loads would get a connection and no answer for as long, where a closed port is
@@ -237,7 +237,7 @@ async fn forget_silent_nodes(store: Arc<NodeStore>, after: Duration) {
         tick.tick().await;
         let gone = store.forget_silent(after);
         if !gone.is_empty() {
-            metrics::counter!(crate::telemetry::metric::NODES_FORGOTTEN, "reason" => "silent")
+            metrics::counter!(crate::telemetry::series::NODES_FORGOTTEN, "reason" => "silent")
                 .increment(gone.len() as u64);
             tracing::info!(nodes = ?gone, silent_for = ?after, "nodes forgotten");
         }

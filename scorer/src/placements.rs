@@ -179,7 +179,7 @@ impl Inner {
     /// otherwise grow the map for that long.
     fn keep(&mut self, pod: &str, record: Record) {
         if self.records.len() >= self.max_records && !self.records.contains_key(pod) {
-            metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => "dropped_full").increment(1);
+            metrics::counter!(crate::telemetry::series::RECORDED_PLACEMENTS, "outcome" => "dropped_full").increment(1);
             return;
         }
         self.drop_record(pod);
@@ -374,7 +374,7 @@ impl Placements {
         };
         if let Some(r) = inner.drop_record(&pod.uid).filter(|r| r.expires > now) {
             let outcome = if r.node == node { "confirmed" } else { "contradicted" };
-            metrics::counter!(crate::telemetry::metric::RECORDED_PLACEMENTS, "outcome" => outcome).increment(1);
+            metrics::counter!(crate::telemetry::series::RECORDED_PLACEMENTS, "outcome" => outcome).increment(1);
         }
         let placed = Placed { owner: pod.owner, node, cpu: counted_millis(pod.cpu_millis) };
         match inner.placed.get(&pod.uid) {

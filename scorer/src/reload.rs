@@ -55,15 +55,15 @@ pub fn spawn(path: PathBuf, loaded: u64, slot: ModelSlot, store: Arc<NodeStore>,
                     let store = store.clone();
                     let nodes = store.names();
                     let _ = tokio::task::spawn_blocking(move || fitness::compute(&store, model.as_ref(), nodes)).await;
-                    metrics::counter!(crate::telemetry::metric::MODEL_RELOADS, "outcome" => "loaded").increment(1);
+                    metrics::counter!(crate::telemetry::series::MODEL_RELOADS, "outcome" => "loaded").increment(1);
                     tracing::info!(path = %path.display(), %old, new = %version, "model reloaded; fitness recomputed");
                 }
                 Ok(Err(e)) => {
-                    metrics::counter!(crate::telemetry::metric::MODEL_RELOADS, "outcome" => "refused").increment(1);
+                    metrics::counter!(crate::telemetry::series::MODEL_RELOADS, "outcome" => "refused").increment(1);
                     tracing::warn!(path = %path.display(), error = %e, keeping = %old, "new model file refused");
                 }
                 Err(e) => {
-                    metrics::counter!(crate::telemetry::metric::MODEL_RELOADS, "outcome" => "refused").increment(1);
+                    metrics::counter!(crate::telemetry::series::MODEL_RELOADS, "outcome" => "refused").increment(1);
                     tracing::error!(error = %e, keeping = %old, "loading the new model panicked");
                 }
             }

@@ -192,7 +192,7 @@ fn count_bases(views: &[NodeView]) {
     for (b, label) in BASES {
         let n = views.iter().filter(|v| basis(v) == b).count();
         if n > 0 {
-            metrics::counter!(crate::telemetry::metric::SCORED_NODES, "basis" => label).increment(n as u64);
+            metrics::counter!(crate::telemetry::series::SCORED_NODES, "basis" => label).increment(n as u64);
         }
     }
 }
@@ -281,7 +281,7 @@ impl Scorer for ScorerService {
         check_nodes(&req.nodes, &self.limits)?;
         let scoring = self.score(pod, &req.nodes, !req.scores_only)?;
         let strategy = scoring.strategy;
-        metrics::counter!(crate::telemetry::metric::DECISIONS, "strategy" => strategy.as_str()).increment(1);
+        metrics::counter!(crate::telemetry::series::DECISIONS, "strategy" => strategy.as_str()).increment(1);
         tracing::info!(
             pod = %pod.display(),
             %strategy,
@@ -320,7 +320,7 @@ impl Scorer for ScorerService {
                 }
             }
         }
-        metrics::counter!(crate::telemetry::metric::FILTERED_NODES).increment(out.failed.len() as u64);
+        metrics::counter!(crate::telemetry::series::FILTERED_NODES).increment(out.failed.len() as u64);
         tracing::info!(pod = %pod.display(), candidates = names.len(), failed = out.failed.len(), "filter");
         Ok(Response::new(out))
     }
@@ -332,7 +332,7 @@ impl Scorer for ScorerService {
         }
         node_name(&req.node).map_err(|e| Status::invalid_argument(format!("node: {e}")))?;
         let watched = self.placements.bind(&req.pod_key(), &req.node);
-        metrics::counter!(crate::telemetry::metric::BINDS).increment(1);
+        metrics::counter!(crate::telemetry::series::BINDS).increment(1);
         tracing::info!(pod = %req.pod_display(), node = %req.node, watched,
             "bind recorded");
         Ok(Response::new(BindResponse { watched }))
@@ -377,8 +377,8 @@ impl Scorer for ScorerService {
             .await
             .map_err(|e| Status::internal(format!("prediction failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        metrics::histogram!(crate::telemetry::metric::INFERENCE_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::counter!(crate::telemetry::metric::INFERENCE_PREDICTIONS).increment(fitness.len() as u64);
+        metrics::histogram!(crate::telemetry::series::INFERENCE_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::counter!(crate::telemetry::series::INFERENCE_PREDICTIONS).increment(fitness.len() as u64);
         Ok(Response::new(PredictResponse { fitness, model: version }))
     }
 

@@ -2,7 +2,7 @@
 
 /// Metric names. `inference_*` keep the original notes' names; the rest are prefixed
 /// `fitsched_scorer_`. The auth module owns its own (`crate::auth::metric`).
-pub mod metric {
+pub mod series {
     /// Counter: Rows the fitness model scored (the original notes' name).
     pub const INFERENCE_PREDICTIONS: &str = "inference_predictions_total";
     /// Histogram: Time of one model run over a batch of rows (the original notes' name).
@@ -47,56 +47,56 @@ pub mod metric {
 /// Describes every series; call once the recorder is installed.
 pub fn describe() {
     metrics::describe_counter!(
-        metric::INFERENCE_PREDICTIONS,
+        series::INFERENCE_PREDICTIONS,
         "Rows the fitness model scored (the original notes' name)."
     );
     metrics::describe_histogram!(
-        metric::INFERENCE_DURATION,
+        series::INFERENCE_DURATION,
         metrics::Unit::Seconds,
         "Time of one model run over a batch of rows (the original notes' name)."
     );
-    metrics::describe_counter!(metric::WINDOWS, "Windows stored.");
+    metrics::describe_counter!(series::WINDOWS, "Windows stored.");
     metrics::describe_counter!(
-        metric::WINDOWS_DUPLICATE,
+        series::WINDOWS_DUPLICATE,
         "Windows received again after a reconnect, acknowledged and not stored."
     );
     metrics::describe_counter!(
-        metric::WINDOWS_REJECTED,
+        series::WINDOWS_REJECTED,
         "Windows refused: invalid, or of a new node while the store is full."
     );
     metrics::describe_counter!(
-        metric::MODEL_RELOADS,
+        series::MODEL_RELOADS,
         "Model file changes, by outcome (loaded, or refused and the old model kept)."
     );
     metrics::describe_counter!(
-        metric::MODEL_ERRORS,
+        series::MODEL_ERRORS,
         "Batches the model failed on; their nodes get the median fitness."
     );
-    metrics::describe_gauge!(metric::WATCHED_PODS, "Bound pods the cluster watch holds.");
-    metrics::describe_gauge!(metric::WATCH_SYNCED, "1 when the watch of a resource has listed the cluster.");
-    metrics::describe_counter!(metric::WATCH_ERRORS, "Errors of the cluster watch, by resource.");
+    metrics::describe_gauge!(series::WATCHED_PODS, "Bound pods the cluster watch holds.");
+    metrics::describe_gauge!(series::WATCH_SYNCED, "1 when the watch of a resource has listed the cluster.");
+    metrics::describe_counter!(series::WATCH_ERRORS, "Errors of the cluster watch, by resource.");
     metrics::describe_counter!(
-        metric::SCORED_NODES,
+        series::SCORED_NODES,
         "Candidates scored, by basis: fitness (a fresh window), or the median fitness for a stale, unknown_node or no_fitness one."
     );
-    metrics::describe_gauge!(metric::STALE_NODES, "Known nodes whose last window is stale.");
+    metrics::describe_gauge!(series::STALE_NODES, "Known nodes whose last window is stale.");
     metrics::describe_counter!(
-        metric::RECORDED_PLACEMENTS,
+        series::RECORDED_PLACEMENTS,
         "Placements recorded from binds and the watch, by outcome."
     );
-    metrics::describe_gauge!(metric::PLACEMENT_RECORDS, "Placement records held.");
+    metrics::describe_gauge!(series::PLACEMENT_RECORDS, "Placement records held.");
     metrics::describe_counter!(
-        metric::NODES_FORGOTTEN,
+        series::NODES_FORGOTTEN,
         "Nodes removed from the store: deleted from the cluster, or silent past --forget-after."
     );
-    metrics::describe_gauge!(metric::NODES, "Nodes in the store.");
-    metrics::describe_counter!(metric::FILTERED_NODES, "Candidates Filter rejected.");
-    metrics::describe_counter!(metric::DECISIONS, "Scoring decisions, by strategy.");
-    metrics::describe_counter!(metric::BINDS, "Binds the shim reported.");
+    metrics::describe_gauge!(series::NODES, "Nodes in the store.");
+    metrics::describe_counter!(series::FILTERED_NODES, "Candidates Filter rejected.");
+    metrics::describe_counter!(series::DECISIONS, "Scoring decisions, by strategy.");
+    metrics::describe_counter!(series::BINDS, "Binds the shim reported.");
     metrics::describe_counter!(
-        crate::auth::metric::REFUSED,
+        crate::auth::series::REFUSED,
         "Calls refused, by reason (unauthenticated, forbidden, unavailable)."
     );
-    metrics::describe_counter!(crate::auth::metric::REVIEWS, "TokenReviews asked of the API server, by result.");
+    metrics::describe_counter!(crate::auth::series::REVIEWS, "TokenReviews asked of the API server, by result.");
     fitsched_runtime::http::describe_metrics();
 }

@@ -60,7 +60,7 @@ fn spawn_pods(client: Client, placements: Arc<Placements>) -> Store<Pod> {
                     let pods: Vec<WatchedPod> = reader.state().iter().filter_map(|p| watched_pod(p)).collect();
                     tracing::info!(pods = pods.len(), "pod watch listed the cluster");
                     placements.replace_pods(pods);
-                    metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => "pods").set(1.0);
+                    metrics::gauge!(crate::telemetry::series::WATCH_SYNCED, "resource" => "pods").set(1.0);
                 }
                 Err(e) => watch_error("pods", &e),
             }
@@ -86,7 +86,7 @@ fn spawn_nodes(client: Client, placements: Arc<Placements>, windows: Arc<crate::
                     placements.remove_node(&name);
                     // Its windows are of no use now, and its name may never come back.
                     if windows.remove(&name) {
-                        metrics::counter!(crate::telemetry::metric::NODES_FORGOTTEN, "reason" => "deleted")
+                        metrics::counter!(crate::telemetry::series::NODES_FORGOTTEN, "reason" => "deleted")
                             .increment(1);
                         tracing::info!(node = %name, "node deleted from the cluster: forgotten");
                     }
@@ -97,7 +97,7 @@ fn spawn_nodes(client: Client, placements: Arc<Placements>, windows: Arc<crate::
                     let zoned = nodes.iter().filter(|n| n.zone.is_some()).count();
                     tracing::info!(nodes = nodes.len(), zoned, "node watch listed the cluster");
                     placements.replace_nodes(nodes);
-                    metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => "nodes").set(1.0);
+                    metrics::gauge!(crate::telemetry::series::WATCH_SYNCED, "resource" => "nodes").set(1.0);
                 }
                 Err(e) => watch_error("nodes", &e),
             }
@@ -108,8 +108,8 @@ fn spawn_nodes(client: Client, placements: Arc<Placements>, windows: Arc<crate::
 
 fn watch_error(resource: &'static str, e: &watcher::Error) {
     // The stream goes on with backoff; the placements keep their last state meanwhile.
-    metrics::counter!(crate::telemetry::metric::WATCH_ERRORS, "resource" => resource).increment(1);
-    metrics::gauge!(crate::telemetry::metric::WATCH_SYNCED, "resource" => resource).set(0.0);
+    metrics::counter!(crate::telemetry::series::WATCH_ERRORS, "resource" => resource).increment(1);
+    metrics::gauge!(crate::telemetry::series::WATCH_SYNCED, "resource" => resource).set(0.0);
     tracing::warn!(resource, error = %e, "watch failed; retrying with backoff");
 }
 
