@@ -9,14 +9,17 @@
 //! they come from the unified hierarchy's kubepods cgroup, which holds the same
 //! processes; on a pure v1 host they are reported missing.
 //!
-//! Parsing is pure (`parse_*` take file contents) and apart from I/O
-//! ([`CgroupCollector::read`]); the maths is tested on committed sample trees of both
-//! kubelet cgroup drivers under `testdata/cgroup/`.
+//! Where the hierarchies are mounted is [`mountinfo`]'s concern, how the kubelet names
+//! the pods' cgroups [`driver`]'s; this module reads and computes. Parsing is pure
+//! (`parse_*` take file contents) and apart from I/O ([`CgroupCollector::read`]); the maths
+//! is tested on committed sample trees of both kubelet cgroup drivers under
+//! `testdata/cgroup/`.
+
+mod driver;
+mod mountinfo;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::io;
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,6 +29,13 @@ use tracing::{info, warn};
 use super::procfs::ParseError;
 use super::psi::{PsiFile, PsiTracker};
 use super::{Collector, Sample};
+#[cfg(test)]
+use driver::Driver;
+use driver::list_pods;
+pub use driver::{Kubepods, V1Files, find_kubepods};
+#[cfg(test)]
+use mountinfo::unescape;
+pub use mountinfo::{V1Roots, cgroup2_root, parse_mountinfo};
 
 /// Reason given for every metric when no cgroup v2 hierarchy is mounted.
 pub const NO_CGROUP2_REASON: &str = "no cgroup v2 mount";
@@ -43,171 +53,6 @@ pub const METRICS: [&str; 8] = [
     metric::KUBEPODS_PSI_MEMORY_FULL,
     metric::KUBEPODS_PSI_IO_SOME,
 ];
-
-/// One line of `/proc/self/mountinfo`, as far as the collector cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// The mounted subtree of the filesystem (`/` for a whole hierarchy).
-    pub root: String,
-    pub mount_point: PathBuf,
-    pub fstype: String,
-    pub super_options: String,
-}
-
-/// Parses `/proc/self/mountinfo`, skipping lines it does not understand.
-pub fn parse_mountinfo(contents: &str) -> Vec<Mount> {
-    contents.lines().filter_map(parse_mountinfo_line).collect()
-}
-
-fn parse_mountinfo_line(line: &str) -> Option<Mount> {
-    // Fields before the ` - ` separator: id, parent, major:minor, root, mount point,
-    // options, then any number of optional fields; after it: fstype, source, super options.
-    // Spaces inside paths are escaped as \040, so splitting on ' ' is safe.
-    let (before, after) = line.split_once(" - ")?;
-    let mut before = before.split(' ');
-    let root = unescape(before.nth(3)?);
-    let mount_point = PathBuf::from(OsString::from_vec(unescape(before.next()?)));
-    let mut after = after.split(' ');
-    let fstype = after.next()?.to_owned();
-    let super_options = after.nth(1).unwrap_or_default().to_owned();
-    Some(Mount { root: String::from_utf8_lossy(&root).into_owned(), mount_point, fstype, super_options })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash).
-fn unescape(field: &str) -> Vec<u8> {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && let Some(digits) = bytes.get(i + 1..i + 4)
-            && digits.iter().all(|d| (b'0'..=b'7').contains(d))
-            && let Ok(value) = u8::from_str_radix(std::str::from_utf8(digits).unwrap_or("x"), 8)
-        {
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on pure v2 hosts,
-/// `/sys/fs/cgroup/unified` on hybrid ones. A mount of the whole hierarchy wins over
-/// bind mounts of a subtree (containers' own `/sys/fs/cgroup`).
-pub fn cgroup2_root(mounts: &[Mount]) -> Option<PathBuf> {
-    let mut v2 = mounts.iter().filter(|m| m.fstype == "cgroup2");
-    let first = v2.clone().next()?;
-    Some(v2.find(|m| m.root == "/").unwrap_or(first).mount_point.clone())
-}
-
-/// The cgroup v1 hierarchies the collector reads, where mounted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct V1Roots {
-    /// With the `cpu` controller: the pods' throttling.
-    pub cpu: Option<PathBuf>,
-    /// With `cpuacct`: CPU usage (often the same hierarchy as `cpu`).
-    pub cpuacct: Option<PathBuf>,
-    pub memory: Option<PathBuf>,
-}
-
-impl V1Roots {
-    /// The hierarchies `mountinfo` lists (whole hierarchies only).
-    pub fn from_mounts(mounts: &[Mount]) -> V1Roots {
-        let with = |controller: &str| {
-            mounts
-                .iter()
-                .find(|m| m.fstype == "cgroup" && m.root == "/" && m.super_options.split(',').any(|o| o == controller))
-                .map(|m| m.mount_point.clone())
-        };
-        V1Roots { cpu: with("cpu"), cpuacct: with("cpuacct"), memory: with("memory") }
-    }
-
-    /// The hierarchies under a v1 cgroup root mounted elsewhere (a container's view of
-    /// the host's `/sys/fs/cgroup`), by the names the kernel and init systems give them.
-    pub fn under(root: &Path) -> V1Roots {
-        let first = |names: &[&str]| names.iter().map(|n| root.join(n)).find(|p| p.is_dir());
-        V1Roots {
-            cpu: first(&["cpu", "cpu,cpuacct", "cpuacct,cpu"]),
-            cpuacct: first(&["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]),
-            memory: first(&["memory"]),
-        }
-    }
-}
-
-/// The kubelet's cgroup driver, which decides how the pods' cgroups are named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    /// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice`.
-    Systemd,
-    /// `kubepods/burstable/pod<uid>`.
-    Cgroupfs,
-}
-
-/// Where kubelets put the pods' cgroup, relative to the cgroup root, tried in order.
-/// The `kubelet` ones are for `--cgroup-root=/kubelet` (kind and other nested setups).
-pub const KUBEPODS_CANDIDATES: [(&str, Driver); 4] = [
-    ("kubepods.slice", Driver::Systemd),
-    ("kubepods", Driver::Cgroupfs),
-    ("kubelet.slice/kubelet-kubepods.slice", Driver::Systemd),
-    ("kubelet/kubepods", Driver::Cgroupfs),
-];
-
-impl Driver {
-    /// The Burstable and BestEffort children of the kubepods cgroup named
-    /// `kubepods_name`; Guaranteed pods sit directly in it.
-    pub fn qos_dirs(self, kubepods_name: &str) -> [String; 2] {
-        match self {
-            Driver::Systemd => {
-                let stem = kubepods_name.strip_suffix(".slice").unwrap_or(kubepods_name);
-                [format!("{stem}-burstable.slice"), format!("{stem}-besteffort.slice")]
-            }
-            Driver::Cgroupfs => ["burstable".to_owned(), "besteffort".to_owned()],
-        }
-    }
-
-    /// Whether a child cgroup's name is a pod's (not a QoS class or a container).
-    pub fn is_pod(self, name: &str) -> bool {
-        match self {
-            Driver::Systemd => name
-                .strip_suffix(".slice")
-                .and_then(|s| s.rsplit_once('-'))
-                .is_some_and(|(_, last)| last.len() > 3 && last.starts_with("pod")),
-            Driver::Cgroupfs => name.strip_prefix("pod").is_some_and(|uid| !uid.is_empty()),
-        }
-    }
-}
-
-/// The kubepods cgroup found under a cgroup root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kubepods {
-    /// Where the pods are listed and their `cpu.stat` read (for v1, in the `cpu`
-    /// hierarchy).
-    pub path: PathBuf,
-    pub driver: Driver,
-    /// The v1 files, when the kubelet uses cgroup v1.
-    pub v1: Option<V1Files>,
-}
-
-/// A v1 kubepods cgroup's other hierarchies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct V1Files {
-    /// The kubepods cgroup in the `cpuacct` hierarchy.
-    pub cpuacct: PathBuf,
-    /// The kubepods cgroup in the `memory` hierarchy.
-    pub memory: PathBuf,
-    /// The kubepods cgroup of a cgroup v2 hierarchy beside them, for pressure.
-    pub pressure: Option<PathBuf>,
-}
-
-/// Looks for the kubepods cgroup under `root` (one `stat` per candidate).
-pub fn find_kubepods(root: &Path) -> Option<Kubepods> {
-    KUBEPODS_CANDIDATES.iter().map(|(rel, driver)| (root.join(rel), *driver)).find_map(|(path, driver)| {
-        std::fs::metadata(&path).is_ok_and(|m| m.is_dir()).then_some(Kubepods { path, driver, v1: None })
-    })
-}
 
 /// What the collector uses from a `cpu.stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,41 +428,6 @@ impl Collector for CgroupCollector {
     }
 }
 
-/// Pod cgroups as paths relative to the kubepods cgroup: Guaranteed pods directly under
-/// it, the others under the QoS-class cgroups.
-fn list_pods(kubepods: &Kubepods) -> Result<Vec<String>, String> {
-    let mut pods = Vec::new();
-    list_level(&kubepods.path, None, kubepods.driver, &mut pods)
-        .map_err(|e| format!("cannot list pods in {}: {e}", kubepods.path.display()))?;
-    let name = kubepods.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    for qos in kubepods.driver.qos_dirs(&name) {
-        let dir = kubepods.path.join(&qos);
-        match list_level(&dir, Some(&qos), kubepods.driver, &mut pods) {
-            Ok(()) => {}
-            // The kubelet creates the QoS cgroups lazily.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot list pods in {}: {e}", dir.display())),
-        }
-    }
-    Ok(pods)
-}
-
-fn list_level(dir: &Path, prefix: Option<&str>, driver: Driver, out: &mut Vec<String>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        // An entry that vanished mid-listing is a pod that ended.
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if driver.is_pod(name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            out.push(match prefix {
-                Some(p) => format!("{p}/{name}"),
-                None => name.to_owned(),
-            });
-        }
-    }
-    Ok(())
-}
-
 fn read_file(path: &Path, hint_if_absent: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| super::describe_read_error(path, &e, Some(hint_if_absent)))
 }
@@ -628,9 +438,9 @@ mod tests {
 
     use super::*;
 
-    const MOUNTINFO_HYBRID: &str = include_str!("testdata/cgroup/mountinfo_hybrid");
-    const MOUNTINFO_V2: &str = include_str!("testdata/cgroup/mountinfo_v2");
-    const CPU_STAT_NO_CONTROLLER: &str = include_str!("testdata/cgroup/cpu.stat.nocontroller");
+    const MOUNTINFO_HYBRID: &str = include_str!("../testdata/cgroup/mountinfo_hybrid");
+    const MOUNTINFO_V2: &str = include_str!("../testdata/cgroup/mountinfo_v2");
+    const CPU_STAT_NO_CONTROLLER: &str = include_str!("../testdata/cgroup/cpu.stat.nocontroller");
 
     fn testdata(driver: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/collect/testdata/cgroup").join(driver)
