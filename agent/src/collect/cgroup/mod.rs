@@ -327,81 +327,15 @@ impl CgroupCollector {
         let file = |name: &str| raw.kubepods.join(name).display().to_string();
 
         let v1 = raw.v1;
-        let usage = raw.cpu_stat.and_then(|s| {
-            if v1 {
-                parse_cpuacct_usage(&s).map_err(|e| format!("cannot parse cpuacct.usage: {e}"))
-            } else {
-                parse_cpu_stat(&s).map(|c| c.usage_usec).map_err(|e| format!("cannot parse {}: {e}", file("cpu.stat")))
-            }
-        });
-        match usage {
-            Ok(usage_usec) => {
-                if let (Some(p), Some(us)) = (prev.as_ref().and_then(|p| p.usage_usec), elapsed_us)
-                    && let Some(cores) = cpu_cores(p, usage_usec, us)
-                {
-                    sample.set(metric::KUBEPODS_CPU_CORES, cores);
-                }
-                next.usage_usec = Some(usage_usec);
-            }
-            Err(reason) => sample.set_missing(metric::KUBEPODS_CPU_CORES, reason),
-        }
-
-        match raw
-            .memory_current
-            .and_then(|s| parse_memory_current(&s).map_err(|e| format!("cannot parse {}: {e}", file("memory.current"))))
-        {
-            Ok(bytes) => sample.set(metric::KUBEPODS_MEMORY_BYTES, bytes as f64),
-            Err(reason) => sample.set_missing(metric::KUBEPODS_MEMORY_BYTES, reason),
-        }
-
+        let prev_usage = prev.as_ref().and_then(|p| p.usage_usec);
+        next.usage_usec = cpu_usage(raw.cpu_stat, v1, prev_usage, elapsed_us, &file, &mut sample);
+        memory(raw.memory_current, &file, &mut sample);
         if prev.is_none() {
             self.psi.reset();
         }
-        self.psi.compute(&PSI, raw.pressure, |name| file(name), now, &mut sample);
-
-        match raw.pods {
-            Err(reason) => {
-                sample.set_missing(metric::KUBEPODS_CPU_THROTTLED, reason.clone());
-                sample.set_missing(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, reason);
-            }
-            Ok(pods) => {
-                let listed = pods.len();
-                let mut cur = BTreeMap::new();
-                let mut first_error = None;
-                for (pod, contents) in pods {
-                    let parsed = contents.and_then(|s| {
-                        let throttling =
-                            if v1 { parse_cpu_stat_v1(&s).map(Some) } else { parse_cpu_stat(&s).map(|c| c.throttling) };
-                        throttling.map_err(|e| format!("cannot parse {}: {e}", file(&format!("{pod}/cpu.stat"))))
-                    });
-                    match parsed {
-                        Ok(Some(t)) => {
-                            cur.insert(pod, t);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                if cur.is_empty() && listed > 0 {
-                    let reason = first_error.unwrap_or_else(|| {
-                        "no throttling counters in the pods' cpu.stat (cpu controller not enabled for pod cgroups)"
-                            .to_owned()
-                    });
-                    sample.set_missing(metric::KUBEPODS_CPU_THROTTLED, reason.clone());
-                    sample.set_missing(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, reason);
-                } else if let (Some(p), Some(us)) = (prev.as_ref().and_then(|p| p.pods.as_ref()), elapsed_us)
-                    && us > 0.0
-                {
-                    let d = throttling_delta(p, &cur);
-                    sample.set(metric::KUBEPODS_CPU_THROTTLED, d.throttled_usec as f64 / us);
-                    sample.set(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, d.nr_throttled as f64 / (us / 1e6));
-                }
-                next.pods = Some(cur);
-            }
-        }
-
+        self.psi.compute(&PSI, raw.pressure, &file, now, &mut sample);
+        let prev_pods = prev.as_ref().and_then(|p| p.pods.as_ref());
+        next.pods = throttling(raw.pods, v1, prev_pods, elapsed_us, &file, &mut sample);
         self.prev = Some(next);
         sample
     }
@@ -417,6 +351,103 @@ impl CgroupCollector {
         }
         self.last_location = Some(now);
     }
+}
+
+/// The pods' CPU use from the kubepods cgroup's cumulative usage (v2 `cpu.stat`, or v1
+/// `cpuacct.usage`); returns the reading for the next tick.
+fn cpu_usage(
+    contents: Result<String, String>,
+    v1: bool,
+    prev_usec: Option<u64>,
+    elapsed_us: Option<f64>,
+    file: &impl Fn(&str) -> String,
+    sample: &mut Sample,
+) -> Option<u64> {
+    let usage = contents.and_then(|s| {
+        if v1 {
+            parse_cpuacct_usage(&s).map_err(|e| format!("cannot parse cpuacct.usage: {e}"))
+        } else {
+            parse_cpu_stat(&s).map(|c| c.usage_usec).map_err(|e| format!("cannot parse {}: {e}", file("cpu.stat")))
+        }
+    });
+    match usage {
+        Ok(usage_usec) => {
+            if let (Some(p), Some(us)) = (prev_usec, elapsed_us)
+                && let Some(cores) = cpu_cores(p, usage_usec, us)
+            {
+                sample.set(metric::KUBEPODS_CPU_CORES, cores);
+            }
+            Some(usage_usec)
+        }
+        Err(reason) => {
+            sample.set_missing(metric::KUBEPODS_CPU_CORES, reason);
+            None
+        }
+    }
+}
+
+/// The pods' memory (v2 `memory.current`, or v1 `memory.usage_in_bytes`: both count the
+/// page cache).
+fn memory(contents: Result<String, String>, file: &impl Fn(&str) -> String, sample: &mut Sample) {
+    match contents
+        .and_then(|s| parse_memory_current(&s).map_err(|e| format!("cannot parse {}: {e}", file("memory.current"))))
+    {
+        Ok(bytes) => sample.set(metric::KUBEPODS_MEMORY_BYTES, bytes as f64),
+        Err(reason) => sample.set_missing(metric::KUBEPODS_MEMORY_BYTES, reason),
+    }
+}
+
+/// CFS throttling summed over the pods present in this tick and the last; returns the
+/// pods' counters for the next tick.
+fn throttling(
+    pods: Result<BTreeMap<String, Result<String, String>>, String>,
+    v1: bool,
+    prev: Option<&BTreeMap<String, Throttling>>,
+    elapsed_us: Option<f64>,
+    file: &impl Fn(&str) -> String,
+    sample: &mut Sample,
+) -> Option<BTreeMap<String, Throttling>> {
+    let pods = match pods {
+        Err(reason) => {
+            sample.set_missing(metric::KUBEPODS_CPU_THROTTLED, reason.clone());
+            sample.set_missing(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, reason);
+            return None;
+        }
+        Ok(pods) => pods,
+    };
+    let listed = pods.len();
+    let mut cur = BTreeMap::new();
+    let mut first_error = None;
+    for (pod, contents) in pods {
+        let parsed = contents.and_then(|s| {
+            let throttling =
+                if v1 { parse_cpu_stat_v1(&s).map(Some) } else { parse_cpu_stat(&s).map(|c| c.throttling) };
+            throttling.map_err(|e| format!("cannot parse {}: {e}", file(&format!("{pod}/cpu.stat"))))
+        });
+        match parsed {
+            Ok(Some(t)) => {
+                cur.insert(pod, t);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if cur.is_empty() && listed > 0 {
+        let reason = first_error.unwrap_or_else(|| {
+            "no throttling counters in the pods' cpu.stat (cpu controller not enabled for pod cgroups)".to_owned()
+        });
+        sample.set_missing(metric::KUBEPODS_CPU_THROTTLED, reason.clone());
+        sample.set_missing(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, reason);
+    } else if let (Some(p), Some(us)) = (prev, elapsed_us)
+        && us > 0.0
+    {
+        let d = throttling_delta(p, &cur);
+        sample.set(metric::KUBEPODS_CPU_THROTTLED, d.throttled_usec as f64 / us);
+        sample.set(metric::KUBEPODS_THROTTLED_PERIODS_PER_SECOND, d.nr_throttled as f64 / (us / 1e6));
+    }
+    Some(cur)
 }
 
 impl Collector for CgroupCollector {
