@@ -333,7 +333,7 @@ impl CgroupCollector {
         if prev.is_none() {
             self.psi.reset();
         }
-        self.psi.compute(&PSI, raw.pressure, &file, now, &mut sample);
+        self.psi.compute(&PSI, raw.pressure, file, now, &mut sample);
         let prev_pods = prev.as_ref().and_then(|p| p.pods.as_ref());
         next.pods = throttling(raw.pods, v1, prev_pods, elapsed_us, &file, &mut sample);
         self.prev = Some(next);
