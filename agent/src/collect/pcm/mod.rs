@@ -17,27 +17,30 @@
 //! The collector polls `/persecond/N`, so every answer stands on its own: no deltas
 //! between polls, no counter resets to detect, values from the first answer on.
 //!
-//! As in `procfs`, the text parser and the derivation of the metrics are pure functions
-//! tested on a committed sample. The network lives in a background task that keeps the
-//! latest parsed answer in a shared slot; [`PcmCollector::sample`] only reads that slot.
+//! By concern: the text is parsed by the one exposition parser
+//! (`fitsched_runtime::exposition`), [`client`] asks the server, [`derive`] turns an
+//! answer into the metrics (pure, tested on a committed sample), and this module polls in
+//! a background task that keeps the latest parsed answer in a shared slot;
+//! [`PcmCollector::sample`] only reads that slot.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fitsched_proto::metric;
 use fitsched_runtime::exposition::{self, Exposition};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper::{Request, Uri, header};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::{Collector, Sample};
+
+mod client;
+mod derive;
+
+use client::{Target, fetch, parse_target};
+use derive::all_missing;
+pub use derive::derive;
 
 /// Every metric this collector produces.
 pub const METRICS: [&str; 9] = [
@@ -73,170 +76,6 @@ const MAX_ANSWER_BYTES: usize = 16 << 20;
 const MAX_PERSECOND_SPAN: u64 = 30;
 /// The poller's period has a floor so a zero or tiny interval cannot turn it into a busy loop.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-// ---------------------------------------------------------------------------------------
-// From one `/persecond/N` answer to the PCM_* metrics.
-
-const SYSTEM_CORE: [(&str, Option<&str>); 2] = [("aggregate", Some("system")), ("source", Some("core"))];
-const SOCKET_UNCORE: [(&str, Option<&str>); 2] = [("socket", None), ("source", Some("uncore"))];
-const THREAD_CORE: [(&str, Option<&str>); 4] =
-    [("socket", None), ("core", None), ("thread", None), ("source", Some("core"))];
-const SYSTEM_UPI: [(&str, Option<&str>); 3] =
-    [("aggregate", Some("system")), ("source", Some("uncore")), ("socket", None)];
-const UPI_UTILIZATION_PREFIXES: [&str; 2] =
-    ["Utilization_Incoming_Data_Traffic_On_Link_", "Utilization_Outgoing_Data_And_Non_Data_Traffic_On_Link_"];
-/// PCM prints `u64::MAX` KB for a thread whose cache-monitoring read was invalid; no real
-/// occupancy comes near this.
-const MAX_PLAUSIBLE_OCCUPANCY_KB: f64 = 1e15;
-
-fn no(thing: &str) -> String {
-    format!("pcm-sensor-server reports no {thing}")
-}
-
-fn system_cstate(index: &str) -> [(&str, Option<&str>); 3] {
-    [("aggregate", Some("system")), ("source", Some("core")), ("index", Some(index))]
-}
-
-/// Derives every PCM_* metric from one `/persecond/N` answer; whatever the answer lacks,
-/// or reports as a counter that never counted, becomes a missing entry.
-///
-/// PCM prints 0 rather than omitting a counter the CPU lacks (DRAM energy on many models,
-/// cache monitoring without RDT), so an all-zero reading of something that never reads
-/// zero on working hardware over a second (DRAM traffic, package energy, L3 lookups) is
-/// reported missing.
-pub fn derive(x: &Exposition) -> Sample {
-    let mut sample = Sample::default();
-    let seconds = x.one("Measurement_Interval_in_us", &[]).filter(|us| *us > 0.0).map(|us| us / 1e6);
-    let per_second = |sample: &mut Sample, name: &str, total: f64| match seconds {
-        Some(s) => sample.set(name, total / s),
-        None => sample.set_missing(name, no("measurement interval")),
-    };
-
-    // DRAM traffic: bytes through the memory controllers of each socket.
-    let reads = x.sum("DRAM_Reads", &SOCKET_UNCORE);
-    let writes = x.sum("DRAM_Writes", &SOCKET_UNCORE);
-    let dram = [(metric::PCM_MEMORY_READ_BYTES_PER_SECOND, reads), (metric::PCM_MEMORY_WRITE_BYTES_PER_SECOND, writes)];
-    if reads.unwrap_or(0.0) == 0.0 && writes.unwrap_or(0.0) == 0.0 {
-        let reason = if reads.is_none() && writes.is_none() {
-            no("DRAM traffic")
-        } else {
-            no("DRAM traffic (memory controller counters read zero: unsupported on this CPU)")
-        };
-        for (name, _) in dram {
-            sample.set_missing(name, reason.clone());
-        }
-    } else {
-        for (name, bytes) in dram {
-            match bytes {
-                Some(bytes) => per_second(&mut sample, name, bytes),
-                None => sample.set_missing(name, no("DRAM traffic")),
-            }
-        }
-    }
-
-    // L3 occupancy, in KB per thread; the aggregate lines are plain sums that wrap when
-    // one thread is invalid, so the threads are summed here.
-    let occupancy: Vec<f64> = x.select("L3_Cache_Occupancy", &THREAD_CORE).collect();
-    let valid_kb: Vec<f64> = occupancy
-        .iter()
-        .copied()
-        .filter(|kb| kb.is_finite() && (0.0..MAX_PLAUSIBLE_OCCUPANCY_KB).contains(kb))
-        .collect();
-    let occupancy_kb: f64 = valid_kb.iter().sum();
-    if occupancy.is_empty() {
-        sample.set_missing(metric::PCM_L3_OCCUPANCY_BYTES, no("L3 cache occupancy"));
-    } else if valid_kb.is_empty() {
-        sample.set_missing(metric::PCM_L3_OCCUPANCY_BYTES, no("L3 cache occupancy (cache monitoring data invalid)"));
-    } else if occupancy_kb == 0.0 {
-        sample.set_missing(
-            metric::PCM_L3_OCCUPANCY_BYTES,
-            no("L3 cache occupancy (reads zero: RDT cache monitoring unavailable)"),
-        );
-    } else {
-        sample.set(metric::PCM_L3_OCCUPANCY_BYTES, occupancy_kb * 1024.0);
-    }
-
-    // L3 hit ratio over the whole machine.
-    match (x.one("L3_Cache_Hits", &SYSTEM_CORE), x.one("L3_Cache_Misses", &SYSTEM_CORE)) {
-        (Some(hits), Some(misses)) if hits >= 0.0 && misses >= 0.0 && hits + misses > 0.0 => {
-            sample.set(metric::PCM_L3_HIT_RATIO, hits / (hits + misses));
-        }
-        (Some(_), Some(_)) => {
-            sample.set_missing(metric::PCM_L3_HIT_RATIO, no("L3 cache hits or misses (both read zero: unsupported)"));
-        }
-        _ => sample.set_missing(metric::PCM_L3_HIT_RATIO, no("L3 cache hits or misses")),
-    }
-
-    // UPI/QPI: every link of every socket, each direction on its own lanes.
-    let utilization: Vec<f64> = x
-        .samples
-        .iter()
-        .filter(|s| UPI_UTILIZATION_PREFIXES.iter().any(|p| s.name.starts_with(p)) && s.has_labels(&SYSTEM_UPI))
-        .map(|s| s.value)
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .collect();
-    if utilization.is_empty() {
-        sample.set_missing(
-            metric::PCM_UPI_UTILIZATION,
-            no("UPI/QPI links (it lists them only on server CPUs with 2 or more sockets)"),
-        );
-    } else if utilization.iter().all(|u| *u == 0.0) {
-        sample.set_missing(
-            metric::PCM_UPI_UTILIZATION,
-            no("UPI/QPI link utilisation (all links read zero: unsupported on this CPU)"),
-        );
-    } else {
-        let mean = utilization.iter().map(|u| u.min(1.0)).sum::<f64>() / utilization.len() as f64;
-        sample.set(metric::PCM_UPI_UTILIZATION, mean);
-    }
-
-    // Core C-states: the system aggregate is the TSC-weighted mean over all threads.
-    match x.one("CStateResidency", &system_cstate("0")) {
-        Some(c0) => sample.set(metric::PCM_CORE_C0_RESIDENCY, c0.clamp(0.0, 1.0)),
-        None => sample.set_missing(metric::PCM_CORE_C0_RESIDENCY, no("core C0 residency")),
-    }
-    // The raw line is the residency counter itself, cumulative since boot: zero means the
-    // CPU has no C6 counter or never entered C6 (disabled), which a one-interval share of
-    // zero cannot tell apart from a busy second.
-    let c6 = x.one("CStateResidency", &system_cstate("6"));
-    let c6_counter = x.one("RawCStateResidency", &system_cstate("6"));
-    match c6 {
-        Some(share) if share > 0.0 || c6_counter.is_some_and(|raw| raw > 0.0) => {
-            sample.set(metric::PCM_CORE_C6_RESIDENCY, share.clamp(0.0, 1.0));
-        }
-        Some(_) => sample.set_missing(
-            metric::PCM_CORE_C6_RESIDENCY,
-            no("core C6 residency (its counter reads zero since boot: C6 unsupported or disabled)"),
-        ),
-        None => sample.set_missing(metric::PCM_CORE_C6_RESIDENCY, no("core C6 residency")),
-    }
-
-    // RAPL energy per socket, joules over the interval. PCM prints -1 when it has no
-    // instance, so negative readings count as absent.
-    for (name, line, thing) in [
-        (metric::PCM_PACKAGE_WATTS, "Package_Joules_Consumed", "package energy"),
-        (metric::PCM_DRAM_WATTS, "DRAM_Joules_Consumed", "DRAM energy"),
-    ] {
-        let joules: Vec<f64> = x.select(line, &SOCKET_UNCORE).filter(|j| j.is_finite() && *j >= 0.0).collect();
-        let total: f64 = joules.iter().sum();
-        if joules.is_empty() {
-            sample.set_missing(name, no(thing));
-        } else if total == 0.0 {
-            sample.set_missing(name, no(&format!("{thing} (reads zero: RAPL domain unsupported on this CPU)")));
-        } else {
-            per_second(&mut sample, name, total);
-        }
-    }
-    sample
-}
-
-fn all_missing(reason: &str) -> Sample {
-    let mut sample = Sample::default();
-    for name in METRICS {
-        sample.set_missing(name, reason);
-    }
-    sample
-}
 
 // ---------------------------------------------------------------------------------------
 // The host: checked once at start.
@@ -283,94 +122,6 @@ pub fn parse_cpu_vendor(cpuinfo: &str) -> Option<&str> {
 
 // ---------------------------------------------------------------------------------------
 // Polling.
-
-/// Where to send `GET`: parsed once from `--pcm-url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    host: String,
-    port: u16,
-    /// `host:port` as written, for the `Host` header.
-    authority: String,
-    path: String,
-}
-
-fn parse_target(url: &str, interval: Duration) -> Result<Target, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-    match uri.scheme_str() {
-        None | Some("http") => {}
-        Some(other) => return Err(format!("scheme {other}:// is not supported, only http://")),
-    }
-    let authority = uri.authority().ok_or("no host")?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err("no host".to_owned());
-    }
-    let port = match (authority.port_u16(), uri.scheme_str()) {
-        (Some(port), _) => port,
-        (None, Some("http")) => 80,
-        // A bare host:port-less name has no scheme to imply a port; the server's own
-        // default is the likely intent.
-        (None, _) => DEFAULT_PORT,
-    };
-    // The server keeps 30 one-second samples; asking for the tick's span keeps every
-    // second of the tick covered without overlap.
-    let span = interval.as_secs_f64().round().clamp(1.0, MAX_PERSECOND_SPAN as f64) as u64;
-    let base = uri.path().trim_end_matches('/');
-    Ok(Target {
-        host: host.to_owned(),
-        port,
-        authority: authority.as_str().to_owned(),
-        path: format!("{base}/persecond/{span}"),
-    })
-}
-
-/// One GET of the target: the body of a 2xx Prometheus answer, or why not.
-async fn fetch(target: &Target) -> Result<String, String> {
-    let stream = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
-    // pcm-sensor-server looks headers up by exact name ("Accept"), so the request must
-    // keep their title case; hyper writes lower case unless told otherwise.
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .title_case_headers(true)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    let request = Request::get(target.path.as_str())
-        .header(header::HOST, target.authority.as_str())
-        .header(header::ACCEPT, PROMETHEUS_TEXT)
-        .header(header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-    let exchange = async move {
-        let response = sender.send_request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("answered HTTP {status}"));
-        }
-        if let Some(content_type) = response.headers().get(header::CONTENT_TYPE) {
-            let content_type = String::from_utf8_lossy(content_type.as_bytes()).into_owned();
-            if !content_type.trim_start().to_ascii_lowercase().starts_with("text/plain") {
-                return Err(format!("answered {content_type}, not Prometheus text"));
-            }
-        }
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("cannot read the answer: {e}"))?
-            .to_bytes();
-        String::from_utf8(body.to_vec()).map_err(|_| "the answer is not UTF-8".to_owned())
-    };
-    let mut exchange = pin!(exchange);
-    let mut connection = pin!(connection);
-    tokio::select! {
-        result = &mut exchange => result,
-        // The connection finishes only after the body has been handed over, so on a clean
-        // end the exchange completes from what is already buffered.
-        ended = &mut connection => match ended {
-            Ok(()) => exchange.await,
-            Err(e) => Err(format!("connection failed: {e}")),
-        },
-    }
-}
 
 /// What the poller leaves for `sample()`.
 #[derive(Debug, Default)]
@@ -551,11 +302,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use super::derive::{SOCKET_UNCORE, SYSTEM_CORE, THREAD_CORE};
     use super::*;
 
     // Built from intel/pcm's printing code for a 2-socket Skylake-SP; see
     // testdata/pcm/README.md. Not captured from a running server.
-    const PERSECOND: &str = include_str!("testdata/pcm/persecond-skx-2s.prom");
+    const PERSECOND: &str = include_str!("../testdata/pcm/persecond-skx-2s.prom");
     const INTERVAL_S: f64 = 1.000127;
 
     const INTEL_WITH_MSR: HostInfo = HostInfo { vendor: CpuVendor::Intel, msr_device: true };
