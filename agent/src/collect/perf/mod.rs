@@ -1,8 +1,9 @@
 //! The perf-events collector: hardware and software counters of the whole node, counted
 //! per CPU with `perf_event_open(pid = -1, cpu = N)` and summed over CPUs.
 //!
-//! The arithmetic (multiplexing scale, deltas, wrap and hot-plug handling, rates, derived
-//! ratios, reasons for missing metrics) is in pure functions. The syscalls sit behind
+//! By concern: [`events`] names the events and does the arithmetic (multiplexing scale,
+//! deltas, wrap and hot-plug handling, rates, derived ratios), [`diagnosis`] says why an
+//! event could not be opened, and this module is the collector. The syscalls sit behind
 //! [`PerfOpener`] / [`PerfCounter`], so the failure paths (no PMU, no permission,
 //! hot-plug) are tested without a kernel.
 //!
@@ -15,12 +16,19 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[cfg(test)]
 use fitsched_proto::metric;
 use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Hardware, Software};
 use perf_event::{Builder, ReadFormat};
 use tracing::{debug, warn};
 
 use super::{Collector, Sample};
+
+mod diagnosis;
+mod events;
+
+pub use diagnosis::*;
+pub use events::*;
 
 /// Where the kernel lists the online CPUs, e.g. `0-3,6`.
 pub const ONLINE_CPUS: &str = "/sys/devices/system/cpu/online";
@@ -50,312 +58,6 @@ pub const METRICS: [&str; 15] = [
     metric::PERF_CPU_MIGRATIONS_PER_SECOND,
     metric::PERF_PAGE_FAULTS_PER_SECOND,
 ];
-
-/// An event the collector counts on every CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PerfEvent {
-    Cycles,
-    Instructions,
-    CacheReferences,
-    CacheMisses,
-    BranchMisses,
-    StalledCyclesFrontend,
-    StalledCyclesBackend,
-    /// Last-level-cache read misses (`LL / READ / MISS`).
-    LlcReadMisses,
-    ContextSwitches,
-    CpuMigrations,
-    PageFaults,
-}
-
-/// Where an event comes from, which decides how a failure to open it is explained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Hardware,
-    Cache,
-    Software,
-}
-
-impl PerfEvent {
-    pub const ALL: [PerfEvent; 11] = [
-        PerfEvent::Cycles,
-        PerfEvent::Instructions,
-        PerfEvent::CacheReferences,
-        PerfEvent::CacheMisses,
-        PerfEvent::BranchMisses,
-        PerfEvent::StalledCyclesFrontend,
-        PerfEvent::StalledCyclesBackend,
-        PerfEvent::LlcReadMisses,
-        PerfEvent::ContextSwitches,
-        PerfEvent::CpuMigrations,
-        PerfEvent::PageFaults,
-    ];
-
-    /// The per-second metric of this event.
-    pub fn metric(self) -> &'static str {
-        match self {
-            PerfEvent::Cycles => metric::PERF_CYCLES_PER_SECOND,
-            PerfEvent::Instructions => metric::PERF_INSTRUCTIONS_PER_SECOND,
-            PerfEvent::CacheReferences => metric::PERF_CACHE_REFERENCES_PER_SECOND,
-            PerfEvent::CacheMisses => metric::PERF_CACHE_MISSES_PER_SECOND,
-            PerfEvent::BranchMisses => metric::PERF_BRANCH_MISSES_PER_SECOND,
-            PerfEvent::StalledCyclesFrontend => metric::PERF_STALLED_CYCLES_FRONTEND_PER_SECOND,
-            PerfEvent::StalledCyclesBackend => metric::PERF_STALLED_CYCLES_BACKEND_PER_SECOND,
-            PerfEvent::LlcReadMisses => metric::PERF_LLC_LOAD_MISSES_PER_SECOND,
-            PerfEvent::ContextSwitches => metric::PERF_CONTEXT_SWITCHES_PER_SECOND,
-            PerfEvent::CpuMigrations => metric::PERF_CPU_MIGRATIONS_PER_SECOND,
-            PerfEvent::PageFaults => metric::PERF_PAGE_FAULTS_PER_SECOND,
-        }
-    }
-
-    /// The kernel's name of the event (`PERF_COUNT_HW_<name>` and friends).
-    pub fn kernel_name(self) -> &'static str {
-        match self {
-            PerfEvent::Cycles => "CPU_CYCLES",
-            PerfEvent::Instructions => "INSTRUCTIONS",
-            PerfEvent::CacheReferences => "CACHE_REFERENCES",
-            PerfEvent::CacheMisses => "CACHE_MISSES",
-            PerfEvent::BranchMisses => "BRANCH_MISSES",
-            PerfEvent::StalledCyclesFrontend => "STALLED_CYCLES_FRONTEND",
-            PerfEvent::StalledCyclesBackend => "STALLED_CYCLES_BACKEND",
-            PerfEvent::LlcReadMisses => "LL/READ/MISS",
-            PerfEvent::ContextSwitches => "CONTEXT_SWITCHES",
-            PerfEvent::CpuMigrations => "CPU_MIGRATIONS",
-            PerfEvent::PageFaults => "PAGE_FAULTS",
-        }
-    }
-
-    pub fn kind(self) -> EventKind {
-        match self {
-            PerfEvent::LlcReadMisses => EventKind::Cache,
-            PerfEvent::ContextSwitches | PerfEvent::CpuMigrations | PerfEvent::PageFaults => EventKind::Software,
-            _ => EventKind::Hardware,
-        }
-    }
-
-    /// Whether the event needs the CPU's PMU (as opposed to a kernel software counter).
-    pub fn needs_pmu(self) -> bool {
-        self.kind() != EventKind::Software
-    }
-
-    /// E.g. `hardware event INSTRUCTIONS`.
-    pub fn describe(self) -> String {
-        let kind = match self.kind() {
-            EventKind::Hardware => "hardware",
-            EventKind::Cache => "cache",
-            EventKind::Software => "software",
-        };
-        format!("{kind} event {}", self.kernel_name())
-    }
-}
-
-/// One reading of a counter: its value and, for multiplexing, how long it was enabled
-/// and how long it actually ran on the PMU.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawCount {
-    pub value: u64,
-    pub enabled_ns: u64,
-    pub running_ns: u64,
-}
-
-/// What two readings of one counter say about the tick between them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Delta {
-    /// Events counted in between, scaled up for the time the counter was multiplexed out.
-    Count(f64),
-    /// No trustworthy estimate this tick (counter went backwards, never got onto the PMU,
-    /// or an implausible rate); the new reading is the next baseline.
-    Skip,
-    /// The counter stopped counting although time passed: its CPU went offline (and
-    /// maybe came back). It has to be reopened.
-    Stopped,
-}
-
-/// The events counted between `prev` and `cur`, `elapsed_secs` apart.
-///
-/// Scales the *delta* by the delta of enabled over running time, as `perf stat -I` does:
-/// scaling the cumulative counts instead would let a change in the multiplexing ratio
-/// make a delta negative.
-pub fn counter_delta(prev: RawCount, cur: RawCount, elapsed_secs: f64) -> Delta {
-    let (Some(value), Some(enabled), Some(running)) = (
-        cur.value.checked_sub(prev.value),
-        cur.enabled_ns.checked_sub(prev.enabled_ns),
-        cur.running_ns.checked_sub(prev.running_ns),
-    ) else {
-        return Delta::Skip;
-    };
-    if elapsed_secs.is_nan() || elapsed_secs <= 0.0 {
-        return Delta::Skip;
-    }
-    if enabled == 0 {
-        return Delta::Stopped;
-    }
-    if running == 0 {
-        return Delta::Skip;
-    }
-    let count = if running >= enabled { value as f64 } else { value as f64 * (enabled as f64 / running as f64) };
-    if !count.is_finite() || count / elapsed_secs > MAX_EVENTS_PER_CPU_SECOND {
-        return Delta::Skip;
-    }
-    Delta::Count(count)
-}
-
-/// One tick's event counts, by event and CPU. Only CPUs with a usable delta appear.
-pub type TickDeltas = BTreeMap<PerfEvent, BTreeMap<u32, f64>>;
-
-/// The ratios derived from two events: metric, numerator, denominator, factor.
-pub const DERIVED: [(&str, PerfEvent, PerfEvent, f64); 4] = [
-    (metric::PERF_IPC, PerfEvent::Instructions, PerfEvent::Cycles, 1.0),
-    (metric::PERF_CPI, PerfEvent::Cycles, PerfEvent::Instructions, 1.0),
-    (metric::PERF_LLC_MPKI, PerfEvent::LlcReadMisses, PerfEvent::Instructions, 1000.0),
-    (metric::PERF_BRANCH_MPKI, PerfEvent::BranchMisses, PerfEvent::Instructions, 1000.0),
-];
-
-/// `factor × Σ num / Σ den` over the CPUs that have both, so a CPU skipped for one event
-/// does not skew the ratio; `None` without common CPUs or when the denominator is 0.
-pub fn ratio(num: &BTreeMap<u32, f64>, den: &BTreeMap<u32, f64>, factor: f64) -> Option<f64> {
-    let (mut n, mut d) = (0.0, 0.0);
-    for (cpu, x) in num {
-        if let Some(y) = den.get(cpu) {
-            n += x;
-            d += y;
-        }
-    }
-    let r = factor * n / d;
-    (d > 0.0 && r.is_finite()).then_some(r)
-}
-
-/// The metrics of one tick: a per-second rate for every event with at least one CPU's
-/// delta, and the derived ratios whose inputs are both there.
-pub fn tick_metrics(deltas: &TickDeltas, elapsed_secs: f64) -> BTreeMap<&'static str, f64> {
-    let mut out = BTreeMap::new();
-    if elapsed_secs.is_nan() || elapsed_secs <= 0.0 {
-        return out;
-    }
-    for (event, per_cpu) in deltas {
-        if !per_cpu.is_empty() {
-            out.insert(event.metric(), per_cpu.values().sum::<f64>() / elapsed_secs);
-        }
-    }
-    for (name, num, den, factor) in DERIVED {
-        if let (Some(n), Some(d)) = (deltas.get(&num), deltas.get(&den))
-            && let Some(r) = ratio(n, d, factor)
-        {
-            out.insert(name, r);
-        }
-    }
-    out
-}
-
-/// The missing metrics given the events that cannot be counted (with why): each event's
-/// own metric, and every derived metric with such an input.
-pub fn missing_metrics(down: &BTreeMap<PerfEvent, String>) -> Vec<(&'static str, String)> {
-    let mut out: Vec<(&'static str, String)> =
-        PerfEvent::ALL.iter().filter_map(|e| down.get(e).map(|why| (e.metric(), why.clone()))).collect();
-    for (name, num, den, _) in DERIVED {
-        let reasons: Vec<&str> = [num, den].iter().filter_map(|e| down.get(e).map(String::as_str)).collect();
-        if !reasons.is_empty() {
-            out.push((name, reasons.join("; ")));
-        }
-    }
-    out
-}
-
-/// Why `perf_event_open` failed, as far as the collector's reaction is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenFailure {
-    /// The event does not exist here: no PMU, or this PMU lacks it (ENOENT, EOPNOTSUPP,
-    /// EINVAL, ENXIO — the set `perf stat` shows as `<not supported>`).
-    Unsupported,
-    /// EACCES/EPERM: perf_event_paranoid, a missing capability, or seccomp.
-    Denied,
-    /// ENOSYS: a kernel without perf events.
-    NoPerfEvents,
-    /// EMFILE/ENFILE: one descriptor per event and CPU exceeded the limit.
-    TooManyFiles,
-    /// ENODEV, EBUSY, EINTR, EAGAIN: the CPU went offline meanwhile or the PMU is busy;
-    /// worth another try next tick.
-    Transient,
-    /// Anything else; not retried, so an unexpected error does not cost syscalls every tick.
-    Other,
-}
-
-impl OpenFailure {
-    pub fn classify(err: &io::Error) -> Self {
-        match err.raw_os_error() {
-            Some(libc::ENOENT | libc::EOPNOTSUPP | libc::EINVAL | libc::ENXIO) => OpenFailure::Unsupported,
-            Some(libc::EACCES | libc::EPERM) => OpenFailure::Denied,
-            Some(libc::ENOSYS) => OpenFailure::NoPerfEvents,
-            Some(libc::EMFILE | libc::ENFILE) => OpenFailure::TooManyFiles,
-            Some(libc::ENODEV | libc::EBUSY | libc::EINTR | libc::EAGAIN) => OpenFailure::Transient,
-            _ => OpenFailure::Other,
-        }
-    }
-}
-
-/// What the explanation of an open failure depends on besides the error itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReasonContext {
-    /// `/proc/sys/kernel/perf_event_paranoid`, if readable.
-    pub paranoid: Option<i64>,
-    /// Whether any PMU event could be opened on any CPU; if none could, "not supported"
-    /// means there is no PMU at all.
-    pub pmu_seen: bool,
-    /// Events × CPUs: the descriptors the collector needs.
-    pub descriptors: usize,
-}
-
-/// Why `event` cannot be counted, as a sentence fragment following the event's name:
-/// `hardware event INSTRUCTIONS` + ` not supported: no PMU (VM?)`.
-pub fn failure_cause(event: PerfEvent, failure: OpenFailure, cpu: u32, err: &str, ctx: &ReasonContext) -> String {
-    match failure {
-        OpenFailure::Unsupported if event.needs_pmu() && !ctx.pmu_seen => "not supported: no PMU (VM?)".to_owned(),
-        OpenFailure::Unsupported if event.needs_pmu() => format!("not supported by the PMU of CPU {cpu} ({err})"),
-        OpenFailure::Unsupported => format!("not supported by this kernel ({err})"),
-        OpenFailure::Denied => match ctx.paranoid {
-            Some(p) if p > 0 => {
-                format!("denied: perf_event_paranoid={p} forbids system-wide events without CAP_PERFMON")
-            }
-            Some(p) => format!(
-                "denied ({err}) although perf_event_paranoid={p}: perf_event_open blocked by seccomp or an LSM?"
-            ),
-            None => format!("denied ({err}): system-wide events need CAP_PERFMON ({PERF_EVENT_PARANOID} unreadable)"),
-        },
-        OpenFailure::NoPerfEvents => format!("unavailable: kernel without perf events ({err})"),
-        OpenFailure::TooManyFiles => format!(
-            "cannot be opened: out of file descriptors ({err}); perf needs one per event and CPU ({}), raise the nofile limit",
-            ctx.descriptors
-        ),
-        OpenFailure::Transient | OpenFailure::Other => format!("cannot be opened on CPU {cpu}: {err}"),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed CPU list {0:?}")]
-pub struct CpuListError(pub String);
-
-/// Parses a kernel CPU list (`0-3,6`, or empty) into sorted, distinct CPU numbers.
-pub fn parse_cpu_list(contents: &str) -> Result<Vec<u32>, CpuListError> {
-    // Far above any NR_CPUS; bounds the work a corrupt file can cause.
-    const LIMIT: usize = 1 << 16;
-    let bad = || CpuListError(contents.trim().to_owned());
-    let mut cpus = Vec::new();
-    for part in contents.trim().split(',').filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo, hi),
-            None => (part, part),
-        };
-        let lo: u32 = lo.trim().parse().map_err(|_| bad())?;
-        let hi: u32 = hi.trim().parse().map_err(|_| bad())?;
-        if hi < lo || (hi - lo) as usize >= LIMIT || cpus.len() + ((hi - lo) as usize) >= LIMIT {
-            return Err(bad());
-        }
-        cpus.extend(lo..=hi);
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
-}
 
 /// An open counter.
 pub trait PerfCounter: Send {
@@ -417,11 +119,6 @@ impl PerfCounter for KernelCounter {
             running_ns: nanos(data.time_running())?,
         })
     }
-}
-
-/// Reads `/proc/sys/kernel/perf_event_paranoid`.
-pub fn read_paranoid() -> Option<i64> {
-    std::fs::read_to_string(PERF_EVENT_PARANOID).ok()?.trim().parse().ok()
 }
 
 enum CpuSource {
