@@ -255,8 +255,20 @@ impl ProcfsCollector {
     /// Turns one tick's readings into a sample, updating the previous counters.
     pub fn compute(&mut self, raw: RawReadings, now: Instant) -> Sample {
         let mut sample = Sample::default();
+        let cpu_count = self.cpu(raw.stat, &mut sample);
+        load(raw.loadavg, cpu_count, &mut sample);
+        memory(raw.meminfo, &mut sample);
+        self.vmstat(raw.vmstat, now, &mut sample);
+        match raw.pressure {
+            None => self.psi.missing(&PSI, NO_PSI_REASON, &mut sample),
+            Some(files) => self.psi.compute(&PSI, files, |r| format!("/proc/pressure/{r}"), now, &mut sample),
+        }
+        sample
+    }
 
-        let stat = raw.stat.and_then(|s| parse_stat(&s).map_err(|e| format!("cannot parse /proc/stat: {e}")));
+    /// CPU shares, run queue and blocked tasks from `/proc/stat`; the CPU count, when known.
+    fn cpu(&mut self, stat: Result<String, String>, sample: &mut Sample) -> Option<u32> {
+        let stat = stat.and_then(|s| parse_stat(&s).map_err(|e| format!("cannot parse /proc/stat: {e}")));
         let mut cpu_count = None;
         match stat {
             Ok(stat) => {
@@ -305,51 +317,12 @@ impl ProcfsCollector {
                 }
             }
         }
+        cpu_count
+    }
 
-        if let Some(count) = cpu_count {
-            match raw.loadavg.and_then(|s| parse_loadavg(&s).map_err(|e| format!("cannot parse /proc/loadavg: {e}"))) {
-                Ok(load1) => sample.set(metric::LOAD1_PER_CPU, load1 / f64::from(count)),
-                Err(reason) => sample.set_missing(metric::LOAD1_PER_CPU, reason),
-            }
-        }
-
-        match raw.meminfo.and_then(|s| parse_meminfo(&s).map_err(|e| format!("cannot parse /proc/meminfo: {e}"))) {
-            Ok(mem) => {
-                sample.set(metric::MEMORY_TOTAL_BYTES, mem.total_bytes as f64);
-                match mem.cached_bytes {
-                    Some(cached) => sample.set(metric::MEMORY_PAGE_CACHE_BYTES, cached as f64),
-                    None => sample.set_missing(metric::MEMORY_PAGE_CACHE_BYTES, "no Cached line in /proc/meminfo"),
-                }
-                match mem.available_bytes {
-                    Some(available) => {
-                        sample.set(metric::MEMORY_AVAILABLE_BYTES, available as f64);
-                        if mem.total_bytes > 0 {
-                            let ratio = (available as f64 / mem.total_bytes as f64).clamp(0.0, 1.0);
-                            sample.set(metric::MEMORY_AVAILABLE_RATIO, ratio);
-                        } else {
-                            sample.set_missing(metric::MEMORY_AVAILABLE_RATIO, "MemTotal is 0 in /proc/meminfo");
-                        }
-                    }
-                    None => {
-                        let reason = "no MemAvailable in /proc/meminfo (kernel older than 3.14)";
-                        sample.set_missing(metric::MEMORY_AVAILABLE_BYTES, reason);
-                        sample.set_missing(metric::MEMORY_AVAILABLE_RATIO, reason);
-                    }
-                }
-            }
-            Err(reason) => {
-                for name in [
-                    metric::MEMORY_TOTAL_BYTES,
-                    metric::MEMORY_AVAILABLE_BYTES,
-                    metric::MEMORY_AVAILABLE_RATIO,
-                    metric::MEMORY_PAGE_CACHE_BYTES,
-                ] {
-                    sample.set_missing(name, reason.clone());
-                }
-            }
-        }
-
-        match raw.vmstat {
+    /// Swap and fault rates from `/proc/vmstat` counters.
+    fn vmstat(&mut self, vmstat: Result<String, String>, now: Instant, sample: &mut Sample) {
+        match vmstat {
             Ok(contents) => {
                 let counters = parse_vmstat(&contents);
                 for (key, name) in VMSTAT {
@@ -370,12 +343,55 @@ impl ProcfsCollector {
                 }
             }
         }
+    }
+}
 
-        match raw.pressure {
-            None => self.psi.missing(&PSI, NO_PSI_REASON, &mut sample),
-            Some(files) => self.psi.compute(&PSI, files, |r| format!("/proc/pressure/{r}"), now, &mut sample),
+/// The 1-minute load per CPU from `/proc/loadavg` (needs the CPU count).
+fn load(loadavg: Result<String, String>, cpu_count: Option<u32>, sample: &mut Sample) {
+    if let Some(count) = cpu_count {
+        match loadavg.and_then(|s| parse_loadavg(&s).map_err(|e| format!("cannot parse /proc/loadavg: {e}"))) {
+            Ok(load1) => sample.set(metric::LOAD1_PER_CPU, load1 / f64::from(count)),
+            Err(reason) => sample.set_missing(metric::LOAD1_PER_CPU, reason),
         }
-        sample
+    }
+}
+
+/// Total, available and page-cache memory from `/proc/meminfo`.
+fn memory(meminfo: Result<String, String>, sample: &mut Sample) {
+    match meminfo.and_then(|s| parse_meminfo(&s).map_err(|e| format!("cannot parse /proc/meminfo: {e}"))) {
+        Ok(mem) => {
+            sample.set(metric::MEMORY_TOTAL_BYTES, mem.total_bytes as f64);
+            match mem.cached_bytes {
+                Some(cached) => sample.set(metric::MEMORY_PAGE_CACHE_BYTES, cached as f64),
+                None => sample.set_missing(metric::MEMORY_PAGE_CACHE_BYTES, "no Cached line in /proc/meminfo"),
+            }
+            match mem.available_bytes {
+                Some(available) => {
+                    sample.set(metric::MEMORY_AVAILABLE_BYTES, available as f64);
+                    if mem.total_bytes > 0 {
+                        let ratio = (available as f64 / mem.total_bytes as f64).clamp(0.0, 1.0);
+                        sample.set(metric::MEMORY_AVAILABLE_RATIO, ratio);
+                    } else {
+                        sample.set_missing(metric::MEMORY_AVAILABLE_RATIO, "MemTotal is 0 in /proc/meminfo");
+                    }
+                }
+                None => {
+                    let reason = "no MemAvailable in /proc/meminfo (kernel older than 3.14)";
+                    sample.set_missing(metric::MEMORY_AVAILABLE_BYTES, reason);
+                    sample.set_missing(metric::MEMORY_AVAILABLE_RATIO, reason);
+                }
+            }
+        }
+        Err(reason) => {
+            for name in [
+                metric::MEMORY_TOTAL_BYTES,
+                metric::MEMORY_AVAILABLE_BYTES,
+                metric::MEMORY_AVAILABLE_RATIO,
+                metric::MEMORY_PAGE_CACHE_BYTES,
+            ] {
+                sample.set_missing(name, reason.clone());
+            }
+        }
     }
 }
 
