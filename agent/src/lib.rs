@@ -14,6 +14,7 @@
 mod collect;
 mod config;
 mod http;
+mod limits;
 mod replay;
 mod rng;
 mod simulate;
@@ -34,6 +35,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
 pub use config::Args;
+pub use limits::Limits;
 pub use simulate::{
     METRICS as SIMULATED_METRICS, PREFIX as SIMULATED_PREFIX, Profile as SimulatedProfile,
     node_name as simulated_node_name,
@@ -59,14 +61,14 @@ fn raise_open_file_limit() {
 }
 
 /// Everything the agent reads on a real node, merged into one sample per tick.
-fn node_collector(args: &Args) -> Composite {
+fn node_collector(args: &Args, limits: &Limits) -> Composite {
     Composite::new(vec![
         Box::new(ProcfsCollector::new(&args.proc_root)),
         Box::new(NetCollector::new(&args.proc_root, &args.sys_root)),
         Box::new(DiskCollector::new(&args.proc_root, &args.sys_root)),
         Box::new(PerfCollector::system_wide()),
         Box::new(CgroupCollector::new(args.cgroup_root.clone())),
-        Box::new(PcmCollector::spawn(args.pcm_url.clone(), args.tick)),
+        Box::new(PcmCollector::spawn(args.pcm_url.clone(), args.tick, limits)),
     ])
 }
 
@@ -95,7 +97,8 @@ pub async fn run_with(
     raise_open_file_limit();
     let host = args.resolve_node_name()?;
     let endpoint = fitsched_runtime::scorer_endpoint(&args.scorer, args.tls_ca.as_deref(), args.tls_domain.as_deref())?;
-    let mut stream_config = StreamConfig::with_endpoint(endpoint, args.buffer, args.window)?;
+    let limits = Limits::from_args(&args);
+    let mut stream_config = StreamConfig::with_endpoint(endpoint, limits.buffer_windows, args.window)?;
     stream_config.token_file = args.token_file.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -115,7 +118,7 @@ pub async fn run_with(
     let collectors: Vec<(String, Option<Box<dyn Collector>>)> = if let Some(file) = &replay {
         file.nodes.keys().map(|name| (name.clone(), None)).collect()
     } else if args.simulate == 0 {
-        vec![(host.clone(), Some(Box::new(node_collector(&args)) as Box<dyn Collector>))]
+        vec![(host.clone(), Some(Box::new(node_collector(&args, &limits)) as Box<dyn Collector>))]
     } else {
         (0..args.simulate as usize)
             .map(|i| {
@@ -133,7 +136,7 @@ pub async fn run_with(
         let status = Arc::new(NodeProgress::new(&name, &agent_id));
         // The client drains this promptly into its own bounded buffer; the channel only
         // has to absorb a burst while it is busy connecting.
-        let (tx, rx) = mpsc::channel(args.buffer.max(1));
+        let (tx, rx) = mpsc::channel(limits.buffer_windows.max(1));
         clients.push(tokio::spawn(StreamClient::new(stream_config.clone(), Arc::clone(&status), rx).run()));
         let out = NodeOut {
             aggregator: WindowAggregator::new(&name, &agent_id, args.window, args.tick),

@@ -10,7 +10,7 @@ use hyper::{Request, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{DEFAULT_PORT, MAX_ANSWER_BYTES, MAX_PERSECOND_SPAN, PROMETHEUS_TEXT};
+use super::{DEFAULT_PORT, MAX_PERSECOND_SPAN, PROMETHEUS_TEXT};
 
 /// Where to send `GET`: parsed once from `--pcm-url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +20,12 @@ pub(super) struct Target {
     /// `host:port` as written, for the `Host` header.
     pub(super) authority: String,
     pub(super) path: String,
+    /// [`crate::Limits::pcm_fetch_timeout`] and [`crate::Limits::pcm_max_answer_bytes`].
+    pub(super) fetch_timeout: Duration,
+    pub(super) max_answer_bytes: usize,
 }
 
-pub(super) fn parse_target(url: &str, interval: Duration) -> Result<Target, String> {
+pub(super) fn parse_target(url: &str, interval: Duration, limits: &crate::Limits) -> Result<Target, String> {
     let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
     match uri.scheme_str() {
         None | Some("http") => {}
@@ -49,6 +52,8 @@ pub(super) fn parse_target(url: &str, interval: Duration) -> Result<Target, Stri
         port,
         authority: authority.as_str().to_owned(),
         path: format!("{base}/persecond/{span}"),
+        fetch_timeout: limits.pcm_fetch_timeout,
+        max_answer_bytes: limits.pcm_max_answer_bytes,
     })
 }
 
@@ -80,7 +85,7 @@ pub(super) async fn fetch(target: &Target) -> Result<String, String> {
                 return Err(format!("answered {content_type}, not Prometheus text"));
             }
         }
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        let body = Limited::new(response.into_body(), target.max_answer_bytes)
             .collect()
             .await
             .map_err(|e| format!("cannot read the answer: {e}"))?

@@ -60,18 +60,12 @@ pub const DEFAULT_PORT: u16 = 9738;
 pub const DISABLED_REASON: &str = "PCM disabled (no --pcm-url)";
 pub const NO_MSR_REASON: &str = "no MSR access (/dev/cpu/*/msr absent; PCM needs the msr module and privileges)";
 pub const STOPPED_REASON: &str = "pcm-sensor-server stopped answering";
-/// How long one poll may take. The server answers `/persecond` from memory within
-/// milliseconds; anything slower is a server in trouble, and the poll must not pile up
-/// behind the next tick.
-pub const FETCH_TIMEOUT: Duration = Duration::from_millis(500);
 /// An answer older than this many poll intervals no longer describes the node.
 pub const STALE_AFTER_INTERVALS: u32 = 3;
 
 const WAITING_PREFIX: &str = "waiting for the first answer from pcm-sensor-server";
 /// The media type the server matches (after removing spaces) to answer in Prometheus text.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
-/// A 2-socket server with 448 threads prints about 1.5 MB; more than this is not PCM.
-const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// The server keeps 30 one-second samples, so `/persecond/N` accepts N in 1..=30.
 const MAX_PERSECOND_SPAN: u64 = 30;
 /// The poller's period has a floor so a zero or tiny interval cannot turn it into a busy loop.
@@ -143,12 +137,12 @@ async fn poll_forever(target: Target, url: String, interval: Duration, slot: Arc
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let outcome = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&target)).await {
+        let outcome = match tokio::time::timeout(target.fetch_timeout, fetch(&target)).await {
             Ok(Ok(text)) => {
                 exposition::parse(&text).map_err(|e| format!("not a pcm-sensor-server answer from {url}: {e}"))
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("no answer within {} ms", FETCH_TIMEOUT.as_millis())),
+            Err(_) => Err(format!("no answer within {} ms", target.fetch_timeout.as_millis())),
         };
         let mut slot = lock(&slot);
         match outcome {
@@ -215,12 +209,12 @@ impl PcmCollector {
     /// `http://127.0.0.1:9738`) is given and the CPU may be Intel, starts polling it once
     /// per `interval` on the current tokio runtime. Never fails: whatever is wrong shows
     /// up as missing metrics.
-    pub fn spawn(url: Option<String>, interval: Duration) -> Self {
-        Self::spawn_on(url, interval, HostInfo::detect())
+    pub fn spawn(url: Option<String>, interval: Duration, limits: &crate::Limits) -> Self {
+        Self::spawn_on(url, interval, HostInfo::detect(), limits)
     }
 
     /// [`spawn`](Self::spawn) with the host's properties given rather than detected.
-    pub fn spawn_on(url: Option<String>, interval: Duration, host: HostInfo) -> Self {
+    pub fn spawn_on(url: Option<String>, interval: Duration, host: HostInfo, limits: &crate::Limits) -> Self {
         let off = |reason: String| Self { mode: Mode::Off(reason), logged: HashSet::new() };
         let Some(url) = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()) else {
             return off(DISABLED_REASON.to_owned());
@@ -229,7 +223,7 @@ impl PcmCollector {
             return off(format!("not an Intel CPU ({vendor})"));
         }
         let interval = interval.max(MIN_POLL_INTERVAL);
-        let target = match parse_target(&url, interval) {
+        let target = match parse_target(&url, interval, limits) {
             Ok(target) => target,
             Err(e) => return off(format!("invalid --pcm-url {url}: {e}")),
         };
@@ -497,17 +491,27 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        let t = parse_target("http://127.0.0.1:9738", Duration::from_secs(1)).unwrap();
+        let t = parse_target("http://127.0.0.1:9738", Duration::from_secs(1), &crate::Limits::default()).unwrap();
         assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 9738, "/persecond/1"));
         assert_eq!(t.authority, "127.0.0.1:9738");
-        let t = parse_target("http://[::1]:9000/pcm/", Duration::from_secs(5)).unwrap();
+        let t = parse_target("http://[::1]:9000/pcm/", Duration::from_secs(5), &crate::Limits::default()).unwrap();
         assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9000, "/pcm/persecond/5"));
-        assert_eq!(parse_target("http://pcm", Duration::from_secs(100)).unwrap().path, "/persecond/30");
-        assert_eq!(parse_target("http://pcm", Duration::from_millis(10)).unwrap().port, 80);
-        assert_eq!(parse_target("localhost:1234", Duration::from_secs(1)).unwrap().port, 1234);
-        assert!(parse_target("https://localhost:9738", Duration::from_secs(1)).unwrap_err().contains("https"));
-        assert!(parse_target("http://", Duration::from_secs(1)).is_err());
-        assert!(parse_target("not a url", Duration::from_secs(1)).is_err());
+        assert_eq!(
+            parse_target("http://pcm", Duration::from_secs(100), &crate::Limits::default()).unwrap().path,
+            "/persecond/30"
+        );
+        assert_eq!(parse_target("http://pcm", Duration::from_millis(10), &crate::Limits::default()).unwrap().port, 80);
+        assert_eq!(
+            parse_target("localhost:1234", Duration::from_secs(1), &crate::Limits::default()).unwrap().port,
+            1234
+        );
+        assert!(
+            parse_target("https://localhost:9738", Duration::from_secs(1), &crate::Limits::default())
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(parse_target("http://", Duration::from_secs(1), &crate::Limits::default()).is_err());
+        assert!(parse_target("not a url", Duration::from_secs(1), &crate::Limits::default()).is_err());
     }
 
     #[test]
@@ -546,7 +550,7 @@ mod tests {
     #[test]
     fn no_url_means_disabled_and_needs_no_runtime() {
         for url in [None, Some(String::new()), Some("  ".to_owned())] {
-            let mut c = PcmCollector::spawn_on(url, Duration::from_secs(1), INTEL_WITH_MSR);
+            let mut c = PcmCollector::spawn_on(url, Duration::from_secs(1), INTEL_WITH_MSR, &crate::Limits::default());
             assert!(matches!(c.mode, Mode::Off(_)));
             assert_all_missing(&c.sample(Instant::now()), |r| r == DISABLED_REASON);
         }
@@ -554,9 +558,19 @@ mod tests {
 
     #[test]
     fn outside_a_runtime_or_with_a_bad_url_nothing_is_polled() {
-        let mut c = PcmCollector::spawn_on(Some("http://127.0.0.1:1".into()), Duration::from_secs(1), INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(
+            Some("http://127.0.0.1:1".into()),
+            Duration::from_secs(1),
+            INTEL_WITH_MSR,
+            &crate::Limits::default(),
+        );
         assert_all_missing(&c.sample(Instant::now()), |r| r.contains("outside a tokio runtime"));
-        let mut c = PcmCollector::spawn_on(Some("https://localhost".into()), Duration::from_secs(1), INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(
+            Some("https://localhost".into()),
+            Duration::from_secs(1),
+            INTEL_WITH_MSR,
+            &crate::Limits::default(),
+        );
         assert_all_missing(&c.sample(Instant::now()), |r| r.starts_with("invalid --pcm-url https://localhost"));
     }
 
@@ -648,7 +662,7 @@ mod tests {
     async fn polls_a_local_server_and_notices_when_it_stops() {
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
         let interval = Duration::from_millis(50);
-        let mut c = PcmCollector::spawn_on(Some(server.url()), interval, INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(Some(server.url()), interval, INTEL_WITH_MSR, &crate::Limits::default());
 
         let s = sample_until(&mut c, |s| !s.values.is_empty()).await;
         assert!(s.missing.is_empty(), "{:?}", s.missing);
@@ -663,7 +677,12 @@ mod tests {
     #[tokio::test]
     async fn without_msr_access_a_reachable_server_still_counts() {
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
-        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITHOUT_MSR);
+        let mut c = PcmCollector::spawn_on(
+            Some(server.url()),
+            Duration::from_millis(50),
+            INTEL_WITHOUT_MSR,
+            &crate::Limits::default(),
+        );
         let s = sample_until(&mut c, |s| !s.values.is_empty()).await;
         assert_eq!(s.values.len(), METRICS.len());
     }
@@ -671,13 +690,19 @@ mod tests {
     #[tokio::test]
     async fn unreachable_server_is_missing_with_the_error_or_the_msr_reason() {
         let url = closed_port().await;
-        let mut c = PcmCollector::spawn_on(Some(url.clone()), Duration::from_millis(50), INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(
+            Some(url.clone()),
+            Duration::from_millis(50),
+            INTEL_WITH_MSR,
+            &crate::Limits::default(),
+        );
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| {
             r.starts_with(&format!("no pcm-sensor-server at {url}: ")) && r.len() > url.len() + 30
         });
 
-        let mut c = PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITHOUT_MSR);
+        let mut c =
+            PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITHOUT_MSR, &crate::Limits::default());
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r == NO_MSR_REASON);
     }
@@ -685,7 +710,12 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_does_not_answer_in_time_is_a_timeout() {
         let server = FakeServer::start(PERSECOND, Duration::from_secs(30)).await;
-        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(
+            Some(server.url()),
+            Duration::from_millis(50),
+            INTEL_WITH_MSR,
+            &crate::Limits::default(),
+        );
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r.ends_with("no answer within 500 ms"));
     }
@@ -693,14 +723,20 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_answers_something_else_is_reported() {
         let server = FakeServer::start("<!DOCTYPE html>\n<html lang=\"en\">\n", Duration::ZERO).await;
-        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(
+            Some(server.url()),
+            Duration::from_millis(50),
+            INTEL_WITH_MSR,
+            &crate::Limits::default(),
+        );
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r.contains("not a pcm-sensor-server answer"));
 
         // A path the server does not know.
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
         let url = format!("{}/elsewhere", server.url());
-        let mut c = PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITH_MSR);
+        let mut c =
+            PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITH_MSR, &crate::Limits::default());
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r.ends_with("answered HTTP 404 Not Found"));
     }
@@ -709,7 +745,8 @@ mod tests {
     async fn a_non_intel_cpu_is_never_polled() {
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
         let amd = HostInfo { vendor: CpuVendor::Other("AuthenticAMD".into()), msr_device: true };
-        let mut c = PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(20), amd);
+        let mut c =
+            PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(20), amd, &crate::Limits::default());
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_all_missing(&c.sample(Instant::now()), |r| r == "not an Intel CPU (AuthenticAMD)");
         assert_eq!(server.requests.load(Ordering::SeqCst), 0);
@@ -717,14 +754,15 @@ mod tests {
 
     #[tokio::test]
     async fn this_machine_with_a_closed_port_reports_every_metric_missing() {
-        let mut c = PcmCollector::spawn(Some(closed_port().await), Duration::from_millis(50));
+        let mut c =
+            PcmCollector::spawn(Some(closed_port().await), Duration::from_millis(50), &crate::Limits::default());
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| !r.is_empty());
     }
 
     #[tokio::test]
     async fn each_reason_is_logged_once() {
-        let mut c = PcmCollector::spawn_on(None, Duration::from_secs(1), INTEL_WITH_MSR);
+        let mut c = PcmCollector::spawn_on(None, Duration::from_secs(1), INTEL_WITH_MSR, &crate::Limits::default());
         for _ in 0..5 {
             c.sample(Instant::now());
         }
@@ -732,7 +770,8 @@ mod tests {
 
         let url = closed_port().await;
         let unknown = HostInfo { vendor: CpuVendor::Unknown, msr_device: true };
-        let mut c = PcmCollector::spawn_on(Some(url.clone()), Duration::from_millis(50), unknown);
+        let mut c =
+            PcmCollector::spawn_on(Some(url.clone()), Duration::from_millis(50), unknown, &crate::Limits::default());
         sample_until(&mut c, settled).await;
         let logged = c.logged.len();
         for _ in 0..5 {
