@@ -13,13 +13,43 @@ use crate::stack::{Stack, StackConfig, free_addr};
 use crate::testbed::Testbed;
 use crate::{paths, progress};
 
-/// Sequences the scorer's log says it stored for `node` (debug line "window stored"), in
-/// the order it stored them.
-pub fn stored(log: &str, node: &str) -> Vec<u64> {
-    log.lines()
-        .filter(|l| l.contains("window stored") && l.contains(&format!("node={node} ")))
-        .filter_map(|l| l.split("sequence=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect()
+/// What the running scorer says it stored of a stack's one node, from its `/metrics`
+/// and `ListNodes`, not from its log. A scorer stores a node's windows in increasing
+/// sequence order by construction (a resend at or below its latest is refused as a
+/// duplicate), so counts and the latest sequence say what was lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredWindows {
+    /// Windows this scorer process stored (`fitsched_scorer_windows_total`).
+    pub stored: u64,
+    /// The node's latest stored sequence (`ListNodes`); 0 before any.
+    pub latest: u64,
+    /// Sequences skipped between two stored windows (`fitsched_scorer_windows_skipped_total`).
+    pub skipped: u64,
+    /// Resends refused as already stored (`fitsched_scorer_windows_duplicate_total`).
+    pub refused_duplicates: u64,
+}
+
+impl StoredWindows {
+    /// The first sequence this scorer process stored.
+    pub fn first(&self) -> u64 {
+        (self.latest + 1).saturating_sub(self.stored + self.skipped)
+    }
+}
+
+/// [`StoredWindows`] of `node`, the only node `stack`'s agents report.
+pub fn stored_windows(stack: &Stack, node: &str) -> anyhow::Result<StoredWindows> {
+    let text = scrape(stack.scorer_http)?;
+    let counter = |name: &str| crate::cluster::sum_metric(&text, name, "");
+    let nodes = crate::stack::block_on(async {
+        anyhow::Ok(stack.scorer_client().await?.list_nodes(fitsched_proto::ListNodesRequest {}).await?.into_inner())
+    })?;
+    let latest = nodes.nodes.iter().find(|n| n.name == node).and_then(|n| n.latest.as_ref()).map_or(0, |w| w.sequence);
+    Ok(StoredWindows {
+        stored: counter("fitsched_scorer_windows_total"),
+        latest,
+        skipped: counter("fitsched_scorer_windows_skipped_total"),
+        refused_duplicates: counter("fitsched_scorer_windows_duplicate_total"),
+    })
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -38,13 +68,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
 pub struct CutFigures {
     pub cut: Duration,
     /// Windows stored after the cut that were made before or during it.
-    pub resent: usize,
-    /// Sequences never stored, up to the last one stored.
-    pub lost: usize,
-    /// Sequences stored more than once.
-    pub duplicates: usize,
-    /// Stored windows whose sequence is below one stored before them.
-    pub out_of_order: usize,
+    pub resent: u64,
+    /// Sequences never stored, up to the latest stored.
+    pub lost: u64,
+    /// Resends the scorer refused as already stored (none is stored twice).
+    pub refused_duplicates: u64,
     /// From the restore to the scorer holding every window made until then.
     pub caught_up: Duration,
 }
@@ -62,32 +90,28 @@ pub fn network_cut(name: &str, cut: Duration) -> anyhow::Result<CutFigures> {
         agent_args: vec!["--buffer".into(), (cut.as_secs() + 30).to_string()],
         scorer_grpc: Some(scorer),
         agent_scorer: Some(format!("http://{}", proxy.addr)),
-        log_filter: "info,fitsched_scorer::ingest=debug".into(),
         log_dir: paths::target_dir().join("fitsched-logs").join(name),
         ..StackConfig::default()
     };
     let stack = Stack::start(config)?;
-    wait_until("three stored windows", Duration::from_secs(30), || stored(&stack.log("scorer"), &node).len() >= 3)?;
+    let now = || stored_windows(&stack, &node).unwrap_or_default();
+    wait_until("three stored windows", Duration::from_secs(30), || now().stored >= 3)?;
     progress(format!("{name}: cutting the agent's connection to the scorer for {cut:?}"));
     proxy.cut();
-    let before = stored(&stack.log("scorer"), &node).len();
+    let before = now();
     std::thread::sleep(cut);
     proxy.restore();
     let restored = Instant::now();
-    let last_made = stored(&stack.log("scorer"), &node).iter().max().copied().unwrap_or(0) + cut.as_secs();
-    wait_until("the cut's windows to arrive", cut + Duration::from_secs(60), || {
-        stored(&stack.log("scorer"), &node).iter().max().is_some_and(|&m| m >= last_made)
-    })?;
+    let last_made = before.latest + cut.as_secs();
+    wait_until("the cut's windows to arrive", cut + Duration::from_secs(60), || now().latest >= last_made)?;
     let caught_up = restored.elapsed();
-    let all = stored(&stack.log("scorer"), &node);
-    let max = all.iter().copied().max().unwrap_or(0);
-    let unique: std::collections::BTreeSet<u64> = all.iter().copied().collect();
+    let after = stored_windows(&stack, &node)?;
     Ok(CutFigures {
         cut,
-        resent: all.len().saturating_sub(before),
-        lost: (1..=max).filter(|s| !unique.contains(s)).count(),
-        duplicates: all.len() - unique.len(),
-        out_of_order: all.windows(2).filter(|w| w[1] < w[0]).count(),
+        resent: after.stored - before.stored,
+        // Every sequence up to the latest that this scorer process did not store.
+        lost: after.latest - after.stored,
+        refused_duplicates: after.refused_duplicates,
         caught_up,
     })
 }

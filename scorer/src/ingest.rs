@@ -59,8 +59,12 @@ impl Ingest for IngestService {
                 }
                 let (node, agent_id) = (window.node_name.clone(), window.agent_id.clone());
                 let acked_sequence = match store.insert(window) {
-                    Stored::New { sequence } => {
+                    Stored::New { sequence, skipped } => {
                         metrics::counter!(crate::telemetry::series::WINDOWS).increment(1);
+                        if skipped > 0 {
+                            metrics::counter!(crate::telemetry::series::WINDOWS_SKIPPED).increment(skipped);
+                            tracing::warn!(%node, sequence, skipped, "windows of this agent never arrived");
+                        }
                         tracing::debug!(%node, sequence, "window stored");
                         fitness.push(node.clone()).await;
                         sequence

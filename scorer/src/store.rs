@@ -25,8 +25,10 @@ use crate::compact::{CompactWindow, Interner};
 /// What happened to an incoming window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// A new latest window; acknowledge this sequence.
-    New { sequence: u64 },
+    /// A new latest window; acknowledge this sequence. `skipped`: the sequence numbers of
+    /// the same agent between the node's previous stored window and this one (windows lost
+    /// on the way, or dropped from a full agent buffer).
+    New { sequence: u64, skipped: u64 },
     /// Already seen (a resend after a reconnect); acknowledge the highest stored one.
     Duplicate { acked: u64 },
     /// A new node while the store holds its limit of nodes: not stored.
@@ -235,11 +237,17 @@ impl NodeStore {
         let sequence = window.sequence;
         let received_ms = fitsched_proto::now_unix_ms();
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let mut skipped = 0;
         let (fitness, fitness_since_ms, fallback_features) = match nodes.get(&window.node_name) {
             Some(e) if e.window.agent_id() == window.agent_id && sequence <= e.window.sequence() => {
                 return Stored::Duplicate { acked: e.window.sequence() };
             }
-            Some(e) => (e.fitness, e.fitness_since_ms, e.fallback_features.clone()),
+            Some(e) => {
+                if e.window.agent_id() == window.agent_id {
+                    skipped = sequence - e.window.sequence() - 1;
+                }
+                (e.fitness, e.fitness_since_ms, e.fallback_features.clone())
+            }
             None if nodes.slots.len() >= self.max_nodes => return Stored::Full { max_nodes: self.max_nodes },
             None => Default::default(),
         };
@@ -254,7 +262,7 @@ impl NodeStore {
             fallback_features,
         };
         nodes.put(window.node_name, entry);
-        Stored::New { sequence }
+        Stored::New { sequence, skipped }
     }
 
     /// `f` of the latest window of `node`, read in place (fitness computation reads a
@@ -453,12 +461,14 @@ mod tests {
     #[test]
     fn duplicates_are_acknowledged_not_stored() {
         let s = NodeStore::new(Duration::from_secs(60));
-        assert_eq!(s.insert(window("a", "x", 1)), Stored::New { sequence: 1 });
-        assert_eq!(s.insert(window("a", "x", 2)), Stored::New { sequence: 2 });
+        assert_eq!(s.insert(window("a", "x", 1)), Stored::New { sequence: 1, skipped: 0 });
+        assert_eq!(s.insert(window("a", "x", 2)), Stored::New { sequence: 2, skipped: 0 });
         assert_eq!(s.insert(window("a", "x", 1)), Stored::Duplicate { acked: 2 });
         assert_eq!(s.insert(window("a", "x", 2)), Stored::Duplicate { acked: 2 });
-        // A restarted agent starts counting again under a new id.
-        assert_eq!(s.insert(window("a", "y", 1)), Stored::New { sequence: 1 });
+        // Windows 3 and 4 never arrived.
+        assert_eq!(s.insert(window("a", "x", 5)), Stored::New { sequence: 5, skipped: 2 });
+        // A restarted agent starts counting again under a new id: nothing skipped.
+        assert_eq!(s.insert(window("a", "y", 1)), Stored::New { sequence: 1, skipped: 0 });
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub mod series {
     pub const WINDOWS: &str = "fitsched_scorer_windows_total";
     /// Counter: Windows received again after a reconnect, acknowledged and not stored.
     pub const WINDOWS_DUPLICATE: &str = "fitsched_scorer_windows_duplicate_total";
+    /// Counter: sequence numbers an agent skipped between two stored windows of a node
+    /// (windows lost on the way, or dropped from a full agent buffer).
+    pub const WINDOWS_SKIPPED: &str = "fitsched_scorer_windows_skipped_total";
     /// Counter: Windows refused: invalid, or of a new node while the store is full.
     pub const WINDOWS_REJECTED: &str = "fitsched_scorer_windows_rejected_total";
     /// Counter: Model file changes, by outcome (loaded, or refused and the old model kept).
@@ -59,6 +62,10 @@ pub fn describe() {
     metrics::describe_counter!(
         series::WINDOWS_DUPLICATE,
         "Windows received again after a reconnect, acknowledged and not stored."
+    );
+    metrics::describe_counter!(
+        series::WINDOWS_SKIPPED,
+        "Sequence numbers an agent skipped between two stored windows of a node: windows that never arrived."
     );
     metrics::describe_counter!(
         series::WINDOWS_REJECTED,
