@@ -412,11 +412,8 @@ fn agent(duration: Duration) -> anyhow::Result<()> {
 fn metric_value(url: &str, name: &str) -> Option<f64> {
     let mut r = fitsched_e2e::stack::http_agent(Duration::from_secs(5)).get(url).call().ok()?;
     let text = r.body_mut().read_to_string().ok()?;
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
-        .collect();
+    let exposition = fitsched_runtime::exposition::parse(&text).ok()?;
+    let values: Vec<f64> = exposition.samples.iter().filter(|s| s.name == name).map(|s| s.value).collect();
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
