@@ -159,7 +159,7 @@ pub async fn run_with(
         listener,
         http::router(http_state),
         None,
-        fitsched_runtime::http::ServeLimits::default(),
+        limits.serve,
         stopped(stop_rx.clone()),
     ));
     let ticker = match &args.replay {

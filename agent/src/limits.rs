@@ -17,12 +17,19 @@ pub struct Limits {
     /// One answer of pcm-sensor-server: a 2-socket server with 448 threads prints about
     /// 1.5 MB; more than this is not PCM.
     pub pcm_max_answer_bytes: usize,
+    /// The HTTP listener's connections and request heads.
+    pub serve: fitsched_runtime::http::ServeLimits,
 }
 
 impl Default for Limits {
     /// The flags' defaults.
     fn default() -> Self {
-        Self { buffer_windows: 30, pcm_fetch_timeout: Duration::from_millis(500), pcm_max_answer_bytes: 16 << 20 }
+        Self {
+            buffer_windows: 30,
+            pcm_fetch_timeout: Duration::from_millis(500),
+            pcm_max_answer_bytes: 16 << 20,
+            serve: fitsched_runtime::http::ServeLimits::default(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::cluster::Workload;
 use crate::process::scrape;
@@ -98,7 +98,7 @@ pub fn network_cut(name: &str, cut: Duration) -> anyhow::Result<CutFigures> {
     wait_until("three stored windows", Duration::from_secs(30), || now().stored >= 3)?;
     progress(format!("{name}: cutting the agent's connection to the scorer for {cut:?}"));
     proxy.cut();
-    let before = now();
+    let before = stored_windows(&stack, &node)?;
     std::thread::sleep(cut);
     proxy.restore();
     let restored = Instant::now();
@@ -109,8 +109,12 @@ pub fn network_cut(name: &str, cut: Duration) -> anyhow::Result<CutFigures> {
     Ok(CutFigures {
         cut,
         resent: after.stored - before.stored,
-        // Every sequence up to the latest that this scorer process did not store.
-        lost: after.latest - after.stored,
+        // Every sequence up to the latest that this scorer process did not store (one agent,
+        // from its first window: it never stores more windows than its latest sequence).
+        lost: after
+            .latest
+            .checked_sub(after.stored)
+            .context("the scorer stored more windows than its latest sequence")?,
         refused_duplicates: after.refused_duplicates,
         caught_up,
     })

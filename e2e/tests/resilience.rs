@@ -34,12 +34,23 @@ fn a_scorer_crash_loses_no_window_and_no_process_stores_one_twice() {
     // processes store is the newest acknowledged one, which the agent sends first on every
     // new connection (a window stored but not yet acknowledged at the kill would be stored
     // by both too: the scorer keeps windows in memory only).
-    wait_until("mid-window", Duration::from_secs(2), || {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 1000;
-        (400..600).contains(&ms)
-    });
-    let before = drill::stored_windows(&stack, node).unwrap();
-    stack.kill("scorer").unwrap();
+    let second = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() / 1000;
+    let before = loop {
+        wait_until("mid-window", Duration::from_secs(2), || {
+            let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 1000;
+            (400..600).contains(&ms)
+        });
+        let started = second();
+        let before = drill::stored_windows(&stack, node).unwrap();
+        // Read and kill within one window: no window closed (so none was stored) since.
+        if second() == started {
+            stack.kill("scorer").unwrap();
+            if second() == started {
+                break before;
+            }
+            panic!("the kill took past the window's end; the test cannot tell what both processes stored");
+        }
+    };
     // Five windows' worth of outage: the agent buffers them (default 30).
     std::thread::sleep(Duration::from_secs(5));
     stack.start_scorer().expect("scorer restarts on the same ports");

@@ -97,7 +97,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(observe::series::BIND_ERRORS, "Binds reported failed to kube-scheduler, by reason.");
     metrics::describe_counter!(
         observe::series::LATE_ANSWERS,
-        "Answers that left more than 50 ms after their verb's deadline, counted from the request's arrival."
+        "Answers (200) that left more than 50 ms after their verb's deadline, counted from the request's arrival."
     );
     metrics::describe_counter!(
         observe::series::BINDS_FOUND_BOUND,

@@ -25,8 +25,8 @@ pub mod series {
     pub const BAD_REQUESTS: &str = "fitsched_shim_bad_requests_total";
     /// Counter `{reason}`: binds reported failed to kube-scheduler.
     pub const BIND_ERRORS: &str = "fitsched_shim_bind_errors_total";
-    /// Counter: answers that left more than 50 ms after their verb's deadline (counted
-    /// from the request's arrival), by verb.
+    /// Counter: answers (200: the scorer's or a neutral one) that left more than 50 ms after
+    /// their verb's deadline (counted from the request's arrival), by verb. Refusals are not.
     pub const LATE_ANSWERS: &str = "fitsched_shim_late_answers_total";
     /// Binds whose POST was refused or unanswered, but whose pod was already on the
     /// requested node: reported bound.

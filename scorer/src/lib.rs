@@ -163,8 +163,9 @@ impl Ready {
 
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         tracing::info!(grpc = %grpc_addr, http = %http_addr, stale_after = ?args.stale_after(), default_strategy = %args.default_strategy, "scorer listening");
-        // Bounded work per connection: at most MAX_STREAMS calls open on one, and a handler
-        // runs for at most MAX_CONCURRENT_CALLS of them at once; the rest wait for a slot.
+        // Bounded work per connection: at most `limits.max_streams` calls open on one, and a
+        // handler runs for at most `limits.max_concurrent_calls` of them at once; the rest
+        // wait for a slot.
         let mut builder = tonic::transport::Server::builder()
             .initial_stream_window_size(fitsched_runtime::H2_STREAM_WINDOW)
             .initial_connection_window_size(fitsched_runtime::H2_CONNECTION_WINDOW)
@@ -196,7 +197,7 @@ impl Ready {
             http,
             http::router(http::HttpState { store, model, placements, prometheus }),
             None,
-            fitsched_runtime::http::ServeLimits::default(),
+            limits.serve,
             stop.stopped(),
         );
         let (g, h) = tokio::join!(grpc_server, http_server);

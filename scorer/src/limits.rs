@@ -37,6 +37,8 @@ pub struct Limits {
     pub review_ttl: Duration,
     /// TokenReview answers cached; when full, expired ones are dropped, then all.
     pub max_cached_reviews: usize,
+    /// The HTTP listener's connections and request heads.
+    pub serve: fitsched_runtime::http::ServeLimits,
 }
 
 impl Limits {
@@ -63,6 +65,7 @@ impl Limits {
             max_reviews_in_flight: 8,
             review_ttl: Duration::from_secs(60),
             max_cached_reviews: 4096,
+            serve: fitsched_runtime::http::ServeLimits::default(),
         }
     }
 

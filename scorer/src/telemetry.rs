@@ -12,7 +12,7 @@ pub mod series {
     /// Counter: Windows received again after a reconnect, acknowledged and not stored.
     pub const WINDOWS_DUPLICATE: &str = "fitsched_scorer_windows_duplicate_total";
     /// Counter: sequence numbers an agent skipped between two stored windows of a node
-    /// (windows lost on the way, or dropped from a full agent buffer).
+    /// (windows lost on the way, dropped from a full agent buffer, or refused as invalid).
     pub const WINDOWS_SKIPPED: &str = "fitsched_scorer_windows_skipped_total";
     /// Counter: Windows refused: invalid, or of a new node while the store is full.
     pub const WINDOWS_REJECTED: &str = "fitsched_scorer_windows_rejected_total";
@@ -65,7 +65,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         series::WINDOWS_SKIPPED,
-        "Sequence numbers an agent skipped between two stored windows of a node: windows that never arrived."
+        "Sequence numbers an agent skipped between two stored windows of a node: windows that never arrived or were refused."
     );
     metrics::describe_counter!(
         series::WINDOWS_REJECTED,
