@@ -299,6 +299,11 @@ mod tests {
     use super::derive::{SOCKET_UNCORE, SYSTEM_CORE, THREAD_CORE};
     use super::*;
 
+    /// A collector of the default limits on the given host.
+    fn spawn_on(url: Option<String>, interval: Duration, host: HostInfo) -> PcmCollector {
+        PcmCollector::spawn_on(url, interval, host, &crate::Limits::default())
+    }
+
     // Built from intel/pcm's printing code for a 2-socket Skylake-SP; see
     // testdata/pcm/README.md. Not captured from a running server.
     const PERSECOND: &str = include_str!("../testdata/pcm/persecond-skx-2s.prom");
@@ -550,7 +555,7 @@ mod tests {
     #[test]
     fn no_url_means_disabled_and_needs_no_runtime() {
         for url in [None, Some(String::new()), Some("  ".to_owned())] {
-            let mut c = PcmCollector::spawn_on(url, Duration::from_secs(1), INTEL_WITH_MSR, &crate::Limits::default());
+            let mut c = spawn_on(url, Duration::from_secs(1), INTEL_WITH_MSR);
             assert!(matches!(c.mode, Mode::Off(_)));
             assert_all_missing(&c.sample(Instant::now()), |r| r == DISABLED_REASON);
         }
@@ -558,19 +563,9 @@ mod tests {
 
     #[test]
     fn outside_a_runtime_or_with_a_bad_url_nothing_is_polled() {
-        let mut c = PcmCollector::spawn_on(
-            Some("http://127.0.0.1:1".into()),
-            Duration::from_secs(1),
-            INTEL_WITH_MSR,
-            &crate::Limits::default(),
-        );
+        let mut c = spawn_on(Some("http://127.0.0.1:1".into()), Duration::from_secs(1), INTEL_WITH_MSR);
         assert_all_missing(&c.sample(Instant::now()), |r| r.contains("outside a tokio runtime"));
-        let mut c = PcmCollector::spawn_on(
-            Some("https://localhost".into()),
-            Duration::from_secs(1),
-            INTEL_WITH_MSR,
-            &crate::Limits::default(),
-        );
+        let mut c = spawn_on(Some("https://localhost".into()), Duration::from_secs(1), INTEL_WITH_MSR);
         assert_all_missing(&c.sample(Instant::now()), |r| r.starts_with("invalid --pcm-url https://localhost"));
     }
 
@@ -662,7 +657,7 @@ mod tests {
     async fn polls_a_local_server_and_notices_when_it_stops() {
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
         let interval = Duration::from_millis(50);
-        let mut c = PcmCollector::spawn_on(Some(server.url()), interval, INTEL_WITH_MSR, &crate::Limits::default());
+        let mut c = spawn_on(Some(server.url()), interval, INTEL_WITH_MSR);
 
         let s = sample_until(&mut c, |s| !s.values.is_empty()).await;
         assert!(s.missing.is_empty(), "{:?}", s.missing);
@@ -677,12 +672,7 @@ mod tests {
     #[tokio::test]
     async fn without_msr_access_a_reachable_server_still_counts() {
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
-        let mut c = PcmCollector::spawn_on(
-            Some(server.url()),
-            Duration::from_millis(50),
-            INTEL_WITHOUT_MSR,
-            &crate::Limits::default(),
-        );
+        let mut c = spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITHOUT_MSR);
         let s = sample_until(&mut c, |s| !s.values.is_empty()).await;
         assert_eq!(s.values.len(), METRICS.len());
     }
@@ -690,19 +680,13 @@ mod tests {
     #[tokio::test]
     async fn unreachable_server_is_missing_with_the_error_or_the_msr_reason() {
         let url = closed_port().await;
-        let mut c = PcmCollector::spawn_on(
-            Some(url.clone()),
-            Duration::from_millis(50),
-            INTEL_WITH_MSR,
-            &crate::Limits::default(),
-        );
+        let mut c = spawn_on(Some(url.clone()), Duration::from_millis(50), INTEL_WITH_MSR);
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| {
             r.starts_with(&format!("no pcm-sensor-server at {url}: ")) && r.len() > url.len() + 30
         });
 
-        let mut c =
-            PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITHOUT_MSR, &crate::Limits::default());
+        let mut c = spawn_on(Some(url), Duration::from_millis(50), INTEL_WITHOUT_MSR);
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r == NO_MSR_REASON);
     }
@@ -710,12 +694,7 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_does_not_answer_in_time_is_a_timeout() {
         let server = FakeServer::start(PERSECOND, Duration::from_secs(30)).await;
-        let mut c = PcmCollector::spawn_on(
-            Some(server.url()),
-            Duration::from_millis(50),
-            INTEL_WITH_MSR,
-            &crate::Limits::default(),
-        );
+        let mut c = spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITH_MSR);
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r.ends_with("no answer within 500 ms"));
     }
@@ -723,20 +702,14 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_answers_something_else_is_reported() {
         let server = FakeServer::start("<!DOCTYPE html>\n<html lang=\"en\">\n", Duration::ZERO).await;
-        let mut c = PcmCollector::spawn_on(
-            Some(server.url()),
-            Duration::from_millis(50),
-            INTEL_WITH_MSR,
-            &crate::Limits::default(),
-        );
+        let mut c = spawn_on(Some(server.url()), Duration::from_millis(50), INTEL_WITH_MSR);
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r.contains("not a pcm-sensor-server answer"));
 
         // A path the server does not know.
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
         let url = format!("{}/elsewhere", server.url());
-        let mut c =
-            PcmCollector::spawn_on(Some(url), Duration::from_millis(50), INTEL_WITH_MSR, &crate::Limits::default());
+        let mut c = spawn_on(Some(url), Duration::from_millis(50), INTEL_WITH_MSR);
         let s = sample_until(&mut c, settled).await;
         assert_all_missing(&s, |r| r.ends_with("answered HTTP 404 Not Found"));
     }
@@ -745,8 +718,7 @@ mod tests {
     async fn a_non_intel_cpu_is_never_polled() {
         let server = FakeServer::start(PERSECOND, Duration::ZERO).await;
         let amd = HostInfo { vendor: CpuVendor::Other("AuthenticAMD".into()), msr_device: true };
-        let mut c =
-            PcmCollector::spawn_on(Some(server.url()), Duration::from_millis(20), amd, &crate::Limits::default());
+        let mut c = spawn_on(Some(server.url()), Duration::from_millis(20), amd);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_all_missing(&c.sample(Instant::now()), |r| r == "not an Intel CPU (AuthenticAMD)");
         assert_eq!(server.requests.load(Ordering::SeqCst), 0);
@@ -762,7 +734,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_reason_is_logged_once() {
-        let mut c = PcmCollector::spawn_on(None, Duration::from_secs(1), INTEL_WITH_MSR, &crate::Limits::default());
+        let mut c = spawn_on(None, Duration::from_secs(1), INTEL_WITH_MSR);
         for _ in 0..5 {
             c.sample(Instant::now());
         }
@@ -770,8 +742,7 @@ mod tests {
 
         let url = closed_port().await;
         let unknown = HostInfo { vendor: CpuVendor::Unknown, msr_device: true };
-        let mut c =
-            PcmCollector::spawn_on(Some(url.clone()), Duration::from_millis(50), unknown, &crate::Limits::default());
+        let mut c = spawn_on(Some(url.clone()), Duration::from_millis(50), unknown);
         sample_until(&mut c, settled).await;
         let logged = c.logged.len();
         for _ in 0..5 {
