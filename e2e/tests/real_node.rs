@@ -124,20 +124,12 @@ fn run_pause_pod(cluster: &Cluster, node: &RealNode) {
     }))
     .unwrap();
     cluster.block_on(pods.create(&PostParams::default(), &pod)).expect("pod created");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let p = cluster.block_on(pods.get("pause")).unwrap();
-        let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
-        if phase == "Running" {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pod is {phase} after 60 s (logs in {})",
-            node.log_dir().display()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let running = || {
+        let phase = cluster.block_on(pods.get("pause")).ok().and_then(|p| p.status?.phase);
+        phase.as_deref() == Some("Running")
+    };
+    fitsched_e2e::drill::wait_until("the pause pod to run", Duration::from_secs(60), running)
+        .unwrap_or_else(|e| panic!("{e} (logs in {})", node.log_dir().display()));
 }
 
 /// The chart installed as users install it, its pods run by the kubelet from images
